@@ -139,7 +139,12 @@ class Robot:
 
     def _choose_end_effector(self) -> int:
         if self.spec.ee_link is None:
-            return end_effector_from_tree(self._parent)
+            ee = end_effector_from_tree(self._parent)
+            is_leaf = ee >= 0 and ee not in self._parent
+            self.ee_link_reason = "deepest link" if is_leaf else "where the deepest branches (fingers) meet"
+            return ee
+        self.ee_link_reason = {"override": "--ee-link", "sidecar": self.spec.urdf_path.with_suffix(".toml").name}[
+            self.spec.ee_link_source]
         names = [self.base_link_name, *self.link_names]
         if self.spec.ee_link not in names:
             where = "--ee-link" if self.spec.ee_link_source == "override" else f"{self.spec.urdf_path.with_suffix('.toml')}"

@@ -1,0 +1,133 @@
+"""Command-line plumbing shared by the scripts: one-line errors with exit status 2, and robot selection."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from arm_a3c.assets import DEFAULT_ROBOT
+from arm_a3c.errors import UserError
+
+USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own convention)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its error report folded into one line that points at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--robot", metavar="NAME",
+                       help=f"robot in assets/: assets/NAME.urdf or assets/NAME/<one>.urdf (default {DEFAULT_ROBOT})")
+    group.add_argument("--urdf", metavar="PATH", help="path to a .urdf file instead of a robot name")
+    parser.add_argument("--ee-link", metavar="LINK",
+                        help="end-effector link name (default: from the robot's sidecar .toml, else the deepest link)")
+
+
+def robot_from_args(args: argparse.Namespace) -> str | None:
+    """The robot name or URDF path that the arguments select (None means the default robot)."""
+    return args.urdf or args.robot
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a script's main; a `UserError` becomes one line on stderr and exit status 2, no traceback."""
+    try:
+        return main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _make_env(args: argparse.Namespace):
+    from arm_a3c.env import ArmReachEnv  # PyBullet loads here, not when --help is asked for
+
+    return ArmReachEnv(robot_from_args(args), ee_link=args.ee_link)
+
+
+def inspect_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/inspect_robot.py`: show what arm-a3c understood of a robot, and a snapshot picture."""
+    import json
+    from pathlib import Path
+
+    from arm_a3c.report import describe, format_text, save_snapshot
+
+    parser = ArgumentParser(prog="inspect_robot.py", description=inspect_main.__doc__)
+    parser.add_argument("name", nargs="?", metavar="ROBOT", help="robot name in assets/ or path to a .urdf file")
+    add_robot_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--snapshot", metavar="PNG", type=Path,
+                        help="where to write the snapshot (default runs/inspect/ROBOT.png)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the snapshot's pose and target")
+    args = parser.parse_args(argv)
+    if args.name and (args.robot or args.urdf):
+        parser.error("give the robot either as ROBOT or with --robot/--urdf, not both")
+    args.robot = args.robot or args.name
+
+    env = _make_env(args)
+    try:
+        info = describe(env)
+        snapshot = args.snapshot or Path("runs") / "inspect" / f"{env.robot.name}.png"
+        try:
+            info["snapshot"] = str(save_snapshot(env, snapshot, args.seed))
+        except OSError as err:
+            raise UserError(f"cannot write the snapshot {snapshot} ({err.strerror}); pass --snapshot PATH") from None
+    finally:
+        env.close()
+    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    return 0
+
+
+def bench_env_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/bench_env.py`: environment steps per second beside raw physics, for each robot."""
+    import json
+    from pathlib import Path
+
+    from arm_a3c.assets import available_robots
+    from arm_a3c.bench import measure_env_speed
+
+    parser = ArgumentParser(prog="bench_env.py", description=bench_env_main.__doc__)
+    parser.add_argument("--robots", nargs="+", metavar="NAME", help="robots to measure (default: all in assets/)")
+    parser.add_argument("--steps", type=int, default=3000, help="control steps per round (default 3000)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating env/raw rounds (default 5)")
+    parser.add_argument("--json", metavar="PATH", type=Path, default=Path("bench_env.json"),
+                        help="where to write the results (default bench_env.json)")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.rounds < 1:
+        parser.error("--steps and --rounds must be at least 1")
+
+    results = [measure_env_speed(robot, args.steps, args.rounds).as_dict()
+               for robot in args.robots or available_robots()]
+    print(f"{'robot':<14} {'env steps/s':>12} {'raw steps/s':>12} {'env/raw':>8}   (substeps per step)")
+    for r in results:
+        print(f"{r['robot']:<14} {r['env_steps_per_s']:>12,.0f} {r['raw_steps_per_s']:>12,.0f} "
+              f"{r['ratio']:>8.2f}   ({r['substeps']})")
+    try:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    except OSError as err:
+        raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
+    print(f"wrote {args.json}")
+    return 0
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/train_arm.py`: A3C training is not built yet (issue #3). For now this builds the environment
+    for the chosen robot, shows what it found, and stops without training."""
+    from arm_a3c.report import describe, format_text
+
+    parser = ArgumentParser(prog="train_arm.py", description=train_main.__doc__)
+    add_robot_arguments(parser)
+    args = parser.parse_args(argv)
+    env = _make_env(args)
+    try:
+        print(format_text(describe(env)))
+    finally:
+        env.close()
+    print("\nA3C training is not built yet (issue #3): the environment is ready, nothing was trained.")
+    return 0
