@@ -77,8 +77,8 @@ class ArmReachEnv(gymnasium.Env):
         )
         self.marker = add_marker(self.client, cfg.success_radius_m, TARGET_RGBA)
         self.camera = Camera(
-            look_at=tuple(float(v) for v in (self.robot.base_position + [0.0, 0.0, 0.3 * self.reach_m])),
-            distance=1.9 * self.reach_m,
+            look_at=tuple(float(v) for v in (self.robot.base_position + [0.0, 0.0, 0.4 * self.reach_m])),
+            distance=2.0 * self.reach_m, pitch=-20.0,
         )
 
         dof = self.robot.dof

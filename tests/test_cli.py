@@ -1,0 +1,105 @@
+"""The scripts as a user runs them: inspect_robot.py output, and one clear line with exit status 2 for
+every bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import GRIPPER_ARM, REPO, box_link, robot_xml, run_script
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {result.stderr!r}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+def test_inspect_json_describes_the_light_arm(tmp_path):
+    snapshot = tmp_path / "shot.png"
+    result = run_script("inspect_robot.py", "light_arm", "--json", "--snapshot", str(snapshot))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)  # stdout is pure JSON: PyBullet's own prints are kept out of it
+    assert info["robot"] == "light_arm"
+    assert info["controlled_joints"] == ["base_yaw", "shoulder", "elbow"]
+    assert info["end_effector"] == "tip"
+    assert info["action_dim"] == 3 and info["obs_dim"] == 2 * 3 + 9
+    assert 0.6 < info["reach_m"] < 0.75  # 0.1 + 0.06 + 0.3 + 0.25 m of links when stretched upward
+    assert snapshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_text_for_a_urdf_path_lists_joints_and_held_fingers(write_urdf, tmp_path):
+    path = write_urdf(GRIPPER_ARM, "gripper_arm")
+    result = run_script("inspect_robot.py", "--urdf", str(path), "--snapshot", str(tmp_path / "g.png"))
+    assert result.returncode == 0, result.stderr
+    assert "palm  (where the deepest branches (fingers) meet)" in result.stdout
+    assert "left_finger_joint" in result.stdout and "held" in result.stdout
+    assert "reach" in result.stdout and " m from the base" in result.stdout
+
+
+def test_missing_urdf_file(tmp_path):
+    assert_user_error(run_script("inspect_robot.py", "--urdf", str(tmp_path / "nope.urdf")),
+                      "nope.urdf", "not found")
+
+
+def test_urdf_that_is_not_valid_xml(write_urdf):
+    path = write_urdf("<robot name='x'><link name='a'></robot>", "broken")
+    assert_user_error(run_script("inspect_robot.py", "--urdf", str(path)), "broken.urdf", "not valid URDF XML")
+
+
+def test_urdf_whose_meshes_are_missing(write_urdf):
+    text = GRIPPER_ARM.replace('<box size="0.04 0.04 0.3"/>', '<mesh filename="meshes/upper.stl"/>', 1)
+    path = write_urdf(text, "meshless")
+    assert_user_error(run_script("inspect_robot.py", "--urdf", str(path)),
+                      "meshless.urdf", "meshes/upper.stl", "copy the robot's mesh folder")
+
+
+def test_robot_with_no_movable_joints(write_urdf):
+    body = '<joint name="weld" type="fixed"><parent link="base"/><child link="a"/></joint>' + box_link("a", 0.2)
+    path = write_urdf(robot_xml("statue", body), "statue")
+    assert_user_error(run_script("inspect_robot.py", "--urdf", str(path)), "statue.urdf", "no movable joints")
+
+
+def test_unknown_robot_name_lists_the_available_robots():
+    assert_user_error(run_script("inspect_robot.py", "--robot", "my_arm"),
+                      "unknown robot 'my_arm'", "kuka_iiwa", "light_arm", "--urdf")
+
+
+def test_end_effector_link_that_does_not_exist():
+    assert_user_error(run_script("inspect_robot.py", "light_arm", "--ee-link", "gripper"),
+                      "'gripper'", "--ee-link", "tip")
+
+
+def test_bad_flags_are_one_line_too():
+    assert_user_error(run_script("inspect_robot.py", "--seed", "abc"), "--seed", "--help")
+    assert_user_error(run_script("inspect_robot.py", "light_arm", "--robot", "kuka_iiwa"), "not both")
+
+
+@pytest.mark.parametrize("script", ["inspect_robot.py", "train_arm.py", "bench_env.py"])
+def test_scripts_explain_themselves(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_train_arm_builds_the_environment_and_does_not_pretend_to_train():
+    result = run_script("train_arm.py", "--robot", "light_arm")
+    assert result.returncode == 0, result.stderr
+    assert "light_arm" in result.stdout and "nothing was trained" in result.stdout
+
+
+def test_bench_env_quick_run_writes_its_table(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_script("bench_env.py", "--robots", "light_arm", "--steps", "200", "--rounds", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["robot"] == "light_arm" and row["env_steps_per_s"] > 0 and 0 < row["ratio"] <= 1.5
+
+
+def test_scripts_hold_no_logic():
+    for script in (REPO / "scripts").glob("*.py"):
+        code = [l for l in script.read_text().splitlines() if l.strip() and not l.lstrip().startswith(("#", '"""'))]
+        assert len(code) <= 8, f"{script.name} should only parse and call into arm_a3c"

@@ -1,0 +1,130 @@
+"""ArmReach-v0: the gymnasium contract, reachable targets, seeding, time-limit truncation, and solvability."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import arm_a3c  # noqa: F401  (registers ArmReach-v0)
+from arm_a3c.assets import available_robots
+from arm_a3c.env import ArmReachEnv, EnvConfig
+from arm_a3c.oracle import oracle_success_rate
+
+ROBOTS = list(available_robots())
+
+
+def test_assets_hold_the_default_and_the_light_arm():
+    assert {"kuka_iiwa", "light_arm"} <= set(ROBOTS)
+
+
+# Joint velocities have no bound, so the observation space is honestly unbounded; check_env warns about that.
+@pytest.mark.filterwarnings("ignore:.*Box observation space m..imum value is .*infinity")
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_every_asset_passes_gymnasium_check_env(robot):
+    env = gymnasium.make("ArmReach-v0", robot=robot, render_mode="rgb_array")
+    check_env(env.unwrapped)
+    env.close()
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_targets_are_reachable_inside_the_estimated_reach_and_above_the_floor(robot):
+    env = ArmReachEnv(robot)
+    cfg = env.config
+    for seed in range(50):
+        env.reset(seed=seed)
+        target = env.target
+        assert np.linalg.norm(target - env.robot.base_position) <= env.reach_m * 1.02
+        assert target[2] >= cfg.min_target_height_m
+        assert np.linalg.norm(target[:2]) >= cfg.min_target_radius_fraction * env.reach_m
+        assert np.all(target >= env.workspace_min - 0.05) and np.all(target <= env.workspace_max + 0.05)
+    env.close()
+
+
+@pytest.mark.parametrize("robot", ["light_arm", "kuka_iiwa"])
+def test_scripted_ik_controller_solves_the_task(robot):
+    """If an oracle could not reach the targets in time, no policy could learn to."""
+    env = ArmReachEnv(robot)
+    success_rate, mean_distance = oracle_success_rate(env, episodes=40, seed=1000)
+    env.close()
+    assert success_rate >= 0.95, f"IK oracle success {success_rate:.2f} on {robot}"
+    assert mean_distance < env.config.success_radius_m
+
+
+def _rollout(env: ArmReachEnv, seed: int, steps: int = 30) -> np.ndarray:
+    actions = np.random.default_rng(123).uniform(-1, 1, (steps, env.robot.dof))
+    obs, _ = env.reset(seed=seed)
+    trajectory = [obs]
+    for action in actions:
+        trajectory.append(env.step(action)[0])
+    return np.array(trajectory)
+
+
+@pytest.mark.parametrize("robot", ["light_arm", "kuka_iiwa"])
+def test_reset_with_a_seed_reproduces_the_episode_exactly(robot):
+    env, other = ArmReachEnv(robot), ArmReachEnv(robot)
+    first = _rollout(env, seed=7)
+    _rollout(env, seed=8)  # an episode in between must not leak into the next
+    assert np.array_equal(_rollout(env, seed=7), first)
+    assert np.array_equal(_rollout(other, seed=7), first)
+    assert not np.array_equal(_rollout(other, seed=8)[0], first[0]), "different seeds gave the same target"
+    env.close()
+    other.close()
+
+
+def test_episode_ends_by_time_limit_as_truncation_with_distance_and_success_info():
+    cfg = EnvConfig(episode_steps=12)
+    env = ArmReachEnv("light_arm", config=cfg)
+    obs, info = env.reset(seed=0)
+    assert set(info) >= {"is_success", "distance"}
+    for step in range(1, cfg.episode_steps + 1):
+        obs, reward, terminated, truncated, info = env.step(np.zeros(env.robot.dof))
+        assert not terminated, "reaching has no terminal state; the episode only ends by its time limit"
+        assert truncated == (step == cfg.episode_steps)
+    assert isinstance(info["is_success"], bool)
+    assert info["distance"] == pytest.approx(np.linalg.norm(env.robot.ee_position() - env.target))
+    env.close()
+
+
+def test_observation_layout_and_reward_follow_the_distance():
+    env = ArmReachEnv("light_arm")
+    dof = env.robot.dof
+    obs, info = env.reset(seed=3)
+    assert obs.dtype == np.float32 and obs.shape == (2 * dof + 9,)
+    ee, target = obs[2 * dof:2 * dof + 3], obs[2 * dof + 3:2 * dof + 6]
+    np.testing.assert_allclose(target, env.target, atol=1e-6)
+    np.testing.assert_allclose(obs[2 * dof + 6:], target - ee, atol=1e-6)
+    np.testing.assert_allclose(ee, env.robot.ee_position(), atol=1e-6)
+    assert np.all(np.abs(obs[:dof]) <= 1.0 + 1e-6), "joint positions are scaled by their limits"
+
+    # Put the target on the end effector: the reward jumps by the success bonus and success is reported.
+    env.set_target(env.robot.ee_position())
+    _, near_reward, _, _, near_info = env.step(np.zeros(dof))
+    env.set_target(env.robot.ee_position() + np.array([0.3, 0.0, 0.0]))
+    _, far_reward, _, _, far_info = env.step(np.zeros(dof))
+    assert near_info["is_success"] and not far_info["is_success"]
+    assert near_reward > far_reward + env.config.success_bonus
+    env.close()
+
+
+def test_nan_action_is_refused():
+    env = ArmReachEnv("light_arm")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([np.nan, 0.0, 0.0]))
+    env.close()
+
+
+def test_render_shows_the_arm_and_the_green_target():
+    env = ArmReachEnv("light_arm", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
+    r, g, b = (frame[..., i].astype(int) for i in range(3))
+    # Hue tests, not exact colours: shading darkens every surface. The floor is grey-white and pale blue.
+    green = (g > 90) & (g > 2 * r) & (g > 2 * b)
+    orange = (r > 100) & (r > 1.6 * g) & (b < 60)
+    assert green.sum() > 20, "target marker not visible"
+    assert orange.sum() > 50, "arm's orange upper arm not visible"
+    env.close()

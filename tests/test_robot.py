@@ -1,0 +1,122 @@
+"""The robot model: which link is the end effector, which joints are controlled or held, and limits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from arm_a3c.assets import resolve_robot
+from arm_a3c.env import ArmReachEnv
+from arm_a3c.errors import UserError
+from arm_a3c.robot import end_effector_from_tree
+from conftest import GRIPPER_ARM, box_link, joint, robot_xml
+
+
+@pytest.mark.parametrize(
+    "parents, expected",
+    [
+        ([-1, 0, 1], 2),  # a plain chain ends in its deepest link
+        ([-1, 0, 1, 2, 2], 2),  # two fingers on link 2: where they meet
+        ([-1, 0, 1, 2, 0], 3),  # a shallow side branch (a camera on link 0) does not count
+        ([-1, 0, 1, 1, 2], 1),  # fingers of unequal depth (a tip on one) still meet at link 1
+        ([-1], 0),  # a single link
+    ],
+)
+def test_end_effector_from_tree(parents, expected):
+    assert end_effector_from_tree(parents) == expected
+
+
+def test_gripper_end_effector_is_the_palm_and_fingers_are_held_still(write_urdf):
+    env = ArmReachEnv(write_urdf(GRIPPER_ARM))
+    robot = env.robot
+    assert robot.ee_link_name == "palm"
+    assert [j.name for j in robot.controlled] == ["yaw", "elbow"]
+    held = {j.name: j for j in robot.joints if j.role == "held"}
+    assert set(held) == {"left_finger_joint", "right_finger_joint"}
+
+    env.reset(seed=0)
+    fingers = [held["left_finger_joint"].index, held["right_finger_joint"].index]
+    from arm_a3c.sim import pybullet as pb
+
+    def finger_positions():
+        return [pb.getJointState(robot.body, i, physicsClientId=env.client)[0] for i in fingers]
+
+    before = finger_positions()
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        env.step(rng.uniform(-1, 1, env.action_space.shape))
+    assert np.allclose(finger_positions(), before, atol=2e-3), "finger joints moved although held"
+    env.close()
+
+
+def test_ee_link_override_and_sidecar_win_over_the_heuristic(write_urdf):
+    path = write_urdf(GRIPPER_ARM)
+    env = ArmReachEnv(path, ee_link="left_finger")
+    assert env.robot.ee_link_name == "left_finger"
+    assert "left_finger_joint" in [j.name for j in env.robot.controlled]
+    env.close()
+
+    path.with_suffix(".toml").write_text('ee_link = "forearm"\nhold_joints = ["yaw"]\n')
+    env = ArmReachEnv(path)
+    assert env.robot.ee_link_name == "forearm"
+    assert [j.name for j in env.robot.controlled] == ["elbow"]
+    assert env.robot.ee_link_reason == "arm.toml"
+    env.close()
+    assert resolve_robot(path, ee_link="palm").ee_link == "palm"  # the flag beats the sidecar
+
+
+def test_sidecar_mistakes_are_user_errors(write_urdf):
+    path = write_urdf(GRIPPER_ARM)
+    path.with_suffix(".toml").write_text('end_effector = "palm"\n')
+    with pytest.raises(UserError, match="unknown setting 'end_effector'"):
+        resolve_robot(path)
+    path.with_suffix(".toml").write_text('hold_joints = ["no_such_joint"]\n')
+    with pytest.raises(UserError, match="no_such_joint"):
+        ArmReachEnv(path)
+    path.with_suffix(".toml").write_text("ee_link = [broken\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        resolve_robot(path)
+
+
+def test_missing_inverted_and_continuous_limits_are_made_usable(write_urdf):
+    body = (
+        joint("spin", "continuous", "base", "a", 0.1, axis="0 0 1", limit="")
+        + box_link("a", 0.2)
+        + joint("inverted", "revolute", "a", "b", 0.2, limit='<limit lower="1.2" upper="-0.8" effort="20" velocity="3"/>')
+        + box_link("b", 0.2)
+        + joint("unlimited", "revolute", "b", "c", 0.2, limit='<limit effort="0" velocity="3"/>')
+        + box_link("c", 0.2)
+    )
+    env = ArmReachEnv(write_urdf(robot_xml("odd_limits", body)))
+    limits = {j.name: (j.lower, j.upper, j.effort) for j in env.robot.joints}
+    assert limits["spin"][:2] == (-math.pi, math.pi)
+    assert limits["inverted"][:2] == (-0.8, 1.2)
+    assert limits["unlimited"][:2] == (-math.pi, math.pi) and limits["unlimited"][2] > 0
+    env.reset(seed=1)
+    for _ in range(10):
+        obs, *_ = env.step(np.ones(3))
+    assert np.all(np.isfinite(obs))
+    env.close()
+
+
+def test_kuka_wrist_roll_that_cannot_move_the_end_effector_is_held():
+    env = ArmReachEnv("kuka_iiwa")
+    roles = {j.name: j.role for j in env.robot.joints}
+    assert roles["lbr_iiwa_joint_7"] == "held"
+    assert sum(r == "controlled" for r in roles.values()) == 6
+    env.close()
+
+
+def test_robots_are_found_by_file_or_folder_name(tmp_path):
+    (tmp_path / "flat.urdf").write_text(GRIPPER_ARM)
+    (tmp_path / "foldered").mkdir()
+    (tmp_path / "foldered" / "robot.urdf").write_text(GRIPPER_ARM)
+    assert resolve_robot("flat", assets_dir=tmp_path).urdf_path == tmp_path / "flat.urdf"
+    assert resolve_robot("foldered", assets_dir=tmp_path).urdf_path == tmp_path / "foldered" / "robot.urdf"
+    (tmp_path / "foldered" / "other.urdf").write_text(GRIPPER_ARM)
+    with pytest.raises(UserError, match="several URDFs"):
+        resolve_robot("foldered", assets_dir=tmp_path)
+    with pytest.raises(UserError, match="available in .*: flat"):
+        resolve_robot("nope", assets_dir=tmp_path)
