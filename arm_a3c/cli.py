@@ -116,18 +116,58 @@ def bench_env_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per `TrainConfig` field (`--n-steps` for `n_steps`), typed and described by the field."""
+    import dataclasses
+
+    from arm_a3c.config import TrainConfig
+
+    add_robot_arguments(parser)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("robot", "ee_link"):
+            continue
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        help_text = f"{f.metadata['help']} (default {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, type=kind, default=default, metavar=kind.__name__.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace):
+    import dataclasses
+
+    from arm_a3c.config import TrainConfig
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    values["robot"] = robot_from_args(args) or TrainConfig.robot
+    return TrainConfig(**values)
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
-    """`scripts/train_arm.py`: A3C training is not built yet (issue #3). For now this builds the environment
-    for the chosen robot, shows what it found, and stops without training."""
-    from arm_a3c.report import describe, format_text
+    """`scripts/train_arm.py`: train a robot arm to reach with A3C, one worker process per core."""
+    from arm_a3c.launcher import train
 
     parser = ArgumentParser(prog="train_arm.py", description=train_main.__doc__)
-    add_robot_arguments(parser)
+    add_config_arguments(parser)
+    train(config_from_args(parser.parse_args(argv)))
+    return 0
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/evaluate.py`: evaluate a checkpoint deterministically; prints one JSON object."""
+    import json
+    from pathlib import Path
+
+    from arm_a3c.evaluator import evaluate_checkpoint
+
+    parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
+    parser.add_argument("--episodes", type=int, help="episodes (default: the evaluator's number)")
+    parser.add_argument("--seed", type=int, help="seed of the first episode (default: the evaluator's)")
     args = parser.parse_args(argv)
-    env = _make_env(args)
-    try:
-        print(format_text(describe(env)))
-    finally:
-        env.close()
-    print("\nA3C training is not built yet (issue #3): the environment is ready, nothing was trained.")
+    if args.episodes is not None and args.episodes < 1:
+        parser.error("--episodes must be at least 1")
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed), indent=2))
     return 0

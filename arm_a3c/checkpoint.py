@@ -1,0 +1,69 @@
+"""Checkpoints: written atomically (temporary file in the same folder, flushed, renamed over the old one) and
+read with `torch.load(weights_only=True)`, which cannot run code from the file.
+
+A checkpoint holds the model, the optimizer state, the observation normaliser, the global step count, the
+config, the robot's identity, the evaluation of exactly these weights, and the software versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+import arm_a3c
+from arm_a3c.errors import UserError
+
+FORMAT = 1
+
+
+def robot_identity(env) -> dict:
+    """What a checkpoint must match to be used with a robot."""
+    return {
+        "name": env.robot.name,
+        "urdf_sha256": hashlib.sha256(env.robot.spec.urdf_path.read_bytes()).hexdigest(),
+        "controlled_joints": [j.name for j in env.robot.controlled],
+        "obs_dim": env.obs_dim,
+        "action_dim": env.robot.dof,
+    }
+
+
+def versions() -> dict:
+    return {"arm_a3c": arm_a3c.__version__, "torch": torch.__version__, "pybullet": version("pybullet")}
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write `payload` to `path` so that a crash at any moment leaves either the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "versions": versions(), **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint safely; a missing, truncated or foreign file is a `UserError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; pass the path of a .pt file from a run's checkpoints/")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a readable arm-a3c checkpoint ({reason})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "model" not in data:
+        raise UserError(f"{path} is not an arm-a3c checkpoint (format {FORMAT} expected)")
+    return data

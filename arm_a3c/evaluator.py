@@ -1,0 +1,112 @@
+"""The evaluator process (the "test" process of ikostrikov/pytorch-a3c): every `eval_every_steps` global
+steps it copies the global policy and runs it deterministically (mean action) on the same seeded episodes,
+reports `success_rate` and the mean final distance, and writes the checkpoints of exactly those weights."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arm_a3c.checkpoint import robot_identity, save_checkpoint
+from arm_a3c.config import TrainConfig
+from arm_a3c.env import ArmReachEnv
+from arm_a3c.model import ActorCritic
+from arm_a3c.normalizer import RunningNormalizer
+from arm_a3c.shared import Shared
+
+POLL_SECONDS = 0.2
+
+
+def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmReachEnv, episodes: int,
+                    seed: int) -> dict:
+    """Deterministic episodes with seeds seed, seed+1, ...: success rate, mean final distance (m), return."""
+    norm = normalizer.snapshot()
+    successes, distances, returns = 0, [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, total, info = False, 0.0, {}
+        while not done:
+            with torch.no_grad():
+                action = model.action_mean(torch.from_numpy(normalizer.normalize(obs, norm))).numpy()
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += reward
+            done = terminated or truncated
+        successes += info["is_success"]
+        distances.append(info["distance"])
+        returns.append(total)
+    return {"success_rate": successes / episodes, "mean_final_distance_m": float(np.mean(distances)),
+            "mean_return": float(np.mean(returns)), "episodes": episodes, "seed": seed}
+
+
+def checkpoint_payload(cfg: TrainConfig, shared: Shared, model: ActorCritic, normalizer_state: dict,
+                       env_steps: int, env: ArmReachEnv, evaluation: dict | None) -> dict:
+    return {
+        "model": model.state_dict(), "optimizer": shared.optimizer.state_dict(), "normalizer": normalizer_state,
+        "env_steps": env_steps, "config": cfg.to_dict(), "robot": robot_identity(env), "eval": evaluation,
+    }
+
+
+def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local: ActorCritic,
+                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict:
+    """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet)."""
+    env_steps = shared.global_steps.value
+    local.load_state_dict(shared.model.state_dict())
+    normalizer.load_state_dict(shared.normalizer.state_dict())
+    result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed)
+    result["env_steps"] = env_steps
+    payload = checkpoint_payload(cfg, shared, local, normalizer.state_dict(), env_steps, env, result)
+    save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload)
+    if result["success_rate"] > best_so_far or best_so_far < 0:
+        save_checkpoint(run_dir / "checkpoints" / "best.pt", payload)
+    return result
+
+
+def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path) -> None:
+    torch.set_num_threads(1)
+    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    local = ActorCritic(env.obs_dim, env.robot.dof, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min,
+                        cfg.log_std_max)
+    normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+    best, next_eval = -1.0, 0
+    while not shared.stop.is_set():
+        if shared.global_steps.value < next_eval:
+            time.sleep(POLL_SECONDS)
+            continue
+        started = time.monotonic()
+        result = evaluate_and_save(cfg, shared, env, local, normalizer, run_dir, best)
+        best = max(best, result["success_rate"])
+        result["eval_seconds"] = time.monotonic() - started
+        shared.events.put(("eval", result))
+        next_eval = result["env_steps"] + cfg.eval_every_steps
+    env.close()
+
+
+def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None) -> dict:
+    """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically (by default
+    on the evaluator's own seeds, so the numbers stored in the checkpoint are reproduced)."""
+    from arm_a3c.checkpoint import load_checkpoint
+    from arm_a3c.errors import UserError
+
+    data = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(data["config"])
+    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    try:
+        saved = data["robot"]
+        if (saved["obs_dim"], saved["action_dim"]) != (env.obs_dim, env.robot.dof):
+            raise UserError(
+                f"{path} was trained on {saved['name']} with observation/action sizes "
+                f"{saved['obs_dim']}/{saved['action_dim']}, but {cfg.robot} now has {env.obs_dim}/{env.robot.dof}"
+            )
+        model = ActorCritic(env.obs_dim, env.robot.dof, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min,
+                            cfg.log_std_max)
+        model.load_state_dict(data["model"])
+        normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+        normalizer.load_state_dict(data["normalizer"])
+        result = evaluate_policy(model, normalizer, env, episodes or cfg.eval_episodes,
+                                 cfg.eval_seed if seed is None else seed)
+    finally:
+        env.close()
+    return {**result, "checkpoint": str(path), "robot": saved["name"], "env_steps": data["env_steps"]}

@@ -1,0 +1,76 @@
+"""Run metrics: one `metrics.csv` row per evaluation, TensorBoard scalars named so that they group
+(`eval/...`, `charts/...`, `losses/...`), and `learning_curve.png`."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+CSV_FIELDS = [
+    "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
+    "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates",
+]
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path):
+        self.csv_path = run_dir / "metrics.csv"
+        new = not self.csv_path.exists()
+        self._file = open(self.csv_path, "a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
+        if new:
+            self._csv.writeheader()
+        self.tb = SummaryWriter(str(run_dir / "tb"))
+        self.rows: list[dict] = []
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.tb.add_scalar(name, value, step)
+
+    def evaluation(self, row: dict) -> None:
+        self._csv.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+        self._file.flush()
+        self.rows.append(row)
+        self.scalars(row["env_steps"], {
+            "eval/success_rate": row["success_rate"],
+            "eval/mean_final_distance_m": row["mean_final_distance_m"],
+            "eval/episodic_return": row["eval_return"],
+        })
+
+    def close(self) -> None:
+        self._file.close()
+        self.tb.close()
+
+
+def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
+    """Success rate and return against environment steps and against wall-clock minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["env_steps"] / 1e6 for r in rows]
+    minutes = [r["wall_seconds"] / 60 for r in rows]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
+    for col, (x, label) in enumerate([(steps, "environment steps (millions)"), (minutes, "wall-clock minutes")]):
+        axes[0, col].plot(x, [r["success_rate"] for r in rows], marker="o", ms=3, label="evaluator")
+        train = [(xi, r["train_success_rate"]) for xi, r in zip(x, rows) if r.get("train_success_rate") != ""]
+        if train:
+            axes[0, col].plot(*zip(*train), alpha=0.6, label="training episodes")
+        axes[0, col].set_ylim(-0.02, 1.02)
+        axes[1, col].plot(x, [r["eval_return"] for r in rows], marker="o", ms=3, label="evaluator")
+        train = [(xi, r["train_return"]) for xi, r in zip(x, rows) if r.get("train_return") != ""]
+        if train:
+            axes[1, col].plot(*zip(*train), alpha=0.6, label="training episodes")
+        axes[1, col].set_xlabel(label)
+    axes[0, 0].set_ylabel("success rate")
+    axes[1, 0].set_ylabel("episode return")
+    axes[0, 0].legend(loc="lower right")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

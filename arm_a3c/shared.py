@@ -1,0 +1,38 @@
+"""What the launcher shares with every process: the global Actor-Critic, its optimizer and observation
+normaliser (all in shared memory), the global step counter, the stop signal and the event queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from arm_a3c.config import TrainConfig
+from arm_a3c.model import ActorCritic
+from arm_a3c.normalizer import RunningNormalizer
+from arm_a3c.shared_optim import SharedAdam
+
+
+@dataclass
+class Shared:
+    model: ActorCritic  # the global Actor-Critic; parameters in shared memory
+    optimizer: SharedAdam  # steps the global parameters; state in shared memory
+    normalizer: RunningNormalizer  # observation statistics in shared memory
+    global_steps: Any  # multiprocessing.Value('q'): environment steps taken by all workers
+    stop: Any  # multiprocessing.Event: set when the run should end
+    events: Any  # multiprocessing.Queue: episode, update and evaluation reports for the launcher
+    update_lock: Any | None  # multiprocessing.Lock around optimizer steps, or None for Hogwild
+
+
+def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx) -> Shared:
+    """Create the shared objects with a multiprocessing context (`spawn`)."""
+    model = ActorCritic(obs_dim, action_dim, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min, cfg.log_std_max)
+    model.share_memory()
+    return Shared(
+        model=model,
+        optimizer=SharedAdam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps),
+        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, lock=ctx.Lock()),
+        global_steps=ctx.Value("q", 0),
+        stop=ctx.Event(),
+        events=ctx.Queue(),
+        update_lock=ctx.Lock() if cfg.lock_updates else None,
+    )
