@@ -35,7 +35,8 @@ def robot_identity(env) -> dict:
 
 
 def versions() -> dict:
-    return {"arm_a3c": arm_a3c.__version__, "torch": torch.__version__, "pybullet": version("pybullet")}
+    # str(): torch.__version__ is a TorchVersion object, which weights_only loading (rightly) refuses.
+    return {"arm_a3c": arm_a3c.__version__, "torch": str(torch.__version__), "pybullet": version("pybullet")}
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -62,7 +63,10 @@ def load_checkpoint(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # torch's weights-only refusal is a long text; its "WeightsUnpickler error" line says what was refused.
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        reason = reason[:200] or type(err).__name__
         raise UserError(f"{path} is not a readable arm-a3c checkpoint ({reason})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or "model" not in data:
         raise UserError(f"{path} is not an arm-a3c checkpoint (format {FORMAT} expected)")

@@ -157,6 +157,21 @@ class Monitor:
         return None
 
 
+def shutdown(processes: list, shared: Shared, monitor: Monitor) -> None:
+    """Signal stop and wait for the children, draining their reports meanwhile: a process cannot exit while
+    its queued reports are unread (its queue's feeder thread waits to flush them)."""
+    shared.stop.set()
+    deadline = time.monotonic() + JOIN_SECONDS
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        monitor.drain()
+        time.sleep(0.05)
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+        p.join()
+    monitor.drain()
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run A3C training as configured; returns the summary (also written to summary.json)."""
     check_config(cfg)
@@ -190,14 +205,8 @@ def train(cfg: TrainConfig) -> dict:
     except KeyboardInterrupt:
         reason = "interrupted by the user"
     finally:
-        shared.stop.set()
-        for p in processes:
-            p.join(JOIN_SECONDS)
-            if p.is_alive():
-                p.terminate()
-                p.join()
+        shutdown(processes, shared, monitor)
     wall_seconds = monitor.elapsed()
-    monitor.drain()
 
     # Final evaluation of the final weights, in this process, so the summary's success rate is current.
     torch.set_num_threads(1)

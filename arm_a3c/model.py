@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Normal
+
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 def layer(n_in: int, n_out: int, gain: float = math.sqrt(2)) -> nn.Linear:
@@ -48,8 +51,43 @@ class ActorCritic(nn.Module):
 
     def get_action_and_value(self, obs: torch.Tensor, action: torch.Tensor | None = None):
         """(action, log-probability, entropy, value) for a batch of observations; samples the action when
-        none is given. Log-probability and entropy are summed over action dimensions: (batch,)."""
-        dist = Normal(self.action_mean(obs), self.action_std())
+        none is given. Log-probability and entropy are summed over action dimensions: (batch,).
+        The diagonal-Gaussian formulas are written out: torch.distributions.Normal validates its arguments on
+        every call, which costs more than the arithmetic at this size."""
+        mean, log_std = self.action_mean(obs), self.log_std.clamp(self.log_std_min, self.log_std_max)
+        std = log_std.exp()
         if action is None:
-            action = dist.sample()
-        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.get_value(obs)
+            action = torch.normal(mean, std.expand_as(mean))
+        logprob = (-0.5 * ((action - mean) / std).pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+        entropy = (log_std + 0.5 * (1.0 + LOG_2PI)).sum().expand(mean.shape[0])
+        return action, logprob, entropy, self.get_value(obs)
+
+    def param_list(self) -> list[nn.Parameter]:
+        """The parameters as a list, built once: `parameters()` walks the module tree on every call, which
+        shows in a worker's profile at one update per n steps."""
+        if not hasattr(self, "_param_list"):
+            self._param_list = list(self.parameters())
+        return self._param_list
+
+    def copy_from(self, other: "ActorCritic") -> None:
+        """Copy another model's parameters in place (the worker's pull of the global weights; a third of
+        load_state_dict's cost)."""
+        with torch.no_grad():
+            torch._foreach_copy_(self.param_list(), other.param_list())
+
+
+class NumpyActor:
+    """The actor's mean action computed with numpy on views of a model's weights, for acting on one
+    observation at a time: the same arithmetic as `ActorCritic.action_mean`, about ten times faster than a
+    torch call at this size. The views follow the model's parameters when they are updated in place."""
+
+    def __init__(self, model: ActorCritic):
+        linears = [m for m in model.actor if isinstance(m, nn.Linear)]
+        self.layers = [(lin.weight.detach().numpy(), lin.bias.detach().numpy()) for lin in linears]
+
+    def mean(self, obs: np.ndarray) -> np.ndarray:
+        """Mean action (action_dim,) in [-1, 1] for one normalised observation (obs_dim,) float32."""
+        h = obs
+        for weight, bias in self.layers:
+            h = np.tanh(weight @ h + bias)  # the last tanh is the mean's squashing into [-1, 1]
+        return h

@@ -3,7 +3,8 @@
 Mnih et al. (2016) found optimizer statistics shared across threads the most robust choice. torch's Adam
 creates its state lazily inside each process; here the state (step count, first and second moments) is created
 up front and moved to shared memory, and torch's own update then runs on it in place: `step` is incremented in
-place (`step_t += 1` in torch 2.13's single-tensor Adam), so the bias correction sees every worker's steps.
+place (`torch._foreach_add_(state_steps, 1)` in torch 2.13's Adam), so the bias correction sees every
+worker's steps.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch
 class SharedAdam(torch.optim.Adam):
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 3e-4, betas=(0.9, 0.999),
                  eps: float = 1e-5):
-        # foreach=False: the single-tensor path updates every state tensor in place, which sharing relies on.
-        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=False)
+        # foreach=True: half the CPU time of the per-tensor loop here, and it too updates every state tensor
+        # in place (torch._foreach_add_ on the step counts, _foreach_lerp_ on the moments), which sharing needs.
+        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=True)
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state[p]

@@ -16,7 +16,7 @@ import torch
 
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
-from arm_a3c.model import ActorCritic
+from arm_a3c.model import ActorCritic, NumpyActor
 from arm_a3c.shared import Shared
 
 UPDATE_REPORT_EVERY = 20  # updates between loss reports to the launcher
@@ -45,7 +45,7 @@ def push_gradients(local: ActorCritic, shared: ActorCritic) -> None:
     """Point the global parameters' gradients at this worker's fresh local gradients (done on every update:
     keeping the first assignment, as some A3C code does, silently reuses stale tensors once `zero_grad` sets
     gradients to None, torch's default since 2.0)."""
-    for local_param, shared_param in zip(local.parameters(), shared.parameters()):
+    for local_param, shared_param in zip(local.param_list(), shared.param_list()):
         shared_param.grad = local_param.grad
 
 
@@ -70,7 +70,7 @@ def a3c_update(cfg: TrainConfig, local: ActorCritic, shared: Shared, obs: np.nda
 
     local.zero_grad(set_to_none=True)  # fresh gradients every update: nothing accumulates across updates
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
+    grad_norm = torch.nn.utils.clip_grad_norm_(local.param_list(), cfg.max_grad_norm)
     if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
         return None
     push_gradients(local, shared.model)
@@ -100,16 +100,16 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
     actions = np.zeros((n, action_dim), np.float32)
     rewards = np.zeros(n, np.float32)
     terminated, episode_end = np.zeros(n, bool), np.zeros(n, bool)
+    actor = NumpyActor(local)  # views of the local weights: acting without torch's per-call cost
     obs, _ = env.reset(seed=cfg.seed + rank)
     episode_return, episode_length, updates, skipped, losses = 0.0, 0, 0, 0, []
 
     while not shared.stop.is_set():
-        local.load_state_dict(shared.model.state_dict())  # 1. pull
+        local.copy_from(shared.model)  # 1. pull
         norm = shared.normalizer.snapshot()
         std = local.action_std().detach().numpy()
         for t in range(n):  # 2. act
-            with torch.no_grad():
-                mean = local.action_mean(torch.from_numpy(shared.normalizer.normalize(obs, norm))).numpy()
+            mean = actor.mean(shared.normalizer.normalize(obs, norm))
             action = mean + std * rng.standard_normal(action_dim).astype(np.float32)
             next_obs, reward, term, trunc, info = env.step(action)
             raw_obs[t], actions[t], rewards[t], raw_next_obs[t] = obs, action, reward, next_obs
