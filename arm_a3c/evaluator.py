@@ -71,7 +71,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path) -> None:
                         cfg.log_std_max)
     normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
     best, next_eval = -1.0, 0
-    while not shared.stop.is_set():
+    while shared.running():
         if shared.global_steps.value < next_eval:
             time.sleep(POLL_SECONDS)
             continue

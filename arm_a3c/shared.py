@@ -3,7 +3,8 @@ normaliser (all in shared memory), the global step counter, the stop signal and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from arm_a3c.config import TrainConfig
@@ -14,6 +15,8 @@ from arm_a3c.shared_optim import SharedAdam
 
 @dataclass
 class Shared:
+    """Passed to each child process at start; `launcher_pid` lets a child notice that the launcher died."""
+
     model: ActorCritic  # the global Actor-Critic; parameters in shared memory
     optimizer: SharedAdam  # steps the global parameters; state in shared memory
     normalizer: RunningNormalizer  # observation statistics in shared memory
@@ -21,6 +24,12 @@ class Shared:
     stop: Any  # multiprocessing.Event: set when the run should end
     events: Any  # multiprocessing.Queue: episode, update and evaluation reports for the launcher
     update_lock: Any | None  # multiprocessing.Lock around optimizer steps, or None for Hogwild
+    launcher_pid: int = field(default_factory=os.getpid)
+
+    def running(self) -> bool:
+        """True until the stop signal is set or the launcher is gone (a killed launcher cannot signal; its
+        orphaned children would otherwise train forever)."""
+        return not self.stop.is_set() and os.getppid() == self.launcher_pid
 
 
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx) -> Shared:

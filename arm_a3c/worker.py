@@ -104,7 +104,7 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
     obs, _ = env.reset(seed=cfg.seed + rank)
     episode_return, episode_length, updates, skipped, losses = 0.0, 0, 0, 0, []
 
-    while not shared.stop.is_set():
+    while shared.running():
         local.copy_from(shared.model)  # 1. pull
         norm = shared.normalizer.snapshot()
         std = local.action_std().detach().numpy()
