@@ -1,0 +1,216 @@
+"""A3C's moving parts, each against a reference: the shared optimizer against torch's Adam and across
+processes, the worker's update reaching the shared model, GAE against hand-computed cases, the normaliser
+against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from arm_a3c.config import TrainConfig
+from arm_a3c.model import ActorCritic, NumpyActor
+from arm_a3c.normalizer import RunningNormalizer
+from arm_a3c.shared import build_shared
+from arm_a3c.shared_optim import SharedAdam
+from arm_a3c.worker import a3c_update, compute_gae
+
+OBS_DIM, ACTION_DIM = 15, 3
+CTX = mp.get_context("spawn")
+
+
+def fake_rollout(n: int = 20, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return dict(
+        obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        actions=rng.normal(size=(n, ACTION_DIM)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32),
+        next_obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        terminated=np.zeros(n, bool),
+        episode_end=np.arange(n) == n // 2,
+    )
+
+
+# ---- shared optimizer ---------------------------------------------------------------------------------------
+
+def test_shared_adam_gives_the_same_updates_as_torch_adam():
+    torch.manual_seed(0)
+    ours, reference = ActorCritic(OBS_DIM, ACTION_DIM), ActorCritic(OBS_DIM, ACTION_DIM)
+    reference.load_state_dict(ours.state_dict())
+    shared_adam = SharedAdam(ours.parameters(), lr=1e-3, eps=1e-5)
+    torch_adam = torch.optim.Adam(reference.parameters(), lr=1e-3, eps=1e-5)
+    for step in range(5):
+        for a, b in zip(ours.parameters(), reference.parameters()):
+            grad = torch.randn_like(a)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        shared_adam.step()
+        torch_adam.step()
+    for a, b in zip(ours.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    assert shared_adam.step_count() == 5
+
+
+def _step_in_child(model: ActorCritic, optimizer: SharedAdam, steps: int) -> None:
+    for _ in range(steps):
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        optimizer.step()
+
+
+def test_shared_adam_state_and_step_count_are_shared_across_processes():
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    model.share_memory()
+    optimizer = SharedAdam(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    child = CTX.Process(target=_step_in_child, args=(model, optimizer, 3))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert optimizer.step_count() == 3, "the child's steps are not seen by the parent's optimizer"
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    first = next(iter(optimizer.state.values()))
+    assert first["exp_avg"].abs().sum() > 0, "the first moments the child wrote are not shared"
+    _step_in_child(model, optimizer, 1)
+    assert optimizer.step_count() == 4
+
+
+# ---- worker update ------------------------------------------------------------------------------------------
+
+def _update_in_child(cfg: TrainConfig, shared) -> None:
+    torch.manual_seed(1)
+    local = ActorCritic(OBS_DIM, ACTION_DIM, cfg.hidden_size)
+    local.copy_from(shared.model)
+    stats = a3c_update(cfg, local, shared, global_steps=cfg.n_steps, **fake_rollout())
+    assert stats is not None
+
+
+def test_one_worker_update_in_a_child_process_changes_the_shared_parameters_in_the_parent():
+    cfg = TrainConfig(lr=1e-2)
+    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)
+    before = [p.detach().clone() for p in shared.model.parameters()]
+    child = CTX.Process(target=_update_in_child, args=(cfg, shared))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    changed = [not torch.equal(a, b) for a, b in zip(before, shared.model.parameters())]
+    assert all(changed), "some shared parameters did not receive the child's update"
+    assert shared.optimizer.step_count() == 1
+
+
+def test_local_gradients_are_fresh_on_every_update():
+    cfg = TrainConfig(lr=1e-3)
+    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)
+    for group in shared.optimizer.param_groups:
+        group["lr"] = 0.0
+    local = ActorCritic(OBS_DIM, ACTION_DIM)
+    rollout = fake_rollout()
+    cfg_no_schedule = TrainConfig(lr=1e-9, lr_final_fraction=1.0)  # the same, tiny learning rate twice
+
+    local.copy_from(shared.model)
+    a3c_update(cfg_no_schedule, local, shared, global_steps=0, **rollout)
+    first = [p.grad.clone() for p in local.parameters()]
+    local.copy_from(shared.model)
+    a3c_update(cfg_no_schedule, local, shared, global_steps=0, **rollout)
+    second = [p.grad for p in local.parameters()]
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)  # accumulated gradients would be twice as large
+    for local_param, shared_param in zip(local.parameters(), shared.model.parameters()):
+        assert shared_param.grad is local_param.grad, "the shared model must see this update's gradients"
+
+
+def test_a_non_finite_loss_is_skipped_and_never_reaches_the_shared_model():
+    cfg = TrainConfig()
+    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)
+    before = [p.detach().clone() for p in shared.model.parameters()]
+    local = ActorCritic(OBS_DIM, ACTION_DIM)
+    local.copy_from(shared.model)
+    rollout = fake_rollout()
+    rollout["rewards"][3] = np.nan
+    assert a3c_update(cfg, local, shared, global_steps=0, **rollout) is None
+    assert all(torch.equal(a, b) for a, b in zip(before, shared.model.parameters()))
+    assert shared.optimizer.step_count() == 0
+
+
+# ---- returns and advantages ---------------------------------------------------------------------------------
+
+def gae(rewards, values, next_values, terminated, ended, gamma=0.9, lam=0.5):
+    arrays = [np.asarray(x, dtype=np.float64) for x in (rewards, values, next_values)]
+    return compute_gae(*arrays, np.asarray(terminated), np.asarray(ended), gamma, lam)
+
+
+def test_truncated_step_bootstraps_from_the_value_of_its_final_observation():
+    adv, ret = gae([1.0], [0.5], [2.0], terminated=[False], ended=[True])
+    assert adv[0] == pytest.approx(1.0 + 0.9 * 2.0 - 0.5)  # 2.3
+    assert ret[0] == pytest.approx(1.0 + 0.9 * 2.0)
+
+
+def test_terminated_step_does_not_bootstrap():
+    adv, ret = gae([1.0], [0.5], [2.0], terminated=[True], ended=[True])
+    assert adv[0] == pytest.approx(0.5)
+    assert ret[0] == pytest.approx(1.0)
+
+
+def test_advantages_do_not_flow_across_an_episode_boundary():
+    # Step 0 ends an episode by truncation (its own next value 3.0); step 1 starts the next one.
+    adv, _ = gae([1.0, 2.0], [0.0, 1.0], [3.0, 4.0], terminated=[False, False], ended=[True, False])
+    delta1 = 2.0 + 0.9 * 4.0 - 1.0  # 4.6
+    assert adv[1] == pytest.approx(delta1)
+    assert adv[0] == pytest.approx(1.0 + 0.9 * 3.0 - 0.0)  # 3.7, nothing from step 1
+
+
+def test_gae_within_an_episode_by_hand():
+    # delta0 = 1 + 0.9*1 - 0 = 1.9; delta1 = 0 + 0.9*2 - 1 = 0.8; adv0 = 1.9 + 0.9*0.5*0.8 = 2.26
+    adv, ret = gae([1.0, 0.0], [0.0, 1.0], [1.0, 2.0], terminated=[False, False], ended=[False, False])
+    np.testing.assert_allclose(adv, [2.26, 0.8])
+    np.testing.assert_allclose(ret, [2.26, 1.8])
+
+
+def test_lambda_one_gives_the_n_step_return():
+    rewards, values = [1.0, 2.0, 3.0], [0.1, 0.2, 0.3]
+    next_values = [0.2, 0.3, 5.0]
+    _, ret = gae(rewards, values, next_values, [False] * 3, [False] * 3, gamma=0.9, lam=1.0)
+    assert ret[0] == pytest.approx(1.0 + 0.9 * 2.0 + 0.81 * 3.0 + 0.729 * 5.0)
+
+
+# ---- model and normaliser -----------------------------------------------------------------------------------
+
+def test_policy_mean_is_bounded_and_std_is_clamped():
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=5.0, log_std_min=-3.0, log_std_max=0.0)
+    obs = torch.full((4, OBS_DIM), 1e6)
+    assert model.action_mean(obs).abs().max() <= 1.0
+    assert torch.all(model.action_std() <= 1.0)
+    with torch.no_grad():
+        model.log_std.fill_(-50.0)
+    assert torch.allclose(model.action_std(), torch.full((ACTION_DIM,), float(np.exp(-3.0))))
+
+
+def test_log_probability_and_entropy_match_torch_normal():
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    obs, actions = torch.randn(6, OBS_DIM), torch.randn(6, ACTION_DIM)
+    _, logprob, entropy, value = model.get_action_and_value(obs, actions)
+    reference = torch.distributions.Normal(model.action_mean(obs), model.action_std())
+    torch.testing.assert_close(logprob, reference.log_prob(actions).sum(-1))
+    torch.testing.assert_close(entropy, reference.entropy().sum(-1))
+    assert value.shape == (6,)
+
+
+def test_numpy_actor_matches_the_torch_actor():
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    obs = np.random.default_rng(0).normal(size=OBS_DIM).astype(np.float32)
+    with torch.no_grad():
+        expected = model.action_mean(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(NumpyActor(model).mean(obs), expected, atol=1e-6)
+
+
+def test_normalizer_merges_batches_into_the_statistics_of_all_data():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, size=(500, OBS_DIM)) * np.arange(1, OBS_DIM + 1)
+    normalizer = RunningNormalizer(OBS_DIM)
+    for batch in np.split(data, [7, 100, 101, 350]):
+        normalizer.update(batch)
+    np.testing.assert_allclose(normalizer.mean.numpy(), data.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(normalizer.var.numpy(), data.var(axis=0), rtol=1e-10)
+    normalized = normalizer.normalize(data.astype(np.float32), normalizer.snapshot())
+    np.testing.assert_allclose(normalized.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=0), 1.0, atol=1e-4)
