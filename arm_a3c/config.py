@@ -29,7 +29,7 @@ class TrainConfig:
     seed: int = param(0, "seed of everything; worker k's environment gets seed + k")
     # A3C
     n_steps: int = param(20, "environment steps per worker update (the n of n-step returns)")
-    gamma: float = param(0.99, "discount factor per control step")
+    gamma: float = param(0.95, "discount factor per control step (episodes are only 50 steps)")
     gae_lambda: float = param(0.95, "GAE(lambda) parameter: 1 is the plain n-step return, 0 is one-step TD")
     lr: float = param(3e-4, "learning rate of the shared Adam, at the start")
     lr_final_fraction: float = param(0.1, "learning rate decays linearly to this fraction of --lr ...")
@@ -41,7 +41,7 @@ class TrainConfig:
     reward_scale: float = param(0.1, "rewards are multiplied by this before learning (not in the reported returns)")
     hidden_size: int = param(64, "units in each of the two hidden layers of actor and critic")
     log_std_init: float = param(-0.5, "initial log standard deviation of the Gaussian policy")
-    log_std_min: float = param(-3.0, "log standard deviation is clamped to [min, max]")
+    log_std_min: float = param(-1.6, "log standard deviation is clamped to [min, max] (std >= 0.2: no collapse)")
     log_std_max: float = param(0.0, "upper clamp of the log standard deviation")
     obs_clip: float = param(10.0, "normalised observations are clipped to +-this")
     lock_updates: bool = param(False, "serialise the shared optimizer's steps with a lock (default: Hogwild, lock-free)")

@@ -13,7 +13,7 @@ import torch
 from arm_a3c.checkpoint import robot_identity, save_checkpoint
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
-from arm_a3c.model import ActorCritic
+from arm_a3c.model import ActorCritic, NumpyActor
 from arm_a3c.normalizer import RunningNormalizer
 from arm_a3c.shared import Shared
 
@@ -23,15 +23,13 @@ POLL_SECONDS = 0.2
 def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmReachEnv, episodes: int,
                     seed: int) -> dict:
     """Deterministic episodes with seeds seed, seed+1, ...: success rate, mean final distance (m), return."""
-    norm = normalizer.snapshot()
+    norm, actor = normalizer.snapshot(), NumpyActor(model)
     successes, distances, returns = 0, [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         done, total, info = False, 0.0, {}
         while not done:
-            with torch.no_grad():
-                action = model.action_mean(torch.from_numpy(normalizer.normalize(obs, norm))).numpy()
-            obs, reward, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(actor.mean(normalizer.normalize(obs, norm)))
             total += reward
             done = terminated or truncated
         successes += info["is_success"]
