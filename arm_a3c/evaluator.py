@@ -15,7 +15,7 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.model import ActorCritic, NumpyActor
 from arm_a3c.normalizer import RunningNormalizer
-from arm_a3c.shared import Shared
+from arm_a3c.shared import Shared, ignore_interrupts
 
 POLL_SECONDS = 0.2
 
@@ -63,10 +63,10 @@ def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local:
 
 
 def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path) -> None:
+    ignore_interrupts()
     torch.set_num_threads(1)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
-    local = ActorCritic(env.obs_dim, env.robot.dof, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min,
-                        cfg.log_std_max)
+    local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
     best, next_eval = -1.0, 0
     while shared.running():
@@ -98,8 +98,7 @@ def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | Non
                 f"{path} was trained on {saved['name']} with observation/action sizes "
                 f"{saved['obs_dim']}/{saved['action_dim']}, but {cfg.robot} now has {env.obs_dim}/{env.robot.dof}"
             )
-        model = ActorCritic(env.obs_dim, env.robot.dof, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min,
-                            cfg.log_std_max)
+        model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
         model.load_state_dict(data["model"])
         normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
         normalizer.load_state_dict(data["normalizer"])

@@ -5,6 +5,7 @@ reaches the target success, the step or time budget runs out, or the user interr
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import time
 from collections import deque
@@ -90,7 +91,7 @@ class Monitor:
         while True:
             try:
                 event = self.shared.events.get_nowait()
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 return
             kind = event[0]
             if kind == "episode":

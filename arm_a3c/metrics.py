@@ -74,3 +74,23 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a run's metrics.csv with numbers as numbers (empty cells stay empty strings)."""
+    def number(value: str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+    with open(path, newline="") as f:
+        return [{k: number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def time_to_success(rows: list[dict], threshold: float) -> tuple[float, float] | None:
+    """(wall seconds, env steps) of the first evaluation whose success rate reached `threshold`, or None."""
+    for row in rows:
+        if row["success_rate"] >= threshold:
+            return row["wall_seconds"], row["env_steps"]
+    return None

@@ -37,6 +37,11 @@ class ActorCritic(nn.Module):
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
+    @classmethod
+    def from_config(cls, cfg, obs_dim: int, action_dim: int) -> "ActorCritic":
+        """The Actor-Critic that a `TrainConfig` describes, for these observation and action sizes."""
+        return cls(obs_dim, action_dim, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min, cfg.log_std_max)
+
     def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
         """Mean action in [-1, 1]: (batch, action_dim)."""
         return torch.tanh(self.actor(obs))

@@ -4,6 +4,7 @@ normaliser (all in shared memory), the global step counter, the stop signal and 
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +33,15 @@ class Shared:
         return not self.stop.is_set() and os.getppid() == self.launcher_pid
 
 
+def ignore_interrupts() -> None:
+    """For child processes: Ctrl-C reaches the whole process group, but only the launcher should react (it
+    sets `stop`, and the children finish their current step and exit)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx) -> Shared:
     """Create the shared objects with a multiprocessing context (`spawn`)."""
-    model = ActorCritic(obs_dim, action_dim, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min, cfg.log_std_max)
+    model = ActorCritic.from_config(cfg, obs_dim, action_dim)
     model.share_memory()
     return Shared(
         model=model,

@@ -40,6 +40,22 @@ class UrdfJoint:
     limits: JointLimits | None  # None for joints that do not move
 
 
+DEFAULT_RGBA = (0.7, 0.7, 0.72, 1.0)  # visuals without a material colour
+
+
+@dataclass(frozen=True)
+class UrdfVisual:
+    """One <visual> of a link: what to draw, where in the link frame, in which colour."""
+
+    link: str
+    kind: str  # mesh | box | cylinder | sphere
+    size: tuple[float, ...]  # box (x, y, z); cylinder (radius, length); sphere (radius,); mesh scale (x, y, z)
+    mesh_path: Path | None  # resolved file for meshes
+    xyz: tuple[float, float, float]  # origin in the link frame, m
+    rpy: tuple[float, float, float]  # rad
+    rgba: tuple[float, float, float, float]
+
+
 @dataclass(frozen=True)
 class UrdfModel:
     """What arm-a3c needs from a URDF's text: its name, links, joints and the mesh files it refers to."""
@@ -48,6 +64,7 @@ class UrdfModel:
     name: str
     links: tuple[str, ...]
     joints: tuple[UrdfJoint, ...]
+    visuals: tuple[UrdfVisual, ...] = ()
 
     @property
     def movable_joints(self) -> tuple[UrdfJoint, ...]:
@@ -99,6 +116,57 @@ def _mesh_candidates(urdf_dir: Path, filename: str) -> list[Path]:
     return [base / r for base in (urdf_dir, *urdf_dir.parents) for r in (rel, tail)]
 
 
+def _find_mesh(urdf_dir: Path, filename: str) -> Path | None:
+    return next((c for c in _mesh_candidates(urdf_dir, filename) if c.is_file()), None)
+
+
+def _floats(text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split()) if text else default
+    except ValueError:
+        return default
+    return values if len(values) == len(default) else default
+
+
+def _read_visuals(root: ET.Element, urdf_dir: Path) -> tuple[UrdfVisual, ...]:
+    named = {}
+    for material in root.findall("material"):
+        color = material.find("color")
+        if color is not None:
+            named[material.get("name")] = _floats(color.get("rgba"), DEFAULT_RGBA)
+    visuals = []
+    for link in root.findall("link"):
+        for visual in link.findall("visual"):
+            geometry = visual.find("geometry")
+            shape = next(iter(geometry), None) if geometry is not None else None
+            if shape is None:
+                continue
+            origin = visual.find("origin")
+            material = visual.find("material")
+            rgba = DEFAULT_RGBA
+            if material is not None:
+                color = material.find("color")
+                rgba = _floats(color.get("rgba"), DEFAULT_RGBA) if color is not None else named.get(
+                    material.get("name"), DEFAULT_RGBA)
+            mesh_path, size = None, ()
+            if shape.tag == "mesh":
+                mesh_path, size = _find_mesh(urdf_dir, shape.get("filename", "")), _floats(shape.get("scale"), (1, 1, 1))
+            elif shape.tag == "box":
+                size = _floats(shape.get("size"), (0.1, 0.1, 0.1))
+            elif shape.tag == "cylinder":
+                size = (_float(shape.get("radius"), 0.05), _float(shape.get("length"), 0.1))
+            elif shape.tag == "sphere":
+                size = (_float(shape.get("radius"), 0.05),)
+            else:
+                continue
+            visuals.append(UrdfVisual(
+                link=link.get("name", ""), kind=shape.tag, size=size, mesh_path=mesh_path,
+                xyz=_floats(origin.get("xyz") if origin is not None else None, (0.0, 0.0, 0.0)),
+                rpy=_floats(origin.get("rpy") if origin is not None else None, (0.0, 0.0, 0.0)), rgba=rgba,
+            ))
+    return tuple(visuals)
+
+
 def read_urdf(path: Path) -> UrdfModel:
     """Parse and check a URDF; raise `UserError` for a missing file, bad XML, missing meshes or no
     movable joints."""
@@ -130,12 +198,13 @@ def read_urdf(path: Path) -> UrdfModel:
         )
     for mesh in root.iter("mesh"):
         filename = mesh.get("filename", "")
-        if not any(c.is_file() for c in _mesh_candidates(path.parent, filename)):
+        if _find_mesh(path.parent, filename) is None:
             raise UserError(
                 f"{path}: mesh file '{filename}' not found next to the URDF; "
                 f"copy the robot's mesh folder into {path.parent}"
             )
-    model = UrdfModel(path=path, name=root.get("name", path.stem), links=links, joints=tuple(joints))
+    model = UrdfModel(path=path, name=root.get("name", path.stem), links=links, joints=tuple(joints),
+                      visuals=_read_visuals(root, path.parent))
     if not model.movable_joints:
         raise UserError(
             f"{path} has no movable joints (revolute, continuous or prismatic); "

@@ -17,7 +17,7 @@ import torch
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.model import ActorCritic, NumpyActor
-from arm_a3c.shared import Shared
+from arm_a3c.shared import Shared, ignore_interrupts
 
 UPDATE_REPORT_EVERY = 20  # updates between loss reports to the launcher
 
@@ -88,12 +88,12 @@ def a3c_update(cfg: TrainConfig, local: ActorCritic, shared: Shared, obs: np.nda
 
 def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
     """Train until `shared.stop` is set: pull, act n steps, update, push."""
+    ignore_interrupts()
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed + rank)
     rng = np.random.default_rng(cfg.seed + rank)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
-    local = ActorCritic(env.obs_dim, env.robot.dof, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min,
-                        cfg.log_std_max)
+    local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
     raw_obs = np.zeros((n, obs_dim), np.float32)
     raw_next_obs = np.zeros((n, obs_dim), np.float32)

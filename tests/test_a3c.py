@@ -214,3 +214,18 @@ def test_normalizer_merges_batches_into_the_statistics_of_all_data():
     normalized = normalizer.normalize(data.astype(np.float32), normalizer.snapshot())
     np.testing.assert_allclose(normalized.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(normalized.std(axis=0), 1.0, atol=1e-4)
+
+
+def test_time_to_success_finds_the_first_evaluation_at_the_threshold(tmp_path):
+    from arm_a3c.metrics import CSV_FIELDS, read_metrics, time_to_success
+
+    path = tmp_path / "metrics.csv"
+    lines = [",".join(CSV_FIELDS)]
+    for seconds, steps, success in [(5, 0, 0.0), (20, 50000, 0.82), (35, 100000, 0.78), (50, 150000, 0.94)]:
+        values = {"wall_seconds": seconds, "env_steps": steps, "success_rate": success}
+        lines.append(",".join(str(values.get(f, "")) for f in CSV_FIELDS))
+    path.write_text("\n".join(lines) + "\n")
+    rows = read_metrics(path)
+    assert time_to_success(rows, 0.8) == (20.0, 50000.0)
+    assert time_to_success(rows, 0.9) == (50.0, 150000.0)
+    assert time_to_success(rows, 0.95) is None

@@ -1,0 +1,68 @@
+"""The viewer's drawing: meshes load and simplify, and the software renderer draws the posed robot and the
+target where they are."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+import pygame  # noqa: E402
+
+from arm_a3c.env import ArmReachEnv  # noqa: E402
+from arm_a3c.meshes import box, cylinder, load_obj, load_stl, simplify, sphere  # noqa: E402
+from arm_a3c.scene import OrbitCamera, RobotDrawing, SceneRenderer  # noqa: E402
+from conftest import REPO  # noqa: E402
+
+KUKA_MESHES = REPO / "assets" / "kuka_iiwa" / "meshes"
+
+
+def test_obj_and_stl_of_the_same_link_agree_and_simplify_keeps_the_shape():
+    obj, stl = load_obj(KUKA_MESHES / "link_1.obj"), load_stl(KUKA_MESHES / "link_1.stl")
+    assert len(obj.faces) > 1000 and len(stl.faces) > 1000
+    np.testing.assert_allclose(obj.vertices.min(0), stl.vertices.min(0), atol=2e-3)
+    np.testing.assert_allclose(obj.vertices.max(0), stl.vertices.max(0), atol=2e-3)
+    small = simplify(obj, max_triangles=300)
+    assert 50 < len(small.faces) <= 300
+    extent = obj.vertices.max(0) - obj.vertices.min(0)
+    np.testing.assert_allclose(small.vertices.max(0) - small.vertices.min(0), extent, rtol=0.15)
+
+
+def test_primitives_have_the_size_the_urdf_asks_for():
+    np.testing.assert_allclose(np.ptp(box((0.1, 0.2, 0.3)).vertices, axis=0), [0.1, 0.2, 0.3], atol=1e-6)
+    c = cylinder(0.05, 0.4).vertices
+    assert np.ptp(c[:, 2]) == pytest.approx(0.4) and np.abs(c[:, :2]).max() == pytest.approx(0.05, abs=1e-6)
+    assert np.linalg.norm(sphere(0.1).vertices, axis=1) == pytest.approx(0.1, abs=1e-6)
+
+
+def _render(env: ArmReachEnv, joint_positions, target) -> np.ndarray:
+    camera = OrbitCamera(look_at=np.array([0.0, 0.0, 0.3]), distance=1.6)
+    renderer = SceneRenderer(RobotDrawing(env.robot), camera, target_radius_m=0.05)
+    surface = pygame.Surface((400, 300))
+    renderer.draw(surface, np.asarray(joint_positions), target)
+    return pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
+
+
+def test_renderer_draws_the_arm_and_the_target_and_follows_the_joints():
+    env = ArmReachEnv("light_arm")
+    upright = _render(env, [0.0, 0.0, 0.0], np.array([0.3, 0.3, 0.4]))
+    r, g, b = upright[..., 0], upright[..., 1], upright[..., 2]
+    assert ((g > 120) & (g > 2 * r) & (g > 2 * b)).sum() > 30, "target not drawn"
+    orange = (r > 120) & (r > 1.6 * g) & (b < 80)
+    assert orange.sum() > 100, "arm not drawn"
+
+    bent = _render(env, [1.0, 1.2, 0.5], np.array([0.3, 0.3, 0.4]))
+    bent_orange = (bent[..., 0] > 120) & (bent[..., 0] > 1.6 * bent[..., 1]) & (bent[..., 2] < 80)
+    moved = np.abs(np.argwhere(orange).mean(0) - np.argwhere(bent_orange).mean(0)).max()
+    assert moved > 10, "the drawn upper arm did not move with the shoulder joint"
+    env.close()
+
+
+def test_the_kuka_meshes_are_drawn_simplified():
+    env = ArmReachEnv("kuka_iiwa")
+    drawing = RobotDrawing(env.robot)
+    assert len(drawing.links) == 8  # the base and seven links, each with its mesh
+    assert 800 < drawing.triangle_count < 8 * 300
+    env.close()
