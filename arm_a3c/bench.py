@@ -79,3 +79,30 @@ def measure_env_speed(robot: str, steps: int = 3000, rounds: int = 5, seed: int 
         )
     finally:
         env.close()
+
+
+def measure_viewer_fps(robot: str, frames: int = 300, size: tuple[int, int] = (800, 600)) -> dict:
+    """Frames per second of the viewer's drawing (scene and HUD) replaying `robot`, off-screen."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    import pygame
+
+    from arm_a3c.checkpoint import save_untrained_checkpoint
+    from arm_a3c.viewer import ReplaySource, Viewer, freeze_startup_objects
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = ReplaySource(save_untrained_checkpoint(robot, Path(tmp) / "policy.pt"))
+    pygame.init()
+    viewer = Viewer(source, None, "", size)
+    freeze_startup_objects()  # as run_viewer does
+    surface = pygame.Surface(size)
+    viewer.draw(surface, 0.0)  # the first episode is simulated here, not timed
+    start = time.perf_counter()
+    for frame in range(frames):
+        viewer.draw(surface, frame / 30.0)
+    seconds = time.perf_counter() - start
+    return {"robot": source.env.robot.name, "frames": frames, "fps": frames / seconds,
+            "triangles": viewer.renderer.drawing.triangle_count, "size": list(size)}

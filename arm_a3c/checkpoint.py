@@ -71,3 +71,26 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format") != FORMAT or "model" not in data:
         raise UserError(f"{path} is not an arm-a3c checkpoint (format {FORMAT} expected)")
     return data
+
+
+def save_untrained_checkpoint(robot: str, path: Path) -> Path:
+    """A checkpoint of a freshly initialised policy for `robot` (what a run holds at step 0): for replaying
+    and benchmarking the viewer without training first."""
+    from arm_a3c.config import TrainConfig
+    from arm_a3c.env import ArmReachEnv
+    from arm_a3c.model import ActorCritic
+    from arm_a3c.normalizer import RunningNormalizer
+    from arm_a3c.shared_optim import SharedAdam
+
+    cfg = TrainConfig(robot=robot)
+    env = ArmReachEnv(robot)
+    try:
+        model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+        save_checkpoint(path, {
+            "model": model.state_dict(), "optimizer": SharedAdam(model.parameters()).state_dict(),
+            "normalizer": RunningNormalizer(env.obs_dim, cfg.obs_clip).state_dict(), "env_steps": 0,
+            "config": cfg.to_dict(), "robot": robot_identity(env), "eval": None,
+        })
+    finally:
+        env.close()
+    return Path(path)

@@ -171,3 +171,60 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--episodes must be at least 1")
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed), indent=2))
     return 0
+
+
+def view_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/view.py`: watch a training run's arms live, or replay a checkpoint's policy."""
+    import os
+    from pathlib import Path
+
+    parser = ArgumentParser(prog="view.py", description=view_main.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, metavar="DIR", help="a run directory (runs/NAME) of a training")
+    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="replay this checkpoint's policy")
+    parser.add_argument("--worker", type=int, default=1, help="which worker to show first, from 1 (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the replay's targets (default 0)")
+    parser.add_argument("--record", type=Path, metavar="OUT.gif", help="write an animation instead of a window")
+    parser.add_argument("--frames", type=int, default=120, help="frames to record, 30 per second (default 120)")
+    args = parser.parse_args(argv)
+    if args.worker < 1:
+        parser.error("--worker counts from 1")
+    if args.frames < 1:
+        parser.error("--frames must be at least 1")
+    if args.record is not None:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # no window needed to record
+    return show(args.run, args.checkpoint, args.worker - 1, args.seed, args.record, args.frames)
+
+
+def show(run, checkpoint, worker: int, seed: int, record=None, frames: int = 0) -> int:
+    """Open a viewer on a run or a checkpoint (also the `--view` process of train_arm.py)."""
+    import pygame
+
+    from arm_a3c.viewer import open_source, run_viewer
+
+    source, run_dir, note = open_source(run, checkpoint, worker, seed)
+    try:
+        drawn = run_viewer(source, run_dir, note, record, frames)
+    except pygame.error as err:
+        raise UserError(f"cannot open a window ({err}); on a machine without a display use --record OUT.gif") from None
+    if record is not None:
+        print(f"wrote {record} ({drawn} frames)")
+    return 0
+
+
+def bench_viewer_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/bench_viewer.py`: frames per second of the viewer's drawing at 800x600, for each robot."""
+    from arm_a3c.assets import available_robots
+    from arm_a3c.bench import measure_viewer_fps
+
+    parser = ArgumentParser(prog="bench_viewer.py", description=bench_viewer_main.__doc__)
+    parser.add_argument("--robots", nargs="+", metavar="NAME", help="robots to measure (default: all in assets/)")
+    parser.add_argument("--frames", type=int, default=300, help="frames to draw per robot (default 300)")
+    args = parser.parse_args(argv)
+    if args.frames < 1:
+        parser.error("--frames must be at least 1")
+    print(f"{'robot':<14} {'triangles':>9} {'frames/s':>9}   (800x600, scene and HUD, off-screen)")
+    for robot in args.robots or available_robots():
+        r = measure_viewer_fps(robot, args.frames)
+        print(f"{r['robot']:<14} {r['triangles']:>9} {r['fps']:>9.1f}")
+    return 0

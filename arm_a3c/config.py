@@ -50,6 +50,7 @@ class TrainConfig:
     eval_episodes: int = param(50, "seeded episodes per evaluation (the same seeds every time)")
     eval_seed: int = param(1_000_000, "seed of the first evaluation episode")
     run_dir: str | None = param(None, "where the run's files go (default runs/ROBOT-DATE-TIME)")
+    view: bool = param(False, "open the pygame viewer on worker 1's arm while training")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -126,6 +126,11 @@ class ArmReachEnv(gymnasium.Env):
         obs, distance = self._observe()
         return obs, self._info(distance)
 
+    @property
+    def joint_positions(self) -> list[float]:
+        """Controlled-joint positions (rad or m) as of the last observation."""
+        return self._q
+
     def set_target(self, target: np.ndarray) -> None:
         """Move the current episode's target (3,) m, for scripted demos and the viewer."""
         self.target = np.array(target, dtype=np.float64)

@@ -19,10 +19,11 @@ import torch.multiprocessing as mp
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.errors import UserError
+from arm_a3c.live import LiveBoard
 from arm_a3c.evaluator import checkpoint_payload, evaluate_policy, evaluator_loop
 from arm_a3c.checkpoint import save_checkpoint
 from arm_a3c.metrics import MetricsLog, plot_learning_curve
-from arm_a3c.shared import Shared, build_shared
+from arm_a3c.shared import Shared, build_shared, ignore_interrupts
 from arm_a3c.worker import worker_loop
 
 MONITOR_SECONDS = 0.5  # how often the launcher drains reports and checks the stopping rule
@@ -69,8 +70,8 @@ def make_run_dir(cfg: TrainConfig, robot_name: str) -> Path:
 class Monitor:
     """Drains the workers' and evaluator's reports, keeps the figures and prints the progress line."""
 
-    def __init__(self, cfg: TrainConfig, shared: Shared, log: MetricsLog, started: float):
-        self.cfg, self.shared, self.log, self.started = cfg, shared, log, started
+    def __init__(self, cfg: TrainConfig, shared: Shared, log: MetricsLog, started: float, board: LiveBoard):
+        self.cfg, self.shared, self.log, self.started, self.board = cfg, shared, log, started, board
         self.episodes: deque = deque(maxlen=TRAIN_WINDOW)
         self.episode_count = 0
         self.last_eval: dict | None = None
@@ -128,6 +129,8 @@ class Monitor:
 
     def progress(self, final: bool = False) -> None:
         now = self.elapsed()
+        self.board.publish_run(self.shared.global_steps.value, self.steps_per_second(),
+                               self.last_eval["success_rate"] if self.last_eval else float("nan"))
         if not final and not self._tty and now - self._last_line < PROGRESS_LINE_SECONDS:
             return
         self._last_line = now
@@ -158,6 +161,16 @@ class Monitor:
         return None
 
 
+def view_process(run_dir: Path) -> None:
+    from arm_a3c.cli import show
+
+    ignore_interrupts()
+    try:
+        show(run_dir, None, 0, 0)
+    except UserError as err:
+        print(f"viewer: {err}", file=sys.stderr)
+
+
 def shutdown(processes: list, shared: Shared, monitor: Monitor) -> None:
     """Signal stop and wait for the children, draining their reports meanwhile: a process cannot exit while
     its queued reports are unread (its queue's feeder thread waits to flush them)."""
@@ -183,7 +196,8 @@ def train(cfg: TrainConfig) -> dict:
     print(f"training {robot_name} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
 
     ctx = mp.get_context("spawn")
-    shared = build_shared(cfg, obs_dim, action_dim, ctx)
+    board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
+    shared = build_shared(cfg, obs_dim, action_dim, ctx, run_dir)
     log = MetricsLog(run_dir)
     started = time.monotonic()
     processes = [ctx.Process(target=worker_loop, args=(rank, cfg, shared), name=f"a3c-worker-{rank}", daemon=True)
@@ -192,7 +206,9 @@ def train(cfg: TrainConfig) -> dict:
                                  daemon=True))
     for p in processes:
         p.start()
-    monitor = Monitor(cfg, shared, log, started)
+    if cfg.view:  # its own process: closing it never touches the training (not in `processes`, not joined)
+        ctx.Process(target=view_process, args=(run_dir,), name="a3c-viewer", daemon=True).start()
+    monitor = Monitor(cfg, shared, log, started, board)
     reason = None
     try:
         while reason is None:
@@ -220,6 +236,7 @@ def train(cfg: TrainConfig) -> dict:
         save_checkpoint(run_dir / "checkpoints" / "best.pt", payload)
     monitor.record_eval(final)
     monitor.progress(final=True)
+    board.mark_finished()
     probe.close()
     log.close()
     plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {robot_name}, {cfg.workers} worker(s)")

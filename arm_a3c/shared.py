@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from arm_a3c.config import TrainConfig
@@ -25,6 +26,7 @@ class Shared:
     stop: Any  # multiprocessing.Event: set when the run should end
     events: Any  # multiprocessing.Queue: episode, update and evaluation reports for the launcher
     update_lock: Any | None  # multiprocessing.Lock around optimizer steps, or None for Hogwild
+    run_dir: Path | None = None  # where the live board (live.py) is, for the viewer
     launcher_pid: int = field(default_factory=os.getpid)
 
     def running(self) -> bool:
@@ -39,7 +41,7 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx) -> Shared:
+def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:
     """Create the shared objects with a multiprocessing context (`spawn`)."""
     model = ActorCritic.from_config(cfg, obs_dim, action_dim)
     model.share_memory()
@@ -51,4 +53,5 @@ def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx) -> Shared
         stop=ctx.Event(),
         events=ctx.Queue(),
         update_lock=ctx.Lock() if cfg.lock_updates else None,
+        run_dir=run_dir,
     )

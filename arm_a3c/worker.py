@@ -16,6 +16,7 @@ import torch
 
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
+from arm_a3c.live import LiveBoard
 from arm_a3c.model import ActorCritic, NumpyActor
 from arm_a3c.shared import Shared, ignore_interrupts
 
@@ -101,6 +102,9 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
     rewards = np.zeros(n, np.float32)
     terminated, episode_end = np.zeros(n, bool), np.zeros(n, bool)
     actor = NumpyActor(local)  # views of the local weights: acting without torch's per-call cost
+    board = LiveBoard.attach(shared.run_dir) if shared.run_dir else None  # what a viewer shows
+    recorder = board.recorder() if board else None
+    episodes, ee_slice = 0, slice(2 * action_dim, 2 * action_dim + 3)  # the end effector in the observation
     obs, _ = env.reset(seed=cfg.seed + rank)
     episode_return, episode_length, updates, skipped, losses = 0.0, 0, 0, 0, []
 
@@ -116,9 +120,14 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
             terminated[t], episode_end[t] = term, term or trunc
             episode_return += reward
             episode_length += 1
+            if recorder:
+                recorder.record(env.joint_positions, next_obs[ee_slice])
             if term or trunc:
                 shared.events.put(("episode", rank, episode_return, episode_length, info["is_success"],
                                    info["distance"]))
+                episodes += 1
+                if board:
+                    board.publish(rank, episodes, episode_return, info["distance"], env.target.tolist(), recorder)
                 episode_return, episode_length = 0.0, 0
                 next_obs, _ = env.reset()
             obs = next_obs

@@ -72,3 +72,10 @@ def run_script(script: str, *args: str, timeout: float = 120) -> subprocess.Comp
         [sys.executable, str(REPO / "scripts" / script), *args], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+
+def write_untrained_checkpoint(robot: str, path: Path) -> Path:
+    from arm_a3c.checkpoint import save_untrained_checkpoint
+
+    return save_untrained_checkpoint(robot, path)

@@ -1,0 +1,136 @@
+"""The live board: how workers show their arms to a viewer without slowing down.
+
+A worker steps its arm about a hundred times faster than real time, so sampling its current pose would show a
+different episode in every frame. Instead each worker publishes every episode it completes, step by step (joint
+positions and end-effector position), and a viewer replays the newest one at the control rate: exactly how that
+worker moved its arm, at a speed a person can follow.
+
+The board is a small file, `live.bin` in the run directory, memory-mapped by the workers (writers) and by any
+viewer (readers); one slot per worker. Recording a step costs about a microsecond and publishing an episode a
+few; nothing is rendered in a worker. A sequence number guards each slot (odd while it is being written), so a
+reader never uses a half-written episode. The launcher writes run-wide figures in the header.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FILENAME = "live.bin"
+MAGIC = 0xA3C2
+HEADER = ["magic", "workers", "dof", "max_steps", "launcher_pid", "global_steps", "steps_per_second",
+          "eval_success", "finished"]
+SLOT_FIELDS = ["seq", "episode", "length", "episode_return", "final_distance", "target_x", "target_y", "target_z"]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One completed episode of one worker."""
+
+    rank: int
+    episode: int  # this worker's episode count
+    episode_return: float
+    final_distance_m: float
+    target: np.ndarray  # (3,) m
+    joint_positions: np.ndarray  # (length, dof) rad or m, after each step
+    ee_positions: np.ndarray  # (length, 3) m
+
+
+class LiveBoard:
+    def __init__(self, memmap: np.memmap):
+        self._memmap = memmap
+        self.array = np.asarray(memmap)  # a plain view: slicing a memmap object costs more on every step
+        self.workers, self.dof, self.max_steps = (int(v) for v in self.array[1:4])
+        self.row = self.dof + 3
+        self.slot_size = len(SLOT_FIELDS) + self.max_steps * self.row
+
+    @staticmethod
+    def path(run_dir: Path) -> Path:
+        return Path(run_dir) / FILENAME
+
+    @classmethod
+    def create(cls, run_dir: Path, workers: int, dof: int, max_steps: int) -> "LiveBoard":
+        size = len(HEADER) + workers * (len(SLOT_FIELDS) + max_steps * (dof + 3))
+        memmap = np.memmap(cls.path(run_dir), dtype=np.float64, mode="w+", shape=(size,))
+        memmap[:5] = [MAGIC, workers, dof, max_steps, os.getpid()]
+        return cls(memmap)
+
+    @classmethod
+    def attach(cls, run_dir: Path) -> "LiveBoard | None":
+        """The board of a run, or None if the run has none."""
+        path = cls.path(run_dir)
+        if not path.is_file() or path.stat().st_size < len(HEADER) * 8:
+            return None
+        memmap = np.memmap(path, dtype=np.float64, mode="r+")
+        return cls(memmap) if int(memmap[0]) == MAGIC else None
+
+    def _slot(self, rank: int) -> np.ndarray:
+        start = len(HEADER) + rank * self.slot_size
+        return self.array[start:start + self.slot_size]
+
+    # ---- writers ------------------------------------------------------------------------------------------
+
+    def recorder(self) -> "EpisodeRecorder":
+        return EpisodeRecorder(self.max_steps, self.row)
+
+    def publish(self, rank: int, episode: int, episode_return: float, final_distance: float,
+                target: list[float], recorder: "EpisodeRecorder") -> None:
+        slot, length = self._slot(rank), recorder.length
+        seq = slot[0] + 1
+        slot[0] = seq  # odd: being written
+        slot[1:len(SLOT_FIELDS)] = [episode, length, episode_return, final_distance, *target]
+        slot[len(SLOT_FIELDS):len(SLOT_FIELDS) + length * self.row] = recorder.rows[:length].reshape(-1)
+        slot[0] = seq + 1
+        recorder.length = 0
+
+    def publish_run(self, global_steps: int, steps_per_second: float, eval_success: float) -> None:
+        self.array[5:8] = [global_steps, steps_per_second, eval_success]
+
+    def mark_finished(self) -> None:
+        self.array[8] = 1.0
+        self._memmap.flush()
+
+    # ---- readers ------------------------------------------------------------------------------------------
+
+    def latest(self, rank: int) -> Episode | None:
+        """A consistent copy of the worker's newest complete episode, or None if it has none yet."""
+        slot = self._slot(rank)
+        for _ in range(10):
+            before = slot[0]
+            copy = np.array(slot)
+            if before > 0 and int(before) % 2 == 0 and slot[0] == before:
+                length = int(copy[2])
+                rows = copy[len(SLOT_FIELDS):len(SLOT_FIELDS) + length * self.row].reshape(length, self.row)
+                return Episode(rank, int(copy[1]), float(copy[3]), float(copy[4]), copy[5:8],
+                               rows[:, :self.dof], rows[:, self.dof:])
+        return None
+
+    def run_figures(self) -> dict:
+        return {"global_steps": int(self.array[5]), "steps_per_second": float(self.array[6]),
+                "eval_success": float(self.array[7]), "finished": bool(self.array[8])}
+
+    def launcher_alive(self) -> bool:
+        if self.array[8]:
+            return False
+        try:
+            os.kill(int(self.array[4]), 0)
+        except (ProcessLookupError, PermissionError, OverflowError, ValueError):
+            return False
+        return True
+
+
+class EpisodeRecorder:
+    """A worker's private buffer for the episode in progress."""
+
+    def __init__(self, max_steps: int, row: int):
+        self.rows = np.zeros((max_steps, row))
+        self.length = 0
+
+    def record(self, joint_positions: list[float], ee: np.ndarray) -> None:
+        if self.length < len(self.rows):
+            self.rows[self.length, :len(joint_positions)] = joint_positions
+            self.rows[self.length, len(joint_positions):] = ee
+            self.length += 1

@@ -1,0 +1,400 @@
+"""The pygame viewer: watch a worker's arm while the shared policy improves, or replay a checkpoint.
+
+Sources of episodes:
+- `LiveSource`: a running training's live board (live.py). Each worker publishes every episode it completes;
+  the viewer replays the chosen worker's newest episode at the control rate (24 steps per second), then takes
+  the next newest. It only reads a file, so closing it never stops or slows the training.
+- `ReplaySource`: a checkpoint's policy, acting deterministically in the viewer's own environment on fresh
+  random targets. A click in the scene (or `t`) moves the target, and the policy chases it.
+
+Drawing is `scene.SceneRenderer`: the robot's URDF visuals posed by forward kinematics in the viewer's own
+PyBullet client.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pygame
+
+from arm_a3c.config import TrainConfig
+from arm_a3c.env import ArmReachEnv
+from arm_a3c.errors import UserError
+from arm_a3c.live import Episode, LiveBoard
+from arm_a3c.scene import OrbitCamera, RobotDrawing, SceneRenderer
+
+WINDOW_SIZE = (800, 600)
+FRAMES_PER_SECOND = 30
+HOLD_FINAL_POSE_S = 0.6  # pause on an episode's last pose before the next one
+TRAIL_STEPS = 25  # end-effector positions drawn behind the arm
+METRICS_RELOAD_S = 5.0
+CURVE_RECT = (WINDOW_SIZE[0] - 230, 10, 220, 110)  # learning-curve inset: x, y, width, height
+TEXT_RGB, DIM_RGB, PANEL_RGBA = (25, 30, 40), (90, 96, 110), (255, 255, 255, 190)
+HELP_LINES = [
+    "1-9  show worker 1-9 (live)", "space  pause", "drag / arrows  orbit", "wheel / + -  zoom",
+    "click / t  new target (replay)", "s  screenshot", "h  this help", "q / Esc  close",
+]
+
+
+class LiveSource:
+    """Episodes of a running (or finished) training, read from its live board."""
+
+    def __init__(self, run_dir: Path, board: LiveBoard, rank: int = 0):
+        self.run_dir, self.board = Path(run_dir), board
+        self.rank = min(rank, board.workers - 1)
+        cfg = TrainConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+        self.env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+        self._shown: tuple[int, int] | None = None
+
+    label = "live"
+
+    def select_worker(self, rank: int) -> bool:
+        if 0 <= rank < self.board.workers and rank != self.rank:
+            self.rank, self._shown = rank, None
+            return True
+        return False
+
+    def next_episode(self) -> Episode | None:
+        """The worker's newest completed episode if it is not the one shown last."""
+        episode = self.board.latest(self.rank)
+        if episode is None or (episode.rank, episode.episode) == self._shown:
+            return None
+        self._shown = (episode.rank, episode.episode)
+        return episode
+
+    def figures(self) -> dict:
+        return self.board.run_figures()
+
+    def place_target(self, target: np.ndarray) -> bool:
+        return False  # the workers choose their targets
+
+
+class ReplaySource:
+    """A checkpoint's deterministic policy in the viewer's own environment, one episode at a time."""
+
+    label = "replay"
+
+    def __init__(self, checkpoint: Path, seed: int = 0):
+        from arm_a3c.checkpoint import load_checkpoint
+        from arm_a3c.model import ActorCritic, NumpyActor
+        from arm_a3c.normalizer import RunningNormalizer
+
+        data = load_checkpoint(checkpoint)
+        cfg = TrainConfig.from_dict(data["config"])
+        self.env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+        model = ActorCritic.from_config(cfg, self.env.obs_dim, self.env.robot.dof)
+        try:
+            model.load_state_dict(data["model"])
+        except RuntimeError:
+            raise UserError(f"{checkpoint} does not fit robot '{cfg.robot}' as it is now; was its URDF changed?") from None
+        self.normalizer = RunningNormalizer(self.env.obs_dim, cfg.obs_clip)
+        self.normalizer.load_state_dict(data["normalizer"])
+        self.norm, self.actor, self.model = self.normalizer.snapshot(), NumpyActor(model), model
+        self.rank, self.seed, self.count = 0, seed, 0
+        self.env_steps = data["env_steps"]
+        self.success = (data.get("eval") or {}).get("success_rate", float("nan"))
+        self._pending_target: np.ndarray | None = None
+
+    def select_worker(self, rank: int) -> bool:
+        return False
+
+    def place_target(self, target: np.ndarray) -> bool:
+        self._pending_target = target
+        return True
+
+    def next_episode(self) -> Episode:
+        env = self.env
+        obs, _ = env.reset(seed=self.seed + self.count)
+        if self._pending_target is not None:
+            env.set_target(self._pending_target)
+            obs, self._pending_target = env.step(np.zeros(env.robot.dof))[0], None
+        self.count += 1
+        joints, ees, total, info, done = [], [], 0.0, {"distance": float("nan")}, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(self.actor.mean(self.normalizer.normalize(obs, self.norm)))
+            joints.append(list(env.joint_positions))
+            ees.append(env.robot.ee_position())
+            total += reward
+            done = terminated or truncated
+        return Episode(0, self.count, total, info["distance"], env.target.copy(), np.array(joints), np.array(ees))
+
+    def figures(self) -> dict:
+        return {"global_steps": self.env_steps, "steps_per_second": float("nan"), "eval_success": self.success,
+                "finished": True}
+
+
+def read_curve(run_dir: Path | None) -> list[tuple[float, float]]:
+    """(env steps, evaluator success rate) pairs from a run's metrics.csv, if there is one."""
+    path = run_dir / "metrics.csv" if run_dir else None
+    if not path or not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [(float(r["env_steps"]), float(r["success_rate"])) for r in csv.DictReader(f)]
+
+
+class Viewer:
+    """The window, its controls and its heads-up display."""
+
+    def __init__(self, source, run_dir: Path | None, note: str = "", size: tuple[int, int] = WINDOW_SIZE):
+        self.source, self.run_dir, self.note = source, run_dir, note
+        env = source.env
+        self.camera = OrbitCamera(look_at=env.robot.base_position + [0.0, 0.0, 0.3 * env.reach_m],
+                                  distance=1.9 * env.reach_m)
+        self.renderer = SceneRenderer(RobotDrawing(env.robot), self.camera, env.config.success_radius_m)
+        self.control_hz = env.config.control_hz
+        self.size = size
+        self.episode: Episode | None = None
+        self.episode_started = 0.0
+        self.paused, self.show_help, self.recording = False, False, False
+        self._position = 0.0
+        self.curve: list[tuple[float, float]] = []
+        self._curve_loaded = -math.inf
+        self.font = self.small = None
+
+    # ---- episode playback ---------------------------------------------------------------------------------
+
+    def _playback_position(self, now: float) -> float | None:
+        """Where in the current episode to show, in steps (fractional: the pose is interpolated between
+        control steps, 24 per second, for a 30 fps picture), or None when the next episode is due."""
+        if self.episode is None:
+            return None
+        elapsed = now - self.episode_started
+        length = len(self.episode.joint_positions)
+        if elapsed > length / self.control_hz + HOLD_FINAL_POSE_S:
+            return None
+        return min(elapsed * self.control_hz, length - 1.0)
+
+    def advance(self, now: float) -> float:
+        if self.paused and self.episode is not None:
+            self.episode_started = now - self._position / self.control_hz  # freeze the picture
+            return self._position
+        position = self._playback_position(now)
+        if position is None:
+            episode = self.source.next_episode()
+            if episode is not None and len(episode.joint_positions):
+                self.episode, self.episode_started = episode, now
+            elif self.episode is not None:
+                self.episode_started = now  # nothing newer yet: replay the last one
+            position = 0.0
+        self._position = position
+        return position
+
+    # ---- drawing ------------------------------------------------------------------------------------------
+
+    def draw(self, surface: pygame.Surface, now: float) -> None:
+        if self.font is None:
+            self.font, self.small = pygame.font.Font(None, 24), pygame.font.Font(None, 19)
+        position = self.advance(now)
+        episode = self.episode
+        if episode is None:
+            surface.fill((232, 236, 242))
+            self._text(surface, ["waiting for the first episode ..."], (20, 20))
+            return
+        index, frac = int(position), position - int(position)
+        following = min(index + 1, len(episode.joint_positions) - 1)
+        joints = (1 - frac) * episode.joint_positions[index] + frac * episode.joint_positions[following]
+        ee = (1 - frac) * episode.ee_positions[index] + frac * episode.ee_positions[following]
+        trail = [*episode.ee_positions[max(0, index - TRAIL_STEPS):index + 1], ee]
+        self.renderer.draw(surface, joints, episode.target, trail)
+        self._hud(surface, episode, index, ee, now)
+
+    def _hud(self, surface: pygame.Surface, episode: Episode, index: int, ee: np.ndarray, now: float) -> None:
+        figures = self.source.figures()
+        distance = float(np.linalg.norm(ee - episode.target))
+        rate = figures["steps_per_second"]
+        success = figures["eval_success"]
+        lines = [
+            f"{self.source.label}: {'worker ' + str(episode.rank + 1) if self.source.label == 'live' else 'policy'}"
+            f"   episode {episode.episode}   step {index + 1}/{len(episode.joint_positions)}",
+            f"global steps {figures['global_steps']:,}" + (f"   {rate:,.0f} steps/s" if rate == rate else ""),
+            f"episode return {episode.episode_return:.2f}   distance {distance:.3f} m",
+            "evaluator success " + (f"{success:.0%}" if success == success else "pending"),
+        ]
+        if self.note:
+            lines.append(self.note)
+        if self.recording:
+            lines.append(f"time {now:.2f} s")
+        if self.paused:
+            lines.append("paused (space)")
+        self._text(surface, lines, (12, 10))
+        self._learning_curve(surface)
+        if self.show_help:
+            self._text(surface, HELP_LINES, (12, self.size[1] - 22 * len(HELP_LINES) - 12), small=True)
+        else:
+            self._text(surface, ["h: keys"], (12, self.size[1] - 28), small=True)
+
+    def _text(self, surface: pygame.Surface, lines: list[str], origin: tuple[int, int], small: bool = False) -> None:
+        font = self.small if small else self.font
+        rendered = [font.render(line, True, TEXT_RGB) for line in lines]
+        width = max(r.get_width() for r in rendered) + 16
+        height = sum(r.get_height() + 3 for r in rendered) + 10
+        panel = pygame.Surface((width, height), pygame.SRCALPHA)
+        panel.fill(PANEL_RGBA)
+        surface.blit(panel, origin)
+        y = origin[1] + 6
+        for r in rendered:
+            surface.blit(r, (origin[0] + 8, y))
+            y += r.get_height() + 3
+
+    def _learning_curve(self, surface: pygame.Surface) -> None:
+        now = time.monotonic()
+        if now - self._curve_loaded > METRICS_RELOAD_S:
+            self.curve, self._curve_loaded = read_curve(self.run_dir), now
+        if len(self.curve) < 2:
+            return
+        x, y, w, h = CURVE_RECT
+        panel = pygame.Surface((w, h), pygame.SRCALPHA)
+        panel.fill(PANEL_RGBA)
+        surface.blit(panel, (x, y))
+        steps = [s for s, _ in self.curve]
+        span = max(steps[-1] - steps[0], 1.0)
+        points = [(x + 8 + (w - 16) * (s - steps[0]) / span, y + h - 22 - (h - 40) * rate) for s, rate in self.curve]
+        pygame.draw.line(surface, DIM_RGB, (x + 8, y + h - 22), (x + w - 8, y + h - 22))
+        pygame.draw.lines(surface, (30, 120, 220), False, points, 2)
+        label = self.small.render(f"success rate vs steps ({steps[-1] / 1e6:.1f} M)", True, DIM_RGB)
+        surface.blit(label, (x + 8, y + h - 18))
+
+    # ---- input --------------------------------------------------------------------------------------------
+
+    def handle(self, event: pygame.event.Event, surface: pygame.Surface) -> bool:
+        """Apply one input event; False when the viewer should close."""
+        if event.type == pygame.QUIT:
+            return False
+        if event.type == pygame.KEYDOWN:
+            key = event.key
+            if key in (pygame.K_q, pygame.K_ESCAPE):
+                return False
+            if pygame.K_1 <= key <= pygame.K_9:
+                if self.source.select_worker(key - pygame.K_1):
+                    self.episode = None
+            elif key == pygame.K_SPACE:
+                self.paused = not self.paused
+            elif key == pygame.K_h:
+                self.show_help = not self.show_help
+            elif key == pygame.K_s:
+                path = Path(f"arm_a3c_{time.strftime('%Y%m%d-%H%M%S')}.png")
+                pygame.image.save(surface, str(path))
+                print(f"saved {path}")
+            elif key == pygame.K_t:
+                self._new_target(None)
+            elif key in (pygame.K_LEFT, pygame.K_RIGHT):
+                self.camera.yaw += 5 if key == pygame.K_LEFT else -5
+            elif key in (pygame.K_UP, pygame.K_DOWN):
+                self.camera.pitch = float(np.clip(self.camera.pitch + (3 if key == pygame.K_UP else -3), -5, 85))
+            elif key in (pygame.K_PLUS, pygame.K_EQUALS, pygame.K_KP_PLUS):
+                self.camera.distance *= 0.9
+            elif key in (pygame.K_MINUS, pygame.K_KP_MINUS):
+                self.camera.distance /= 0.9
+        elif event.type == pygame.MOUSEWHEEL:
+            self.camera.distance *= 0.9 ** event.y
+        elif event.type == pygame.MOUSEMOTION and event.buttons[0]:
+            self.camera.yaw -= event.rel[0] * 0.4
+            self.camera.pitch = float(np.clip(self.camera.pitch + event.rel[1] * 0.3, -5, 85))
+            self._dragged = True
+        elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            self._dragged = False
+        elif event.type == pygame.MOUSEBUTTONUP and event.button == 1 and not getattr(self, "_dragged", False):
+            self._new_target(event.pos)
+        return True
+
+    def _new_target(self, pixel: tuple[int, int] | None) -> None:
+        """Move the replay's target: to the clicked point (on the vertical plane through the current target,
+        facing the camera, pulled within reach), or to a random reachable point."""
+        env = self.source.env
+        if pixel is None:
+            target = env.task.sample_target(env.robot, np.random.default_rng())
+            env.robot.reset(env.robot.home)
+        else:
+            eye, axes = self.camera.eye_and_axes()
+            width, height = self.size
+            focal = (height / 2) / math.tan(math.radians(50.0) / 2)
+            ray = axes[0] * (pixel[0] - width / 2) / focal - axes[1] * (pixel[1] - height / 2) / focal + axes[2]
+            anchor = self.episode.target if self.episode else self.camera.look_at
+            normal = np.array([axes[2][0], axes[2][1], 0.0])
+            t = float((anchor - eye) @ normal / (ray @ normal)) if abs(ray @ normal) > 1e-6 else self.camera.distance
+            target = eye + t * ray
+            target[2] = max(target[2], env.config.min_target_height_m)
+            offset = target - env.robot.base_position
+            reach = 0.95 * env.reach_m
+            if np.linalg.norm(offset) > reach:
+                target = env.robot.base_position + offset * reach / np.linalg.norm(offset)
+        if self.source.place_target(np.asarray(target)):
+            self.episode = None
+
+
+def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: int):
+    """The source a user asked for, and a note for the display: a live run, or a replayed checkpoint (also
+    when the run named has finished)."""
+    if checkpoint is not None:
+        return ReplaySource(checkpoint, seed), None, f"replaying {checkpoint}"
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise UserError(f"{run} is not a training run directory (no config.json); pass --run runs/NAME")
+    board = LiveBoard.attach(run)
+    if board is not None and board.launcher_alive():
+        return LiveSource(run, board, worker), run, ""
+    best = run / "checkpoints" / "best.pt"
+    if not best.is_file():
+        raise UserError(f"the run in {run} is not running and has no checkpoints/best.pt to replay")
+    print(f"the run in {run} has finished: replaying its best checkpoint {best}")
+    return ReplaySource(best, seed), run, "run finished: replaying best.pt"
+
+
+def freeze_startup_objects() -> None:
+    """Exclude the ~300,000 objects that torch, PyBullet and pygame create at start-up from garbage
+    collection: a frame allocates thousands of small lists, and the full collections they trigger would
+    otherwise traverse all of them (measured: a KUKA frame took 23 ms with them, 7 ms without)."""
+    gc.collect()
+    gc.freeze()
+
+
+def run_viewer(source, run_dir: Path | None, note: str, record: Path | None = None, frames: int = 0) -> int:
+    """Open the window (or, with `record`, draw `frames` frames off-screen into a GIF). Returns frames drawn."""
+    pygame.init()
+    viewer = Viewer(source, run_dir, note)
+    freeze_startup_objects()
+    if record is not None:
+        return record_animation(viewer, record, frames)
+    screen = pygame.display.set_mode(viewer.size)
+    pygame.display.set_caption(f"arm-a3c: {source.env.robot.name}")
+    clock, drawn, running = pygame.time.Clock(), 0, True
+    while running:
+        for event in pygame.event.get():
+            running = running and viewer.handle(event, screen)
+        viewer.draw(screen, time.monotonic())
+        pygame.display.flip()
+        drawn += 1
+        clock.tick(FRAMES_PER_SECOND)
+    pygame.quit()
+    return drawn
+
+
+def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
+    """Draw `frames` frames at the viewer's frame rate on a simulated clock and write them as a GIF."""
+    from PIL import Image
+
+    if path.suffix.lower() != ".gif":
+        raise UserError(f"--record {path}: only .gif is supported; name the file with .gif")
+    surface = pygame.Surface(viewer.size)
+    viewer.recording = True  # the HUD shows the animation's clock
+    images, clock = [], 0.0
+    deadline = time.monotonic() + 30.0  # a live run may need a moment to finish its first episode
+    while len(images) < frames:
+        viewer.draw(surface, clock)
+        if viewer.episode is None:
+            if time.monotonic() > deadline:
+                raise UserError("no episode to record: the run has not completed one within 30 s")
+            time.sleep(0.1)
+            continue
+        images.append(Image.frombytes("RGB", viewer.size, pygame.image.tobytes(surface, "RGB")).quantize(
+            colors=128, method=Image.Quantize.MEDIANCUT))
+        clock += 1.0 / FRAMES_PER_SECOND
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / FRAMES_PER_SECOND), loop=0)
+    return len(images)
