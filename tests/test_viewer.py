@@ -18,7 +18,7 @@ import pygame  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from arm_a3c.live import LiveBoard  # noqa: E402
-from arm_a3c.viewer import LiveSource, Viewer, open_source  # noqa: E402
+from arm_a3c.viewer import LiveSource, ReplaySource, Viewer, open_source  # noqa: E402
 from conftest import REPO, run_script, write_untrained_checkpoint  # noqa: E402
 
 LIVE_STEPS = 400_000  # about 70 s: the three live tests attach before it ends (view.py alone starts in ~8 s)
@@ -103,6 +103,33 @@ def test_a_viewer_that_closes_leaves_the_training_to_finish(live_run, tmp_path):
     assert process.returncode == 0, err[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] >= LIVE_STEPS and "step budget" in summary["stop_reason"]
+
+    # Once the run has finished, the viewer replays its best checkpoint and says so.
+    source, _, note = open_source(run_dir, None, 0, 0)
+    assert isinstance(source, ReplaySource) and "finished" in note
+
+
+def test_replay_moves_the_target_on_key_and_click(tmp_path):
+    pygame.init()
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    source, _, _ = open_source(None, checkpoint, 0, 0)
+    viewer = Viewer(source, None)
+    surface = pygame.Surface(viewer.size)
+    viewer.draw(surface, now=0.0)
+    first = viewer.episode.target.copy()
+    viewer.handle(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_t), surface)
+    viewer.draw(surface, now=0.1)
+    assert not np.allclose(viewer.episode.target, first), "t did not place a new target"
+
+    click = (viewer.size[0] // 2 + 120, viewer.size[1] // 2 - 60)
+    viewer.handle(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=click), surface)
+    viewer.handle(pygame.event.Event(pygame.MOUSEBUTTONUP, button=1, pos=click), surface)
+    viewer.draw(surface, now=0.2)
+    target = viewer.episode.target
+    env = source.env
+    assert np.linalg.norm(target - env.robot.base_position) <= env.reach_m, "a clicked target must be reachable"
+    screen, _ = viewer.renderer.project(target, viewer.size)
+    assert np.abs(screen - click).max() < 60, "the new target is not where the user clicked"
 
 
 @pytest.mark.parametrize("robot", ["kuka_iiwa", "light_arm"])
