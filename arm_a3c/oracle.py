@@ -18,7 +18,7 @@ class IKReacher:
     def __init__(self, env: ArmReachEnv):
         self.env = env
         robot = env.robot
-        movable = [j for j in robot.joints]  # PyBullet's IK orders degrees of freedom by joint index
+        movable = robot.joints  # every movable joint, by joint index: the order of PyBullet's IK solution
         self._dof_of_controlled = [movable.index(j) for j in robot.controlled]
         self._ik_limits = dict(
             lowerLimits=[j.lower for j in movable], upperLimits=[j.upper for j in movable],

@@ -27,7 +27,7 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.errors import UserError
 from arm_a3c.live import Episode, LiveBoard
-from arm_a3c.scene import OrbitCamera, RobotDrawing, SceneRenderer
+from arm_a3c.scene import FIELD_OF_VIEW_DEG, OrbitCamera, RobotDrawing, SceneRenderer
 
 WINDOW_SIZE = (800, 600)
 FRAMES_PER_SECOND = 30
@@ -313,7 +313,7 @@ class Viewer:
         else:
             eye, axes = self.camera.eye_and_axes()
             width, height = self.size
-            focal = (height / 2) / math.tan(math.radians(50.0) / 2)
+            focal = (height / 2) / math.tan(math.radians(FIELD_OF_VIEW_DEG) / 2)
             ray = axes[0] * (pixel[0] - width / 2) / focal - axes[1] * (pixel[1] - height / 2) / focal + axes[2]
             anchor = self.episode.target if self.episode else self.camera.look_at
             normal = np.array([axes[2][0], axes[2][1], 0.0])
