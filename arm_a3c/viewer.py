@@ -17,6 +17,7 @@ import csv
 import gc
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -362,6 +363,11 @@ def run_viewer(source, run_dir: Path | None, note: str, record: Path | None = No
     if record is not None:
         return record_animation(viewer, record, frames)
     screen = pygame.display.set_mode(viewer.size)
+    if pygame.display.get_driver() in ("offscreen", "dummy") and "SDL_VIDEODRIVER" not in os.environ:
+        # SDL falls back to drawing nowhere when there is no display: say so instead of showing nothing.
+        pygame.quit()
+        raise UserError("there is no display to open the viewer on; run it where you have one, or record an "
+                        "animation with --record OUT.gif")
     pygame.display.set_caption(f"arm-a3c: {source.env.robot.name}")
     clock, drawn, running = pygame.time.Clock(), 0, True
     while running:

@@ -65,9 +65,10 @@ def write_urdf(tmp_path: Path):
     return write
 
 
-def run_script(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run scripts/SCRIPT with arguments from the repository root, as a user would."""
-    env = {**os.environ, "PYTHONPATH": ""}
+def run_script(script: str, *args: str, timeout: float = 120, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run scripts/SCRIPT with arguments from the repository root, as a user would (without the environment
+    variables named in `unset`)."""
+    env = {k: v for k, v in os.environ.items() if k not in unset} | {"PYTHONPATH": ""}
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / script), *args], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=timeout,

@@ -152,3 +152,14 @@ def test_view_errors_are_one_line(tmp_path):
     assert_user_error(run_script("view.py", "--checkpoint", str(tmp_path / "x.pt"), "--record", str(tmp_path / "a.gif")),
                       "not found")
     assert_user_error(run_script("view.py"), "--run", "--checkpoint")
+
+
+def test_viewer_without_a_display_says_so_instead_of_drawing_nowhere(tmp_path):
+    from test_cli import assert_user_error
+
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    result = run_script("view.py", "--checkpoint", str(checkpoint), unset=("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+    assert "Traceback" not in result.stderr
+    # SDL prints its own warning about XDG_RUNTIME_DIR on such machines; ours is the line that matters.
+    result.stderr = "\n".join(l for l in result.stderr.splitlines() if l.startswith("error: there is no display"))
+    assert_user_error(result, "no display", "--record OUT.gif")
