@@ -73,6 +73,24 @@ def load_checkpoint(path: Path) -> dict:
     return data
 
 
+
+def checkpoint_payload(cfg, optimizer, model, normalizer_state: dict, env_steps: int, env,
+                       evaluation: dict | None) -> dict:
+    """Everything a checkpoint holds besides the format and versions `save_checkpoint` adds."""
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "normalizer": normalizer_state,
+        "env_steps": env_steps, "config": cfg.to_dict(), "robot": robot_identity(env), "eval": evaluation,
+    }
+
+
+def save_evaluated(run_dir: Path, payload: dict, best_so_far: float) -> None:
+    """Write an evaluated payload as checkpoints/latest.pt, and as best.pt when its success rate beats
+    `best_so_far` (-1 before the first evaluation, so the first one is always best)."""
+    save_checkpoint(Path(run_dir) / "checkpoints" / "latest.pt", payload)
+    if payload["eval"]["success_rate"] > best_so_far:
+        save_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", payload)
+
+
 def save_untrained_checkpoint(robot: str, path: Path) -> Path:
     """A checkpoint of a freshly initialised policy for `robot` (what a run holds at step 0): for replaying
     and benchmarking the viewer without training first."""
@@ -86,11 +104,9 @@ def save_untrained_checkpoint(robot: str, path: Path) -> Path:
     env = ArmReachEnv(robot)
     try:
         model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
-        save_checkpoint(path, {
-            "model": model.state_dict(), "optimizer": SharedAdam(model.parameters()).state_dict(),
-            "normalizer": RunningNormalizer(env.obs_dim, cfg.obs_clip).state_dict(), "env_steps": 0,
-            "config": cfg.to_dict(), "robot": robot_identity(env), "eval": None,
-        })
+        normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+        save_checkpoint(path, checkpoint_payload(cfg, SharedAdam(model.parameters()), model,
+                                                 normalizer.state_dict(), 0, env, None))
     finally:
         env.close()
     return Path(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arm_a3c.checkpoint import robot_identity, save_checkpoint
+from arm_a3c.checkpoint import checkpoint_payload, load_checkpoint, save_evaluated
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.model import ActorCritic, NumpyActor
@@ -39,14 +39,6 @@ def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmR
             "mean_return": float(np.mean(returns)), "episodes": episodes, "seed": seed}
 
 
-def checkpoint_payload(cfg: TrainConfig, shared: Shared, model: ActorCritic, normalizer_state: dict,
-                       env_steps: int, env: ArmReachEnv, evaluation: dict | None) -> dict:
-    return {
-        "model": model.state_dict(), "optimizer": shared.optimizer.state_dict(), "normalizer": normalizer_state,
-        "env_steps": env_steps, "config": cfg.to_dict(), "robot": robot_identity(env), "eval": evaluation,
-    }
-
-
 def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local: ActorCritic,
                       normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict:
     """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet)."""
@@ -55,10 +47,8 @@ def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local:
     normalizer.load_state_dict(shared.normalizer.state_dict())
     result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed)
     result["env_steps"] = env_steps
-    payload = checkpoint_payload(cfg, shared, local, normalizer.state_dict(), env_steps, env, result)
-    save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload)
-    if result["success_rate"] > best_so_far or best_so_far < 0:
-        save_checkpoint(run_dir / "checkpoints" / "best.pt", payload)
+    save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, local, normalizer.state_dict(), env_steps,
+                                               env, result), best_so_far)
     return result
 
 
@@ -82,10 +72,9 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path) -> None:
     env.close()
 
 
-def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None) -> dict:
-    """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically (by default
-    on the evaluator's own seeds, so the numbers stored in the checkpoint are reproduced)."""
-    from arm_a3c.checkpoint import load_checkpoint
+def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmReachEnv, ActorCritic, RunningNormalizer]:
+    """Rebuild a checkpoint's robot (in a new environment) and policy: (checkpoint data, config, env, model,
+    normaliser). A checkpoint that no longer fits its robot is a `UserError`; the caller closes the env."""
     from arm_a3c.errors import UserError
 
     data = load_checkpoint(path)
@@ -99,11 +88,25 @@ def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | Non
                 f"{saved['obs_dim']}/{saved['action_dim']}, but {cfg.robot} now has {env.obs_dim}/{env.robot.dof}"
             )
         model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
-        model.load_state_dict(data["model"])
+        try:
+            model.load_state_dict(data["model"])
+        except RuntimeError:
+            raise UserError(f"{path} does not fit robot '{cfg.robot}' as it is now; was its URDF changed?") from None
         normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
         normalizer.load_state_dict(data["normalizer"])
+    except BaseException:
+        env.close()
+        raise
+    return data, cfg, env, model, normalizer
+
+
+def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None) -> dict:
+    """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically (by default
+    on the evaluator's own seeds, so the numbers stored in the checkpoint are reproduced)."""
+    data, cfg, env, model, normalizer = load_policy(path)
+    try:
         result = evaluate_policy(model, normalizer, env, episodes or cfg.eval_episodes,
                                  cfg.eval_seed if seed is None else seed)
     finally:
         env.close()
-    return {**result, "checkpoint": str(path), "robot": saved["name"], "env_steps": data["env_steps"]}
+    return {**result, "checkpoint": str(path), "robot": data["robot"]["name"], "env_steps": data["env_steps"]}

@@ -20,8 +20,8 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.errors import UserError
 from arm_a3c.live import LiveBoard
-from arm_a3c.evaluator import checkpoint_payload, evaluate_policy, evaluator_loop
-from arm_a3c.checkpoint import save_checkpoint
+from arm_a3c.checkpoint import checkpoint_payload, save_evaluated
+from arm_a3c.evaluator import evaluate_policy, evaluator_loop
 from arm_a3c.metrics import MetricsLog, plot_learning_curve
 from arm_a3c.shared import Shared, build_shared, ignore_interrupts
 from arm_a3c.worker import worker_loop
@@ -229,11 +229,8 @@ def train(cfg: TrainConfig) -> dict:
     torch.set_num_threads(1)
     final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
     final["env_steps"] = shared.global_steps.value
-    payload = checkpoint_payload(cfg, shared, shared.model, shared.normalizer.state_dict(), final["env_steps"],
-                                 probe, final)
-    save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload)
-    if final["success_rate"] > monitor.best_success:
-        save_checkpoint(run_dir / "checkpoints" / "best.pt", payload)
+    save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, shared.model, shared.normalizer.state_dict(),
+                                               final["env_steps"], probe, final), monitor.best_success)
     monitor.record_eval(final)
     monitor.progress(final=True)
     board.mark_finished()

@@ -129,12 +129,23 @@ class SceneRenderer:
         self.target_local = target.triangles
         self.target_colours = np.tile(TARGET_RGB, (len(self.target_local), 1)).astype(float)
 
+    @staticmethod
+    def focal_length(height: int) -> float:
+        """Pixels per unit of camera-space slope, for the vertical field of view."""
+        return (height / 2) / math.tan(math.radians(FIELD_OF_VIEW_DEG) / 2)
+
+    def pixel_ray(self, pixel: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse of `project`: (eye, direction) of the world-space ray through a screen pixel."""
+        eye, axes = self.camera.eye_and_axes()
+        focal = self.focal_length(size[1])
+        return eye, axes[0] * (pixel[0] - size[0] / 2) / focal - axes[1] * (pixel[1] - size[1] / 2) / focal + axes[2]
+
     def project(self, points: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Screen pixels (..., 2) and camera depth (...) of world points (..., 3)."""
         eye, axes = self.camera.eye_and_axes()
         cam = (points - eye) @ axes.T  # x right, y up, z forward
         width, height = size
-        focal = (height / 2) / math.tan(math.radians(FIELD_OF_VIEW_DEG) / 2)
+        focal = self.focal_length(height)
         depth = np.maximum(cam[..., 2], 1e-6)
         screen = np.stack([width / 2 + focal * cam[..., 0] / depth, height / 2 - focal * cam[..., 1] / depth], -1)
         return screen, cam[..., 2]

@@ -28,7 +28,7 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.errors import UserError
 from arm_a3c.live import Episode, LiveBoard
-from arm_a3c.scene import FIELD_OF_VIEW_DEG, OrbitCamera, RobotDrawing, SceneRenderer
+from arm_a3c.scene import OrbitCamera, RobotDrawing, SceneRenderer
 
 WINDOW_SIZE = (800, 600)
 FRAMES_PER_SECOND = 30
@@ -82,20 +82,10 @@ class ReplaySource:
     label = "replay"
 
     def __init__(self, checkpoint: Path, seed: int = 0):
-        from arm_a3c.checkpoint import load_checkpoint
-        from arm_a3c.model import ActorCritic, NumpyActor
-        from arm_a3c.normalizer import RunningNormalizer
+        from arm_a3c.evaluator import load_policy
+        from arm_a3c.model import NumpyActor
 
-        data = load_checkpoint(checkpoint)
-        cfg = TrainConfig.from_dict(data["config"])
-        self.env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
-        model = ActorCritic.from_config(cfg, self.env.obs_dim, self.env.robot.dof)
-        try:
-            model.load_state_dict(data["model"])
-        except RuntimeError:
-            raise UserError(f"{checkpoint} does not fit robot '{cfg.robot}' as it is now; was its URDF changed?") from None
-        self.normalizer = RunningNormalizer(self.env.obs_dim, cfg.obs_clip)
-        self.normalizer.load_state_dict(data["normalizer"])
+        data, _, self.env, model, self.normalizer = load_policy(checkpoint)
         self.norm, self.actor, self.model = self.normalizer.snapshot(), NumpyActor(model), model
         self.rank, self.seed, self.count = 0, seed, 0
         self.env_steps = data["env_steps"]
@@ -312,10 +302,8 @@ class Viewer:
             target = env.task.sample_target(env.robot, np.random.default_rng())
             env.robot.reset(env.robot.home)
         else:
-            eye, axes = self.camera.eye_and_axes()
-            width, height = self.size
-            focal = (height / 2) / math.tan(math.radians(FIELD_OF_VIEW_DEG) / 2)
-            ray = axes[0] * (pixel[0] - width / 2) / focal - axes[1] * (pixel[1] - height / 2) / focal + axes[2]
+            eye, ray = self.renderer.pixel_ray(pixel, self.size)
+            axes = self.camera.eye_and_axes()[1]
             anchor = self.episode.target if self.episode else self.camera.look_at
             normal = np.array([axes[2][0], axes[2][1], 0.0])
             t = float((anchor - eye) @ normal / (ray @ normal)) if abs(ray @ normal) > 1e-6 else self.camera.distance
