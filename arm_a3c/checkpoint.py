@@ -21,6 +21,7 @@ import arm_a3c
 from arm_a3c.errors import UserError
 
 FORMAT = 1
+REQUIRED_KEYS = ("model", "optimizer", "normalizer", "env_steps", "config", "robot")
 
 
 def robot_identity(env) -> dict:
@@ -39,20 +40,42 @@ def versions() -> dict:
     return {"arm_a3c": arm_a3c.__version__, "torch": str(torch.__version__), "pybullet": version("pybullet")}
 
 
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (disk full, say); the previous file at that path is intact."""
+
+
+TEMP_SUFFIX = ".tmp"
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write `payload` to `path` so that a crash at any moment leaves either the old or the new file."""
+    """Write `payload` to `path` so that a crash at any moment leaves either the old or the new file.
+    A failed write (disk full, no permission) raises `CheckpointWriteError` and leaves the old file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, "versions": versions(), **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint there"
+            raise CheckpointWriteError(f"cannot write checkpoint {path} ({err.strerror or err}); {kept}; "
+                                       f"free some disk space or pass --run-dir on another disk") from None
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the half-written temporary files that a killed process left beside its checkpoints."""
+    stale = sorted(Path(folder).glob(f"*.pt.*{TEMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -68,10 +91,28 @@ def load_checkpoint(path: Path) -> dict:
         reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
         reason = reason[:200] or type(err).__name__
         raise UserError(f"{path} is not a readable arm-a3c checkpoint ({reason})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or "model" not in data:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path} is not an arm-a3c checkpoint (format {FORMAT} expected)")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise UserError(f"{path} is an incomplete arm-a3c checkpoint (no {', '.join(missing)})")
     return data
 
+
+def check_robot(path: Path, saved: dict, env) -> str | None:
+    """Refuse a checkpoint whose robot is not `env`'s: another robot, other joints, other sizes (`UserError`
+    naming the file and the mismatch). A changed URDF with the same joints and sizes is allowed (a new colour
+    or mesh, say) and returns a warning to show."""
+    now = robot_identity(env)
+    for key, what in [("name", "robot"), ("controlled_joints", "controlled joints"),
+                      ("obs_dim", "observation size"), ("action_dim", "action size")]:
+        if saved.get(key) != now[key]:
+            raise UserError(f"{path} was trained for {what} {saved.get(key)}, but the robot is now {now[key]}; "
+                            f"use a checkpoint of this robot or train a new run")
+    if saved.get("urdf_sha256") != now["urdf_sha256"]:
+        return (f"warning: {env.robot.spec.urdf_path} changed since {path} was saved (same joints and sizes, "
+                f"so it is used anyway)")
+    return None
 
 
 def checkpoint_payload(cfg, optimizer, model, normalizer_state: dict, env_steps: int, env,

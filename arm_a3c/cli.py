@@ -117,7 +117,8 @@ def bench_env_main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per `TrainConfig` field (`--n-steps` for `n_steps`), typed and described by the field."""
+    """One flag per `TrainConfig` field (`--n-steps` for `n_steps`), typed and described by the field. A flag
+    that is not given stays out of the parsed arguments (so `--resume` can tell what the user changed)."""
     import dataclasses
 
     from arm_a3c.config import TrainConfig
@@ -129,30 +130,50 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag, default = "--" + f.name.replace("_", "-"), f.default
         help_text = f"{f.metadata['help']} (default {default})"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
         else:
             kind = type(default) if default is not None else str
-            parser.add_argument(flag, type=kind, default=default, metavar=kind.__name__.upper(), help=help_text)
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
+                                help=help_text)
 
 
-def config_from_args(args: argparse.Namespace):
+def given_config(args: argparse.Namespace) -> dict:
+    """The `TrainConfig` fields the user set on the command line."""
     import dataclasses
 
     from arm_a3c.config import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    values["robot"] = robot_from_args(args) or TrainConfig.robot
-    return TrainConfig(**values)
+    values.pop("robot", None)
+    if robot_from_args(args):
+        values["robot"] = robot_from_args(args)
+    if args.ee_link is None:
+        values.pop("ee_link", None)
+    return values
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/train_arm.py`: train a robot arm to reach with A3C, one worker process per core."""
+    from pathlib import Path
+
+    from arm_a3c.config import TrainConfig
     from arm_a3c.launcher import train
+    from arm_a3c.rundir import resume_config
 
     parser = ArgumentParser(prog="train_arm.py", description=train_main.__doc__)
+    run = parser.add_mutually_exclusive_group()
+    run.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the run in DIR (runs/NAME) from its latest checkpoint; flags given with it "
+                          "change its settings (--max-minutes counts from now, --max-steps counts all steps)")
+    run.add_argument("--force", action="store_true",
+                     help="start a new run even if --run-dir holds one (its files are deleted)")
     add_config_arguments(parser)
-    train(config_from_args(parser.parse_args(argv)))
-    return 0
+    args = parser.parse_args(argv)
+    given = given_config(args)
+    cfg = resume_config(args.resume, given) if args.resume else TrainConfig(**given)
+    summary = train(cfg, resume=args.resume is not None, force=args.force)
+    return 1 if summary["error"] else 0
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:

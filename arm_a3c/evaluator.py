@@ -4,13 +4,15 @@ reports `success_rate` and the mean final distance, and writes the checkpoints o
 
 from __future__ import annotations
 
+import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from arm_a3c.checkpoint import checkpoint_payload, load_checkpoint, save_evaluated
+from arm_a3c.checkpoint import CheckpointWriteError, check_robot, checkpoint_payload, load_checkpoint, save_evaluated
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.model import ActorCritic, NumpyActor
@@ -42,33 +44,43 @@ def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmR
 def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local: ActorCritic,
                       normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict:
     """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet)."""
-    env_steps = shared.global_steps.value
+    env_steps = shared.global_steps()
     local.load_state_dict(shared.model.state_dict())
     normalizer.load_state_dict(shared.normalizer.state_dict())
     result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed)
-    result["env_steps"] = env_steps
+    result["env_steps"], result["wall_seconds"] = env_steps, round(shared.wall_seconds(), 2)
     save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, local, normalizer.state_dict(), env_steps,
                                                env, result), best_so_far)
     return result
 
 
-def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path) -> None:
+def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Connection, best: float,
+                   next_eval: int) -> None:
+    """Evaluate whenever the global step count reaches `next_eval`, then every `eval_every_steps`; `best` is
+    the best success rate so far (-1: none), which best.pt must beat."""
     ignore_interrupts()
     torch.set_num_threads(1)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
     local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
-    best, next_eval = -1.0, 0
-    while shared.running():
-        if shared.global_steps.value < next_eval:
-            time.sleep(POLL_SECONDS)
-            continue
-        started = time.monotonic()
-        result = evaluate_and_save(cfg, shared, env, local, normalizer, run_dir, best)
-        best = max(best, result["success_rate"])
-        result["eval_seconds"] = time.monotonic() - started
-        shared.events.put(("eval", result))
-        next_eval = result["env_steps"] + cfg.eval_every_steps
+    try:
+        while shared.running():
+            if shared.global_steps() < next_eval:
+                time.sleep(POLL_SECONDS)
+                continue
+            started = time.monotonic()
+            try:
+                result = evaluate_and_save(cfg, shared, env, local, normalizer, run_dir, best)
+            except CheckpointWriteError as err:  # disk full, say: the previous checkpoint is intact; go on
+                reports.send(("checkpoint_failed", str(err)))
+                next_eval = shared.global_steps() + cfg.eval_every_steps
+                continue
+            best = max(best, result["success_rate"])
+            result["eval_seconds"] = time.monotonic() - started
+            reports.send(("eval", result))
+            next_eval = result["env_steps"] + cfg.eval_every_steps
+    except BrokenPipeError:  # the launcher is gone
+        pass
     env.close()
 
 
@@ -81,17 +93,14 @@ def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmReachEnv, ActorCritic
     cfg = TrainConfig.from_dict(data["config"])
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
     try:
-        saved = data["robot"]
-        if (saved["obs_dim"], saved["action_dim"]) != (env.obs_dim, env.robot.dof):
-            raise UserError(
-                f"{path} was trained on {saved['name']} with observation/action sizes "
-                f"{saved['obs_dim']}/{saved['action_dim']}, but {cfg.robot} now has {env.obs_dim}/{env.robot.dof}"
-            )
+        warning = check_robot(path, data["robot"], env)
+        if warning:
+            print(warning, file=sys.stderr)
         model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
         try:
             model.load_state_dict(data["model"])
         except RuntimeError:
-            raise UserError(f"{path} does not fit robot '{cfg.robot}' as it is now; was its URDF changed?") from None
+            raise UserError(f"{path} holds weights of other shapes than its own config says: the file is damaged") from None
         normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
         normalizer.load_state_dict(data["normalizer"])
     except BaseException:

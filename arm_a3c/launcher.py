@@ -1,35 +1,46 @@
 """The launcher (main.py of ikostrikov/pytorch-a3c): builds the global Actor-Critic, its shared optimizer and
 normaliser, starts one worker process per core and the evaluator, and monitors the run until the evaluator
-reaches the target success, the step or time budget runs out, or the user interrupts."""
+reaches the target success, the step or time budget runs out, or the user stops it.
+
+It also keeps the run alive: a child process that dies is replaced (same rank) within a second, and one that
+keeps dying stops the run with a final checkpoint; Ctrl-C or SIGTERM stops it with a final checkpoint and
+summary, a second one exits at once; `--resume` continues a stopped run from its latest checkpoint.
+"""
 
 from __future__ import annotations
 
 import json
-import queue
+import os
+import signal
 import sys
 import time
 from collections import deque
-from datetime import datetime
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from arm_a3c.checkpoint import CheckpointWriteError, checkpoint_payload, save_evaluated
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.errors import UserError
-from arm_a3c.live import LiveBoard
-from arm_a3c.checkpoint import checkpoint_payload, save_evaluated
 from arm_a3c.evaluator import evaluate_policy, evaluator_loop
+from arm_a3c.live import LiveBoard
 from arm_a3c.metrics import MetricsLog, plot_learning_curve
+from arm_a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
 from arm_a3c.shared import Shared, build_shared, ignore_interrupts
-from arm_a3c.worker import worker_loop
+from arm_a3c.worker import worker_loop, worker_seed
 
-MONITOR_SECONDS = 0.5  # how often the launcher drains reports and checks the stopping rule
+MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its children and the stopping rule
 PROGRESS_LINE_SECONDS = 10.0  # progress line period when stdout is not a terminal
-JOIN_SECONDS = 10.0  # how long children get to finish after the stop signal
+JOIN_SECONDS = 3.0  # how long children get to finish after the stop flag, before they are killed
 TRAIN_WINDOW = 100  # training episodes averaged in the reported training return and success
+MAX_DEATHS = 5  # a child that dies more often than this within DEATH_WINDOW_SECONDS stops the run
+DEATH_WINDOW_SECONDS = 60.0
+LOCK_CHECK_SECONDS = 5.0  # with --lock-updates: how long a dead worker's update lock may stay taken
+EVALUATOR = "evaluator"  # the role of the evaluator process; workers' roles are their ranks 0..N-1
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -55,28 +66,127 @@ def check_config(cfg: TrainConfig) -> None:
             raise UserError(message)
 
 
-def make_run_dir(cfg: TrainConfig, robot_name: str) -> Path:
-    run_dir = Path(cfg.run_dir or Path("runs") / f"{robot_name}-{datetime.now():%Y%m%d-%H%M%S}")
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"cannot write to run directory {run_dir} ({err.strerror}); pass --run-dir PATH") from None
-    return run_dir
+def role_name(role: int | str) -> str:
+    return role if role == EVALUATOR else f"worker {role + 1}"
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+class Children:
+    """The run's child processes, the workers (roles 0..N-1) and the evaluator, each with a pipe of its own
+    for its reports. A child that dies is replaced with the same role; one that dies more than MAX_DEATHS times
+    within DEATH_WINDOW_SECONDS is a fault that stops the run."""
+
+    def __init__(self, ctx, cfg: TrainConfig, shared: Shared, run_dir: Path, resumed_steps: int,
+                 evaluator_args):
+        self.ctx, self.cfg, self.shared, self.run_dir = ctx, cfg, shared, run_dir
+        self.resumed_steps = resumed_steps
+        self.evaluator_args = evaluator_args  # () -> (best success so far, step of the next evaluation)
+        self.processes: dict = {}
+        self.pipes: dict = {}  # role -> the launcher's (reading) end
+        self.deaths: dict = {}  # role -> times of its recent deaths
+        self.starts: dict = {}  # role -> processes started for it so far
+        self.restarts = 0
+
+    def start(self, role: int | str) -> None:
+        reader, writer = self.ctx.Pipe(duplex=False)
+        if role == EVALUATOR:
+            target, args = evaluator_loop, (self.cfg, self.shared, self.run_dir, writer, *self.evaluator_args())
+        else:
+            seed = worker_seed(self.cfg, role, self.starts.get(role, 0), self.resumed_steps)
+            target, args = worker_loop, (role, self.cfg, self.shared, writer, seed)
+        process = self.ctx.Process(target=target, args=args, name=f"a3c-{role_name(role).replace(' ', '-')}",
+                                   daemon=True)
+        process.start()
+        writer.close()  # the child holds the only writing end now: its death shows here as end-of-file
+        self.processes[role], self.pipes[role] = process, reader
+        self.starts[role] = self.starts.get(role, 0) + 1
+
+    def start_all(self) -> None:
+        for rank in range(self.cfg.workers):
+            self.start(rank)
+        self.start(EVALUATOR)
+
+    def reports(self) -> list:
+        """Every report waiting in the pipes (a dead child's last reports included)."""
+        events = []
+        for reader in wait(list(self.pipes.values()), timeout=0):
+            try:
+                while reader.poll():
+                    events.append(reader.recv())
+            except (EOFError, OSError):  # the child is gone; a report it was killed writing is lost with it
+                self.pipes = {role: r for role, r in self.pipes.items() if r is not reader}
+                reader.close()
+        return events
+
+    def replace_dead(self) -> str | None:
+        """Start a replacement for every child that died; the reason to stop the run if one keeps dying."""
+        for role, process in list(self.processes.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            now = time.monotonic()
+            deaths = self.deaths.setdefault(role, deque())
+            deaths.append(now)
+            while deaths and now - deaths[0] > DEATH_WINDOW_SECONDS:
+                deaths.popleft()
+            how = describe_exit(process.exitcode)
+            if len(deaths) > MAX_DEATHS:
+                return (f"{role_name(role)} died {len(deaths)} times within {DEATH_WINDOW_SECONDS:.0f} s "
+                        f"(last: {how}; its error, if any, is above)")
+            if role != EVALUATOR and not self.update_lock_free():
+                return f"{role_name(role)} died ({how}) holding the update lock of --lock-updates"
+            print(f"\n{role_name(role)} died ({how}); starting a replacement "
+                  f"({len(deaths)} death(s) of it in the last minute)", file=sys.stderr, flush=True)
+            self.restarts += 1
+            self.start(role)
+        return None
+
+    def update_lock_free(self) -> bool:
+        lock = self.shared.update_lock
+        if lock is None:
+            return True
+        if lock.acquire(timeout=LOCK_CHECK_SECONDS):
+            lock.release()
+            return True
+        return False
+
+    def stop(self, on_report) -> None:
+        """Set the stop flag and wait for the children, passing their last reports to `on_report` (a child
+        cannot exit while its pipe is full); the ones still running after JOIN_SECONDS are killed."""
+        self.shared.request_stop()
+        deadline = time.monotonic() + JOIN_SECONDS
+        while any(p.is_alive() for p in self.processes.values()) and time.monotonic() < deadline:
+            for event in self.reports():
+                on_report(event)
+            time.sleep(0.05)
+        for process in self.processes.values():
+            if process.is_alive():
+                process.kill()
+            process.join()
+        for event in self.reports():
+            on_report(event)
 
 
 class Monitor:
-    """Drains the workers' and evaluator's reports, keeps the figures and prints the progress line."""
+    """Takes the workers' and evaluator's reports, keeps the figures and prints the progress line."""
 
-    def __init__(self, cfg: TrainConfig, shared: Shared, log: MetricsLog, started: float, board: LiveBoard):
-        self.cfg, self.shared, self.log, self.started, self.board = cfg, shared, log, started, board
+    def __init__(self, cfg: TrainConfig, shared: Shared, log: MetricsLog, board: LiveBoard,
+                 resumed: Resumed | None):
+        self.cfg, self.shared, self.log, self.board = cfg, shared, log, board
+        self.started = time.monotonic()  # of this session: the time budget and steps/s are per session
+        self.start_steps = resumed.env_steps if resumed else 0
+        last = log.rows[-1] if log.rows else {}
         self.episodes: deque = deque(maxlen=TRAIN_WINDOW)
-        self.episode_count = 0
-        self.last_eval: dict | None = None
-        self.best_success = -1.0
-        self.skipped: dict[int, int] = {}
+        self.episode_count = int(last.get("train_episodes") or 0)
+        self.skipped = int(last.get("skipped_updates") or 0)
+        self.last_eval: dict | None = resumed.checkpoint.get("eval") if resumed else None
+        self.best_success = resumed.best_success if resumed else -1.0
+        self.next_eval = self.start_steps + cfg.eval_every_steps if resumed else 0
         self.policy_std = float("nan")
         self.lr = cfg.lr
         self._last_line = 0.0
@@ -86,55 +196,57 @@ class Monitor:
         return time.monotonic() - self.started
 
     def steps_per_second(self) -> float:
-        return self.shared.global_steps.value / max(self.elapsed(), 1e-9)
+        return (self.shared.global_steps() - self.start_steps) / max(self.elapsed(), 1e-9)
 
-    def drain(self) -> None:
-        while True:
-            try:
-                event = self.shared.events.get_nowait()
-            except queue.Empty:
-                return
-            kind = event[0]
-            if kind == "episode":
-                _, rank, ret, length, success, distance = event
-                self.episodes.append((ret, success, distance))
-                self.episode_count += 1
-                steps = self.shared.global_steps.value
-                self.log.scalars(steps, {"charts/episodic_return": ret, "charts/final_distance_m": distance})
-            elif kind == "update":
-                _, rank, updates, skipped, stats = event
-                self.skipped[rank] = skipped
-                self.policy_std = stats.get("policy_std", self.policy_std)
-                self.lr = stats.get("lr", self.lr)
-                steps = self.shared.global_steps.value
-                self.log.scalars(steps, {f"losses/{k}": v for k, v in stats.items() if k not in ("lr", "policy_std")})
-                self.log.scalars(steps, {"charts/learning_rate": self.lr, "policy/std_mean": self.policy_std,
-                                         "charts/SPS": self.steps_per_second()})
-            elif kind == "eval":
-                self.record_eval(event[1])
+    def evaluator_args(self) -> tuple[float, int]:
+        """What a (new) evaluator process starts from: the best success so far and its next evaluation."""
+        return self.best_success, self.next_eval
+
+    def handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "episode":
+            _, rank, ret, length, success, distance = event
+            self.episodes.append((ret, success, distance))
+            self.episode_count += 1
+            self.log.scalars(self.shared.global_steps(),
+                             {"charts/episodic_return": ret, "charts/final_distance_m": distance})
+        elif kind == "update":
+            _, rank, skipped, stats = event
+            self.skipped += skipped
+            self.policy_std = stats.get("policy_std", self.policy_std)
+            self.lr = stats.get("lr", self.lr)
+            steps = self.shared.global_steps()
+            self.log.scalars(steps, {f"losses/{k}": v for k, v in stats.items() if k not in ("lr", "policy_std")})
+            self.log.scalars(steps, {"charts/learning_rate": self.lr, "policy/std_mean": self.policy_std,
+                                     "charts/SPS": self.steps_per_second(), "charts/skipped_updates": self.skipped})
+        elif kind == "eval":
+            self.record_eval(event[1])
+        elif kind == "checkpoint_failed":
+            print(f"\nwarning: {event[1]}; training goes on", file=sys.stderr, flush=True)
 
     def record_eval(self, result: dict) -> None:
         self.last_eval = result
         self.best_success = max(self.best_success, result["success_rate"])
+        self.next_eval = result["env_steps"] + self.cfg.eval_every_steps
         train = np.array(self.episodes) if self.episodes else None
         self.log.evaluation({
-            "wall_seconds": round(self.elapsed(), 2), "env_steps": result["env_steps"],
+            "wall_seconds": round(self.shared.wall_seconds(), 2), "env_steps": result["env_steps"],
             "steps_per_second": round(self.steps_per_second(), 1), "success_rate": result["success_rate"],
             "mean_final_distance_m": round(result["mean_final_distance_m"], 5),
             "eval_return": round(result["mean_return"], 3), "train_episodes": self.episode_count,
             "train_return": round(float(train[:, 0].mean()), 3) if train is not None else "",
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
-            "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": sum(self.skipped.values()),
+            "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
         })
 
     def progress(self, final: bool = False) -> None:
         now = self.elapsed()
-        self.board.publish_run(self.shared.global_steps.value, self.steps_per_second(),
+        self.board.publish_run(self.shared.global_steps(), self.steps_per_second(),
                                self.last_eval["success_rate"] if self.last_eval else float("nan"))
         if not final and not self._tty and now - self._last_line < PROGRESS_LINE_SECONDS:
             return
         self._last_line = now
-        cfg, steps = self.cfg, self.shared.global_steps.value
+        cfg, steps = self.cfg, self.shared.global_steps()
         ev = self.last_eval
         evaluation = (f"eval success {ev['success_rate']:.0%} (best {self.best_success:.0%}) "
                       f"dist {ev['mean_final_distance_m']:.3f} m" if ev else "eval pending")
@@ -154,11 +266,42 @@ class Monitor:
         cfg = self.cfg
         if self.last_eval and self.last_eval["success_rate"] >= cfg.target_success:
             return f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target {cfg.target_success:.0%}"
-        if cfg.max_steps > 0 and self.shared.global_steps.value >= cfg.max_steps:
+        if cfg.max_steps > 0 and self.shared.global_steps() >= cfg.max_steps:
             return f"the step budget of {cfg.max_steps:,} environment steps was used"
         if cfg.max_minutes > 0 and self.elapsed() >= cfg.max_minutes * 60:
             return f"the time budget of {cfg.max_minutes:g} minutes was used"
         return None
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM while training: the first asks for a clean stop (final evaluation, checkpoint
+    and summary); a second one exits at once, killing the children, with the last checkpoint written so far."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.reason: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.reason is None:
+            self.reason = "interrupted by the user" if signum == signal.SIGINT else "stopped by SIGTERM"
+            print(f"\n{self.reason}: stopping with a final checkpoint (Ctrl-C again to exit at once)",
+                  file=sys.stderr, flush=True)
+            return
+        for child in mp.active_children():
+            child.kill()
+        print(f"exiting at once, without a final checkpoint; the latest one is in {self.run_dir / 'checkpoints'} "
+              f"(continue with --resume {self.run_dir})", file=sys.stderr, flush=True)
+        os._exit(130)
 
 
 def view_process(run_dir: Path) -> None:
@@ -171,84 +314,98 @@ def view_process(run_dir: Path) -> None:
         print(f"viewer: {err}", file=sys.stderr)
 
 
-def shutdown(processes: list, shared: Shared, monitor: Monitor) -> None:
-    """Signal stop and wait for the children, draining their reports meanwhile: a process cannot exit while
-    its queued reports are unread (its queue's feeder thread waits to flush them)."""
-    shared.stop.set()
-    deadline = time.monotonic() + JOIN_SECONDS
-    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
-        monitor.drain()
-        time.sleep(0.05)
-    for p in processes:
-        if p.is_alive():
-            p.terminate()
-        p.join()
-    monitor.drain()
-
-
-def train(cfg: TrainConfig) -> dict:
-    """Run A3C training as configured; returns the summary (also written to summary.json)."""
+def train(cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
+    """Run A3C training as configured (with `resume`, continue the run in cfg.run_dir); returns the summary,
+    also written to summary.json. The summary's "error" is set when a fault, not a budget or the user, ended
+    the run."""
     check_config(cfg)
     probe = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)  # bad robots fail here, before any process starts
     obs_dim, action_dim, robot_name = probe.obs_dim, probe.robot.dof, probe.robot.name
-    run_dir = make_run_dir(cfg, robot_name)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    print(f"training {robot_name} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
+    if resume:
+        run_dir = Path(cfg.run_dir)
+        resumed = load_resume_state(run_dir, probe)
+    else:
+        run_dir, resumed = new_run_dir(cfg, robot_name, force), None
+    write_config(run_dir, cfg)
 
     ctx = mp.get_context("spawn")
-    board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
     shared = build_shared(cfg, obs_dim, action_dim, ctx, run_dir)
-    log = MetricsLog(run_dir)
-    started = time.monotonic()
-    processes = [ctx.Process(target=worker_loop, args=(rank, cfg, shared), name=f"a3c-worker-{rank}", daemon=True)
-                 for rank in range(cfg.workers)]
-    processes.append(ctx.Process(target=evaluator_loop, args=(cfg, shared, run_dir), name="a3c-evaluator",
-                                 daemon=True))
-    for p in processes:
-        p.start()
-    if cfg.view:  # its own process: closing it never touches the training (not in `processes`, not joined)
-        ctx.Process(target=view_process, args=(run_dir,), name="a3c-viewer", daemon=True).start()
-    monitor = Monitor(cfg, shared, log, started, board)
-    reason = None
-    try:
-        while reason is None:
-            time.sleep(MONITOR_SECONDS)
-            monitor.drain()
-            monitor.progress()
-            reason = monitor.stop_reason()
-            dead = [p for p in processes if not p.is_alive()]
-            if dead and reason is None:
-                raise RuntimeError(f"{dead[0].name} exited with code {dead[0].exitcode}; see the messages above")
-    except KeyboardInterrupt:
-        reason = "interrupted by the user"
-    finally:
-        shutdown(processes, shared, monitor)
-    wall_seconds = monitor.elapsed()
+    if resumed:
+        restore(shared, resumed)
+        print(f"resuming {robot_name} from {resumed.env_steps:,} steps with {cfg.workers} A3C worker(s); "
+              f"run directory {run_dir}", flush=True)
+    else:
+        print(f"training {robot_name} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
+    board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
+    log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None)
+    monitor = Monitor(cfg, shared, log, board, resumed)
+    children = Children(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
 
-    # Final evaluation of the final weights, in this process, so the summary's success rate is current.
+    with StopSignals(run_dir) as signals:
+        children.start_all()
+        if cfg.view:  # its own process: closing it never touches the training (not one of `children`)
+            ctx.Process(target=view_process, args=(run_dir,), name="a3c-viewer", daemon=True).start()
+        reason, fault = None, None
+        try:
+            while reason is None:
+                time.sleep(MONITOR_SECONDS)
+                for event in children.reports():
+                    monitor.handle(event)
+                monitor.progress()
+                reason = signals.reason or monitor.stop_reason()
+                if reason is None:
+                    fault = children.replace_dead()
+                    reason = fault
+        finally:
+            children.stop(monitor.handle)
+        reason = signals.reason or reason
+        summary = finish(cfg, shared, monitor, probe, run_dir, reason, fault, children.restarts)
+    return summary
+
+
+def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmReachEnv, run_dir: Path, reason: str,
+           fault: str | None, restarts: int) -> dict:
+    """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
+    checkpoint, the learning curve and summary.json, and say why the run stopped."""
     torch.set_num_threads(1)
     final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
-    final["env_steps"] = shared.global_steps.value
-    save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, shared.model, shared.normalizer.state_dict(),
-                                               final["env_steps"], probe, final), monitor.best_success)
+    final["env_steps"], final["wall_seconds"] = shared.global_steps(), round(shared.wall_seconds(), 2)
+    monitor.board.mark_finished()
+    probe_robot = probe.robot.name
+    try:
+        save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, shared.model,
+                                                   shared.normalizer.state_dict(), final["env_steps"], probe, final),
+                       monitor.best_success)
+    except CheckpointWriteError as err:
+        raise CheckpointWriteError(f"{err}; then continue the run with --resume {run_dir}") from None
+    finally:
+        probe.close()
     monitor.record_eval(final)
     monitor.progress(final=True)
-    board.mark_finished()
-    probe.close()
+    log = monitor.log
     log.close()
-    plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {robot_name}, {cfg.workers} worker(s)")
-
+    session_seconds = monitor.elapsed()
     summary = {
-        "robot": robot_name, "workers": cfg.workers, "stop_reason": reason,
+        "robot": probe_robot, "workers": cfg.workers, "stop_reason": reason, "error": fault,
         "success_rate": final["success_rate"], "mean_final_distance_m": final["mean_final_distance_m"],
         "best_success_rate": monitor.best_success, "env_steps": final["env_steps"],
-        "wall_seconds": round(wall_seconds, 2), "steps_per_second": round(final["env_steps"] / wall_seconds, 1),
-        "train_episodes": monitor.episode_count, "skipped_updates": sum(monitor.skipped.values()),
-        "optimizer_steps": shared.optimizer.step_count(),
+        "wall_seconds": final["wall_seconds"], "resumed_from_steps": monitor.start_steps,
+        "session_seconds": round(session_seconds, 2),
+        "steps_per_second": round((final["env_steps"] - monitor.start_steps) / session_seconds, 1),
+        "train_episodes": monitor.episode_count, "skipped_updates": monitor.skipped,
+        "worker_restarts": restarts, "optimizer_steps": shared.optimizer.step_count(),
         "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m")}
                         for r in log.rows],
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {probe_robot}, {cfg.workers} worker(s)")
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as err:
+        raise UserError(f"cannot write the summary in {run_dir} ({err.strerror}); the final checkpoint is saved; "
+                        f"free some disk space") from None
     print(f"stopped: {reason}. Final success rate {final['success_rate']:.0%}, best {monitor.best_success:.0%}, "
-          f"{final['env_steps']:,} steps in {wall_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
+          f"{final['env_steps']:,} steps in {session_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
+    if fault:
+        print(f"error: the run stopped because {fault}; the final checkpoint is saved: fix the cause and continue "
+              f"with --resume {run_dir}", file=sys.stderr, flush=True)
     return summary

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import sys
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -15,24 +17,35 @@ CSV_FIELDS = [
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path):
+    """A new run's logs, or a resumed run's continued: `rows` are its metrics.csv rows up to the checkpoint it
+    resumes from, at `env_steps`; later rows and TensorBoard points (work lost with the crash) are dropped."""
+
+    def __init__(self, run_dir: Path, rows: list[dict] | None = None, env_steps: int | None = None):
         self.csv_path = run_dir / "metrics.csv"
-        new = not self.csv_path.exists()
+        self.rows: list[dict] = list(rows or [])
+        fresh = self.csv_path.with_name("metrics.csv.tmp")
+        with open(fresh, "w", newline="") as f:  # written aside and renamed: a crash now loses no row
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows({k: row.get(k, "") for k in CSV_FIELDS} for row in self.rows)
+        os.replace(fresh, self.csv_path)
         self._file = open(self.csv_path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
-        if new:
-            self._csv.writeheader()
-        self.tb = SummaryWriter(str(run_dir / "tb"))
-        self.rows: list[dict] = []
+        # purge_step: TensorBoard hides the points a crashed session logged after the checkpoint it resumes from.
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=None if env_steps is None else env_steps + 1)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for name, value in values.items():
             self.tb.add_scalar(name, value, step)
 
     def evaluation(self, row: dict) -> None:
-        self._csv.writerow({k: row.get(k, "") for k in CSV_FIELDS})
-        self._file.flush()
         self.rows.append(row)
+        try:
+            self._csv.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+            self._file.flush()
+        except OSError as err:  # disk full, say: the row stays in memory, for the summary; training goes on
+            print(f"\nwarning: cannot write {self.csv_path} ({err.strerror}); training goes on",
+                  file=sys.stderr, flush=True)
         self.scalars(row["env_steps"], {
             "eval/success_rate": row["success_rate"],
             "eval/mean_final_distance_m": row["mean_final_distance_m"],
@@ -79,10 +92,12 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
 def read_metrics(path: Path) -> list[dict]:
     """The rows of a run's metrics.csv with numbers as numbers (empty cells stay empty strings)."""
     def number(value: str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
 
     with open(path, newline="") as f:
         return [{k: number(v) for k, v in row.items()} for row in csv.DictReader(f)]

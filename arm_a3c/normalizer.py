@@ -10,50 +10,71 @@ EPSILON = 1e-8
 
 
 class RunningNormalizer:
-    """Per-dimension running statistics in shared memory; merged batch by batch (Chan et al.'s parallel
-    variance formula). `update` takes a lock so that concurrent workers never interleave a merge."""
+    """Per-dimension statistics of every observation seen, in shared memory.
 
-    def __init__(self, obs_dim: int, clip: float = 10.0, lock=None):
-        self.mean = torch.zeros(obs_dim, dtype=torch.float64).share_memory_()
-        self.var = torch.ones(obs_dim, dtype=torch.float64).share_memory_()
-        self.count = torch.zeros((), dtype=torch.float64).share_memory_()
+    Each writer (worker k is writer k) adds its batches to its own count, sum and sum of squares, so no lock
+    is needed: a lock held by a worker that is killed would stall every other worker. Readers combine the
+    writers' sums with the base statistics (what a loaded checkpoint held). A reader may catch a writer's slot
+    half-updated; that skews one rollout's statistics by a fraction of one batch, and the next snapshot is
+    exact again. With no writer data, the base statistics come back bit for bit, so a checkpoint's
+    evaluation is reproducible.
+    """
+
+    def __init__(self, obs_dim: int, clip: float = 10.0, writers: int = 1):
+        self.base_mean = torch.zeros(obs_dim, dtype=torch.float64).share_memory_()
+        self.base_var = torch.ones(obs_dim, dtype=torch.float64).share_memory_()
+        self.base_count = torch.zeros((), dtype=torch.float64).share_memory_()
+        self.count = torch.zeros(writers, dtype=torch.float64).share_memory_()
+        self.total = torch.zeros(writers, obs_dim, dtype=torch.float64).share_memory_()
+        self.total_sq = torch.zeros(writers, obs_dim, dtype=torch.float64).share_memory_()
         self.clip = clip
-        self.lock = lock
 
-    def update(self, batch: np.ndarray) -> None:
-        """Merge a batch of raw observations (n, obs_dim) into the shared statistics."""
+    def update(self, batch: np.ndarray, writer: int = 0) -> None:
+        """Add a batch of raw observations (n, obs_dim) to the statistics, in the writer's own slot."""
         batch = np.asarray(batch, dtype=np.float64)
-        if self.lock is not None:
-            with self.lock:
-                self._merge(batch)
-        else:
-            self._merge(batch)
+        self.total.numpy()[writer] += batch.sum(axis=0)  # numpy views of the shared tensors: written in place
+        self.total_sq.numpy()[writer] += np.square(batch).sum(axis=0)
+        self.count.numpy()[writer] += batch.shape[0]
 
-    def _merge(self, batch: np.ndarray) -> None:
-        n = batch.shape[0]
-        mean, var, count = self.mean.numpy(), self.var.numpy(), float(self.count)
-        batch_mean, batch_var = batch.mean(axis=0), batch.var(axis=0)
-        total = count + n
-        delta = batch_mean - mean
-        new_mean = mean + delta * n / total
-        new_var = (var * count + batch_var * n + delta**2 * count * n / total) / total
-        mean[:] = new_mean  # numpy views of the shared tensors: written in place
-        var[:] = new_var
-        self.count.fill_(total)
+    def moments(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(mean, variance, count) of all observations; mean 0 and variance 1 before any."""
+        base_mean, base_var, base_count = self.base_mean.numpy(), self.base_var.numpy(), float(self.base_count)
+        added = float(self.count.numpy().sum())
+        if added == 0:
+            return base_mean.copy(), base_var.copy(), base_count
+        count = base_count + added
+        mean = (base_count * base_mean + self.total.numpy().sum(axis=0)) / count
+        mean_sq = (base_count * (base_var + base_mean**2) + self.total_sq.numpy().sum(axis=0)) / count
+        return mean, np.maximum(mean_sq - mean**2, 0.0), count
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.moments()[0]
+
+    @property
+    def var(self) -> np.ndarray:
+        return self.moments()[1]
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, 1/std) copies as float32, fixed for a rollout or an evaluation."""
-        return self.mean.numpy().astype(np.float32), (1.0 / np.sqrt(self.var.numpy() + EPSILON)).astype(np.float32)
+        """(mean, 1/std) as float32, fixed for a rollout or an evaluation."""
+        mean, var, _ = self.moments()
+        return mean.astype(np.float32), (1.0 / np.sqrt(var + EPSILON)).astype(np.float32)
 
     def normalize(self, obs: np.ndarray, snapshot: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mean, inv_std = snapshot
         return np.clip((obs - mean) * inv_std, -self.clip, self.clip)
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone(), "clip": self.clip}
+        mean, var, count = self.moments()
+        return {"mean": torch.from_numpy(mean), "var": torch.from_numpy(var),
+                "count": torch.tensor(count, dtype=torch.float64), "clip": self.clip}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean.copy_(state["mean"])
-        self.var.copy_(state["var"])
-        self.count.copy_(state["count"])
+        """Make saved statistics the base and forget the writers' data."""
+        self.base_mean.copy_(state["mean"])
+        self.base_var.copy_(state["var"])
+        self.base_count.fill_(float(state["count"]))
+        self.count.zero_()
+        self.total.zero_()
+        self.total_sq.zero_()
         self.clip = float(state["clip"])

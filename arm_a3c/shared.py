@@ -1,13 +1,23 @@
 """What the launcher shares with every process: the global Actor-Critic, its optimizer and observation
-normaliser (all in shared memory), the global step counter, the stop signal and the event queue."""
+normaliser, the step counters and the stop flag, all in shared memory.
+
+Nothing here takes a lock that a worker could die holding (a worker may be killed at any moment, and its
+replacement and the other workers must carry on): each worker counts its steps and observations in slots of
+its own, and the stop signal is a flag, not a `multiprocessing.Event` (whose internal lock a killed process
+can leave held). Reports to the launcher go through one pipe per process (`launcher.Children`), so a process
+killed in the middle of a report corrupts only its own pipe.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from arm_a3c.config import TrainConfig
 from arm_a3c.model import ActorCritic
@@ -21,37 +31,52 @@ class Shared:
 
     model: ActorCritic  # the global Actor-Critic; parameters in shared memory
     optimizer: SharedAdam  # steps the global parameters; state in shared memory
-    normalizer: RunningNormalizer  # observation statistics in shared memory
-    global_steps: Any  # multiprocessing.Value('q'): environment steps taken by all workers
-    stop: Any  # multiprocessing.Event: set when the run should end
-    events: Any  # multiprocessing.Queue: episode, update and evaluation reports for the launcher
+    normalizer: RunningNormalizer  # observation statistics in shared memory, worker k is writer k
+    steps: torch.Tensor  # int64 (workers + 1,): [0] steps before this session (resume), [k + 1] worker k's steps
+    stop_flag: torch.Tensor  # uint8 (1,): 1 once the run should end
     update_lock: Any | None  # multiprocessing.Lock around optimizer steps, or None for Hogwild
     run_dir: Path | None = None  # where the live board (live.py) is, for the viewer
+    clock_origin: float = field(default_factory=time.time)  # time.time() at wall-clock 0 of the run
     launcher_pid: int = field(default_factory=os.getpid)
 
     def running(self) -> bool:
-        """True until the stop signal is set or the launcher is gone (a killed launcher cannot signal; its
+        """True until the stop flag is set or the launcher is gone (a killed launcher cannot signal; its
         orphaned children would otherwise train forever)."""
-        return not self.stop.is_set() and os.getppid() == self.launcher_pid
+        return not self.stop_flag[0] and os.getppid() == self.launcher_pid
+
+    def request_stop(self) -> None:
+        self.stop_flag[0] = 1
+
+    def global_steps(self) -> int:
+        """Environment steps taken by all workers, in this session and before it."""
+        return int(self.steps.sum())
+
+    def add_steps(self, rank: int, n: int) -> int:
+        """Count n steps of worker `rank` (only that worker writes its slot) and return the new total."""
+        self.steps[rank + 1] += n
+        return self.global_steps()
+
+    def wall_seconds(self) -> float:
+        """Wall-clock seconds of training, in this session and the ones before it."""
+        return time.time() - self.clock_origin
 
 
 def ignore_interrupts() -> None:
     """For child processes: Ctrl-C reaches the whole process group, but only the launcher should react (it
-    sets `stop`, and the children finish their current step and exit)."""
+    sets the stop flag, and the children finish their current step and exit)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:
-    """Create the shared objects with a multiprocessing context (`spawn`)."""
+    """Create the shared objects; `ctx` is the multiprocessing context (`spawn`) for the optional lock."""
     model = ActorCritic.from_config(cfg, obs_dim, action_dim)
     model.share_memory()
     return Shared(
         model=model,
         optimizer=SharedAdam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps),
-        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, lock=ctx.Lock()),
-        global_steps=ctx.Value("q", 0),
-        stop=ctx.Event(),
-        events=ctx.Queue(),
+        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers),
+        steps=torch.zeros(cfg.workers + 1, dtype=torch.int64).share_memory_(),
+        stop_flag=torch.zeros(1, dtype=torch.uint8).share_memory_(),
         update_lock=ctx.Lock() if cfg.lock_updates else None,
         run_dir=run_dir,
     )

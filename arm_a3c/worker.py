@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from multiprocessing.connection import Connection
+
 import numpy as np
 import torch
 
@@ -87,12 +89,28 @@ def a3c_update(cfg: TrainConfig, local: ActorCritic, shared: Shared, obs: np.nda
             "grad_norm": grad_norm.item(), "lr": lr}
 
 
-def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
-    """Train until `shared.stop` is set: pull, act n steps, update, push."""
+def worker_seed(cfg: TrainConfig, rank: int, restarts: int, resumed_steps: int) -> int:
+    """cfg.seed + rank for a new run's first workers; a replacement worker or a resumed run's worker gets a seed
+    of its own, so it does not replay the episodes its predecessor already learned from."""
+    if restarts == 0 and resumed_steps == 0:
+        return cfg.seed + rank
+    return int(np.random.SeedSequence([cfg.seed, rank, restarts, resumed_steps]).generate_state(1)[0])
+
+
+def worker_loop(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
+    """Train until the stop flag is set: pull, act n steps, update, push. Reports go to the launcher through
+    `reports` (this process's own pipe)."""
     ignore_interrupts()
+    try:
+        _train(rank, cfg, shared, reports, seed)
+    except BrokenPipeError:  # the launcher is gone: nobody to report to, nothing to train for
+        pass
+
+
+def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
     torch.set_num_threads(1)
-    torch.manual_seed(cfg.seed + rank)
-    rng = np.random.default_rng(cfg.seed + rank)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
     local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
@@ -105,7 +123,7 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
     board = LiveBoard.attach(shared.run_dir) if shared.run_dir else None  # what a viewer shows
     recorder = board.recorder() if board else None
     episodes, ee_slice = 0, slice(2 * action_dim, 2 * action_dim + 3)  # the end effector in the observation
-    obs, _ = env.reset(seed=cfg.seed + rank)
+    obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses = 0.0, 0, 0, 0, []
 
     while shared.running():
@@ -123,22 +141,20 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
             if recorder:
                 recorder.record(env.joint_positions, next_obs[ee_slice])
             if term or trunc:
-                shared.events.put(("episode", rank, episode_return, episode_length, info["is_success"],
-                                   info["distance"]))
+                reports.send(("episode", rank, episode_return, episode_length, info["is_success"],
+                              info["distance"]))
                 episodes += 1
                 if board:
                     board.publish(rank, episodes, episode_return, info["distance"], env.target.tolist(), recorder)
                 episode_return, episode_length = 0.0, 0
                 next_obs, _ = env.reset()
             obs = next_obs
-        with shared.global_steps.get_lock():
-            shared.global_steps.value += n
-            global_steps = shared.global_steps.value
+        global_steps = shared.add_steps(rank, n)
         stats = a3c_update(  # 3-6. advantages, loss, backward, push
             cfg, local, shared, shared.normalizer.normalize(raw_obs, norm), actions, rewards,
             shared.normalizer.normalize(raw_next_obs, norm), terminated, episode_end, global_steps,
         )
-        shared.normalizer.update(raw_obs)
+        shared.normalizer.update(raw_obs, writer=rank)
         updates += 1
         if stats is None:
             skipped += 1
@@ -147,6 +163,7 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared) -> None:
         if updates % UPDATE_REPORT_EVERY == 0:
             summary = {k: float(np.mean([s[k] for s in losses])) for k in losses[0]} if losses else {}
             summary["policy_std"] = float(std.mean())
-            shared.events.put(("update", rank, updates, skipped, summary))
+            reports.send(("update", rank, skipped, summary))  # skipped since the last report
             losses.clear()
+            skipped = 0
     env.close()

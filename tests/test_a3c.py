@@ -203,17 +203,32 @@ def test_numpy_actor_matches_the_torch_actor():
     np.testing.assert_allclose(NumpyActor(model).mean(obs), expected, atol=1e-6)
 
 
-def test_normalizer_merges_batches_into_the_statistics_of_all_data():
+def test_normalizer_combines_every_writer_and_a_loaded_base_into_the_statistics_of_all_data():
     rng = np.random.default_rng(0)
     data = rng.normal(3.0, 2.0, size=(500, OBS_DIM)) * np.arange(1, OBS_DIM + 1)
-    normalizer = RunningNormalizer(OBS_DIM)
-    for batch in np.split(data, [7, 100, 101, 350]):
-        normalizer.update(batch)
-    np.testing.assert_allclose(normalizer.mean.numpy(), data.mean(axis=0), rtol=1e-10)
-    np.testing.assert_allclose(normalizer.var.numpy(), data.var(axis=0), rtol=1e-10)
+    earlier = RunningNormalizer(OBS_DIM)
+    earlier.update(data[:120])  # what a resumed run's checkpoint held
+    normalizer = RunningNormalizer(OBS_DIM, writers=3)
+    normalizer.load_state_dict(earlier.state_dict())
+    for writer, batch in enumerate(np.split(data[120:], [7, 100, 101, 350])):
+        normalizer.update(batch, writer=writer % 3)
+    np.testing.assert_allclose(normalizer.mean, data.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(normalizer.var, data.var(axis=0), rtol=1e-9)
+    assert normalizer.moments()[2] == 500
     normalized = normalizer.normalize(data.astype(np.float32), normalizer.snapshot())
     np.testing.assert_allclose(normalized.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(normalized.std(axis=0), 1.0, atol=1e-4)
+
+
+def test_normalizer_state_round_trips_bit_for_bit():
+    normalizer = RunningNormalizer(OBS_DIM, writers=2)
+    normalizer.update(np.random.default_rng(1).normal(0.3, 0.7, size=(333, OBS_DIM)), writer=1)
+    copy = RunningNormalizer(OBS_DIM)
+    copy.load_state_dict(normalizer.state_dict())
+    again = RunningNormalizer(OBS_DIM)
+    again.load_state_dict(copy.state_dict())
+    for a, b in zip(normalizer.snapshot(), again.snapshot()):
+        assert np.array_equal(a, b)  # evaluate.py reproduces a checkpoint's evaluation exactly because of this
 
 
 def test_time_to_success_finds_the_first_evaluation_at_the_threshold(tmp_path):
