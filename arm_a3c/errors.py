@@ -7,3 +7,11 @@ escapes is an internal bug and keeps its traceback.
 
 class UserError(Exception):
     """A problem with the user's input. The message names the input and says how to fix it."""
+
+
+def notice(message: str) -> None:
+    """Tell the user something during a run, on stderr, on a line of its own (also when a terminal's progress
+    line, redrawn in place, is on the screen)."""
+    import sys
+
+    print(("\n" if sys.stdout.isatty() else "") + message, file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.model import ActorCritic, NumpyActor
 from arm_a3c.normalizer import RunningNormalizer
-from arm_a3c.shared import Shared, ignore_interrupts
+from arm_a3c.shared import Shared, become_child
 
 POLL_SECONDS = 0.2
 
@@ -58,7 +58,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
                    next_eval: int) -> None:
     """Evaluate whenever the global step count reaches `next_eval`, then every `eval_every_steps`; `best` is
     the best success rate so far (-1: none), which best.pt must beat."""
-    ignore_interrupts()
+    become_child("a3c-evaluator")
     torch.set_num_threads(1)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
     local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)

@@ -10,6 +10,7 @@ summary, a second one exits at once; `--resume` continues a stopped run from its
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -25,12 +26,12 @@ import torch.multiprocessing as mp
 from arm_a3c.checkpoint import CheckpointWriteError, checkpoint_payload, save_evaluated
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
-from arm_a3c.errors import UserError
+from arm_a3c.errors import UserError, notice
 from arm_a3c.evaluator import evaluate_policy, evaluator_loop
 from arm_a3c.live import LiveBoard
 from arm_a3c.metrics import MetricsLog, plot_learning_curve
 from arm_a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
-from arm_a3c.shared import Shared, build_shared, ignore_interrupts
+from arm_a3c.shared import Shared, build_shared, become_child
 from arm_a3c.worker import worker_loop, worker_seed
 
 MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its children and the stopping rule
@@ -45,6 +46,9 @@ EVALUATOR = "evaluator"  # the role of the evaluator process; workers' roles are
 
 def check_config(cfg: TrainConfig) -> None:
     """Reject settings that cannot work, with the flag to fix."""
+    for name, value in cfg.to_dict().items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
     rules = [
         (cfg.workers >= 1, "--workers must be at least 1"),
         (cfg.lr > 0, "--lr must be positive"),
@@ -140,8 +144,8 @@ class Children:
                         f"(last: {how}; its error, if any, is above)")
             if role != EVALUATOR and not self.update_lock_free():
                 return f"{role_name(role)} died ({how}) holding the update lock of --lock-updates"
-            print(f"\n{role_name(role)} died ({how}); starting a replacement "
-                  f"({len(deaths)} death(s) of it in the last minute)", file=sys.stderr, flush=True)
+            notice(f"{role_name(role)} died ({how}); starting a replacement "
+                   f"({len(deaths)} death(s) of it in the last minute)")
             self.restarts += 1
             self.start(role)
         return None
@@ -222,7 +226,7 @@ class Monitor:
         elif kind == "eval":
             self.record_eval(event[1])
         elif kind == "checkpoint_failed":
-            print(f"\nwarning: {event[1]}; training goes on", file=sys.stderr, flush=True)
+            notice(f"warning: {event[1]}; training goes on")
 
     def record_eval(self, result: dict) -> None:
         self.last_eval = result
@@ -294,8 +298,7 @@ class StopSignals:
     def _on_signal(self, signum: int, frame) -> None:
         if self.reason is None:
             self.reason = "interrupted by the user" if signum == signal.SIGINT else "stopped by SIGTERM"
-            print(f"\n{self.reason}: stopping with a final checkpoint (Ctrl-C again to exit at once)",
-                  file=sys.stderr, flush=True)
+            notice(f"{self.reason}: stopping with a final checkpoint (Ctrl-C again to exit at once)")
             return
         for child in mp.active_children():
             child.kill()
@@ -307,7 +310,7 @@ class StopSignals:
 def view_process(run_dir: Path) -> None:
     from arm_a3c.cli import show
 
-    ignore_interrupts()
+    become_child("a3c-viewer")
     try:
         show(run_dir, None, 0, 0)
     except UserError as err:

@@ -79,8 +79,8 @@ class LiveBoard:
     def publish(self, rank: int, episode: int, episode_return: float, final_distance: float,
                 target: list[float], recorder: "EpisodeRecorder") -> None:
         slot, length = self._slot(rank), recorder.length
-        seq = slot[0] + 1
-        slot[0] = seq  # odd: being written
+        seq = int(slot[0]) // 2 * 2 + 1  # odd: being written (a predecessor killed mid-write may have left it odd)
+        slot[0] = seq
         slot[1:len(SLOT_FIELDS)] = [episode, length, episode_return, final_distance, *target]
         slot[len(SLOT_FIELDS):len(SLOT_FIELDS) + length * self.row] = recorder.rows[:length].reshape(-1)
         slot[0] = seq + 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
+
+from arm_a3c.errors import notice
 
 CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
@@ -44,8 +45,7 @@ class MetricsLog:
             self._csv.writerow({k: row.get(k, "") for k in CSV_FIELDS})
             self._file.flush()
         except OSError as err:  # disk full, say: the row stays in memory, for the summary; training goes on
-            print(f"\nwarning: cannot write {self.csv_path} ({err.strerror}); training goes on",
-                  file=sys.stderr, flush=True)
+            notice(f"warning: cannot write {self.csv_path} ({err.strerror}); training goes on")
         self.scalars(row["env_steps"], {
             "eval/success_rate": row["success_rate"],
             "eval/mean_final_distance_m": row["mean_final_distance_m"],

@@ -61,10 +61,15 @@ class Shared:
         return time.time() - self.clock_origin
 
 
-def ignore_interrupts() -> None:
-    """For child processes: Ctrl-C reaches the whole process group, but only the launcher should react (it
-    sets the stop flag, and the children finish their current step and exit)."""
+def become_child(name: str) -> None:
+    """For child processes. Ctrl-C reaches the whole process group, but only the launcher should react (it
+    sets the stop flag, and the children finish their current step and exit), so ignore it. Take `name` as the
+    process name that ps and top show (Linux; elsewhere the name stays "python")."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        Path("/proc/self/comm").write_text(name[:15])  # the kernel keeps at most 15 characters
+    except OSError:
+        pass
 
 
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:

@@ -20,7 +20,7 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.live import LiveBoard
 from arm_a3c.model import ActorCritic, NumpyActor
-from arm_a3c.shared import Shared, ignore_interrupts
+from arm_a3c.shared import Shared, become_child
 
 UPDATE_REPORT_EVERY = 20  # updates between loss reports to the launcher
 
@@ -100,7 +100,7 @@ def worker_seed(cfg: TrainConfig, rank: int, restarts: int, resumed_steps: int) 
 def worker_loop(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
     """Train until the stop flag is set: pull, act n steps, update, push. Reports go to the launcher through
     `reports` (this process's own pipe)."""
-    ignore_interrupts()
+    become_child(f"a3c-worker-{rank + 1}")
     try:
         _train(rank, cfg, shared, reports, seed)
     except BrokenPipeError:  # the launcher is gone: nobody to report to, nothing to train for

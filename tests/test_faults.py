@@ -1,31 +1,42 @@
-"""Stopping safely: Ctrl-C on a real training saves a final checkpoint and summary within 5 seconds and leaves
-no child process behind."""
+"""Faults: real short trainings that are interrupted, terminated, have workers killed, run out of disk, and are
+resumed; checkpoints killed mid-write or crafted to run code; a worker fed NaN rewards."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from arm_a3c.checkpoint import load_checkpoint
-from conftest import REPO
+import pytest
+import torch
+
+from arm_a3c.checkpoint import load_checkpoint, remove_stale_temporaries
+from arm_a3c.errors import UserError
+from conftest import GRIPPER_ARM, REPO, run_script, write_untrained_checkpoint
+from test_cli import assert_user_error
 
 STOP_WITHIN_S = 5.0
+FAULTS = Path(__file__).resolve().parent / "faults"  # a sitecustomize.py that injects faults when asked
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
+# ---- helpers ------------------------------------------------------------------------------------------------
+
+def children_of(pid: int) -> dict[int, str]:
+    """{pid: process name} of the direct children of `pid`."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_text()
         except OSError:
             continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if int(rest[1]) == pid:
+            found[int(stat.parent.name)] = name
     return found
 
 
@@ -37,19 +48,64 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_leaves_no_child(tmp_path):
-    run_dir = tmp_path / "run"
-    process = subprocess.Popen(
+def start_training(run_dir: Path, *flags: str, env: dict | None = None) -> subprocess.Popen:
+    """A light-arm training with 2 workers, in a session of its own (so a group signal reaches only it)."""
+    return subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm", "--workers", "2",
-         "--max-minutes", "5", "--target-success", "1.01", "--run-dir", str(run_dir)],
+         "--run-dir", str(run_dir), *flags],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
-    deadline = time.monotonic() + 90
-    while not (run_dir / "checkpoints" / "latest.pt").exists() or len(children_of(process.pid)) < 3:
-        assert time.monotonic() < deadline and process.poll() is None, "training did not get going"
-        time.sleep(0.5)
-    time.sleep(3)
-    children = children_of(process.pid)
+
+
+def wait_until_training(process: subprocess.Popen, run_dir: Path, timeout: float = 90) -> dict[int, str]:
+    """Wait for the first checkpoint and all three children (2 workers, the evaluator); returns the children."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children = children_of(process.pid)
+        names = set(children.values())
+        if (run_dir / "checkpoints" / "latest.pt").exists() and {"a3c-worker-1", "a3c-worker-2",
+                                                                  "a3c-evaluator"} <= names:
+            return children
+        if process.poll() is not None or time.monotonic() > deadline:
+            out, err = process.communicate()
+            pytest.fail(f"training did not get going: {out[-1500:]} {err[-1500:]}")
+        time.sleep(0.25)
+
+
+def pid_named(process: subprocess.Popen, name: str, not_pid: int | None = None, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [pid for pid, n in children_of(process.pid).items() if n == name and pid != not_pid and alive(pid)]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    pytest.fail(f"no {name} process appeared")
+
+
+def survivors(children: dict[int, str], grace: float = 2.0) -> dict[int, str]:
+    """The children still alive after `grace` seconds (multiprocessing's resource tracker, also a child, exits
+    by itself a moment after the launcher)."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = {pid: name for pid, name in children.items() if alive(pid)}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def summary_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+# ---- stopping and resuming ----------------------------------------------------------------------------------
+
+def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_from_it(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01",
+                             "--eval-every-steps", "20000")
+    children = wait_until_training(process, run_dir)
+    time.sleep(4)
 
     started = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
@@ -59,8 +115,304 @@ def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_leaves_no_child(tm
     assert process.returncode == 0, err[-2000:]
     assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
     assert "Traceback" not in err
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["stop_reason"] == "interrupted by the user"
+    assert not survivors(children), "child processes survived"
+    first = summary_of(run_dir)
+    assert first["stop_reason"] == "interrupted by the user"
+    saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert saved["env_steps"] == first["env_steps"] > 0
+    rows_before = (run_dir / "metrics.csv").read_text().splitlines()
+
+    more = 40_000
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--resume", str(run_dir),
+         "--max-steps", str(saved["env_steps"] + more), "--max-minutes", "3"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming light_arm from {saved['env_steps']:,} steps" in result.stdout
+    second = summary_of(run_dir)
+    assert second["resumed_from_steps"] == saved["env_steps"]
+    assert second["env_steps"] >= saved["env_steps"] + more
+    assert second["wall_seconds"] > first["wall_seconds"]
+    resumed = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    # The shared optimizer's per-parameter step counts and the normaliser's count carried on from the checkpoint.
+    step_key = next(iter(resumed["optimizer"]["state"]))
+    saved_updates = int(saved["optimizer"]["state"][step_key]["step"])
+    resumed_updates = int(resumed["optimizer"]["state"][step_key]["step"])
+    assert resumed_updates >= saved_updates + 0.9 * more / 20
+    assert float(resumed["normalizer"]["count"]) >= float(saved["normalizer"]["count"]) + 0.9 * more
+    # metrics.csv keeps the first session's rows and continues after them.
+    rows_after = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows_after[:len(rows_before)] == rows_before and len(rows_after) > len(rows_before)
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) >= 2, "TensorBoard curves did not continue"
+
+
+def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "metrics.csv").write_text("an old run's metrics\n")
+    process = start_training(run_dir, "--force", "--max-minutes", "5", "--target-success", "1.01")
+    children = wait_until_training(process, run_dir)
+    time.sleep(2)
+
+    started = time.monotonic()
+    os.kill(process.pid, signal.SIGTERM)  # what a job scheduler or `docker stop` sends: the launcher only
+    out, err = process.communicate(timeout=60)
+    elapsed = time.monotonic() - started
+
+    assert process.returncode == 0, err[-2000:]
+    assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
+    assert not survivors(children), "child processes survived"
+    assert summary_of(run_dir)["stop_reason"] == "stopped by SIGTERM"
+    assert "an old run" not in (run_dir / "metrics.csv").read_text()
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary_of(run_dir)["env_steps"]
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01")
+    children = wait_until_training(process, run_dir)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.3)  # the clean stop (joining, final evaluation) takes longer than this
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    elapsed = time.monotonic() - started
+
+    assert process.returncode == 130, err[-2000:]
+    assert elapsed < 1.5, f"took {elapsed:.1f} s to exit"
+    assert "exiting at once" in err and "Traceback" not in err
+    assert not survivors(children), "child processes survived"
+    load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # the last evaluated checkpoint is still good
+
+
+# ---- worker faults ------------------------------------------------------------------------------------------
+
+def test_a_killed_worker_is_replaced_and_the_run_finishes_with_consistent_counts(tmp_path):
+    run_dir, budget = tmp_path / "run", 200_000
+    process = start_training(run_dir, "--max-steps", str(budget), "--max-minutes", "5",
+                             "--target-success", "1.01", "--eval-every-steps", "50000")
+    wait_until_training(process, run_dir)
+    time.sleep(2)
+    victim = pid_named(process, "a3c-worker-2")
+    os.kill(victim, signal.SIGKILL)
+    replacement = pid_named(process, "a3c-worker-2", not_pid=victim, timeout=10)  # noticed within seconds
+    out, err = process.communicate(timeout=300)
+
+    assert process.returncode == 0, err[-2000:]
+    assert replacement != victim
+    assert "worker 2 died (killed by SIGKILL); starting a replacement" in err
+    summary = summary_of(run_dir)
+    assert summary["worker_restarts"] == 1 and summary["error"] is None
+    assert "step budget" in summary["stop_reason"] and summary["env_steps"] >= budget
     final = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    assert final["env_steps"] == summary["env_steps"] > 0
-    assert not [pid for pid in children if alive(pid)], "child processes survived"
+    assert final["env_steps"] == summary["env_steps"]
+    # Every counted rollout of 20 steps made one update (Hogwild may lose a step-count increment now and then)
+    # and fed the normaliser; a killed worker loses at most its rollout in progress.
+    assert summary["optimizer_steps"] == pytest.approx(summary["env_steps"] / 20, rel=0.02)
+    assert float(final["normalizer"]["count"]) == pytest.approx(summary["env_steps"], abs=3 * 20)
+
+
+def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_error(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01")
+    children = wait_until_training(process, run_dir)
+    victim = None
+    for _ in range(6):
+        victim = pid_named(process, "a3c-worker-1", not_pid=victim)
+        os.kill(victim, signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 1, err[-2000:]
+    assert "Traceback" not in err
+    assert "error: the run stopped because worker 1 died 6 times within 60 s" in err
+    assert "--resume" in err.strip().splitlines()[-1]
+    summary = summary_of(run_dir)
+    assert "worker 1 died 6 times" in summary["error"] and summary["worker_restarts"] == 5
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary["env_steps"]
+    assert not survivors(children), "child processes survived"
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path):
+    run_dir, full = tmp_path / "run", tmp_path / "disk-is-full"
+    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01",
+                             "--eval-every-steps", "20000",
+                             env={"PYTHONPATH": str(FAULTS), "ARM_A3C_TEST_DISK_FULL": str(full)})
+    wait_until_training(process, run_dir)
+    time.sleep(2)
+    full.touch()  # from now on every checkpoint write fails with ENOSPC at fsync
+    time.sleep(0.5)
+    before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
+    time.sleep(6)  # several evaluations try to write
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 2, err[-2000:]
+    assert "Traceback" not in err
+    assert "warning: cannot write checkpoint" in err and "training goes on" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write checkpoint") and "No space left on device" in last
+    assert "intact" in last and f"--resume {run_dir}" in last
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == before
+    assert not list((run_dir / "checkpoints").glob("*.tmp")), "a temporary file was left behind"
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------------
+
+WRITER = """
+import sys, torch
+from arm_a3c.checkpoint import save_checkpoint
+payload = {"model": {"w": torch.randn(8_000_000)}, "optimizer": {}, "normalizer": {}, "config": {}, "robot": {}}
+for step in range(1, 10**6):
+    save_checkpoint(sys.argv[1], {**payload, "env_steps": step})
+    print(step, flush=True)
+"""
+
+
+def test_killing_a_process_while_it_writes_checkpoints_leaves_the_last_one_loadable(tmp_path):
+    path = tmp_path / "checkpoints" / "latest.pt"
+    rng, mid_write = random.Random(0), 0
+    for _ in range(6):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        writer.stdout.readline()  # one checkpoint is complete
+        time.sleep(rng.uniform(0.05, 0.5))
+        writer.kill()
+        writer.wait()
+        mid_write += bool(list(path.parent.glob("*.tmp")))
+        assert load_checkpoint(path)["env_steps"] >= 1
+        remove_stale_temporaries(path.parent)
+        assert not list(path.parent.glob("*.tmp"))
+    assert mid_write >= 1, "no kill landed in the middle of a write: the test proved nothing"
+
+
+def test_a_checkpoint_crafted_to_run_code_is_refused_and_the_code_does_not_run(tmp_path):
+    marker = tmp_path / "exploited"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "model": Exploit()}, path)
+    with pytest.raises(UserError, match="evil.pt"):
+        load_checkpoint(path)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), "--checkpoint", str(path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "evil.pt" in result.stderr and "not a readable arm-a3c checkpoint" in result.stderr
+    assert not marker.exists(), "the checkpoint ran code"
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------
+
+def old_run(run_dir: Path, robot: str = "light_arm", checkpoint: bool = True) -> Path:
+    """A run directory as train_arm.py leaves it (config and an untrained checkpoint), without training."""
+    from arm_a3c.config import TrainConfig
+
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(TrainConfig(robot=robot, run_dir=str(run_dir)).to_dict()))
+    if checkpoint:
+        write_untrained_checkpoint(robot, run_dir / "checkpoints" / "latest.pt")
+    return run_dir
+
+
+def test_a_run_directory_holding_a_run_is_refused_without_resume_or_force(tmp_path):
+    run_dir = old_run(tmp_path / "run")
+    assert_user_error(run_script("train_arm.py", "--robot", "light_arm", "--run-dir", str(run_dir)),
+                      str(run_dir), "already holds a run", f"--resume {run_dir}", "--force")
+
+
+def test_an_unwritable_run_directory_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert_user_error(run_script("train_arm.py", "--robot", "light_arm", "--run-dir", str(tmp_path / "a-file" / "run")),
+                      "cannot write to run directory", "--run-dir")
+
+
+@pytest.mark.parametrize("case, flags, fragments", [
+    ("nothing there", [], ["no run there", "config.json missing"]),
+    ("no checkpoint", [], ["no checkpoint yet", "--force"]),
+    ("truncated checkpoint", [], ["latest.pt", "not a readable arm-a3c checkpoint"]),
+    ("other robot", ["--robot", "kuka_iiwa"], ["--robot cannot change", "light_arm"]),
+    ("other run dir", ["--run-dir", "elsewhere"], ["--run-dir elsewhere", "name different runs"]),
+    ("bad budget", ["--max-minutes", "-1"], ["--max-minutes must be"]),
+])
+def test_resume_mistakes_are_one_line_errors(tmp_path, case, flags, fragments):
+    run_dir = tmp_path / "run"
+    if case != "nothing there":
+        old_run(run_dir, checkpoint=case != "no checkpoint")
+    if case == "truncated checkpoint":
+        latest = run_dir / "checkpoints" / "latest.pt"
+        latest.write_bytes(latest.read_bytes()[:2000])
+    assert_user_error(run_script("train_arm.py", "--resume", str(run_dir), *flags), *fragments)
+
+
+def test_a_checkpoint_for_another_robot_is_refused_naming_the_mismatch(write_urdf, tmp_path):
+    urdf = write_urdf(GRIPPER_ARM, "my_arm")
+    checkpoint = write_untrained_checkpoint(str(urdf), tmp_path / "my_arm.pt")
+    light_arm = (REPO / "assets" / "light_arm.urdf").read_text()
+    urdf.write_text(light_arm)  # someone replaced the robot the checkpoint was trained for
+    assert_user_error(run_script("evaluate.py", "--checkpoint", str(checkpoint)),
+                      "my_arm.pt", "was trained for controlled joints ['yaw', 'elbow']", "now ['base_yaw'")
+
+
+# ---- numerical faults ---------------------------------------------------------------------------------------
+
+class Reports:
+    """Stands in for a worker's pipe: keeps the reports, and stops the worker after `updates` updates."""
+
+    def __init__(self, shared, reports: int):
+        self.shared, self.events, self.left = shared, [], reports
+
+    def send(self, event) -> None:
+        self.events.append(event)
+        if event[0] == "update":
+            self.left -= 1
+            if self.left == 0:
+                self.shared.request_stop()
+
+
+def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights_stay_finite(monkeypatch, tmp_path):
+    import torch.multiprocessing as mp
+
+    from arm_a3c.config import TrainConfig
+    from arm_a3c.env import ArmReachEnv
+    from arm_a3c.launcher import Monitor
+    from arm_a3c.live import LiveBoard
+    from arm_a3c.metrics import MetricsLog, read_metrics
+    from arm_a3c.shared import build_shared
+    from arm_a3c.worker import UPDATE_REPORT_EVERY, _train
+
+    real_step, calls = ArmReachEnv.step, [0]
+
+    def step_with_nan(self, action):
+        obs, reward, terminated, truncated, info = real_step(self, action)
+        calls[0] += 1
+        return obs, (float("nan") if calls[0] % 100 == 0 else reward), terminated, truncated, info
+
+    monkeypatch.setattr(ArmReachEnv, "step", step_with_nan)
+    cfg = TrainConfig(robot="light_arm", workers=1, n_steps=20)
+    probe = ArmReachEnv("light_arm")
+    shared = build_shared(cfg, probe.obs_dim, probe.robot.dof, mp.get_context("spawn"))
+    probe.close()
+    shared.launcher_pid = os.getppid()  # the worker runs in this process, whose parent stands in for the launcher
+    reports = Reports(shared, reports=3)
+    _train(0, cfg, shared, reports, seed=0)
+
+    updates = 3 * UPDATE_REPORT_EVERY
+    skipped = sum(e[2] for e in reports.events if e[0] == "update")
+    assert skipped == updates // 5, "every fifth rollout of 20 steps held a NaN reward"
+    assert shared.optimizer.step_count() == updates - skipped
+    assert all(torch.isfinite(p).all() for p in shared.model.parameters())
+
+    # The launcher's side: the counts reach metrics.csv.
+    board = LiveBoard.create(tmp_path, 1, 3, 50)
+    log = MetricsLog(tmp_path)
+    monitor = Monitor(cfg, shared, log, board, None)
+    for event in reports.events:
+        monitor.handle(event)
+    monitor.record_eval({"env_steps": shared.global_steps(), "success_rate": 0.0, "mean_final_distance_m": 0.3,
+                         "mean_return": -10.0})
+    log.close()
+    assert read_metrics(tmp_path / "metrics.csv")[-1]["skipped_updates"] == skipped

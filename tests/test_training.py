@@ -74,6 +74,8 @@ def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(short_ru
 @pytest.mark.parametrize("flags, fragment", [
     (["--workers", "0"], "--workers must be at least 1"),
     (["--lr", "-1"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--reward-scale", "nan"], "--reward-scale must be a finite number"),
     (["--lr", "fast"], "--lr"),
     (["--robot", "my_arm"], "unknown robot 'my_arm'"),
 ])
