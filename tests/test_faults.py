@@ -416,3 +416,21 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
                          "mean_return": -10.0})
     log.close()
     assert read_metrics(tmp_path / "metrics.csv")[-1]["skipped_updates"] == skipped
+
+
+def test_a_worker_killed_while_publishing_its_episode_does_not_hide_its_replacements_episodes(tmp_path):
+    import numpy as np
+
+    from arm_a3c.live import LiveBoard
+
+    board = LiveBoard.create(tmp_path, 1, 3, 50)
+    recorder = board.recorder()
+    recorder.record([0.1, 0.2, 0.3], np.zeros(3))
+    board.publish(0, 7, -1.0, 0.3, [0.5, 0.0, 0.4], recorder)
+    board._slot(0)[0] += 1  # killed after marking its slot "being written", before finishing
+    assert board.latest(0) is None, "a half-written episode must not be shown"
+    recorder.record([0.4, 0.5, 0.6], np.ones(3))
+    board.publish(0, 1, -2.0, 0.2, [0.4, 0.1, 0.4], recorder)  # the replacement's first episode
+    episode = board.latest(0)
+    assert episode is not None and episode.episode == 1
+    np.testing.assert_allclose(episode.joint_positions, [[0.4, 0.5, 0.6]])
