@@ -187,6 +187,23 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # the last evaluated checkpoint is still good
 
 
+def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01",
+                             "--eval-every-steps", "20000")
+    children = wait_until_training(process, run_dir)
+    time.sleep(3)
+    os.kill(process.pid, signal.SIGKILL)  # no chance to clean up: a crash, the OOM killer, a lost node
+    process.communicate(timeout=30)
+    assert not survivors(children, grace=5.0), "orphaned children kept running"
+    saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
+
+    result = run_script("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 20_000), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = summary_of(run_dir)
+    assert summary["resumed_from_steps"] == saved and summary["env_steps"] >= saved + 20_000
+
+
 # ---- worker faults ------------------------------------------------------------------------------------------
 
 def test_a_killed_worker_is_replaced_and_the_run_finishes_with_consistent_counts(tmp_path):
