@@ -8,6 +8,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,17 +18,20 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.model import ActorCritic, NumpyActor
 from arm_a3c.normalizer import RunningNormalizer
-from arm_a3c.shared import Shared, become_child
+from arm_a3c.shared import Shared, become_child, exit_child
 
 POLL_SECONDS = 0.2
 
 
 def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmReachEnv, episodes: int,
-                    seed: int) -> dict:
-    """Deterministic episodes with seeds seed, seed+1, ...: success rate, mean final distance (m), return."""
+                    seed: int, keep_going: Callable[[], bool] = lambda: True) -> dict | None:
+    """Deterministic episodes with seeds seed, seed+1, ...: success rate, mean final distance (m), return.
+    None if `keep_going` turned false between two episodes (the run is stopping: no time for the rest)."""
     norm, actor = normalizer.snapshot(), NumpyActor(model)
     successes, distances, returns = 0, [], []
     for episode in range(episodes):
+        if not keep_going():
+            return None
         obs, _ = env.reset(seed=seed + episode)
         done, total, info = False, 0.0, {}
         while not done:
@@ -42,12 +46,15 @@ def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmR
 
 
 def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local: ActorCritic,
-                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict:
-    """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet)."""
+                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict | None:
+    """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet).
+    None if the run began to stop during the evaluation (the launcher evaluates the final weights itself)."""
     env_steps = shared.global_steps()
     local.load_state_dict(shared.model.state_dict())
     normalizer.load_state_dict(shared.normalizer.state_dict())
-    result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed)
+    result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed, shared.running)
+    if result is None:
+        return None
     result["env_steps"], result["wall_seconds"] = env_steps, round(shared.wall_seconds(), 2)
     save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, local, normalizer.state_dict(), env_steps,
                                                env, result), best_so_far)
@@ -75,6 +82,8 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
                 reports.send(("checkpoint_failed", str(err)))
                 next_eval = shared.global_steps() + cfg.eval_every_steps
                 continue
+            if result is None:
+                break
             best = max(best, result["success_rate"])
             result["eval_seconds"] = time.monotonic() - started
             reports.send(("eval", result))
@@ -82,6 +91,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     except BrokenPipeError:  # the launcher is gone
         pass
     env.close()
+    exit_child()
 
 
 def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmReachEnv, ActorCritic, RunningNormalizer]:

@@ -401,8 +401,8 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmReachEn
                         for r in log.rows],
     }
     try:
-        plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {probe_robot}, {cfg.workers} worker(s)")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {probe_robot}, {cfg.workers} worker(s)")
     except OSError as err:
         raise UserError(f"cannot write the summary in {run_dir} ({err.strerror}); the final checkpoint is saved; "
                         f"free some disk space") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,15 @@ def become_child(name: str) -> None:
         Path("/proc/self/comm").write_text(name[:15])  # the kernel keeps at most 15 characters
     except OSError:
         pass
+
+
+def exit_child() -> None:
+    """End a child process at once when its work is done. The interpreter's normal teardown with torch loaded
+    takes about 0.6 s per process (measured), a large part of the 5-second stop budget on 2 cores; nothing is
+    lost by skipping it: reports go through unbuffered pipes and checkpoints are fsynced when written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:

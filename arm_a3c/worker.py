@@ -20,7 +20,7 @@ from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.live import LiveBoard
 from arm_a3c.model import ActorCritic, NumpyActor
-from arm_a3c.shared import Shared, become_child
+from arm_a3c.shared import Shared, become_child, exit_child
 
 UPDATE_REPORT_EVERY = 20  # updates between loss reports to the launcher
 
@@ -105,6 +105,7 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection
         _train(rank, cfg, shared, reports, seed)
     except BrokenPipeError:  # the launcher is gone: nobody to report to, nothing to train for
         pass
+    exit_child()
 
 
 def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
