@@ -78,6 +78,7 @@ def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(short_ru
     (["--reward-scale", "nan"], "--reward-scale must be a finite number"),
     (["--lr", "fast"], "--lr"),
     (["--robot", "my_arm"], "unknown robot 'my_arm'"),
+    (["--urdf", "/nowhere/arm.urdf"], "not found"),
 ])
 def test_bad_training_flags_are_one_line_errors(flags, fragment):
     assert_user_error(run_script("train_arm.py", *flags), fragment)
