@@ -21,6 +21,7 @@ from conftest import GRIPPER_ARM, REPO, run_script, write_untrained_checkpoint
 from test_cli import assert_user_error
 
 STOP_WITHIN_S = 5.0
+UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01")  # a run that goes on until it is stopped
 FAULTS = Path(__file__).resolve().parent / "faults"  # a sitecustomize.py that injects faults when asked
 
 
@@ -102,7 +103,7 @@ def summary_of(run_dir: Path) -> dict:
 
 def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_from_it(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01",
+    process = start_training(run_dir, *UNTIL_STOPPED,
                              "--eval-every-steps", "20000")
     children = wait_until_training(process, run_dir)
     time.sleep(4)
@@ -152,7 +153,7 @@ def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.json").write_text("{}")
     (run_dir / "metrics.csv").write_text("an old run's metrics\n")
-    process = start_training(run_dir, "--force", "--max-minutes", "5", "--target-success", "1.01")
+    process = start_training(run_dir, "--force", *UNTIL_STOPPED)
     children = wait_until_training(process, run_dir)
     time.sleep(2)
 
@@ -171,7 +172,7 @@ def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01")
+    process = start_training(run_dir, *UNTIL_STOPPED)
     children = wait_until_training(process, run_dir)
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.3)  # the clean stop (joining, final evaluation) takes longer than this
@@ -189,7 +190,7 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
 
 def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01",
+    process = start_training(run_dir, *UNTIL_STOPPED,
                              "--eval-every-steps", "20000")
     children = wait_until_training(process, run_dir)
     time.sleep(3)
@@ -233,7 +234,7 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes_with_consistent_counts
 
 def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_error(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01")
+    process = start_training(run_dir, *UNTIL_STOPPED)
     children = wait_until_training(process, run_dir)
     victim = None
     for _ in range(6):
@@ -253,7 +254,7 @@ def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path):
     run_dir, full = tmp_path / "run", tmp_path / "disk-is-full"
-    process = start_training(run_dir, "--max-minutes", "5", "--target-success", "1.01",
+    process = start_training(run_dir, *UNTIL_STOPPED,
                              "--eval-every-steps", "20000",
                              env={"PYTHONPATH": str(FAULTS), "ARM_A3C_TEST_DISK_FULL": str(full)})
     wait_until_training(process, run_dir)
