@@ -118,8 +118,10 @@ class ArmReachEnv(gymnasium.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        target = self.task.sample_target(self.robot, self.np_random)
+        # Restore first: target sampling runs forward kinematics, and the joints it does not move (a held
+        # flange, say) must be at their home values too, or the target differs in the 8th digit with history.
         pb.restoreState(stateId=self._home_state, physicsClientId=self.client)
+        target = self.task.sample_target(self.robot, self.np_random)
         self.robot.reset(self.robot.home)
         self.set_target(target)
         self._steps = 0
