@@ -146,7 +146,7 @@ def save_untrained_checkpoint(robot: str, path: Path) -> Path:
     try:
         model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
         normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
-        save_checkpoint(path, checkpoint_payload(cfg, SharedAdam(model.parameters()), model,
+        save_checkpoint(path, checkpoint_payload(cfg, SharedAdam(model.flat), model,
                                                  normalizer.state_dict(), 0, env, None))
     finally:
         env.close()

@@ -16,7 +16,7 @@ import torch
 from arm_a3c.checkpoint import CheckpointWriteError, check_robot, checkpoint_payload, load_checkpoint, save_evaluated
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
-from arm_a3c.model import ActorCritic, NumpyActor
+from arm_a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.normalizer import RunningNormalizer
 from arm_a3c.shared import Shared, become_child, exit_child
 
@@ -25,9 +25,16 @@ POLL_SECONDS = 0.2
 
 def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmReachEnv, episodes: int,
                     seed: int, keep_going: Callable[[], bool] = lambda: True) -> dict | None:
-    """Deterministic episodes with seeds seed, seed+1, ...: success rate, mean final distance (m), return.
-    None if `keep_going` turned false between two episodes (the run is stopping: no time for the rest)."""
-    norm, actor = normalizer.snapshot(), NumpyActor(model)
+    """The policy's mean action on deterministic episodes with seeds seed, seed+1, ... (see `run_episodes`)."""
+    norm, actor = normalizer.snapshot(), NumpyActorCritic(model)
+    return run_episodes(lambda obs: actor.mean(normalizer.normalize(obs, norm)), env, episodes, seed, keep_going)
+
+
+def run_episodes(act: Callable[[np.ndarray], np.ndarray], env: ArmReachEnv, episodes: int, seed: int,
+                 keep_going: Callable[[], bool] = lambda: True) -> dict | None:
+    """Episodes with seeds seed, seed+1, ..., acting with `act(observation) -> action`: success rate, mean
+    final distance (m), mean return. None if `keep_going` turned false between two episodes (the run is
+    stopping: no time for the rest). Also how the benchmark evaluates other libraries' policies."""
     successes, distances, returns = 0, [], []
     for episode in range(episodes):
         if not keep_going():
@@ -35,7 +42,7 @@ def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmR
         obs, _ = env.reset(seed=seed + episode)
         done, total, info = False, 0.0, {}
         while not done:
-            obs, reward, terminated, truncated, info = env.step(actor.mean(normalizer.normalize(obs, norm)))
+            obs, reward, terminated, truncated, info = env.step(act(obs))
             total += reward
             done = terminated or truncated
         successes += info["is_success"]

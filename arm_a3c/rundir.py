@@ -130,9 +130,8 @@ def restore(shared, resumed: Resumed) -> None:
         shared.model.load_state_dict(data["model"])
         shared.optimizer.load_state_dict(data["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise UserError(f"the latest checkpoint of {shared.run_dir} does not fit its config ({str(err)[:120]}); "
-                        f"the file is damaged") from None
-    shared.optimizer.share_memory()  # load_state_dict made new state tensors; the workers must share them
+        raise UserError(f"the latest checkpoint of {shared.run_dir} cannot be resumed ({str(err)[:160]}); "
+                        f"evaluate.py and view.py can still use it; start a new run with --force") from None
     shared.normalizer.load_state_dict(data["normalizer"])
     shared.steps[0] = resumed.env_steps
     shared.clock_origin = time.time() - resumed.wall_seconds

@@ -88,7 +88,7 @@ def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: 
     model.share_memory()
     return Shared(
         model=model,
-        optimizer=SharedAdam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps),
+        optimizer=SharedAdam(model.flat, lr=cfg.lr, eps=cfg.adam_eps),
         normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers),
         steps=torch.zeros(cfg.workers + 1, dtype=torch.int64).share_memory_(),
         stop_flag=torch.zeros(1, dtype=torch.uint8).share_memory_(),

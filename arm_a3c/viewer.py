@@ -83,10 +83,10 @@ class ReplaySource:
 
     def __init__(self, checkpoint: Path, seed: int = 0):
         from arm_a3c.evaluator import load_policy
-        from arm_a3c.model import NumpyActor
+        from arm_a3c.model import NumpyActorCritic
 
         data, _, self.env, model, self.normalizer = load_policy(checkpoint)
-        self.norm, self.actor, self.model = self.normalizer.snapshot(), NumpyActor(model), model
+        self.norm, self.actor, self.model = self.normalizer.snapshot(), NumpyActorCritic(model), model
         self.rank, self.seed, self.count = 0, seed, 0
         self.env_steps = data["env_steps"]
         self.success = (data.get("eval") or {}).get("success_rate", float("nan"))

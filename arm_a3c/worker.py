@@ -5,8 +5,8 @@
 3. compute GAE(lambda) advantages, bootstrapping from the value where the episode was cut by its time limit
    (terminal only where the task really ended);
 4. loss = policy loss + value_coef * value loss - entropy_coef * entropy;
-5. zero the local gradients, backpropagate, clip the gradient norm;
-6. push: hand the local gradients to the global parameters and step the shared optimizer.
+5. compute the local gradients afresh (numpy, `model.NumpyActorCritic`), clip their norm;
+6. push: step the shared optimizer with them, on the global parameters.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.live import LiveBoard
-from arm_a3c.model import ActorCritic, NumpyActor
+from arm_a3c.model import NumpyActorCritic
 from arm_a3c.shared import Shared, become_child, exit_child
 
 UPDATE_REPORT_EVERY = 20  # updates between loss reports to the launcher
@@ -44,49 +44,35 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     return advantages, advantages + values
 
 
-def push_gradients(local: ActorCritic, shared: ActorCritic) -> None:
-    """Point the global parameters' gradients at this worker's fresh local gradients (done on every update:
-    keeping the first assignment, as some A3C code does, silently reuses stale tensors once `zero_grad` sets
-    gradients to None, torch's default since 2.0)."""
-    for local_param, shared_param in zip(local.param_list(), shared.param_list()):
-        shared_param.grad = local_param.grad
-
-
-def a3c_update(cfg: TrainConfig, local: ActorCritic, shared: Shared, obs: np.ndarray, actions: np.ndarray,
-               rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
-               global_steps: int) -> dict | None:
-    """One A3C update from a rollout of normalised observations. Returns loss figures, or None when the loss
-    or gradient was not finite and the update was skipped (nothing reaches the shared model then)."""
-    obs_t, actions_t = torch.from_numpy(obs), torch.from_numpy(actions)
-    _, logprobs, entropy, values = local.get_action_and_value(obs_t, actions_t)
-    with torch.no_grad():
-        next_values = local.get_value(torch.from_numpy(next_obs)).numpy()
+def a3c_update(cfg: TrainConfig, learner: NumpyActorCritic, shared: Shared, obs: np.ndarray,
+               actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray,
+               episode_end: np.ndarray, global_steps: int) -> dict | None:
+    """One A3C update from a rollout of normalised observations, with the worker's local weights in `learner`.
+    Returns loss figures, or None when the loss or gradient was not finite and the update was skipped
+    (nothing reaches the shared model then)."""
+    n = len(rewards)
+    values_all = learner.value(np.concatenate([obs, next_obs]))  # one pass for both
     advantages, returns = compute_gae(
-        rewards * cfg.reward_scale, values.detach().numpy(), next_values, terminated, episode_end,
+        rewards * cfg.reward_scale, values_all[:n], values_all[n:], terminated, episode_end,
         cfg.gamma, cfg.gae_lambda,
     )
-    advantages_t, returns_t = torch.from_numpy(advantages), torch.from_numpy(returns)
-    policy_loss = -(logprobs * advantages_t).mean()
-    value_loss = 0.5 * (returns_t - values).pow(2).mean()
-    entropy_mean = entropy.mean()
-    loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_mean
-
-    local.zero_grad(set_to_none=True)  # fresh gradients every update: nothing accumulates across updates
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(local.param_list(), cfg.max_grad_norm)
-    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+    # The gradient is computed afresh into learner.grad (every element overwritten, nothing accumulates
+    # across updates: the zeroing of the local gradients before each backward pass).
+    losses = learner.loss_gradients(obs, actions, advantages, returns, cfg.value_coef, cfg.entropy_coef)
+    grad = learner.grad
+    grad_norm = float(np.sqrt(np.dot(grad, grad)))
+    if not (np.isfinite(losses["loss"]) and np.isfinite(grad_norm)):
         return None
-    push_gradients(local, shared.model)
+    if grad_norm > cfg.max_grad_norm:  # torch.nn.utils.clip_grad_norm_'s rule
+        grad *= cfg.max_grad_norm / (grad_norm + 1e-6)
     lr = cfg.lr_at(global_steps)
-    for group in shared.optimizer.param_groups:
-        group["lr"] = lr
     if shared.update_lock is not None:
         with shared.update_lock:
-            shared.optimizer.step()
+            shared.optimizer.step(grad, lr)  # push: this update's gradient into the shared Adam
     else:
-        shared.optimizer.step()
-    return {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy_mean.item(),
-            "grad_norm": grad_norm.item(), "lr": lr}
+        shared.optimizer.step(grad, lr)
+    return {"policy_loss": losses["policy_loss"], "value_loss": losses["value_loss"],
+            "entropy": losses["entropy"], "grad_norm": grad_norm, "lr": lr}
 
 
 def worker_seed(cfg: TrainConfig, rank: int, restarts: int, resumed_steps: int) -> int:
@@ -110,17 +96,16 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection
 
 def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
     torch.set_num_threads(1)
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
-    local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+    learner = NumpyActorCritic(shared.model, own_copy=True)  # the local copy of the Actor-Critic
+    shared_weights = shared.model.flat.numpy()
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
     raw_obs = np.zeros((n, obs_dim), np.float32)
     raw_next_obs = np.zeros((n, obs_dim), np.float32)
     actions = np.zeros((n, action_dim), np.float32)
     rewards = np.zeros(n, np.float32)
     terminated, episode_end = np.zeros(n, bool), np.zeros(n, bool)
-    actor = NumpyActor(local)  # views of the local weights: acting without torch's per-call cost
     board = LiveBoard.attach(shared.run_dir) if shared.run_dir else None  # what a viewer shows
     recorder = board.recorder() if board else None
     episodes, ee_slice = 0, slice(2 * action_dim, 2 * action_dim + 3)  # the end effector in the observation
@@ -128,11 +113,11 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
     episode_return, episode_length, updates, skipped, losses = 0.0, 0, 0, 0, []
 
     while shared.running():
-        local.copy_from(shared.model)  # 1. pull
+        np.copyto(learner.flat, shared_weights)  # 1. pull
         norm = shared.normalizer.snapshot()
-        std = local.action_std().detach().numpy()
+        std = learner.std()
         for t in range(n):  # 2. act
-            mean = actor.mean(shared.normalizer.normalize(obs, norm))
+            mean = learner.mean(shared.normalizer.normalize(obs, norm))
             action = mean + std * rng.standard_normal(action_dim).astype(np.float32)
             next_obs, reward, term, trunc, info = env.step(action)
             raw_obs[t], actions[t], rewards[t], raw_next_obs[t] = obs, action, reward, next_obs
@@ -152,7 +137,7 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
             obs = next_obs
         global_steps = shared.add_steps(rank, n)
         stats = a3c_update(  # 3-6. advantages, loss, backward, push
-            cfg, local, shared, shared.normalizer.normalize(raw_obs, norm), actions, rewards,
+            cfg, learner, shared, shared.normalizer.normalize(raw_obs, norm), actions, rewards,
             shared.normalizer.normalize(raw_next_obs, norm), terminated, episode_end, global_steps,
         )
         shared.normalizer.update(raw_obs, writer=rank)

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from arm_a3c.config import TrainConfig
-from arm_a3c.model import ActorCritic, NumpyActor
+from arm_a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.normalizer import RunningNormalizer
 from arm_a3c.shared import build_shared
 from arm_a3c.shared_optim import SharedAdam
@@ -36,32 +36,27 @@ def fake_rollout(n: int = 20, seed: int = 0):
 
 def test_shared_adam_gives_the_same_updates_as_torch_adam():
     torch.manual_seed(0)
-    ours, reference = ActorCritic(OBS_DIM, ACTION_DIM), ActorCritic(OBS_DIM, ACTION_DIM)
-    reference.load_state_dict(ours.state_dict())
-    shared_adam = SharedAdam(ours.parameters(), lr=1e-3, eps=1e-5)
-    torch_adam = torch.optim.Adam(reference.parameters(), lr=1e-3, eps=1e-5)
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    reference = torch.nn.Parameter(model.flat.detach().clone())
+    shared_adam = SharedAdam(model.flat, lr=1e-3, eps=1e-5)
+    torch_adam = torch.optim.Adam([reference], lr=1e-3, eps=1e-5)
     for step in range(5):
-        for a, b in zip(ours.parameters(), reference.parameters()):
-            grad = torch.randn_like(a)
-            a.grad, b.grad = grad.clone(), grad.clone()
-        shared_adam.step()
+        grad = torch.randn_like(reference)
+        reference.grad = grad.clone()
+        shared_adam.step(grad.numpy())
         torch_adam.step()
-    for a, b in zip(ours.parameters(), reference.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+        torch.testing.assert_close(model.flat, reference.detach(), rtol=0, atol=1e-6)
     assert shared_adam.step_count() == 5
 
 
 def _step_in_child(model: ActorCritic, optimizer: SharedAdam, steps: int) -> None:
     for _ in range(steps):
-        for p in model.parameters():
-            p.grad = torch.ones_like(p)
-        optimizer.step()
+        optimizer.step(np.ones(model.flat.shape, np.float32))
 
 
 def test_shared_adam_state_and_step_count_are_shared_across_processes():
-    model = ActorCritic(OBS_DIM, ACTION_DIM)
-    model.share_memory()
-    optimizer = SharedAdam(model.parameters(), lr=1e-2)
+    model = ActorCritic(OBS_DIM, ACTION_DIM).share_memory()
+    optimizer = SharedAdam(model.flat, lr=1e-2)
     before = [p.detach().clone() for p in model.parameters()]
     child = CTX.Process(target=_step_in_child, args=(model, optimizer, 3))
     child.start()
@@ -69,19 +64,68 @@ def test_shared_adam_state_and_step_count_are_shared_across_processes():
     assert child.exitcode == 0
     assert optimizer.step_count() == 3, "the child's steps are not seen by the parent's optimizer"
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    first = next(iter(optimizer.state.values()))
-    assert first["exp_avg"].abs().sum() > 0, "the first moments the child wrote are not shared"
+    assert optimizer.exp_avg.abs().sum() > 0, "the first moments the child wrote are not shared"
     _step_in_child(model, optimizer, 1)
     assert optimizer.step_count() == 4
+
+
+def test_the_model_parameters_are_views_of_its_flat_vector_also_after_loading():
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    other = ActorCritic(OBS_DIM, ACTION_DIM)
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(model.flat, other.flat)
+    model.flat.zero_()
+    assert all(p.abs().sum() == 0 for p in model.parameters())
+
+
+# ---- the numpy fast path against autograd -------------------------------------------------------------------
+
+def torch_a3c_loss(model: ActorCritic, obs, actions, advantages, returns, value_coef, entropy_coef):
+    """The A3C loss as autograd sees it, from the torch module: the reference for the numpy gradients."""
+    _, logprobs, entropy, values = model.get_action_and_value(torch.from_numpy(obs), torch.from_numpy(actions))
+    policy_loss = -(logprobs * torch.from_numpy(advantages)).mean()
+    value_loss = 0.5 * (torch.from_numpy(returns) - values).pow(2).mean()
+    return policy_loss + value_coef * value_loss - entropy_coef * entropy.mean()
+
+
+@pytest.mark.parametrize("entropy_coef, log_std", [(0.0, -0.5), (0.01, -0.5), (0.01, [-0.5, -5.0, 0.3])])
+def test_numpy_gradients_equal_autograds(entropy_coef, log_std):
+    torch.manual_seed(0)
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_min=-1.6, log_std_max=0.0)
+    with torch.no_grad():  # random weights of a trained size, and log-stds inside and outside the clamp
+        model.flat.normal_(0, 0.3)
+        model.log_std.copy_(torch.tensor(log_std, dtype=torch.float32).expand(ACTION_DIM))
+    rollout = fake_rollout(seed=1)
+    rng = np.random.default_rng(2)
+    advantages, returns = rng.normal(size=20).astype(np.float32), rng.normal(size=20).astype(np.float32)
+
+    loss = torch_a3c_loss(model, rollout["obs"], rollout["actions"], advantages, returns, 0.5, entropy_coef)
+    model.zero_grad()
+    loss.backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in model.param_list()]).numpy()
+
+    learner = NumpyActorCritic(model, own_copy=True)
+    figures = learner.loss_gradients(rollout["obs"], rollout["actions"], advantages, returns, 0.5, entropy_coef)
+    assert figures["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    np.testing.assert_allclose(learner.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_numpy_forward_matches_the_torch_module():
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    obs = np.random.default_rng(0).normal(size=(5, OBS_DIM)).astype(np.float32)
+    fast = NumpyActorCritic(model)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast.mean(obs), model.action_mean(torch.from_numpy(obs)).numpy(), atol=1e-6)
+        np.testing.assert_allclose(fast.mean(obs[0]), model.action_mean(torch.from_numpy(obs[0])).numpy(), atol=1e-6)
+        np.testing.assert_allclose(fast.value(obs), model.get_value(torch.from_numpy(obs)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(fast.std(), model.action_std().numpy())
 
 
 # ---- worker update ------------------------------------------------------------------------------------------
 
 def _update_in_child(cfg: TrainConfig, shared) -> None:
-    torch.manual_seed(1)
-    local = ActorCritic(OBS_DIM, ACTION_DIM, cfg.hidden_size)
-    local.copy_from(shared.model)
-    stats = a3c_update(cfg, local, shared, global_steps=cfg.n_steps, **fake_rollout())
+    learner = NumpyActorCritic(shared.model, own_copy=True)
+    stats = a3c_update(cfg, learner, shared, global_steps=cfg.n_steps, **fake_rollout())
     assert stats is not None
 
 
@@ -99,36 +143,34 @@ def test_one_worker_update_in_a_child_process_changes_the_shared_parameters_in_t
 
 
 def test_local_gradients_are_fresh_on_every_update():
-    cfg = TrainConfig(lr=1e-3)
-    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)
-    for group in shared.optimizer.param_groups:
-        group["lr"] = 0.0
-    local = ActorCritic(OBS_DIM, ACTION_DIM)
+    shared = build_shared(TrainConfig(), OBS_DIM, ACTION_DIM, CTX)
+    learner = NumpyActorCritic(shared.model, own_copy=True)
     rollout = fake_rollout()
-    cfg_no_schedule = TrainConfig(lr=1e-9, lr_final_fraction=1.0)  # the same, tiny learning rate twice
+    cfg = TrainConfig(lr=1e-12, lr_final_fraction=1.0, max_grad_norm=1e9)  # weights barely move; no clipping
+    a3c_update(cfg, learner, shared, global_steps=0, **rollout)
+    first = learner.grad.copy()
+    a3c_update(cfg, learner, shared, global_steps=0, **rollout)
+    np.testing.assert_allclose(learner.grad, first, rtol=1e-5)  # accumulated gradients would be twice as large
+    assert np.abs(first).sum() > 0
 
-    local.copy_from(shared.model)
-    a3c_update(cfg_no_schedule, local, shared, global_steps=0, **rollout)
-    first = [p.grad.clone() for p in local.parameters()]
-    local.copy_from(shared.model)
-    a3c_update(cfg_no_schedule, local, shared, global_steps=0, **rollout)
-    second = [p.grad for p in local.parameters()]
-    for a, b in zip(first, second):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)  # accumulated gradients would be twice as large
-    for local_param, shared_param in zip(local.parameters(), shared.model.parameters()):
-        assert shared_param.grad is local_param.grad, "the shared model must see this update's gradients"
+
+def test_gradients_are_clipped_to_the_maximum_norm_before_they_reach_the_shared_optimizer():
+    shared = build_shared(TrainConfig(), OBS_DIM, ACTION_DIM, CTX)
+    learner = NumpyActorCritic(shared.model, own_copy=True)
+    stats = a3c_update(TrainConfig(max_grad_norm=0.01), learner, shared, global_steps=0, **fake_rollout())
+    assert stats["grad_norm"] > 0.01
+    assert np.linalg.norm(learner.grad) == pytest.approx(0.01, rel=1e-3)
 
 
 def test_a_non_finite_loss_is_skipped_and_never_reaches_the_shared_model():
     cfg = TrainConfig()
     shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)
-    before = [p.detach().clone() for p in shared.model.parameters()]
-    local = ActorCritic(OBS_DIM, ACTION_DIM)
-    local.copy_from(shared.model)
+    before = shared.model.flat.clone()
+    learner = NumpyActorCritic(shared.model, own_copy=True)
     rollout = fake_rollout()
     rollout["rewards"][3] = np.nan
-    assert a3c_update(cfg, local, shared, global_steps=0, **rollout) is None
-    assert all(torch.equal(a, b) for a, b in zip(before, shared.model.parameters()))
+    assert a3c_update(cfg, learner, shared, global_steps=0, **rollout) is None
+    assert torch.equal(before, shared.model.flat)
     assert shared.optimizer.step_count() == 0
 
 
@@ -193,14 +235,6 @@ def test_log_probability_and_entropy_match_torch_normal():
     torch.testing.assert_close(logprob, reference.log_prob(actions).sum(-1))
     torch.testing.assert_close(entropy, reference.entropy().sum(-1))
     assert value.shape == (6,)
-
-
-def test_numpy_actor_matches_the_torch_actor():
-    model = ActorCritic(OBS_DIM, ACTION_DIM)
-    obs = np.random.default_rng(0).normal(size=OBS_DIM).astype(np.float32)
-    with torch.no_grad():
-        expected = model.action_mean(torch.from_numpy(obs)).numpy()
-    np.testing.assert_allclose(NumpyActor(model).mean(obs), expected, atol=1e-6)
 
 
 def test_normalizer_combines_every_writer_and_a_loaded_base_into_the_statistics_of_all_data():

@@ -136,10 +136,8 @@ def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_f
     assert second["env_steps"] >= saved["env_steps"] + more
     assert second["wall_seconds"] > first["wall_seconds"]
     resumed = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    # The shared optimizer's per-parameter step counts and the normaliser's count carried on from the checkpoint.
-    step_key = next(iter(resumed["optimizer"]["state"]))
-    saved_updates = int(saved["optimizer"]["state"][step_key]["step"])
-    resumed_updates = int(resumed["optimizer"]["state"][step_key]["step"])
+    # The shared optimizer's step count and the normaliser's count carried on from the checkpoint.
+    saved_updates, resumed_updates = int(saved["optimizer"]["step"]), int(resumed["optimizer"]["step"])
     assert resumed_updates >= saved_updates + 0.9 * more / 20
     assert float(resumed["normalizer"]["count"]) >= float(saved["normalizer"]["count"]) + 0.9 * more
     # metrics.csv keeps the first session's rows and continues after them.
