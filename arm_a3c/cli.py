@@ -249,3 +249,51 @@ def bench_viewer_main(argv: Sequence[str] | None = None) -> int:
         r = measure_viewer_fps(robot, args.frames)
         print(f"{r['robot']:<14} {r['triangles']:>9} {r['fps']:>9.1f}")
     return 0
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/bench.py`: the training benchmark: the machine's limit, A3C throughput and scaling, time to 80%
+    success beside Stable-Baselines3 A2C and PPO, and peak memory; prints a table and writes bench.json."""
+    import json
+    import os
+    from pathlib import Path
+
+    from arm_a3c.benchmark import QUICK, BenchOptions, format_table, run_benchmark
+
+    parser = ArgumentParser(prog="bench.py", description=bench_main.__doc__)
+    parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="A3C workers, random-action processes and SB3 environments (default: the cores)")
+    parser.add_argument("--budget-minutes", type=float, default=10.0,
+                        help="time budget of each time-to-success run: arm-a3c, A2C, PPO (default 10)")
+    parser.add_argument("--baselines", nargs="*", choices=["a2c", "ppo"], default=["a2c", "ppo"],
+                        help="SB3 algorithms to compare with (default: a2c ppo; none: only arm-a3c)")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds instead of minutes: a smoke test of the benchmark, not a measurement")
+    parser.add_argument("--json", type=Path, default=Path("bench.json"), metavar="PATH",
+                        help="where to write the results (default bench.json)")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench", metavar="DIR",
+                        help="where the benchmark's training runs go (default runs/bench)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.budget_minutes <= 0:
+        parser.error("--budget-minutes must be positive")
+    options = BenchOptions(robot=args.robot, workers=args.workers, budget_seconds=args.budget_minutes * 60,
+                           baselines=tuple(args.baselines))
+    if args.quick:
+        options = BenchOptions(**{**options.__dict__, **QUICK})
+    _make_env(argparse.Namespace(urdf=None, robot=args.robot, ee_link=None)).close()  # a bad robot fails here
+    try:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write to {args.work_dir} ({err.strerror}); pass --work-dir DIR") from None
+    result = run_benchmark(options, args.work_dir, log=lambda line: print(line, flush=True))
+    table = format_table(result)
+    print("\n" + table)
+    try:
+        args.json.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
+    except OSError as err:
+        raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
+    print(f"wrote {args.json}")
+    return 0

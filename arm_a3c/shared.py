@@ -50,12 +50,13 @@ class Shared:
 
     def global_steps(self) -> int:
         """Environment steps taken by all workers, in this session and before it."""
-        return int(self.steps.sum())
+        return int(self.steps.numpy().sum())  # numpy on the shared tensor: a few times cheaper than torch here
 
     def add_steps(self, rank: int, n: int) -> int:
         """Count n steps of worker `rank` (only that worker writes its slot) and return the new total."""
-        self.steps[rank + 1] += n
-        return self.global_steps()
+        counts = self.steps.numpy()
+        counts[rank + 1] += n
+        return int(counts.sum())
 
     def wall_seconds(self) -> float:
         """Wall-clock seconds of training, in this session and the ones before it."""

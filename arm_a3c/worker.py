@@ -22,7 +22,7 @@ from arm_a3c.live import LiveBoard
 from arm_a3c.model import NumpyActorCritic
 from arm_a3c.shared import Shared, become_child, exit_child
 
-UPDATE_REPORT_EVERY = 20  # updates between loss reports to the launcher
+UPDATE_REPORT_EVERY = 20  # updates between reports to the launcher (400 steps: a few episodes)
 
 
 def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
@@ -110,7 +110,7 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
     recorder = board.recorder() if board else None
     episodes, ee_slice = 0, slice(2 * action_dim, 2 * action_dim + 3)  # the end effector in the observation
     obs, _ = env.reset(seed=seed)
-    episode_return, episode_length, updates, skipped, losses = 0.0, 0, 0, 0, []
+    episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
 
     while shared.running():
         np.copyto(learner.flat, shared_weights)  # 1. pull
@@ -127,8 +127,7 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
             if recorder:
                 recorder.record(env.joint_positions, next_obs[ee_slice])
             if term or trunc:
-                reports.send(("episode", rank, episode_return, episode_length, info["is_success"],
-                              info["distance"]))
+                finished.append((episode_return, episode_length, info["is_success"], info["distance"]))
                 episodes += 1
                 if board:
                     board.publish(rank, episodes, episode_return, info["distance"], env.target.tolist(), recorder)
@@ -149,7 +148,8 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
         if updates % UPDATE_REPORT_EVERY == 0:
             summary = {k: float(np.mean([s[k] for s in losses])) for k in losses[0]} if losses else {}
             summary["policy_std"] = float(std.mean())
-            reports.send(("update", rank, skipped, summary))  # skipped since the last report
+            # One report per UPDATE_REPORT_EVERY updates: the episodes finished and updates skipped since the last.
+            reports.send(("update", rank, skipped, summary, finished))
             losses.clear()
-            skipped = 0
+            skipped, finished = 0, []
     env.close()

@@ -79,7 +79,7 @@ def test_bad_flags_are_one_line_too():
     assert_user_error(run_script("inspect_robot.py", "light_arm", "--robot", "kuka_iiwa"), "not both")
 
 
-@pytest.mark.parametrize("script", ["inspect_robot.py", "train_arm.py", "bench_env.py", "evaluate.py"])
+@pytest.mark.parametrize("script", ["inspect_robot.py", "train_arm.py", "bench_env.py", "evaluate.py", "bench.py"])
 def test_scripts_explain_themselves(script):
     result = run_script(script, "--help")
     assert result.returncode == 0 and "usage:" in result.stdout

@@ -428,6 +428,7 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     monitor = Monitor(cfg, shared, log, board, None)
     for event in reports.events:
         monitor.handle(event)
+    monitor.log_tick()
     monitor.record_eval({"env_steps": shared.global_steps(), "success_rate": 0.0, "mean_final_distance_m": 0.3,
                          "mean_return": -10.0})
     log.close()

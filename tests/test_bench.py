@@ -1,0 +1,31 @@
+"""The training benchmark's quick mode, as a smoke test: it runs every part (the limit, A3C throughput with N and
+1 workers, time to 80% for arm-a3c and SB3 A2C and PPO, memory) and writes its table and bench.json. The
+numbers are seconds-long measurements, so only their sanity is checked, not the goals."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_script
+from test_cli import assert_user_error
+
+
+def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_script("bench.py", "--quick", "--json", str(out), "--work-dir", str(tmp_path / "runs"), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    assert bench["limit_steps_per_second"] > 1000
+    for key in ("a3c_n_workers", "a3c_1_worker"):
+        assert bench[key]["steps_per_second"] > 500 and bench[key]["env_steps"] > 0
+    assert 0 < bench["throughput_ratio"] < 1.5 and 0 < bench["scaling_1_to_n"] < bench["options"]["workers"] + 0.5
+    assert set(bench["baselines"]) == {"a2c", "ppo"}
+    for baseline in bench["baselines"].values():
+        assert baseline["env_steps"] > 0 and baseline["evaluations"], "SB3 trained and was evaluated"
+    assert 100 < bench["peak_memory_mb"]["pss"] <= bench["peak_memory_mb"]["rss_sum"]
+    assert "| training / limit at" in result.stdout and bench["table"] in result.stdout
+
+
+def test_benchmark_flags_are_checked():
+    assert_user_error(run_script("bench.py", "--workers", "0"), "--workers must be at least 1")
+    assert_user_error(run_script("bench.py", "--robot", "my_arm"), "unknown robot 'my_arm'")
