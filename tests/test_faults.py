@@ -95,6 +95,15 @@ def survivors(children: dict[int, str], grace: float = 2.0) -> dict[int, str]:
         time.sleep(0.1)
 
 
+def signal_and_wait(process: subprocess.Popen, send, signum: int, timeout: float = 60) -> tuple[str, float]:
+    """Send `signum` with `send` (os.killpg: the whole process group, as Ctrl-C in a terminal; os.kill: the
+    launcher only) and wait for the process to exit: (its stderr, seconds from the signal to the exit)."""
+    started = time.monotonic()
+    send(process.pid, signum)
+    _, err = process.communicate(timeout=timeout)
+    return err, time.monotonic() - started
+
+
 def summary_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
@@ -108,10 +117,7 @@ def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_f
     children = wait_until_training(process, run_dir)
     time.sleep(4)
 
-    started = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-    out, err = process.communicate(timeout=60)
-    elapsed = time.monotonic() - started
+    err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT)  # what Ctrl-C in a terminal does
 
     assert process.returncode == 0, err[-2000:]
     assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
@@ -155,10 +161,7 @@ def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
     children = wait_until_training(process, run_dir)
     time.sleep(2)
 
-    started = time.monotonic()
-    os.kill(process.pid, signal.SIGTERM)  # what a job scheduler or `docker stop` sends: the launcher only
-    out, err = process.communicate(timeout=60)
-    elapsed = time.monotonic() - started
+    err, elapsed = signal_and_wait(process, os.kill, signal.SIGTERM)  # what `docker stop` sends: the launcher only
 
     assert process.returncode == 0, err[-2000:]
     assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
@@ -174,10 +177,7 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     children = wait_until_training(process, run_dir)
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.3)  # the clean stop (joining, final evaluation) takes longer than this
-    started = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=30)
-    elapsed = time.monotonic() - started
+    err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT, timeout=30)
 
     assert process.returncode == 130, err[-2000:]
     assert elapsed < 1.5, f"took {elapsed:.1f} s to exit"
@@ -261,8 +261,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_p
     time.sleep(0.5)
     before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
     time.sleep(6)  # several evaluations try to write
-    os.killpg(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)
 
     assert process.returncode == 2, err[-2000:]
     assert "Traceback" not in err
