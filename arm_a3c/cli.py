@@ -264,8 +264,10 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="A3C workers, random-action processes and SB3 environments (default: the cores)")
-    parser.add_argument("--budget-minutes", type=float, default=10.0,
-                        help="time budget of each time-to-success run: arm-a3c, A2C, PPO (default 10)")
+    parser.add_argument("--budget-minutes", type=float, default=5.0,
+                        help="time budget of each time-to-success run: arm-a3c, A2C, PPO (default 5)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                        help="one time-to-success run per seed and algorithm; medians are compared (default 0 1 2)")
     parser.add_argument("--baselines", nargs="*", choices=["a2c", "ppo"], default=["a2c", "ppo"],
                         help="SB3 algorithms to compare with (default: a2c ppo; none: only arm-a3c)")
     parser.add_argument("--quick", action="store_true",
@@ -280,7 +282,7 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     if args.budget_minutes <= 0:
         parser.error("--budget-minutes must be positive")
     options = BenchOptions(robot=args.robot, workers=args.workers, budget_seconds=args.budget_minutes * 60,
-                           baselines=tuple(args.baselines))
+                           seeds=tuple(args.seeds), baselines=tuple(args.baselines))
     if args.quick:
         options = BenchOptions(**{**options.__dict__, **QUICK})
     _make_env(argparse.Namespace(urdf=None, robot=args.robot, ee_link=None)).close()  # a bad robot fails here

@@ -31,7 +31,7 @@ class TrainConfig:
     n_steps: int = param(20, "environment steps per worker update (the n of n-step returns)")
     gamma: float = param(0.95, "discount factor per control step (episodes are only 50 steps)")
     gae_lambda: float = param(0.95, "GAE(lambda) parameter: 1 is the plain n-step return, 0 is one-step TD")
-    lr: float = param(3e-4, "learning rate of the shared Adam, at the start")
+    lr: float = param(6e-4, "learning rate of the shared Adam, at the start")
     lr_final_fraction: float = param(0.1, "learning rate decays linearly to this fraction of --lr ...")
     schedule_steps: int = param(20_000_000, "... over this many global environment steps, then stays")
     adam_eps: float = param(1e-5, "Adam's epsilon")
@@ -45,6 +45,10 @@ class TrainConfig:
     log_std_max: float = param(0.0, "upper clamp of the log standard deviation")
     obs_clip: float = param(10.0, "normalised observations are clipped to +-this")
     lock_updates: bool = param(False, "serialise the shared optimizer's steps with a lock (default: Hogwild, lock-free)")
+    # where the workers run
+    backend: str = param("local", "local: worker processes on this machine; ray: Ray actors, here or on a cluster")
+    ray_address: str | None = param(None, "with --backend ray: the cluster to join ('auto': the one `ray start` "
+                                          "made here); default: a new local Ray instance")
     # evaluation and output
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
     eval_episodes: int = param(50, "seeded episodes per evaluation (the same seeds every time)")

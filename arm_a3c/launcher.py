@@ -41,6 +41,7 @@ TRAIN_WINDOW = 100  # training episodes averaged in the reported training return
 MAX_DEATHS = 5  # a child that dies more often than this within DEATH_WINDOW_SECONDS stops the run
 DEATH_WINDOW_SECONDS = 60.0
 LOCK_CHECK_SECONDS = 5.0  # with --lock-updates: how long a dead worker's update lock may stay taken
+BACKENDS = ("local", "ray")  # worker processes on this machine; Ray actors (ray_backend.py)
 EVALUATOR = "evaluator"  # the role of the evaluator process; workers' roles are their ranks 0..N-1
 
 
@@ -64,6 +65,8 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.hidden_size >= 1, "--hidden-size must be at least 1"),
         (cfg.log_std_min <= cfg.log_std_max, "--log-std-min must not exceed --log-std-max"),
         (cfg.max_grad_norm > 0, "--max-grad-norm must be positive"),
+        (cfg.backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, not {cfg.backend!r}"),
+        (cfg.backend == "ray" or not cfg.ray_address, "--ray-address needs --backend ray"),
     ]
     for ok, message in rules:
         if not ok:
@@ -86,8 +89,9 @@ class Children:
     within DEATH_WINDOW_SECONDS is a fault that stops the run."""
 
     def __init__(self, ctx, cfg: TrainConfig, shared: Shared, run_dir: Path, resumed_steps: int,
-                 evaluator_args):
+                 evaluator_args, roles: list | None = None):
         self.ctx, self.cfg, self.shared, self.run_dir = ctx, cfg, shared, run_dir
+        self.roles = list(range(cfg.workers)) + [EVALUATOR] if roles is None else roles  # Ray: only the evaluator
         self.resumed_steps = resumed_steps
         self.evaluator_args = evaluator_args  # () -> (best success so far, step of the next evaluation)
         self.processes: dict = {}
@@ -111,9 +115,8 @@ class Children:
         self.starts[role] = self.starts.get(role, 0) + 1
 
     def start_all(self) -> None:
-        for rank in range(self.cfg.workers):
-            self.start(rank)
-        self.start(EVALUATOR)
+        for role in self.roles:
+            self.start(role)
 
     def reports(self) -> list:
         """Every report waiting in the pipes (a dead child's last reports included)."""
@@ -350,7 +353,13 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
     board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
     log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None)
     monitor = Monitor(cfg, shared, log, board, resumed)
-    children = Children(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
+    if cfg.backend == "ray":  # Ray starts (or is joined) here, before the signal handlers: it sets its own
+        from arm_a3c.ray_backend import RayWorkers
+
+        children = RayWorkers(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args, obs_dim,
+                              action_dim)
+    else:
+        children = Children(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
 
     with StopSignals(run_dir) as signals:
         children.start_all()

@@ -61,10 +61,7 @@ class RunningNormalizer:
         return mean.astype(np.float32), (1.0 / np.sqrt(var + EPSILON)).astype(np.float32)
 
     def normalize(self, obs: np.ndarray, snapshot: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        mean, inv_std = snapshot
-        normalized = (obs - mean) * inv_std
-        np.maximum(normalized, -self.clip, out=normalized)  # np.clip's wrapper costs more than these two here
-        return np.minimum(normalized, self.clip, out=normalized)
+        return normalize(obs, snapshot, self.clip)
 
     def state_dict(self) -> dict:
         mean, var, count = self.moments()
@@ -80,3 +77,11 @@ class RunningNormalizer:
         self.total.zero_()
         self.total_sq.zero_()
         self.clip = float(state["clip"])
+
+
+def normalize(obs: np.ndarray, snapshot: tuple[np.ndarray, np.ndarray], clip: float) -> np.ndarray:
+    """Observations (..., obs_dim) standardised with a `snapshot` (mean, 1/std) and clipped to [-clip, clip]."""
+    mean, inv_std = snapshot
+    normalized = (obs - mean) * inv_std
+    np.maximum(normalized, -clip, out=normalized)  # np.clip's wrapper costs more than these two here
+    return np.minimum(normalized, clip, out=normalized)

@@ -74,7 +74,7 @@ def train_sb3(algo: str, robot: str, n_envs: int, seconds: float, target_success
     venv.close()
     eval_env.close()
     reached = next((r for r in rows if r["success_rate"] >= target_success), None)
-    return {"algo": algo, "robot": robot, "n_envs": n_envs, "training_seconds": round(training_seconds, 1),
+    return {"algo": algo, "robot": robot, "seed": seed, "n_envs": n_envs, "training_seconds": round(training_seconds, 1),
             "env_steps": int(model.num_timesteps), "evaluations": rows,
             "best_success_rate": max(r["success_rate"] for r in rows),
             "time_to_target_s": reached["wall_seconds"] if reached else None,
@@ -88,10 +88,11 @@ def main() -> None:
     parser.add_argument("--envs", type=int, required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--target-success", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every-steps", type=int)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    result = train_sb3(args.algo, args.robot, args.envs, args.seconds, args.target_success,
+    result = train_sb3(args.algo, args.robot, args.envs, args.seconds, args.target_success, seed=args.seed,
                        eval_every_steps=args.eval_every_steps)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -15,9 +15,11 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from arm_a3c.config import TrainConfig
@@ -61,6 +63,46 @@ class Shared:
     def wall_seconds(self) -> float:
         """Wall-clock seconds of training, in this session and the ones before it."""
         return time.time() - self.clock_origin
+
+
+class SharedMemoryLink:
+    """A worker's link to the global model on this machine (the local backend): pulls copy the shared weights,
+    pushes step the shared Adam on them, reports go through the worker's pipe to the launcher. The Ray backend
+    has the same methods over its parameter server (`ray_backend.RayLink`), so both run one worker loop."""
+
+    def __init__(self, shared: Shared, rank: int, reports: Connection | None = None):
+        self.shared, self.rank, self.reports = shared, rank, reports
+        self.weights = shared.model.flat.numpy()
+
+    def running(self) -> bool:
+        return self.shared.running()
+
+    def pull(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copy the global weights into `weights`; return the normaliser's snapshot (mean, 1/std)."""
+        np.copyto(weights, self.weights)
+        return self.shared.normalizer.snapshot()
+
+    def add_steps(self, n: int) -> int:
+        """Count n environment steps of this worker; return the global step count."""
+        return self.shared.add_steps(self.rank, n)
+
+    def push(self, grad: np.ndarray, lr: float) -> None:
+        """Step the shared optimizer along this worker's gradient (under the update lock with --lock-updates)."""
+        if self.shared.update_lock is not None:
+            with self.shared.update_lock:
+                self.shared.optimizer.step(grad, lr)
+        else:
+            self.shared.optimizer.step(grad, lr)
+
+    def observe(self, raw_obs: np.ndarray) -> None:
+        """Add a rollout's raw observations (n, obs_dim) to the shared normaliser."""
+        self.shared.normalizer.update(raw_obs, writer=self.rank)
+
+    def report(self, event: tuple) -> None:
+        self.reports.send(event)
+
+    def close(self) -> None:
+        """Nothing waits to be sent: every push reached the shared memory when it was made."""
 
 
 def become_child(name: str) -> None:

@@ -7,11 +7,15 @@
 4. loss = policy loss + value_coef * value loss - entropy_coef * entropy;
 5. compute the local gradients afresh (numpy, `model.NumpyActorCritic`), clip their norm;
 6. push: step the shared optimizer with them, on the global parameters.
+
+The loop (`train_worker`) reaches the global model through a link: shared memory on one machine
+(`shared.SharedMemoryLink`), a parameter-server actor with `--backend ray` (`ray_backend.RayLink`).
 """
 
 from __future__ import annotations
 
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +23,9 @@ import torch
 from arm_a3c.config import TrainConfig
 from arm_a3c.env import ArmReachEnv
 from arm_a3c.live import LiveBoard
-from arm_a3c.model import NumpyActorCritic
-from arm_a3c.shared import Shared, become_child, exit_child
+from arm_a3c.model import ActorCritic, NumpyActorCritic
+from arm_a3c.normalizer import normalize
+from arm_a3c.shared import Shared, SharedMemoryLink, become_child, exit_child
 
 UPDATE_REPORT_EVERY = 20  # updates between reports to the launcher (400 steps: a few episodes)
 
@@ -44,12 +49,13 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     return advantages, advantages + values
 
 
-def a3c_update(cfg: TrainConfig, learner: NumpyActorCritic, shared: Shared, obs: np.ndarray,
-               actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray,
-               episode_end: np.ndarray, global_steps: int) -> dict | None:
-    """One A3C update from a rollout of normalised observations, with the worker's local weights in `learner`.
+def a3c_update(cfg: TrainConfig, learner: NumpyActorCritic, link, obs: np.ndarray, actions: np.ndarray,
+               rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
+               global_steps: int) -> dict | None:
+    """One A3C update from a rollout of normalised observations, with the worker's local weights in `learner`;
+    the clipped gradient is pushed through `link` (`shared.SharedMemoryLink` or `ray_backend.RayLink`).
     Returns loss figures, or None when the loss or gradient was not finite and the update was skipped
-    (nothing reaches the shared model then)."""
+    (nothing reaches the global model then)."""
     n = len(rewards)
     values_all = learner.value(np.concatenate([obs, next_obs]))  # one pass for both
     advantages, returns = compute_gae(
@@ -66,11 +72,7 @@ def a3c_update(cfg: TrainConfig, learner: NumpyActorCritic, shared: Shared, obs:
     if grad_norm > cfg.max_grad_norm:  # torch.nn.utils.clip_grad_norm_'s rule
         grad *= cfg.max_grad_norm / (grad_norm + 1e-6)
     lr = cfg.lr_at(global_steps)
-    if shared.update_lock is not None:
-        with shared.update_lock:
-            shared.optimizer.step(grad, lr)  # push: this update's gradient into the shared Adam
-    else:
-        shared.optimizer.step(grad, lr)
+    link.push(grad, lr)  # this update's gradient into the global Adam
     return {"policy_loss": losses["policy_loss"], "value_loss": losses["value_loss"],
             "entropy": losses["entropy"], "grad_norm": grad_norm, "lr": lr}
 
@@ -84,40 +86,41 @@ def worker_seed(cfg: TrainConfig, rank: int, restarts: int, resumed_steps: int) 
 
 
 def worker_loop(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
-    """Train until the stop flag is set: pull, act n steps, update, push. Reports go to the launcher through
-    `reports` (this process's own pipe)."""
+    """The local backend's worker process: train until the stop flag is set. Reports go to the launcher
+    through `reports` (this process's own pipe)."""
     become_child(f"a3c-worker-{rank + 1}")
     try:
-        _train(rank, cfg, shared, reports, seed)
+        train_worker(rank, cfg, SharedMemoryLink(shared, rank, reports), seed, shared.run_dir)
     except BrokenPipeError:  # the launcher is gone: nobody to report to, nothing to train for
         pass
     exit_child()
 
 
-def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, seed: int) -> None:
+def train_worker(rank: int, cfg: TrainConfig, link, seed: int, run_dir: Path | None) -> None:
+    """The worker loop of both backends, until `link` says stop: pull, act n steps, update, push. `link` is the
+    way to the global model (`shared.SharedMemoryLink`, `ray_backend.RayLink`); `run_dir` holds the live board
+    the viewer reads (None, or a directory without one: nothing is published)."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
-    learner = NumpyActorCritic(shared.model, own_copy=True)  # the local copy of the Actor-Critic
-    shared_weights = shared.model.flat.numpy()
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
+    learner = NumpyActorCritic(ActorCritic.from_config(cfg, obs_dim, action_dim), own_copy=True)  # local copy
     raw_obs = np.zeros((n, obs_dim), np.float32)
     raw_next_obs = np.zeros((n, obs_dim), np.float32)
     actions = np.zeros((n, action_dim), np.float32)
     rewards = np.zeros(n, np.float32)
     terminated, episode_end = np.zeros(n, bool), np.zeros(n, bool)
-    board = LiveBoard.attach(shared.run_dir) if shared.run_dir else None  # what a viewer shows
+    board = LiveBoard.attach(run_dir) if run_dir else None  # what a viewer shows
     recorder = board.recorder() if board else None
     episodes, ee_slice = 0, slice(2 * action_dim, 2 * action_dim + 3)  # the end effector in the observation
     obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
 
-    while shared.running():
-        np.copyto(learner.flat, shared_weights)  # 1. pull
-        norm = shared.normalizer.snapshot()
+    while link.running():
+        norm = link.pull(learner.flat)  # 1. pull
         std = learner.std()
         for t in range(n):  # 2. act
-            mean = learner.mean(shared.normalizer.normalize(obs, norm))
+            mean = learner.mean(normalize(obs, norm, cfg.obs_clip))
             action = mean + std * rng.standard_normal(action_dim).astype(np.float32)
             next_obs, reward, term, trunc, info = env.step(action)
             raw_obs[t], actions[t], rewards[t], raw_next_obs[t] = obs, action, reward, next_obs
@@ -134,12 +137,12 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
                 episode_return, episode_length = 0.0, 0
                 next_obs, _ = env.reset()
             obs = next_obs
-        global_steps = shared.add_steps(rank, n)
-        stats = a3c_update(  # 3-6. advantages, loss, backward, push
-            cfg, learner, shared, shared.normalizer.normalize(raw_obs, norm), actions, rewards,
-            shared.normalizer.normalize(raw_next_obs, norm), terminated, episode_end, global_steps,
+        global_steps = link.add_steps(n)
+        stats = a3c_update(  # 3-6. advantages, loss, gradients, push
+            cfg, learner, link, normalize(raw_obs, norm, cfg.obs_clip), actions, rewards,
+            normalize(raw_next_obs, norm, cfg.obs_clip), terminated, episode_end, global_steps,
         )
-        shared.normalizer.update(raw_obs, writer=rank)
+        link.observe(raw_obs)
         updates += 1
         if stats is None:
             skipped += 1
@@ -149,7 +152,8 @@ def _train(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection, see
             summary = {k: float(np.mean([s[k] for s in losses])) for k in losses[0]} if losses else {}
             summary["policy_std"] = float(std.mean())
             # One report per UPDATE_REPORT_EVERY updates: the episodes finished and updates skipped since the last.
-            reports.send(("update", rank, skipped, summary, finished))
+            link.report(("update", rank, skipped, summary, finished))
             losses.clear()
             skipped, finished = 0, []
+    link.close()
     env.close()

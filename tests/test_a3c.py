@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from arm_a3c.config import TrainConfig
 from arm_a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.normalizer import RunningNormalizer
-from arm_a3c.shared import build_shared
+from arm_a3c.shared import SharedMemoryLink, build_shared
 from arm_a3c.shared_optim import SharedAdam
 from arm_a3c.worker import a3c_update, compute_gae
 
@@ -125,7 +125,7 @@ def test_numpy_forward_matches_the_torch_module():
 
 def _update_in_child(cfg: TrainConfig, shared) -> None:
     learner = NumpyActorCritic(shared.model, own_copy=True)
-    stats = a3c_update(cfg, learner, shared, global_steps=cfg.n_steps, **fake_rollout())
+    stats = a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=cfg.n_steps, **fake_rollout())
     assert stats is not None
 
 
@@ -147,9 +147,9 @@ def test_local_gradients_are_fresh_on_every_update():
     learner = NumpyActorCritic(shared.model, own_copy=True)
     rollout = fake_rollout()
     cfg = TrainConfig(lr=1e-12, lr_final_fraction=1.0, max_grad_norm=1e9)  # weights barely move; no clipping
-    a3c_update(cfg, learner, shared, global_steps=0, **rollout)
+    a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=0, **rollout)
     first = learner.grad.copy()
-    a3c_update(cfg, learner, shared, global_steps=0, **rollout)
+    a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=0, **rollout)
     np.testing.assert_allclose(learner.grad, first, rtol=1e-5)  # accumulated gradients would be twice as large
     assert np.abs(first).sum() > 0
 
@@ -157,7 +157,7 @@ def test_local_gradients_are_fresh_on_every_update():
 def test_gradients_are_clipped_to_the_maximum_norm_before_they_reach_the_shared_optimizer():
     shared = build_shared(TrainConfig(), OBS_DIM, ACTION_DIM, CTX)
     learner = NumpyActorCritic(shared.model, own_copy=True)
-    stats = a3c_update(TrainConfig(max_grad_norm=0.01), learner, shared, global_steps=0, **fake_rollout())
+    stats = a3c_update(TrainConfig(max_grad_norm=0.01), learner, SharedMemoryLink(shared, 0), global_steps=0, **fake_rollout())
     assert stats["grad_norm"] > 0.01
     assert np.linalg.norm(learner.grad) == pytest.approx(0.01, rel=1e-3)
 
@@ -169,7 +169,7 @@ def test_a_non_finite_loss_is_skipped_and_never_reaches_the_shared_model():
     learner = NumpyActorCritic(shared.model, own_copy=True)
     rollout = fake_rollout()
     rollout["rewards"][3] = np.nan
-    assert a3c_update(cfg, learner, shared, global_steps=0, **rollout) is None
+    assert a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=0, **rollout) is None
     assert torch.equal(before, shared.model.flat)
     assert shared.optimizer.step_count() == 0
 

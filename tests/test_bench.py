@@ -20,8 +20,10 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
         assert bench[key]["steps_per_second"] > 500 and bench[key]["env_steps"] > 0
     assert 0 < bench["throughput_ratio"] < 1.5 and 0 < bench["scaling_1_to_n"] < bench["options"]["workers"] + 0.5
     assert set(bench["baselines"]) == {"a2c", "ppo"}
-    for baseline in bench["baselines"].values():
-        assert baseline["env_steps"] > 0 and baseline["evaluations"], "SB3 trained and was evaluated"
+    for runs in bench["baselines"].values():
+        assert [r["seed"] for r in runs] == [0]  # quick mode: one seed
+        assert runs[0]["env_steps"] > 0 and runs[0]["evaluations"], "SB3 trained and was evaluated"
+    assert set(bench["median_time_to_target_s"]) == {"arm-a3c", "a2c", "ppo"}
     assert 100 < bench["peak_memory_mb"]["pss"] <= bench["peak_memory_mb"]["rss_sum"]
     assert "| training / limit at" in result.stdout and bench["table"] in result.stdout
 
@@ -29,3 +31,4 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
 def test_benchmark_flags_are_checked():
     assert_user_error(run_script("bench.py", "--workers", "0"), "--workers must be at least 1")
     assert_user_error(run_script("bench.py", "--robot", "my_arm"), "unknown robot 'my_arm'")
+    assert_user_error(run_script("bench.py", "--seeds"), "--seeds: expected at least one argument")

@@ -396,8 +396,8 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     from arm_a3c.launcher import Monitor
     from arm_a3c.live import LiveBoard
     from arm_a3c.metrics import MetricsLog, read_metrics
-    from arm_a3c.shared import build_shared
-    from arm_a3c.worker import UPDATE_REPORT_EVERY, _train
+    from arm_a3c.shared import SharedMemoryLink, build_shared
+    from arm_a3c.worker import UPDATE_REPORT_EVERY, train_worker
 
     real_step, calls = ArmReachEnv.step, [0]
 
@@ -413,7 +413,7 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     probe.close()
     shared.launcher_pid = os.getppid()  # the worker runs in this process, whose parent stands in for the launcher
     reports = Reports(shared, reports=3)
-    _train(0, cfg, shared, reports, seed=0)
+    train_worker(0, cfg, SharedMemoryLink(shared, 0, reports), seed=0, run_dir=None)
 
     updates = 3 * UPDATE_REPORT_EVERY
     skipped = sum(e[2] for e in reports.events if e[0] == "update")
