@@ -124,13 +124,14 @@ def _checked(result: dict, what: str) -> dict:
 
 # ---- 2-5. arm-a3c and the baselines -------------------------------------------------------------------------
 
-def a3c_run(opts: BenchOptions, workers: int, seconds: float, target: float, run_dir: Path, seed: int = 0) -> dict:
+def a3c_run(opts: BenchOptions, workers: int, seconds: float, target: float, run_dir: Path, seed: int = 0,
+            extra: tuple[str, ...] = ()) -> dict:
     """A real training run through train_arm.py; its steady-state rate, time to the target, and memory."""
     from arm_a3c.metrics import read_metrics, time_to_success
 
     command = [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", opts.robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--target-success", str(target),
-               "--seed", str(seed), "--run-dir", str(run_dir), "--force"]
+               "--seed", str(seed), "--run-dir", str(run_dir), "--force", *extra]
     watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training with {workers} worker(s)")
     rows = read_metrics(run_dir / "metrics.csv")
     summary = json.loads((run_dir / "summary.json").read_text())

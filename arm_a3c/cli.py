@@ -299,3 +299,41 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
     print(f"wrote {args.json}")
     return 0
+
+
+def bench_ray_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/bench_ray.py`: the Ray backend's throughput beside the local backend's, and how many workers one
+    parameter server can serve; prints a table and writes bench_ray.json."""
+    import json
+    from pathlib import Path
+
+    from arm_a3c.ray_backend import import_ray
+    from arm_a3c.ray_bench import RayBenchOptions, format_table, run_ray_benchmark
+
+    parser = ArgumentParser(prog="bench_ray.py", description=bench_ray_main.__doc__)
+    parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
+    parser.add_argument("--workers", type=int, default=2, help="workers of each run (default 2)")
+    parser.add_argument("--seconds", type=float, default=90.0, help="length of each training run (default 90)")
+    parser.add_argument("--json", type=Path, default=Path("bench_ray.json"), metavar="PATH",
+                        help="where to write the results (default bench_ray.json)")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench_ray", metavar="DIR",
+                        help="where the benchmark's training runs go (default runs/bench_ray)")
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.seconds <= 0:
+        parser.error("--workers must be at least 1 and --seconds positive")
+    import_ray()
+    _make_env(argparse.Namespace(urdf=None, robot=args.robot, ee_link=None)).close()  # a bad robot fails here
+    try:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write to {args.work_dir} ({err.strerror}); pass --work-dir DIR") from None
+    options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds)
+    result = run_ray_benchmark(options, args.work_dir.resolve(), log=lambda line: print(line, flush=True))
+    table = format_table(result)
+    print("\n" + table)
+    try:
+        args.json.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
+    except OSError as err:
+        raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
+    print(f"wrote {args.json}")
+    return 0

@@ -49,6 +49,9 @@ class TrainConfig:
     backend: str = param("local", "local: worker processes on this machine; ray: Ray actors, here or on a cluster")
     ray_address: str | None = param(None, "with --backend ray: the cluster to join ('auto': the one `ray start` "
                                           "made here); default: a new local Ray instance")
+    ray_shared_memory: bool = param(True, "with --backend ray: workers on the launcher's machine update the global "
+                                          "model in its memory; --no-ray-shared-memory: through the parameter "
+                                          "server, as workers on other machines do")
     # evaluation and output
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
     eval_episodes: int = param(50, "seeded episodes per evaluation (the same seeds every time)")

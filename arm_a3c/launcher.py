@@ -67,6 +67,8 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.max_grad_norm > 0, "--max-grad-norm must be positive"),
         (cfg.backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, not {cfg.backend!r}"),
         (cfg.backend == "ray" or not cfg.ray_address, "--ray-address needs --backend ray"),
+        (cfg.backend == "local" or not cfg.lock_updates,
+         "--lock-updates works with the local backend only (Ray actors cannot share a lock)"),
     ]
     for ok, message in rules:
         if not ok:
@@ -333,6 +335,10 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
     also written to summary.json. The summary's "error" is set when a fault, not a budget or the user, ended
     the run."""
     check_config(cfg)
+    if cfg.backend == "ray":  # a missing Ray or an unreachable cluster is one line, before anything is made
+        from arm_a3c.ray_backend import start_ray
+
+        start_ray(cfg)
     probe = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)  # bad robots fail here, before any process starts
     obs_dim, action_dim, robot_name = probe.obs_dim, probe.robot.dof, probe.robot.name
     if resume:
@@ -343,7 +349,21 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
     write_config(run_dir, cfg)
 
     ctx = mp.get_context("spawn")
-    shared = build_shared(cfg, obs_dim, action_dim, ctx, run_dir)
+    if cfg.backend == "ray":  # in a file that Ray's processes on this machine can map
+        from arm_a3c.ray_backend import mapped_path
+
+        shared = build_shared(cfg, obs_dim, action_dim, ctx, run_dir, mapped=mapped_path())
+    else:
+        shared = build_shared(cfg, obs_dim, action_dim, ctx, run_dir)
+    try:
+        return _train(cfg, shared, ctx, probe, run_dir, resumed)
+    finally:
+        if cfg.backend == "ray":
+            Path(shared.spec["path"]).unlink(missing_ok=True)
+
+
+def _train(cfg: TrainConfig, shared: Shared, ctx, probe: ArmReachEnv, run_dir: Path, resumed: Resumed | None) -> dict:
+    robot_name, action_dim = probe.robot.name, probe.robot.dof
     if resumed:
         restore(shared, resumed)
         print(f"resuming {robot_name} from {resumed.env_steps:,} steps with {cfg.workers} A3C worker(s); "
@@ -353,11 +373,10 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
     board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
     log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None)
     monitor = Monitor(cfg, shared, log, board, resumed)
-    if cfg.backend == "ray":  # Ray starts (or is joined) here, before the signal handlers: it sets its own
+    if cfg.backend == "ray":  # Ray started (or was joined) before the signal handlers: it sets its own
         from arm_a3c.ray_backend import RayWorkers
 
-        children = RayWorkers(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args, obs_dim,
-                              action_dim)
+        children = RayWorkers(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
     else:
         children = Children(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
 

@@ -46,10 +46,15 @@ class ActorCritic(nn.Module):
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         self.flat = self._flatten()
 
-    def _flatten(self) -> torch.Tensor:
-        """Re-point every parameter at consecutive slices of one new flat vector, and return it."""
+    def _flatten(self, into: torch.Tensor | None = None, keep: bool = False) -> torch.Tensor:
+        """Re-point every parameter at consecutive slices of one flat vector, and return it: a new one, or `into`
+        (memory another process shares; with `keep` its values stay, else the current parameters go into it)."""
         params = self.param_list()
         flat = torch.cat([p.detach().reshape(-1) for p in params])
+        if into is not None:
+            if not keep:
+                into.copy_(flat)
+            flat = into
         offset = 0
         for p in params:
             p.data = flat[offset:offset + p.numel()].view_as(p)
@@ -60,6 +65,12 @@ class ActorCritic(nn.Module):
     def from_config(cls, cfg, obs_dim: int, action_dim: int) -> "ActorCritic":
         """The Actor-Critic that a `TrainConfig` describes, for these observation and action sizes."""
         return cls(obs_dim, action_dim, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min, cfg.log_std_max)
+
+    def use_memory(self, flat: torch.Tensor, keep: bool) -> "ActorCritic":
+        """Keep the parameters in `flat` (a float32 vector of `flat.numel()` values in shared memory): with `keep`,
+        the values already there, else this model's."""
+        self.flat = self._flatten(flat, keep)
+        return self
 
     def share_memory(self) -> "ActorCritic":
         self.flat.share_memory_()  # the parameters are views of it: they are shared with it

@@ -20,14 +20,22 @@ class RunningNormalizer:
     evaluation is reproducible.
     """
 
-    def __init__(self, obs_dim: int, clip: float = 10.0, writers: int = 1):
-        self.base_mean = torch.zeros(obs_dim, dtype=torch.float64).share_memory_()
-        self.base_var = torch.ones(obs_dim, dtype=torch.float64).share_memory_()
-        self.base_count = torch.zeros((), dtype=torch.float64).share_memory_()
-        self.count = torch.zeros(writers, dtype=torch.float64).share_memory_()
-        self.total = torch.zeros(writers, obs_dim, dtype=torch.float64).share_memory_()
-        self.total_sq = torch.zeros(writers, obs_dim, dtype=torch.float64).share_memory_()
+    def __init__(self, obs_dim: int, clip: float = 10.0, writers: int = 1, memory: dict | None = None):
+        """`memory`: float64 tensors already in shared memory, shaped as `memory_layout` says, used as they are;
+        by default new shared tensors with no data."""
+        if memory is None:
+            memory = {name: torch.zeros(shape, dtype=torch.float64).share_memory_()
+                      for name, shape in self.memory_layout(obs_dim, writers).items()}
+            memory["base_var"].fill_(1.0)
+        self.base_mean, self.base_var, self.base_count = memory["base_mean"], memory["base_var"], memory["base_count"]
+        self.count, self.total, self.total_sq = memory["count"], memory["total"], memory["total_sq"]
         self.clip = clip
+
+    @staticmethod
+    def memory_layout(obs_dim: int, writers: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the statistics' tensors (all float64)."""
+        return {"base_mean": (obs_dim,), "base_var": (obs_dim,), "base_count": (), "count": (writers,),
+                "total": (writers, obs_dim), "total_sq": (writers, obs_dim)}
 
     def update(self, batch: np.ndarray, writer: int = 0) -> None:
         """Add a batch of raw observations (n, obs_dim) to the statistics, in the writer's own slot."""

@@ -1,19 +1,21 @@
 """`--backend ray`: the A3C workers as Ray actors, so a run can spread over the cores of a cluster.
 
-The picture is the local backend's with shared memory replaced by one actor:
+The picture is the local backend's, with processes that Ray places:
 
-- `ParameterServer` (one actor, on the launcher's machine) holds the global Actor-Critic, its Adam (moments and
-  step count) and the observation normaliser. A worker's `exchange` call applies that worker's gradient, counts
-  its steps and observations, and answers with the newest weights: A3C's push and pull in one round trip.
-  The actor runs one call at a time, so every update is applied whole, as with `--lock-updates`. Each new
-  version of the weights is `ray.put` once, the first time a worker asks for it, and every worker that pulls
-  that version reads the same object.
-- `RayWorker` (one actor per worker, one CPU each, anywhere in the cluster) runs the local backend's worker loop,
-  `worker.train_worker`, through a `RayLink` instead of shared memory.
+- The global Actor-Critic, its Adam (moments and step count) and the observation normaliser are one
+  memory-mapped file on the launcher's machine (`shared.MappedShared`), the parameter server's memory.
+- `ParameterServer` (one actor, pinned to the launcher's machine) serves it to workers elsewhere: a worker's
+  `exchange` call applies its gradient, counts its steps and observations, and answers with the newest
+  weights: A3C's push and pull in one round trip. Each version of the weights is `ray.put` once, when a
+  worker first asks for it, and every worker that pulls that version reads that one object. The server also
+  passes the workers' reports on to the launcher.
+- `RayWorker` (one actor per worker, one CPU each, anywhere in the cluster) runs the local backend's worker
+  loop, `worker.train_worker`. On the launcher's machine it maps the parameter server's memory and pushes and
+  pulls there directly (`shared.SharedMemoryLink`, as the local backend's processes do: a Ray call per update
+  costs more than the update itself, measured in the README); elsewhere, or with `--no-ray-shared-memory`, it
+  goes through the server (`RayLink`).
 - The launcher (`launcher.train`) keeps everything else: the evaluator process, checkpoints, metrics, the
-  progress line, the stopping rules. It mirrors the parameter server's state into a local `Shared` every
-  monitor cycle (`RayWorkers.reports`), so the evaluator, the final checkpoint and the summary read it exactly
-  as they read the local backend's shared memory, and a Ray run's checkpoint resumes under either backend.
+  progress line, the stopping rules; they read the mapped memory as they read the local backend's.
 - A worker actor that dies is restarted by Ray (`max_restarts=-1`); the launcher starts its loop again with a
   new seed, and stops the run when one keeps dying (`launcher.MAX_DEATHS`), as it does for local processes.
 
@@ -25,7 +27,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import tempfile
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -34,14 +39,11 @@ import torch
 
 from arm_a3c.config import TrainConfig
 from arm_a3c.errors import UserError, notice
-from arm_a3c.model import ActorCritic
-from arm_a3c.normalizer import RunningNormalizer
-from arm_a3c.shared import Shared
-from arm_a3c.shared_optim import SharedAdam
+from arm_a3c.shared import MappedShared, attach_shared
 
 REPO = Path(__file__).resolve().parent.parent
 OBJECT_STORE_BYTES = 256 * 2**20  # a local instance's object store: weights are ~50 KB a version
-RESTART_WAIT_SECONDS = 30.0  # how long a dead worker actor may take to come back before the run stops
+CONNECT_SECONDS = 5.0  # how long a --ray-address HOST:PORT may take to accept a connection
 INSTALL_HINT = "python -m pip install -r requirements-ray.txt"
 
 
@@ -56,20 +58,13 @@ def import_ray():
 # ---- the parameter server -----------------------------------------------------------------------------------
 
 class ParameterServer:
-    """The global model, optimizer and normaliser of a Ray run; one call at a time (a plain Ray actor)."""
+    """The global model's server for workers that cannot map its memory; one call at a time (a plain actor)."""
 
-    def __init__(self, cfg: TrainConfig, obs_dim: int, action_dim: int, start: dict):
+    def __init__(self, shared_spec: dict):
         torch.set_num_threads(1)
-        self.model = ActorCritic.from_config(cfg, obs_dim, action_dim)
-        self.weights = self.model.flat.numpy()
-        self.weights[:] = start["weights"]
-        self.optimizer = SharedAdam(self.model.flat, lr=cfg.lr, eps=cfg.adam_eps)
-        self.optimizer.load_state_dict(start["optimizer"])
-        self.normalizer = RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers)
-        self.normalizer.load_state_dict(start["normalizer"])
-        self.steps = np.asarray(start["steps"], dtype=np.int64).copy()  # [0] before this session, [k+1] worker k
-        self.version, self.put_version, self.put_ref = 0, -1, None
-        self.stopping = False
+        self.shared = attach_shared(shared_spec, launcher_pid=None)
+        self.weights = self.shared.model.flat.numpy()
+        self.put_version, self.put_ref = -1, None
         self.events: list = []  # workers' reports, until the launcher drains them
         self.busy_seconds, self.exchanges = 0.0, 0
 
@@ -77,55 +72,41 @@ class ParameterServer:
                  events: list, have_version: int):
         """A worker's push and pull: apply its gradient, count its `steps` and observations, keep its reports;
         return (version, [weights ref] or None if it has this version already, normaliser snapshot, global
-        steps, stop). The ref is nested in a list so that Ray hands it over instead of fetching it here."""
+        steps, stop). The version is the optimizer's step count. The ref is nested in a list so that Ray hands
+        it over instead of fetching it here."""
         import ray
 
         began = time.perf_counter()
-        self.steps[rank + 1] += steps
+        shared = self.shared
+        shared.add_steps(rank, steps)
         if grad is not None:
-            self.optimizer.step(grad, lr)
-            self.version += 1
+            shared.optimizer.step(grad, lr)
         if raw_obs is not None:
-            self.normalizer.update(raw_obs, writer=rank)
+            shared.normalizer.update(raw_obs, writer=rank)
         self.events.extend(events)
-        weights = None
-        if have_version != self.version:
-            if self.put_version != self.version:  # one object per version, whichever worker asks first
-                self.put_ref, self.put_version = ray.put(self.weights), self.version
+        version, weights = shared.optimizer.step_count(), None
+        if have_version != version:
+            if self.put_version != version:  # one object per version, whichever worker asks first
+                self.put_ref, self.put_version = ray.put(self.weights), version
             weights = [self.put_ref]
-        answer = (self.version, weights, self.normalizer.snapshot(), int(self.steps.sum()), self.stopping)
+        answer = (version, weights, shared.normalizer.snapshot(), shared.global_steps(), not shared.running())
         self.busy_seconds += time.perf_counter() - began
         self.exchanges += 1
         return answer
 
-    def drain(self) -> tuple[list, dict]:
-        """The reports since the last drain, and the global state for the launcher's mirror."""
+    def report(self, event: tuple) -> None:
+        """A report of a worker that trains in the mapped memory."""
+        self.events.append(event)
+
+    def drain(self) -> list:
+        """The workers' reports since the last drain."""
         events, self.events = self.events, []
-        state = {"weights": self.weights.copy(), "optimizer": self.optimizer.state_dict(),
-                 "normalizer": self.normalizer.state_dict(), "steps": self.steps.copy()}
-        return events, state
+        return events
 
     def load_figures(self) -> dict:
-        """How busy the server has been: exchanges applied and the seconds spent inside them."""
-        return {"exchanges": self.exchanges, "busy_seconds": self.busy_seconds}
-
-    def request_stop(self) -> None:
-        self.stopping = True
-
-
-def start_state(shared: Shared) -> dict:
-    """What a new parameter server starts from: the launcher's (fresh or resumed) shared objects."""
-    return {"weights": shared.model.flat.numpy().copy(), "optimizer": shared.optimizer.state_dict(),
-            "normalizer": shared.normalizer.state_dict(), "steps": shared.steps.numpy().copy()}
-
-
-def mirror(shared: Shared, state: dict) -> None:
-    """Copy the parameter server's state into the launcher's shared objects (read by the evaluator and
-    `launcher.finish`). Slot 0 of the steps (before this session) stays as it is."""
-    np.copyto(shared.model.flat.numpy(), state["weights"])
-    shared.optimizer.load_state_dict(state["optimizer"])
-    shared.normalizer.load_state_dict(state["normalizer"])
-    shared.steps.numpy()[1:] = state["steps"][1:]
+        """How busy the server has been: exchanges applied, the seconds spent inside them, and the CPU seconds
+        of its whole process (Ray's handling of the calls included)."""
+        return {"exchanges": self.exchanges, "busy_seconds": self.busy_seconds, "cpu_seconds": time.process_time()}
 
 
 # ---- the workers --------------------------------------------------------------------------------------------
@@ -182,23 +163,54 @@ class RayLink:
 class RayWorker:
     """One A3C worker as a Ray actor: its own environment, the local backend's loop."""
 
-    def __init__(self, rank: int, cfg: TrainConfig, server, run_dir: str, resumed_steps: int):
-        self.rank, self.cfg, self.server, self.run_dir, self.resumed_steps = rank, cfg, server, run_dir, resumed_steps
+    def __init__(self, rank: int, cfg: TrainConfig, server_name: str, shared_spec: dict, launcher_node: str,
+                 resumed_steps: int):
+        import ray
+
+        self.rank, self.cfg, self.resumed_steps = rank, cfg, resumed_steps
+        self.server = ray.get_actor(server_name)  # by name: a handle among the arguments defeats restarts
+        self.shared_spec = shared_spec
+        self.on_launcher_machine = ray.get_runtime_context().get_node_id() == launcher_node
 
     def run(self, starts: int) -> None:
-        """Train until the parameter server says stop; `starts` counts this rank's earlier loops (each new loop
-        gets a seed of its own)."""
+        """Train until the run stops; `starts` counts this rank's earlier loops (each loop gets a seed of its
+        own)."""
+        from arm_a3c.shared import SharedMemoryLink, become_child
         from arm_a3c.worker import train_worker, worker_seed
 
+        become_child(f"a3c-worker-{self.rank + 1}")  # after Ray named the process for this call
         seed = worker_seed(self.cfg, self.rank, starts, self.resumed_steps)
-        train_worker(self.rank, self.cfg, RayLink(self.server, self.rank), seed, Path(self.run_dir))
+        if self.on_launcher_machine and self.cfg.ray_shared_memory:
+            shared = attach_shared(self.shared_spec, launcher_pid=None)
+            link = SharedMemoryLink(shared, self.rank, self.server.report.remote)
+        else:
+            link = RayLink(self.server, self.rank)
+        # The viewer's live board is a file in the run directory, for workers on the launcher's machine only.
+        run_dir = Path(self.shared_spec["run_dir"]) if self.on_launcher_machine else None
+        train_worker(self.rank, self.cfg, link, seed, run_dir)
 
 
 # ---- the launcher's side ------------------------------------------------------------------------------------
 
+def check_reachable(address: str | None) -> None:
+    """A HOST:PORT address that nothing answers at is one line at once (Ray itself retries for a minute)."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except ValueError:
+        raise UserError(f"--ray-address {address}: expected HOST:PORT (the head's address, port 6379 by "
+                        f"default) or auto") from None
+    except OSError as err:
+        raise UserError(f"--ray-address {address}: no Ray cluster there ({err.strerror or err}); start one with "
+                        f"`ray start --head`, or leave --ray-address out for a local instance") from None
+
+
 def start_ray(cfg: TrainConfig):
     """Join the cluster at cfg.ray_address, or start a local Ray instance with one CPU per worker."""
     ray = import_ray()
+    check_reachable(cfg.ray_address)
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
         p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)}}
     try:
@@ -218,25 +230,32 @@ def start_ray(cfg: TrainConfig):
     return ray
 
 
-class RayWorkers:
-    """The Ray backend's counterpart of `launcher.Children`, with the same methods for the launcher's loop:
-    the parameter server and the worker actors, plus the evaluator as a local process (`Children` with only
-    the evaluator's role), and the mirror of the server's state in the launcher's `Shared`."""
+def mapped_path() -> Path:
+    """A new file for a Ray run's `MappedShared`: in RAM (/dev/shm) where the machine has it."""
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return folder / f"arm-a3c-{os.getpid()}-{uuid.uuid4().hex[:8]}.bin"
 
-    def __init__(self, ctx, cfg: TrainConfig, shared: Shared, run_dir: Path, resumed_steps: int,
-                 evaluator_args, obs_dim: int, action_dim: int):
+
+class RayWorkers:
+    """The Ray backend's counterpart of `launcher.Children`, with the same methods for the launcher's loop: the
+    parameter server and the worker actors, plus the evaluator as a local process (`Children` with only the
+    evaluator's role)."""
+
+    def __init__(self, ctx, cfg: TrainConfig, shared: MappedShared, run_dir: Path, resumed_steps: int,
+                 evaluator_args):
         from arm_a3c.launcher import EVALUATOR, Children
 
-        self.ray = start_ray(cfg)
+        self.ray = import_ray()  # started or joined by `launcher.train`
         self.cfg, self.shared, self.resumed_steps = cfg, shared, resumed_steps
-        self.run_dir = Path(run_dir).resolve()
+        self.spec = {**shared.spec, "run_dir": str(Path(run_dir).resolve())}
         self.evaluator = Children(ctx, cfg, shared, run_dir, resumed_steps, evaluator_args, roles=[EVALUATOR])
-        # The server and the evaluator's process must share the launcher's machine (checkpoints are written
-        # there): the server goes on the launcher's node, with no CPU reserved (it is busy a few % of the time).
-        here = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-            self.ray.get_runtime_context().get_node_id(), soft=False)
-        self.server = self.ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy=here)(ParameterServer).remote(
-            cfg, obs_dim, action_dim, start_state(shared))
+        # The server maps the launcher's file, so it runs on the launcher's machine, with no CPU reserved (it is
+        # busy a few % of the time).
+        self.node = self.ray.get_runtime_context().get_node_id()
+        here = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(self.node, soft=False)
+        self.server_name = f"arm-a3c-server-{uuid.uuid4().hex[:8]}"
+        self.server = self.ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy=here)(ParameterServer).options(
+            name=self.server_name).remote(self.spec)
         self.worker_class = self.ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(RayWorker)
         self.actors: dict = {}
         self.runs: dict = {}  # rank -> ObjectRef of its running loop
@@ -245,9 +264,10 @@ class RayWorkers:
         self.restarts = 0
 
     def start_all(self) -> None:
+        self.ray.get(self.server.drain.remote())  # the server is up (and named) before workers look it up
         for rank in range(self.cfg.workers):
-            self.actors[rank] = self.worker_class.remote(
-                rank, self.cfg, self.server, str(self.run_dir), self.resumed_steps)
+            self.actors[rank] = self.worker_class.remote(rank, self.cfg, self.server_name, self.spec, self.node,
+                                                         self.resumed_steps)
             self._run(rank)
         self.evaluator.start_all()
 
@@ -256,10 +276,8 @@ class RayWorkers:
         self.starts[rank] = self.starts.get(rank, 0) + 1
 
     def reports(self) -> list:
-        """The workers' reports (through the server) and the evaluator's; refreshes the mirror."""
-        events, state = self.ray.get(self.server.drain.remote())
-        mirror(self.shared, state)
-        return events + self.evaluator.reports()
+        """The workers' reports (through the server) and the evaluator's."""
+        return self.ray.get(self.server.drain.remote()) + self.evaluator.reports()
 
     def replace_dead(self) -> str | None:
         """Start the loop again on every worker actor Ray restarted; the reason to stop if one keeps dying."""
@@ -288,23 +306,18 @@ class RayWorkers:
         return self.evaluator.replace_dead()
 
     def stop(self, on_report) -> None:
-        """Stop the workers (through the server), take their last reports and the final state into the mirror,
-        stop the evaluator, and shut Ray down."""
+        """Set the stop flag, wait for the workers' loops, take their last reports, stop the evaluator, and shut
+        Ray down."""
         from arm_a3c.launcher import JOIN_SECONDS
 
         ray = self.ray
+        self.shared.request_stop()
+        ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
         try:
-            ray.get(self.server.request_stop.remote())
-            ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
             for event in self.reports():
                 on_report(event)
         except ray.exceptions.RayError as err:
-            notice(f"warning: the parameter server did not answer at the stop ({type(err).__name__}); the final "
-                   f"checkpoint holds its state from the last monitor cycle, under a second earlier")
+            notice(f"warning: the parameter server did not answer at the stop ({type(err).__name__}): the "
+                   f"workers' last reports are lost (the checkpoint is not: it is in this machine's memory)")
         self.evaluator.stop(on_report)
-        for actor in self.actors.values():
-            ray.kill(actor)
         ray.shutdown()
-
-    def server_load(self) -> dict:
-        return self.ray.get(self.server.load_figures.remote())

@@ -15,9 +15,8 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,12 +39,13 @@ class Shared:
     update_lock: Any | None  # multiprocessing.Lock around optimizer steps, or None for Hogwild
     run_dir: Path | None = None  # where the live board (live.py) is, for the viewer
     clock_origin: float = field(default_factory=time.time)  # time.time() at wall-clock 0 of the run
-    launcher_pid: int = field(default_factory=os.getpid)
+    launcher_pid: int | None = field(default_factory=os.getpid)
 
     def running(self) -> bool:
         """True until the stop flag is set or the launcher is gone (a killed launcher cannot signal; its
-        orphaned children would otherwise train forever)."""
-        return not self.stop_flag[0] and os.getppid() == self.launcher_pid
+        orphaned children would otherwise train forever). A Ray actor is not the launcher's child, and has no
+        `launcher_pid`: Ray ends it when the launcher dies."""
+        return not self.stop_flag[0] and (self.launcher_pid is None or os.getppid() == self.launcher_pid)
 
     def request_stop(self) -> None:
         self.stop_flag[0] = 1
@@ -68,10 +68,11 @@ class Shared:
 class SharedMemoryLink:
     """A worker's link to the global model on this machine (the local backend): pulls copy the shared weights,
     pushes step the shared Adam on them, reports go through the worker's pipe to the launcher. The Ray backend
-    has the same methods over its parameter server (`ray_backend.RayLink`), so both run one worker loop."""
+    has the same methods over its parameter server (`ray_backend.RayLink`), so both run one worker loop; Ray
+    workers on the launcher's machine use this one too, over `MappedShared`."""
 
-    def __init__(self, shared: Shared, rank: int, reports: Connection | None = None):
-        self.shared, self.rank, self.reports = shared, rank, reports
+    def __init__(self, shared: Shared, rank: int, report: Callable[[tuple], None] | None = None):
+        self.shared, self.rank, self.report = shared, rank, report  # report(event): to the launcher
         self.weights = shared.model.flat.numpy()
 
     def running(self) -> bool:
@@ -98,9 +99,6 @@ class SharedMemoryLink:
         """Add a rollout's raw observations (n, obs_dim) to the shared normaliser."""
         self.shared.normalizer.update(raw_obs, writer=self.rank)
 
-    def report(self, event: tuple) -> None:
-        self.reports.send(event)
-
     def close(self) -> None:
         """Nothing waits to be sent: every push reached the shared memory when it was made."""
 
@@ -125,9 +123,14 @@ def exit_child() -> None:
     os._exit(0)
 
 
-def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:
-    """Create the shared objects; `ctx` is the multiprocessing context (`spawn`) for the optional lock."""
+def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None,
+                 mapped: Path | None = None) -> Shared:
+    """Create the shared objects; `ctx` is the multiprocessing context (`spawn`) for the optional lock. With
+    `mapped`, they live in that new file instead (`MappedShared`), for processes Ray starts."""
     model = ActorCritic.from_config(cfg, obs_dim, action_dim)
+    if mapped is not None:
+        return _mapped_shared({"path": str(mapped), "cfg": cfg.to_dict(), "obs_dim": obs_dim,
+                               "action_dim": action_dim, "run_dir": run_dir}, model, create=True)
     model.share_memory()
     return Shared(
         model=model,
@@ -138,3 +141,62 @@ def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: 
         update_lock=ctx.Lock() if cfg.lock_updates else None,
         run_dir=run_dir,
     )
+
+
+class MappedShared(Shared):
+    """The shared objects in one memory-mapped file, which every process on the machine can map by its path:
+    the Ray backend's launcher, evaluator, parameter server and the worker actors on the launcher's machine
+    (Ray cannot hand over torch's shared memory). Pickled, it is the path and the layout, and unpickling maps
+    the same memory again. No update lock: Ray actors cannot share one."""
+
+    spec: dict  # what `attach_shared` needs: path, cfg, obs_dim, action_dim, run_dir
+
+    def __reduce__(self):
+        return attach_shared, ({**self.spec, "run_dir": self.run_dir, "clock_origin": self.clock_origin,
+                                "launcher_pid": self.launcher_pid},)
+
+
+def attach_shared(spec: dict, launcher_pid: int | None | str = "spec") -> MappedShared:
+    """Map the shared objects of `build_shared(..., mapped=PATH)` in this process (`launcher_pid`: None in a Ray
+    actor, which is no child of the launcher; by default the one in `spec`)."""
+    cfg = TrainConfig.from_dict(spec["cfg"])
+    shared = _mapped_shared(spec, ActorCritic.from_config(cfg, spec["obs_dim"], spec["action_dim"]), create=False)
+    shared.clock_origin = spec.get("clock_origin", shared.clock_origin)
+    shared.launcher_pid = spec.get("launcher_pid") if launcher_pid == "spec" else launcher_pid
+    return shared
+
+
+MAPPED_ALIGN = 8  # bytes: every tensor in the mapped file starts at a multiple of this
+
+
+def _mapped_shared(spec: dict, model: ActorCritic, create: bool) -> MappedShared:
+    cfg, obs_dim = TrainConfig.from_dict(spec["cfg"]), spec["obs_dim"]
+    params = (model.flat.numel(),)
+    layout = {"weights": (np.float32, params), "exp_avg": (np.float32, params), "exp_avg_sq": (np.float32, params),
+              "adam_steps": (np.float64, ()), "steps": (np.int64, (cfg.workers + 1,)), "stop_flag": (np.uint8, (1,)),
+              **{f"norm_{name}": (np.float64, shape)
+                 for name, shape in RunningNormalizer.memory_layout(obs_dim, cfg.workers).items()}}
+    offsets, size = {}, 0
+    for name, (dtype, shape) in layout.items():
+        offsets[name] = size
+        size += -(-int(np.dtype(dtype).itemsize * np.prod(shape, dtype=np.int64)) // MAPPED_ALIGN) * MAPPED_ALIGN
+    path = Path(spec["path"])
+    if create:
+        with open(path, "wb") as f:
+            f.truncate(size)  # zeros
+    memory = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,))
+    t = {name: torch.from_numpy(np.ndarray(shape, dtype, buffer=memory, offset=offsets[name]))
+         for name, (dtype, shape) in layout.items()}
+    model.use_memory(t["weights"], keep=not create)
+    normalizer_memory = {name[5:]: tensor for name, tensor in t.items() if name.startswith("norm_")}
+    if create:
+        normalizer_memory["base_var"].fill_(1.0)
+    shared = MappedShared(
+        model=model,
+        optimizer=SharedAdam(model.flat, lr=cfg.lr, eps=cfg.adam_eps,
+                             memory={"exp_avg": t["exp_avg"], "exp_avg_sq": t["exp_avg_sq"], "steps": t["adam_steps"]}),
+        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers, memory=normalizer_memory),
+        steps=t["steps"], stop_flag=t["stop_flag"], update_lock=None, run_dir=spec.get("run_dir"),
+    )
+    shared.spec = {k: spec[k] for k in ("path", "cfg", "obs_dim", "action_dim")}
+    return shared

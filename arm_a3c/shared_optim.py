@@ -15,12 +15,16 @@ import torch
 
 class SharedAdam:
     def __init__(self, params: torch.Tensor, lr: float = 3e-4, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-5):
+                 eps: float = 1e-5, memory: dict | None = None):
+        """`memory`: tensors already in shared memory for "exp_avg", "exp_avg_sq" (like params) and "steps"
+        (float64, shape ()), as they are; by default new zeroed shared tensors."""
         self.params = params  # the flat parameter vector, updated in place
         self.lr, self.betas, self.eps = lr, tuple(betas), eps
-        self.exp_avg = torch.zeros_like(params).share_memory_()
-        self.exp_avg_sq = torch.zeros_like(params).share_memory_()
-        self.steps = torch.zeros((), dtype=torch.float64).share_memory_()  # steps taken by all workers
+        memory = memory or {"exp_avg": torch.zeros_like(params).share_memory_(),
+                            "exp_avg_sq": torch.zeros_like(params).share_memory_(),
+                            "steps": torch.zeros((), dtype=torch.float64).share_memory_()}
+        self.exp_avg, self.exp_avg_sq = memory["exp_avg"], memory["exp_avg_sq"]
+        self.steps = memory["steps"]  # steps taken by all workers
 
     def step(self, grad: np.ndarray, lr: float | None = None) -> None:
         """One Adam step of the shared parameters along `grad` (a flat float32 vector laid out like them)."""

@@ -90,7 +90,7 @@ def worker_loop(rank: int, cfg: TrainConfig, shared: Shared, reports: Connection
     through `reports` (this process's own pipe)."""
     become_child(f"a3c-worker-{rank + 1}")
     try:
-        train_worker(rank, cfg, SharedMemoryLink(shared, rank, reports), seed, shared.run_dir)
+        train_worker(rank, cfg, SharedMemoryLink(shared, rank, reports.send), seed, shared.run_dir)
     except BrokenPipeError:  # the launcher is gone: nobody to report to, nothing to train for
         pass
     exit_child()

@@ -413,7 +413,7 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     probe.close()
     shared.launcher_pid = os.getppid()  # the worker runs in this process, whose parent stands in for the launcher
     reports = Reports(shared, reports=3)
-    train_worker(0, cfg, SharedMemoryLink(shared, 0, reports), seed=0, run_dir=None)
+    train_worker(0, cfg, SharedMemoryLink(shared, 0, reports.send), seed=0, run_dir=None)
 
     updates = 3 * UPDATE_REPORT_EVERY
     skipped = sum(e[2] for e in reports.events if e[0] == "update")

@@ -1,0 +1,218 @@
+"""`--backend ray`: real short trainings on a local Ray instance with 2 CPUs (they learn, survive the killing
+of a worker actor, and write checkpoints that the local backend resumes and evaluate.py reads), the memory that
+Ray's processes map, and the one-line errors of the Ray flags."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from arm_a3c.checkpoint import load_checkpoint
+from arm_a3c.config import TrainConfig
+from arm_a3c.shared import MappedShared, SharedMemoryLink, build_shared
+from conftest import REPO, run_script
+from test_cli import assert_user_error
+from test_faults import UNTIL_STOPPED, signal_and_wait, start_training, summary_of
+
+OBS_DIM, ACTION_DIM = 15, 3
+
+
+def processes_named(name: str) -> list[int]:
+    """Pids of live processes whose name (as ps shows it) is `name`, anywhere on the machine."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name and "Z" not in (comm.parent / "stat").read_text().rsplit(")", 1)[1][:3]:
+                found.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"training ended before {what}: {out[-1500:]} {err[-1500:]}")
+        time.sleep(0.25)
+    process.kill()
+    pytest.fail(f"no {what} within {timeout:.0f} s")
+
+
+def distances(run_dir: Path) -> tuple[float, float]:
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert int(rows[0]["env_steps"]) < 1000, "the first evaluation should be of the untrained policy"
+    return float(rows[0]["mean_final_distance_m"]), float(rows[-1]["mean_final_distance_m"])
+
+
+# ---- the mapped memory --------------------------------------------------------------------------------------
+
+def _push_in_child(shared: MappedShared) -> None:
+    link = SharedMemoryLink(shared, 1)
+    link.push(np.ones(shared.model.flat.numel(), np.float32), 1e-2)
+    link.observe(np.full((4, OBS_DIM), 2.0, np.float32))
+    link.add_steps(20)
+
+
+def test_mapped_memory_is_shared_with_the_processes_it_is_pickled_to(tmp_path):
+    import torch.multiprocessing as mp
+
+    cfg = TrainConfig(workers=2)
+    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, None, tmp_path, mapped=tmp_path / "memory.bin")
+    assert len(pickle.dumps(shared)) < 10_000, "pickling must send the path, not the memory"
+    before = shared.model.flat.clone()
+    child = mp.get_context("spawn").Process(target=_push_in_child, args=(shared,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert not torch.equal(before, shared.model.flat), "the child's Adam step did not reach the parent's weights"
+    assert shared.optimizer.step_count() == 1 and shared.global_steps() == 20
+    mean, _, count = shared.normalizer.moments()
+    assert count == 4 and np.allclose(mean, 2.0)
+    again = pickle.loads(pickle.dumps(shared))  # a second mapping sees the same numbers and its writes show here
+    again.request_stop()
+    assert torch.equal(again.model.flat, shared.model.flat) and not shared.running()
+
+
+# ---- flags --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--backend", "spark"], "--backend must be one of local, ray, not 'spark'"),
+    (["--ray-address", "auto"], "--ray-address needs --backend ray"),
+    (["--backend", "ray", "--lock-updates"], "--lock-updates works with the local backend only"),
+])
+def test_ray_flag_mistakes_are_one_line_errors(flags, fragment):
+    assert_user_error(run_script("train_arm.py", "--robot", "light_arm", *flags), fragment)
+
+
+def test_backend_ray_without_ray_installed_says_how_to_install_it(tmp_path):
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray (test stand-in)')\n")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm",
+                             "--backend", "ray", "--run-dir", str(tmp_path / "run")], cwd=REPO, text=True,
+                            capture_output=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert_user_error(result, "pip install -r requirements-ray.txt")
+    assert not (tmp_path / "run").exists(), "nothing is made before the error"
+
+
+@pytest.mark.parametrize("address, fragment", [
+    ("127.0.0.1:1", "--ray-address 127.0.0.1:1: no Ray cluster there"),
+    ("auto", "--ray-address auto: no Ray cluster there"),
+    ("head-node", "--ray-address head-node: expected HOST:PORT"),
+])
+def test_joining_a_cluster_that_is_not_there_is_one_line(tmp_path, address, fragment):
+    pytest.importorskip("ray")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm",
+                             "--backend", "ray", "--ray-address", address, "--run-dir", str(tmp_path / "run")],
+                            cwd=REPO, text=True, capture_output=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "run").exists(), "nothing is made before the error"
+
+
+# ---- real trainings -----------------------------------------------------------------------------------------
+
+def test_ray_training_learns_survives_a_killed_worker_actor_and_the_local_backend_resumes_it(tmp_path):
+    pytest.importorskip("ray")
+    run_dir, budget = tmp_path / "run", 300_000
+    process = start_training(run_dir, "--backend", "ray", "--max-steps", str(budget), "--max-minutes", "6",
+                             "--target-success", "1.01", "--eval-every-steps", "50000", "--seed", "3")
+    wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
+    victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
+    time.sleep(2)
+    os.kill(victim, signal.SIGKILL)
+    out, err = process.communicate(timeout=420)
+
+    assert process.returncode == 0, out[-2000:] + err[-2000:]
+    assert "worker 1 (a Ray actor) died" in err
+    summary = summary_of(run_dir)
+    assert summary["worker_restarts"] >= 1 and summary["error"] is None
+    assert "step budget" in summary["stop_reason"] and summary["env_steps"] >= budget
+    before, after = distances(run_dir)
+    assert after < 0.6 * before, f"mean final distance {before:.3f} m -> {after:.3f} m"
+    final = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert final["env_steps"] == summary["env_steps"]
+    assert summary["optimizer_steps"] == pytest.approx(summary["env_steps"] / 20, rel=0.02), "updates went missing"
+    assert not list(Path("/dev/shm").glob(f"arm-a3c-{process.pid}-*")), "the mapped memory was left behind"
+    assert not processes_named("a3c-worker-1") and not processes_named("a3c-worker-2"), "a worker actor outlived the run"
+
+    evaluated = run_script("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "latest.pt"), "--episodes", "5")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
+                         "--max-steps", str(summary["env_steps"] + 20_000), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after_resume = summary_of(run_dir)
+    assert after_resume["resumed_from_steps"] == summary["env_steps"]
+    assert after_resume["env_steps"] >= summary["env_steps"] + 20_000
+
+
+def ray_processes() -> list[int]:
+    """Pids of processes a local Ray instance runs (its servers and workers)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"site-packages/ray/" in text or text.startswith(b"ray::"):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_ctrl_c_stops_a_ray_run_with_a_final_checkpoint_and_leaves_no_ray_process(tmp_path):
+    pytest.importorskip("ray")
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--backend", "ray", *UNTIL_STOPPED)
+    wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
+    wait_for(lambda: processes_named("a3c-worker-2"), "worker actors", process)
+    time.sleep(2)
+    err, seconds = signal_and_wait(process, os.killpg, signal.SIGINT)
+    assert process.returncode == 0, err[-2000:]
+    assert seconds < 15, f"{seconds:.1f} s from Ctrl-C to the exit"
+    summary = summary_of(run_dir)
+    assert summary["stop_reason"] == "interrupted by the user"
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary["env_steps"]
+    deadline = time.monotonic() + 10
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ray_processes(), "Ray processes outlived the run"
+
+
+def test_ray_workers_that_go_through_the_parameter_server_learn(tmp_path):
+    pytest.importorskip("ray")
+    run_dir, budget = tmp_path / "run", 150_000
+    result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "2", "--backend", "ray",
+                        "--no-ray-shared-memory", "--max-steps", str(budget), "--max-minutes", "6",
+                        "--target-success", "1.01", "--eval-every-steps", "50000", "--seed", "3",
+                        "--run-dir", str(run_dir), timeout=480)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = summary_of(run_dir)
+    assert summary["env_steps"] >= budget
+    assert summary["optimizer_steps"] == pytest.approx(summary["env_steps"] / 20, rel=0.02), "updates went missing"
+    before, after = distances(run_dir)
+    assert after < 0.8 * before, f"mean final distance {before:.3f} m -> {after:.3f} m"
+
+
+def test_the_parameter_server_capacity_measurement_counts_real_exchanges(tmp_path):
+    pytest.importorskip("ray")
+    from arm_a3c.ray_bench import server_capacity
+
+    figures = server_capacity("light_arm", clients=2, seconds=2.0, work_dir=tmp_path)
+    assert figures["exchanges"] == figures["client_count"] > 20, "every exchange a client sent was applied"
+    assert 0 < figures["server_method_ms_per_exchange"] < figures["server_cpu_ms_per_exchange"]
+    assert figures["max_exchanges_per_second"] >= figures["exchanges_per_second"] * 0.9
+    assert not (tmp_path / "server-memory.bin").exists()
