@@ -297,6 +297,7 @@ class StopSignals:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.reason: str | None = None
+        self.on_exit_at_once: list = []  # callables to run before an exit at once (the Ray backend's cleanup)
         self._previous: dict = {}
 
     def __enter__(self) -> "StopSignals":
@@ -315,6 +316,8 @@ class StopSignals:
             return
         for child in mp.active_children():
             child.kill()
+        for cleanup in self.on_exit_at_once:
+            cleanup()
         print(f"exiting at once, without a final checkpoint; the latest one is in {self.run_dir / 'checkpoints'} "
               f"(continue with --resume {self.run_dir})", file=sys.stderr, flush=True)
         os._exit(130)
@@ -381,6 +384,8 @@ def _train(cfg: TrainConfig, shared: Shared, ctx, probe: ArmReachEnv, run_dir: P
         children = Children(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
 
     with StopSignals(run_dir) as signals:
+        if cfg.backend == "ray":
+            signals.on_exit_at_once.append(children.abandon)
         children.start_all()
         if cfg.view:  # its own process: closing it never touches the training (not one of `children`)
             ctx.Process(target=view_process, args=(run_dir,), name="a3c-viewer", daemon=True).start()

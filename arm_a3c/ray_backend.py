@@ -321,3 +321,9 @@ class RayWorkers:
                    f"workers' last reports are lost (the checkpoint is not: it is in this machine's memory)")
         self.evaluator.stop(on_report)
         ray.shutdown()
+
+    def abandon(self) -> None:
+        """For an exit at once (a second Ctrl-C): remove the mapped file and end the Ray instance's processes
+        (a local instance's agents outlive a driver that exits without this)."""
+        Path(self.shared.spec["path"]).unlink(missing_ok=True)
+        self.ray.shutdown()

@@ -19,6 +19,7 @@ import torch
 
 from arm_a3c.checkpoint import load_checkpoint
 from arm_a3c.config import TrainConfig
+from arm_a3c.live import LiveBoard
 from arm_a3c.shared import MappedShared, SharedMemoryLink, build_shared
 from conftest import REPO, run_script
 from test_cli import assert_user_error
@@ -147,6 +148,8 @@ def test_ray_training_learns_survives_a_killed_worker_actor_and_the_local_backen
     final = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert final["env_steps"] == summary["env_steps"]
     assert summary["optimizer_steps"] == pytest.approx(summary["env_steps"] / 20, rel=0.02), "updates went missing"
+    board = LiveBoard.attach(run_dir)  # what view.py shows: both worker actors published their episodes
+    assert board is not None and all(board.latest(rank) is not None for rank in (0, 1))
     assert not list(Path("/dev/shm").glob(f"arm-a3c-{process.pid}-*")), "the mapped memory was left behind"
     assert not processes_named("a3c-worker-1") and not processes_named("a3c-worker-2"), "a worker actor outlived the run"
 
@@ -173,23 +176,37 @@ def ray_processes() -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_a_ray_run_with_a_final_checkpoint_and_leaves_no_ray_process(tmp_path):
+def interrupt(pid: int, signum: int) -> None:
+    """Ctrl-C twice, 0.3 s apart: the second one exits at once."""
+    os.killpg(pid, signum)
+    time.sleep(0.3)
+    os.killpg(pid, signum)
+
+
+@pytest.mark.parametrize("times", ["once", "twice"])
+def test_ctrl_c_stops_a_ray_run_and_leaves_no_ray_process_or_mapped_file(tmp_path, times):
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--backend", "ray", *UNTIL_STOPPED)
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     wait_for(lambda: processes_named("a3c-worker-2"), "worker actors", process)
     time.sleep(2)
-    err, seconds = signal_and_wait(process, os.killpg, signal.SIGINT)
-    assert process.returncode == 0, err[-2000:]
-    assert seconds < 15, f"{seconds:.1f} s from Ctrl-C to the exit"
-    summary = summary_of(run_dir)
-    assert summary["stop_reason"] == "interrupted by the user"
-    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary["env_steps"]
+    err, seconds = signal_and_wait(process, os.killpg if times == "once" else interrupt, signal.SIGINT)
+    if times == "once":  # a final evaluation and checkpoint
+        assert process.returncode == 0, err[-2000:]
+        assert seconds < 15, f"{seconds:.1f} s from Ctrl-C to the exit"
+        summary = summary_of(run_dir)
+        assert summary["stop_reason"] == "interrupted by the user"
+        assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary["env_steps"]
+    else:  # at once, with the last checkpoint written so far
+        assert process.returncode == 130 and "exiting at once" in err, err[-2000:]
+        assert seconds < 5, f"{seconds:.1f} s from the second Ctrl-C to the exit"
+        assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["robot"]["name"] == "light_arm"
     deadline = time.monotonic() + 10
     while ray_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not ray_processes(), "Ray processes outlived the run"
+    assert not list(Path("/dev/shm").glob(f"arm-a3c-{process.pid}-*")), "the mapped memory was left behind"
 
 
 def test_ray_workers_that_go_through_the_parameter_server_learn(tmp_path):
