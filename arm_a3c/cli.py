@@ -254,7 +254,6 @@ def bench_viewer_main(argv: Sequence[str] | None = None) -> int:
 def bench_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench.py`: the training benchmark: the machine's limit, A3C throughput and scaling, time to 80%
     success beside Stable-Baselines3 A2C and PPO, and peak memory; prints a table and writes bench.json."""
-    import json
     import os
     from pathlib import Path
 
@@ -285,12 +284,20 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
                            seeds=tuple(args.seeds), baselines=tuple(args.baselines))
     if args.quick:
         options = BenchOptions(**{**options.__dict__, **QUICK})
+    return _run_benchmark(args, lambda work_dir, log: run_benchmark(options, work_dir, log), format_table)
+
+
+def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str]) -> int:
+    """What the training benchmarks share: check --robot and --work-dir, `run(work_dir, log)`, print its table
+    and write it with the results to --json."""
+    import json
+
     _make_env(argparse.Namespace(urdf=None, robot=args.robot, ee_link=None)).close()  # a bad robot fails here
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot write to {args.work_dir} ({err.strerror}); pass --work-dir DIR") from None
-    result = run_benchmark(options, args.work_dir, log=lambda line: print(line, flush=True))
+    result = run(args.work_dir.resolve(), lambda line: print(line, flush=True))
     table = format_table(result)
     print("\n" + table)
     try:
@@ -304,7 +311,6 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
 def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench_ray.py`: the Ray backend's throughput beside the local backend's, and how many workers one
     parameter server can serve; prints a table and writes bench_ray.json."""
-    import json
     from pathlib import Path
 
     from arm_a3c.ray_backend import import_ray
@@ -322,18 +328,5 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1 or args.seconds <= 0:
         parser.error("--workers must be at least 1 and --seconds positive")
     import_ray()
-    _make_env(argparse.Namespace(urdf=None, robot=args.robot, ee_link=None)).close()  # a bad robot fails here
-    try:
-        args.work_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot write to {args.work_dir} ({err.strerror}); pass --work-dir DIR") from None
     options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds)
-    result = run_ray_benchmark(options, args.work_dir.resolve(), log=lambda line: print(line, flush=True))
-    table = format_table(result)
-    print("\n" + table)
-    try:
-        args.json.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
-    except OSError as err:
-        raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
-    print(f"wrote {args.json}")
-    return 0
+    return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)

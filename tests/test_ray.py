@@ -5,6 +5,7 @@ Ray's processes map, and the one-line errors of the Ray flags."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import signal
@@ -233,3 +234,21 @@ def test_the_parameter_server_capacity_measurement_counts_real_exchanges(tmp_pat
     assert 0 < figures["server_method_ms_per_exchange"] < figures["server_cpu_ms_per_exchange"]
     assert figures["max_exchanges_per_second"] >= figures["exchanges_per_second"] * 0.9
     assert not (tmp_path / "server-memory.bin").exists()
+
+
+def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "bench_ray.json"
+    result = run_script("bench_ray.py", "--seconds", "15", "--json", str(out), "--work-dir", str(tmp_path / "runs"),
+                        timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    assert set(bench["throughput"]) == {"local", "ray", "ray_through_server"}
+    assert all(run["steps_per_second"] > 500 for run in bench["throughput"].values())
+    assert 0 < bench["ray_through_server_to_local"] and 0 < bench["ray_to_local"] < 1.5
+    assert bench["server"]["exchanges"] > 0 and bench["workers_one_server_serves"]["through_server"] >= 0
+    assert bench["table"] in result.stdout
+
+
+def test_ray_benchmark_flags_are_checked():
+    assert_user_error(run_script("bench_ray.py", "--workers", "0"), "--workers must be at least 1")
