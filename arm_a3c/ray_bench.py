@@ -147,4 +147,6 @@ def format_table(result: dict) -> str:
         f"{pace['local_pace']:,.0f}; {pace['through_server']:,.0f} |",
         f"| workers one parameter server serves: at the local pace; at the pace through it | "
         f"{served['local_pace']}; {served['through_server']} |",
+        "| peak memory (PSS, all processes, Ray's own included): local; Ray; Ray through the server | "
+        + "; ".join(f"{runs[name]['peak_pss_mb']:,.0f} MB" for name in ("local", "ray", "ray_through_server")) + " |",
     ])

@@ -66,10 +66,11 @@ class Shared:
 
 
 class SharedMemoryLink:
-    """A worker's link to the global model on this machine (the local backend): pulls copy the shared weights,
-    pushes step the shared Adam on them, reports go through the worker's pipe to the launcher. The Ray backend
-    has the same methods over its parameter server (`ray_backend.RayLink`), so both run one worker loop; Ray
-    workers on the launcher's machine use this one too, over `MappedShared`."""
+    """A worker's link to the global model in this machine's shared memory: pulls copy the shared weights, pushes
+    step the shared Adam on them, and `report(event)` passes reports to the launcher (the local backend: the
+    worker's pipe; Ray workers on the launcher's machine, which use this link over `MappedShared`: a call to the
+    parameter server). `ray_backend.RayLink` has the same methods over the parameter server's calls, so both
+    backends run one worker loop."""
 
     def __init__(self, shared: Shared, rank: int, report: Callable[[tuple], None] | None = None):
         self.shared, self.rank, self.report = shared, rank, report  # report(event): to the launcher

@@ -25,6 +25,7 @@ from arm_a3c.shared import MappedShared, SharedMemoryLink, build_shared
 from conftest import REPO, run_script
 from test_cli import assert_user_error
 from test_faults import UNTIL_STOPPED, signal_and_wait, start_training, summary_of
+from test_training import EARLY_STEPS
 
 OBS_DIM, ACTION_DIM = 15, 3
 
@@ -57,7 +58,7 @@ def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 1
 
 def distances(run_dir: Path) -> tuple[float, float]:
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
-    assert int(rows[0]["env_steps"]) < 1000, "the first evaluation should be of the untrained policy"
+    assert int(rows[0]["env_steps"]) < EARLY_STEPS, "the first evaluation should be of the (nearly) untrained policy"
     return float(rows[0]["mean_final_distance_m"]), float(rows[-1]["mean_final_distance_m"])
 
 

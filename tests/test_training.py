@@ -14,6 +14,9 @@ from conftest import run_script
 from test_cli import assert_user_error
 
 TRAIN_STEPS = 300_000  # about a minute and a half on 2 cores
+# The evaluator's first evaluation starts when its process is up; the workers may have taken a few thousand steps
+# by then (1,160 were seen in CI). A slightly trained first evaluation only makes the improvement checks harder.
+EARLY_STEPS = 5_000
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def test_training_lowers_the_final_distance_clearly_below_the_untrained_policy(s
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert len(rows) >= 3
     untrained, final = rows[0], rows[-1]
-    assert int(untrained["env_steps"]) < 1000, "the first evaluation should be of the untrained policy"
+    assert int(untrained["env_steps"]) < EARLY_STEPS, "the first evaluation should be of the (nearly) untrained policy"
     before, after = float(untrained["mean_final_distance_m"]), float(final["mean_final_distance_m"])
     assert after < 0.6 * before, f"mean final distance {before:.3f} m -> {after:.3f} m"
 
