@@ -85,6 +85,23 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+class DeathLog:
+    """When each role's processes died lately: one that dies more than MAX_DEATHS times within
+    DEATH_WINDOW_SECONDS is a fault that stops the run (for both backends' workers)."""
+
+    def __init__(self):
+        self._times: dict = {}  # role -> times of its deaths within the window
+
+    def record(self, role: int | str) -> int:
+        """Count a death of `role` now; return its deaths within the window."""
+        now = time.monotonic()
+        deaths = self._times.setdefault(role, deque())
+        deaths.append(now)
+        while deaths and now - deaths[0] > DEATH_WINDOW_SECONDS:
+            deaths.popleft()
+        return len(deaths)
+
+
 class Children:
     """The run's child processes, the workers (roles 0..N-1) and the evaluator, each with a pipe of its own
     for its reports. A child that dies is replaced with the same role; one that dies more than MAX_DEATHS times
@@ -98,7 +115,7 @@ class Children:
         self.evaluator_args = evaluator_args  # () -> (best success so far, step of the next evaluation)
         self.processes: dict = {}
         self.pipes: dict = {}  # role -> the launcher's (reading) end
-        self.deaths: dict = {}  # role -> times of its recent deaths
+        self.deaths = DeathLog()
         self.starts: dict = {}  # role -> processes started for it so far
         self.restarts = 0
 
@@ -138,19 +155,15 @@ class Children:
             if process.is_alive():
                 continue
             process.join()
-            now = time.monotonic()
-            deaths = self.deaths.setdefault(role, deque())
-            deaths.append(now)
-            while deaths and now - deaths[0] > DEATH_WINDOW_SECONDS:
-                deaths.popleft()
+            deaths = self.deaths.record(role)
             how = describe_exit(process.exitcode)
-            if len(deaths) > MAX_DEATHS:
-                return (f"{role_name(role)} died {len(deaths)} times within {DEATH_WINDOW_SECONDS:.0f} s "
+            if deaths > MAX_DEATHS:
+                return (f"{role_name(role)} died {deaths} times within {DEATH_WINDOW_SECONDS:.0f} s "
                         f"(last: {how}; its error, if any, is above)")
             if role != EVALUATOR and not self.update_lock_free():
                 return f"{role_name(role)} died ({how}) holding the update lock of --lock-updates"
             notice(f"{role_name(role)} died ({how}); starting a replacement "
-                   f"({len(deaths)} death(s) of it in the last minute)")
+                   f"({deaths} death(s) of it in the last minute)")
             self.restarts += 1
             self.start(role)
         return None

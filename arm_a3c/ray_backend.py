@@ -31,7 +31,6 @@ import socket
 import tempfile
 import time
 import uuid
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +242,7 @@ class RayWorkers:
 
     def __init__(self, ctx, cfg: TrainConfig, shared: MappedShared, run_dir: Path, resumed_steps: int,
                  evaluator_args):
-        from arm_a3c.launcher import EVALUATOR, Children
+        from arm_a3c.launcher import EVALUATOR, Children, DeathLog
 
         self.ray = import_ray()  # started or joined by `launcher.train`
         self.cfg, self.shared, self.resumed_steps = cfg, shared, resumed_steps
@@ -260,7 +259,7 @@ class RayWorkers:
         self.actors: dict = {}
         self.runs: dict = {}  # rank -> ObjectRef of its running loop
         self.starts: dict = {}
-        self.deaths: dict = {}
+        self.deaths = DeathLog()
         self.restarts = 0
 
     def start_all(self) -> None:
@@ -292,15 +291,11 @@ class RayWorkers:
                 continue  # the loop ended because the run is stopping
             except self.ray.exceptions.RayActorError as err:
                 how = type(err).__name__
-            now = time.monotonic()
-            deaths = self.deaths.setdefault(rank, deque())
-            deaths.append(now)
-            while deaths and now - deaths[0] > DEATH_WINDOW_SECONDS:
-                deaths.popleft()
-            if len(deaths) > MAX_DEATHS:
-                return f"worker {rank + 1} died {len(deaths)} times within {DEATH_WINDOW_SECONDS:.0f} s (last: {how})"
+            deaths = self.deaths.record(rank)
+            if deaths > MAX_DEATHS:
+                return f"worker {rank + 1} died {deaths} times within {DEATH_WINDOW_SECONDS:.0f} s (last: {how})"
             notice(f"worker {rank + 1} (a Ray actor) died ({how}); Ray restarts it "
-                   f"({len(deaths)} death(s) of it in the last minute)")
+                   f"({deaths} death(s) of it in the last minute)")
             self.restarts += 1
             self._run(rank)
         return self.evaluator.replace_dead()
