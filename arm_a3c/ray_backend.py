@@ -192,7 +192,8 @@ class RayWorker:
 # ---- the launcher's side ------------------------------------------------------------------------------------
 
 def check_reachable(address: str | None) -> None:
-    """A HOST:PORT address that nothing answers at is one line at once (Ray itself retries for a minute)."""
+    """A HOST:PORT address that nothing answers at is one line at once (Ray itself kept retrying for over 3
+    minutes here)."""
     if not address or address in ("auto", "local") or "://" in address:
         return
     host, _, port = address.rpartition(":")

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,20 +57,18 @@ class ExchangeClient:
 
 def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) -> dict:
     """Flood one parameter server (`ray_backend.ParameterServer`) with `clients` clients; its CPU per exchange."""
-    import ray
-
     from arm_a3c.env import ArmReachEnv
-    from arm_a3c.ray_backend import ParameterServer
+    from arm_a3c.ray_backend import ParameterServer, start_ray
     from arm_a3c.shared import build_shared
 
     probe = ArmReachEnv(robot)
     obs_dim, action_dim = probe.obs_dim, probe.robot.dof
     probe.close()
     cfg = TrainConfig(robot=robot, workers=clients)
-    shared = build_shared(cfg, obs_dim, action_dim, None, None, mapped=work_dir / "server-memory.bin")
-    ray.init(address="local", num_cpus=clients, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}})
+    ray = start_ray(cfg)  # a local instance with one CPU per client, as a training run starts it
+    memory = work_dir / "server-memory.bin"
     try:
+        shared = build_shared(cfg, obs_dim, action_dim, None, None, mapped=memory)
         server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-server").remote(shared.spec)
         ray.get(server.drain.remote())
         client_class = ray.remote(num_cpus=1)(ExchangeClient)
@@ -85,7 +82,7 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) ->
         after = ray.get(server.load_figures.remote())
     finally:
         ray.shutdown()
-        Path(shared.spec["path"]).unlink(missing_ok=True)
+        memory.unlink(missing_ok=True)
     exchanges = after["exchanges"] - before["exchanges"]
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
     inside = after["busy_seconds"] - before["busy_seconds"]

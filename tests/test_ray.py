@@ -24,7 +24,7 @@ from arm_a3c.live import LiveBoard
 from arm_a3c.shared import MappedShared, SharedMemoryLink, build_shared
 from conftest import REPO, run_script
 from test_cli import assert_user_error
-from test_faults import UNTIL_STOPPED, signal_and_wait, start_training, summary_of
+from test_faults import UNTIL_STOPPED, alive, signal_and_wait, start_training, summary_of
 from test_training import EARLY_STEPS
 
 OBS_DIM, ACTION_DIM = 15, 3
@@ -35,7 +35,7 @@ def processes_named(name: str) -> list[int]:
     found = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if comm.read_text().strip() == name and "Z" not in (comm.parent / "stat").read_text().rsplit(")", 1)[1][:3]:
+            if comm.read_text().strip() == name and alive(int(comm.parent.name)):
                 found.append(int(comm.parent.name))
         except OSError:
             continue
