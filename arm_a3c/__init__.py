@@ -4,4 +4,4 @@ import gymnasium
 
 __version__ = "0.1.0"
 
-gymnasium.register(id="ArmReach-v0", entry_point="arm_a3c.env:ArmReachEnv")
+gymnasium.register(id="ArmReach-v0", entry_point="arm_a3c.envs.arm_env:ArmReachEnv")

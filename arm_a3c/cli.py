@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from arm_a3c.assets import DEFAULT_ROBOT
 from arm_a3c.errors import UserError
+from arm_a3c.sim.assets import DEFAULT_ROBOT
 
 USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own convention)
 
@@ -46,7 +46,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 
 
 def _make_env(args: argparse.Namespace):
-    from arm_a3c.env import ArmReachEnv  # PyBullet loads here, not when --help is asked for
+    from arm_a3c.envs.arm_env import ArmReachEnv  # PyBullet loads here, not when --help is asked for
 
     return ArmReachEnv(robot_from_args(args), ee_link=args.ee_link)
 
@@ -56,7 +56,7 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from arm_a3c.report import describe, format_text, save_snapshot
+    from arm_a3c.envs.describe import describe, format_text, save_snapshot
 
     parser = ArgumentParser(prog="inspect_robot.py", description=inspect_main.__doc__)
     parser.add_argument("name", nargs="?", metavar="ROBOT", help="robot name in assets/ or path to a .urdf file")
@@ -89,8 +89,8 @@ def bench_env_main(argv: Sequence[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from arm_a3c.assets import available_robots
-    from arm_a3c.bench import measure_env_speed
+    from arm_a3c.bench.env_speed import measure_env_speed
+    from arm_a3c.sim.assets import available_robots
 
     parser = ArgumentParser(prog="bench_env.py", description=bench_env_main.__doc__)
     parser.add_argument("--robots", nargs="+", metavar="NAME", help="robots to measure (default: all in assets/)")
@@ -121,7 +121,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     that is not given stays out of the parsed arguments (so `--resume` can tell what the user changed)."""
     import dataclasses
 
-    from arm_a3c.config import TrainConfig
+    from arm_a3c.a3c.config import TrainConfig
 
     add_robot_arguments(parser)
     for f in dataclasses.fields(TrainConfig):
@@ -142,7 +142,7 @@ def given_config(args: argparse.Namespace) -> dict:
     """The `TrainConfig` fields the user set on the command line."""
     import dataclasses
 
-    from arm_a3c.config import TrainConfig
+    from arm_a3c.a3c.config import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     values.pop("robot", None)
@@ -157,9 +157,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/train_arm.py`: train a robot arm to reach with A3C, one worker process per core."""
     from pathlib import Path
 
-    from arm_a3c.config import TrainConfig
-    from arm_a3c.launcher import train
-    from arm_a3c.rundir import resume_config
+    from arm_a3c.a3c.config import TrainConfig
 
     parser = ArgumentParser(prog="train_arm.py", description=train_main.__doc__)
     run = parser.add_mutually_exclusive_group()
@@ -171,8 +169,24 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     given = given_config(args)
-    cfg = resume_config(args.resume, given) if args.resume else TrainConfig(**given)
-    summary = train(cfg, resume=args.resume is not None, force=args.force)
+    if args.resume:
+        from arm_a3c.a3c.rundir import resume_config
+
+        cfg = resume_config(args.resume, given)
+    else:
+        cfg = TrainConfig(**given)
+    cfg.check()  # a bad flag is one line before torch and PyBullet load (seconds here)
+
+    from arm_a3c.a3c.launcher import train
+    from arm_a3c.backends import backend_for
+
+    backend = backend_for(cfg.backend)
+    viewer = None
+    if cfg.view:
+        from arm_a3c.viewer.window import view_process  # pygame loads only when --view asks for it
+
+        viewer = view_process
+    summary = train(cfg, backend, resume=args.resume is not None, force=args.force, viewer=viewer)
     return 1 if summary["error"] else 0
 
 
@@ -181,7 +195,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from arm_a3c.evaluator import evaluate_checkpoint
+    from arm_a3c.a3c.evaluator import evaluate_checkpoint
 
     parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
@@ -214,29 +228,15 @@ def view_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--frames must be at least 1")
     if args.record is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # no window needed to record
+    from arm_a3c.viewer.window import show  # after SDL_VIDEODRIVER: pygame reads it when it loads
+
     return show(args.run, args.checkpoint, args.worker - 1, args.seed, args.record, args.frames)
-
-
-def show(run, checkpoint, worker: int, seed: int, record=None, frames: int = 0) -> int:
-    """Open a viewer on a run or a checkpoint (also the `--view` process of train_arm.py)."""
-    import pygame
-
-    from arm_a3c.viewer import open_source, run_viewer
-
-    source, run_dir, note = open_source(run, checkpoint, worker, seed)
-    try:
-        drawn = run_viewer(source, run_dir, note, record, frames)
-    except pygame.error as err:
-        raise UserError(f"cannot open a window ({err}); on a machine without a display use --record OUT.gif") from None
-    if record is not None:
-        print(f"wrote {record} ({drawn} frames)")
-    return 0
 
 
 def bench_viewer_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench_viewer.py`: frames per second of the viewer's drawing at 800x600, for each robot."""
-    from arm_a3c.assets import available_robots
-    from arm_a3c.bench import measure_viewer_fps
+    from arm_a3c.bench.viewer_speed import measure_viewer_fps
+    from arm_a3c.sim.assets import available_robots
 
     parser = ArgumentParser(prog="bench_viewer.py", description=bench_viewer_main.__doc__)
     parser.add_argument("--robots", nargs="+", metavar="NAME", help="robots to measure (default: all in assets/)")
@@ -257,7 +257,7 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     import os
     from pathlib import Path
 
-    from arm_a3c.benchmark import QUICK, BenchOptions, format_table, run_benchmark
+    from arm_a3c.bench.training import QUICK, BenchOptions, format_table, run_benchmark
 
     parser = ArgumentParser(prog="bench.py", description=bench_main.__doc__)
     parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
@@ -313,20 +313,23 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     parameter server can serve; prints a table and writes bench_ray.json."""
     from pathlib import Path
 
-    from arm_a3c.ray_backend import import_ray
-    from arm_a3c.ray_bench import RayBenchOptions, format_table, run_ray_benchmark
+    from arm_a3c.backends.ray import import_ray
+    from arm_a3c.bench.ray_backend import RayBenchOptions, format_table, run_ray_benchmark
 
     parser = ArgumentParser(prog="bench_ray.py", description=bench_ray_main.__doc__)
     parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
     parser.add_argument("--workers", type=int, default=2, help="workers of each run (default 2)")
     parser.add_argument("--seconds", type=float, default=90.0, help="length of each training run (default 90)")
+    parser.add_argument("--server-seconds", type=float, default=20.0,
+                        help="how long the clients flood the parameter server (default 20)")
     parser.add_argument("--json", type=Path, default=Path("bench_ray.json"), metavar="PATH",
                         help="where to write the results (default bench_ray.json)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench_ray", metavar="DIR",
                         help="where the benchmark's training runs go (default runs/bench_ray)")
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.seconds <= 0:
-        parser.error("--workers must be at least 1 and --seconds positive")
+    if args.workers < 1 or args.seconds <= 0 or args.server_seconds <= 0:
+        parser.error("--workers must be at least 1, --seconds and --server-seconds positive")
     import_ray()
-    options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds)
+    options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds,
+                              server_seconds=args.server_seconds)
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
-from arm_a3c.cli import train_main, run  # noqa: E402
+from arm_a3c.cli import run, train_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run(train_main))

@@ -1,10 +1,14 @@
-"""Shared test helpers: small URDFs written on the fly, and a runner for the scripts as a user runs them."""
+"""Shared test helpers: small URDFs written on the fly, a runner for the scripts as a user runs them, and the
+session's one real training that several test files share."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -77,6 +81,92 @@ def run_script(script: str, *args: str, timeout: float = 120, unset: tuple[str, 
 
 
 def write_untrained_checkpoint(robot: str, path: Path) -> Path:
-    from arm_a3c.checkpoint import save_untrained_checkpoint
+    from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
 
     return save_untrained_checkpoint(robot, path)
+
+
+# ---- the session's one real training ------------------------------------------------------------------------
+# Training is what costs the suite its time, so one real run of the local backend serves every test that needs
+# one: while it runs, the viewer attaches to it and a worker is killed (tests that take `training_running` run
+# first in the session, see `pytest_collection_modifyitems`); once it has finished, other tests check that it
+# learned, wrote every file, kept its counts through the killed worker, and that evaluate.py reproduces it.
+
+SHARED_STEPS = 400_000  # about a minute on 2 cores; long enough for the live tests to attach before it ends
+SHARED_FLAGS = ("--robot", "light_arm", "--workers", "2", "--max-steps", str(SHARED_STEPS), "--max-minutes", "8",
+                "--target-success", "1.01", "--eval-every-steps", "100000", "--eval-episodes", "30", "--seed", "3")
+
+
+@dataclass
+class SharedTraining:
+    run_dir: Path
+    process: subprocess.Popen
+    killed_workers: list = field(default_factory=list)  # pids a test killed while it ran
+    _out: Path | None = None
+    _err: Path | None = None
+
+    def stdout(self) -> str:
+        return self._out.read_text()
+
+    def stderr(self) -> str:
+        return self._err.read_text()
+
+    def finish(self, timeout: float = 480) -> "SharedTraining":
+        """Wait for the run to end; it must end well."""
+        self.process.wait(timeout=timeout)
+        assert self.process.returncode == 0, self.stdout()[-2000:] + self.stderr()[-2000:]
+        return self
+
+    def summary(self) -> dict:
+        return json.loads((self.run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def shared_training(tmp_path_factory):
+    """The session's real training of the light arm with 2 workers, as a user starts it, in a process session of
+    its own (output to files: a pipe nobody reads could fill up and stall it)."""
+    folder = tmp_path_factory.mktemp("shared_training")
+    out, err = folder / "stdout.txt", folder / "stderr.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "train_arm.py"), *SHARED_FLAGS, "--run-dir", str(folder / "run")],
+            cwd=REPO, stdout=stdout, stderr=stderr, text=True, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
+    training = SharedTraining(folder / "run", process, _out=out, _err=err)
+    yield training
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def training_running(shared_training) -> SharedTraining:
+    """The shared training, once both workers have published an episode and the first checkpoint is written."""
+    from arm_a3c.a3c.live import LiveBoard
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        board = LiveBoard.attach(shared_training.run_dir)
+        if (board and board.latest(0) and board.latest(1)
+                and (shared_training.run_dir / "checkpoints" / "latest.pt").exists()):
+            return shared_training
+        assert shared_training.process.poll() is None, shared_training.stderr()[-2000:]
+        time.sleep(0.25)
+    pytest.fail("the shared training published no episode of both workers within 2 minutes")
+
+
+@pytest.fixture
+def training_finished(shared_training) -> SharedTraining:
+    """The shared training, after it has ended (by its step budget)."""
+    return shared_training.finish()
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Tests that need the shared training running go first, those that need it finished next: the training
+    then runs alone beside light tests, and nothing waits for it twice."""
+    def phase(item) -> int:
+        names = getattr(item, "fixturenames", ())
+        return 0 if "training_running" in names else 1 if "training_finished" in names else 2
+
+    items.sort(key=phase)  # stable: the file order holds within each phase

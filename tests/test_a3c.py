@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from arm_a3c.config import TrainConfig
-from arm_a3c.model import ActorCritic, NumpyActorCritic
-from arm_a3c.normalizer import RunningNormalizer
-from arm_a3c.shared import SharedMemoryLink, build_shared
-from arm_a3c.shared_optim import SharedAdam
-from arm_a3c.worker import a3c_update, compute_gae
+from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
+from arm_a3c.a3c.normalizer import RunningNormalizer
+from arm_a3c.a3c.optim import SharedAdam
+from arm_a3c.a3c.shared import SharedMemoryLink, build_shared
+from arm_a3c.a3c.worker import a3c_update, compute_gae
 
 OBS_DIM, ACTION_DIM = 15, 3
 CTX = mp.get_context("spawn")
@@ -38,12 +38,12 @@ def test_shared_adam_gives_the_same_updates_as_torch_adam():
     torch.manual_seed(0)
     model = ActorCritic(OBS_DIM, ACTION_DIM)
     reference = torch.nn.Parameter(model.flat.detach().clone())
-    shared_adam = SharedAdam(model.flat, lr=1e-3, eps=1e-5)
+    shared_adam = SharedAdam(model.flat, eps=1e-5)
     torch_adam = torch.optim.Adam([reference], lr=1e-3, eps=1e-5)
     for step in range(5):
         grad = torch.randn_like(reference)
         reference.grad = grad.clone()
-        shared_adam.step(grad.numpy())
+        shared_adam.step(grad.numpy(), 1e-3)
         torch_adam.step()
         torch.testing.assert_close(model.flat, reference.detach(), rtol=0, atol=1e-6)
     assert shared_adam.step_count() == 5
@@ -51,12 +51,12 @@ def test_shared_adam_gives_the_same_updates_as_torch_adam():
 
 def _step_in_child(model: ActorCritic, optimizer: SharedAdam, steps: int) -> None:
     for _ in range(steps):
-        optimizer.step(np.ones(model.flat.shape, np.float32))
+        optimizer.step(np.ones(model.flat.shape, np.float32), 1e-2)
 
 
 def test_shared_adam_state_and_step_count_are_shared_across_processes():
     model = ActorCritic(OBS_DIM, ACTION_DIM).share_memory()
-    optimizer = SharedAdam(model.flat, lr=1e-2)
+    optimizer = SharedAdam(model.flat)
     before = [p.detach().clone() for p in model.parameters()]
     child = CTX.Process(target=_step_in_child, args=(model, optimizer, 3))
     child.start()
@@ -266,7 +266,7 @@ def test_normalizer_state_round_trips_bit_for_bit():
 
 
 def test_time_to_success_finds_the_first_evaluation_at_the_threshold(tmp_path):
-    from arm_a3c.metrics import CSV_FIELDS, read_metrics, time_to_success
+    from arm_a3c.a3c.metrics import CSV_FIELDS, read_metrics, time_to_success
 
     path = tmp_path / "metrics.csv"
     lines = [",".join(CSV_FIELDS)]

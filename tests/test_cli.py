@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import GRIPPER_ARM, REPO, box_link, robot_xml, run_script
 
 

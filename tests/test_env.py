@@ -8,9 +8,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import arm_a3c  # noqa: F401  (registers ArmReach-v0)
-from arm_a3c.assets import available_robots
-from arm_a3c.env import ArmReachEnv, EnvConfig
-from arm_a3c.oracle import oracle_success_rate
+from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig
+from arm_a3c.envs.oracle import oracle_success_rate
+from arm_a3c.sim.assets import available_robots
 
 ROBOTS = list(available_robots())
 

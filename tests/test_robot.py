@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
-
-from arm_a3c.assets import resolve_robot
-from arm_a3c.env import ArmReachEnv
-from arm_a3c.errors import UserError
-from arm_a3c.robot import end_effector_from_tree
 from conftest import GRIPPER_ARM, box_link, joint, robot_xml
+
+from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.errors import UserError
+from arm_a3c.sim.assets import resolve_robot
+from arm_a3c.sim.robot import end_effector_from_tree
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_gripper_end_effector_is_the_palm_and_fingers_are_held_still(write_urdf)
 
     env.reset(seed=0)
     fingers = [held["left_finger_joint"].index, held["right_finger_joint"].index]
-    from arm_a3c.sim import pybullet as pb
+    from arm_a3c.sim.client import pybullet as pb
 
     def finger_positions():
         return [pb.getJointState(robot.body, i, physicsClientId=env.client)[0] for i in fingers]

@@ -10,11 +10,11 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import pygame  # noqa: E402
-
-from arm_a3c.env import ArmReachEnv  # noqa: E402
-from arm_a3c.meshes import box, cylinder, load_obj, load_stl, simplify, sphere  # noqa: E402
-from arm_a3c.scene import OrbitCamera, RobotDrawing, SceneRenderer  # noqa: E402
 from conftest import REPO  # noqa: E402
+
+from arm_a3c.envs.arm_env import ArmReachEnv  # noqa: E402
+from arm_a3c.viewer.meshes import box, cylinder, load_obj, load_stl, simplify, sphere  # noqa: E402
+from arm_a3c.viewer.scene import OrbitCamera, RobotDrawing, SceneRenderer  # noqa: E402
 
 KUKA_MESHES = REPO / "assets" / "kuka_iiwa" / "meshes"
 

@@ -1,58 +1,49 @@
-"""A real, short A3C training run of the light arm with 2 workers, as a user starts it: it learns, writes
-every file of its run directory, and evaluate.py reproduces the evaluator's numbers from the checkpoint."""
+"""The session's real A3C training of the light arm with 2 workers (`conftest.shared_training`), as a user starts
+it: it learns, writes every file of its run directory, and evaluate.py reproduces the evaluator's numbers from
+the checkpoint; a checkpoint written before the library's restructuring still loads, evaluates and resumes."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
-
-from arm_a3c.config import TrainConfig
-from conftest import run_script
+from conftest import SHARED_STEPS, run_script
 from test_cli import assert_user_error
 
-TRAIN_STEPS = 300_000  # about a minute and a half on 2 cores
+from arm_a3c.a3c.config import TrainConfig
+
 # The evaluator's first evaluation starts when its process is up; the workers may have taken a few thousand steps
 # by then (1,160 were seen in CI). A slightly trained first evaluation only makes the improvement checks harder.
 EARLY_STEPS = 5_000
+OLD_CHECKPOINT = Path(__file__).resolve().parent / "fixtures" / "light_arm_0e80d1b.pt"  # written by commit 0e80d1b
 
 
-@pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run") / "light"
-    result = run_script(
-        "train_arm.py", "--robot", "light_arm", "--workers", "2", "--max-steps", str(TRAIN_STEPS),
-        "--max-minutes", "8", "--target-success", "1.01", "--eval-every-steps", "100000",
-        "--eval-episodes", "30", "--run-dir", str(run_dir), "--seed", "3", timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return run_dir, result
-
-
-def test_training_writes_every_file_of_the_run_directory(short_run):
-    run_dir, result = short_run
+def test_training_writes_every_file_of_the_run_directory(training_finished):
+    run_dir = training_finished.run_dir
     for name in ("config.json", "checkpoints/latest.pt", "checkpoints/best.pt", "metrics.csv",
                  "learning_curve.png", "summary.json"):
         assert (run_dir / name).is_file(), f"{name} missing"
     assert list((run_dir / "tb").glob("events.out.tfevents.*")), "no TensorBoard log"
     assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    assert config.robot == "light_arm" and config.workers == 2 and config.max_steps == TRAIN_STEPS
+    assert config.robot == "light_arm" and config.workers == 2 and config.max_steps == SHARED_STEPS
 
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("robot", "success_rate", "best_success_rate", "env_steps", "wall_seconds", "steps_per_second"):
         assert key in summary
     assert summary["robot"] == "light_arm"
-    assert summary["env_steps"] >= TRAIN_STEPS
-    assert "step budget" in summary["stop_reason"] and "stopped: the step budget" in result.stdout
+    assert summary["env_steps"] >= SHARED_STEPS
+    assert "step budget" in summary["stop_reason"] and "stopped: the step budget" in training_finished.stdout()
     assert summary["best_success_rate"] >= summary["success_rate"]
-    assert summary["optimizer_steps"] > 0.9 * TRAIN_STEPS / config.n_steps, "updates went missing"
+    assert summary["optimizer_steps"] > 0.9 * SHARED_STEPS / config.n_steps, "updates went missing"
 
 
-def test_training_lowers_the_final_distance_clearly_below_the_untrained_policy(short_run):
-    run_dir, _ = short_run
+def test_training_lowers_the_final_distance_clearly_below_the_untrained_policy(training_finished):
+    run_dir = training_finished.run_dir
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert len(rows) >= 3
     untrained, final = rows[0], rows[-1]
@@ -61,8 +52,8 @@ def test_training_lowers_the_final_distance_clearly_below_the_untrained_policy(s
     assert after < 0.6 * before, f"mean final distance {before:.3f} m -> {after:.3f} m"
 
 
-def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(short_run):
-    run_dir, _ = short_run
+def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(training_finished):
+    run_dir = training_finished.run_dir
     for name in ("best.pt", "latest.pt"):
         checkpoint = run_dir / "checkpoints" / name
         stored = torch.load(checkpoint, weights_only=True)["eval"]
@@ -92,3 +83,40 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus.write_text("not a checkpoint")
     assert_user_error(run_script("evaluate.py", "--checkpoint", str(bogus)), "notes.pt", "not a readable")
     assert_user_error(run_script("evaluate.py", "--checkpoint", str(tmp_path / "gone.pt")), "not found")
+
+
+def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_and_resumes(tmp_path):
+    """Checkpoints hold tensors and plain values, no module paths: moving the modules must not orphan them. The
+    fixture was written and evaluated (5 episodes) by commit 0e80d1b, before `arm_a3c/` was split into folders."""
+    import torch.multiprocessing as mp
+
+    from arm_a3c.a3c.rundir import load_resume_state, restore
+    from arm_a3c.a3c.shared import build_shared
+    from arm_a3c.envs.arm_env import ArmReachEnv
+
+    stored = torch.load(OLD_CHECKPOINT, weights_only=True)
+    result = run_script("evaluate.py", "--checkpoint", str(OLD_CHECKPOINT))
+    assert result.returncode == 0, result.stderr
+    reproduced = json.loads(result.stdout)
+    assert reproduced["episodes"] == stored["eval"]["episodes"] == 5
+    assert reproduced["success_rate"] == stored["eval"]["success_rate"]
+    assert reproduced["mean_final_distance_m"] == pytest.approx(stored["eval"]["mean_final_distance_m"], abs=1e-9)
+
+    gif = tmp_path / "old.gif"
+    assert run_script("view.py", "--checkpoint", str(OLD_CHECKPOINT), "--record", str(gif), "--frames", "3").returncode == 0
+
+    # What --resume does before any process starts: the weights, Adam's moments and step count, the normaliser.
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(OLD_CHECKPOINT, run_dir / "checkpoints" / "latest.pt")
+    cfg = TrainConfig.from_dict(stored["config"])
+    env = ArmReachEnv(cfg.robot)
+    resumed = load_resume_state(run_dir, env)
+    shared = build_shared(cfg, env.obs_dim, env.robot.dof, mp.get_context("spawn"), run_dir)
+    env.close()
+    restore(shared, resumed)
+    assert shared.global_steps() == stored["env_steps"] == 1234
+    assert shared.optimizer.step_count() == int(stored["optimizer"]["step"]) == 3
+    weights = shared.model.state_dict()
+    assert all(torch.equal(weights[name], value) for name, value in stored["model"].items())
+    assert torch.equal(shared.optimizer.exp_avg, stored["optimizer"]["exp_avg"])

@@ -1,50 +1,21 @@
-"""The pygame viewer, headless (SDL's dummy video driver): attached to a real training run it draws the arm
-and the target from the worker's published episodes; it switches workers; closing it leaves the training
-alone; it records GIFs; it replays checkpoints of both arms."""
+"""The pygame viewer, headless (SDL's dummy video driver): attached to the session's real training
+(`conftest.shared_training`) it draws the arm and the target from the worker's published episodes; it switches
+workers; closing it leaves the training alone; it records GIFs; it replays checkpoints of both arms."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import pygame  # noqa: E402
+from conftest import run_script, write_untrained_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from arm_a3c.live import LiveBoard  # noqa: E402
-from arm_a3c.viewer import LiveSource, ReplaySource, Viewer, open_source  # noqa: E402
-from conftest import REPO, run_script, write_untrained_checkpoint  # noqa: E402
-
-LIVE_STEPS = 400_000  # about 70 s: the three live tests attach before it ends (view.py alone starts in ~8 s)
-
-
-@pytest.fixture(scope="module")
-def live_run(tmp_path_factory):
-    """A real training of the light arm with 2 workers, running in the background while the tests attach."""
-    run_dir = tmp_path_factory.mktemp("live") / "run"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm", "--workers", "2",
-         "--max-steps", str(LIVE_STEPS), "--target-success", "1.01", "--eval-every-steps", "100000",
-         "--eval-episodes", "10", "--run-dir", str(run_dir)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 120
-    board = None
-    while time.monotonic() < deadline:
-        board = LiveBoard.attach(run_dir)
-        if board and board.latest(0) and board.latest(1):
-            break
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.5)
-    assert board and board.latest(1), "the workers published no episode within 2 minutes"
-    yield run_dir, process
-    process.kill()
+from arm_a3c.viewer.sources import LiveSource, ReplaySource, open_source  # noqa: E402
+from arm_a3c.viewer.window import Viewer  # noqa: E402
 
 
 def _is_orange(frame):
@@ -52,8 +23,8 @@ def _is_orange(frame):
     return (r > 120) & (r > 1.6 * g) & (b < 80)
 
 
-def test_live_viewer_draws_the_published_arm_and_target(live_run):
-    run_dir, _ = live_run
+def test_live_viewer_draws_the_published_arm_and_target(training_running):
+    run_dir = training_running.run_dir
     pygame.init()
     source, shown_run, _ = open_source(run_dir, None, 0, 0)
     assert isinstance(source, LiveSource) and shown_run == run_dir
@@ -79,8 +50,8 @@ def test_live_viewer_draws_the_published_arm_and_target(live_run):
     assert not np.array_equal(moved[below_hud], frame[below_hud]), "the arm did not move along its episode"
 
 
-def test_number_keys_switch_to_another_workers_episodes(live_run):
-    run_dir, _ = live_run
+def test_number_keys_switch_to_another_workers_episodes(training_running):
+    run_dir = training_running.run_dir
     pygame.init()
     source, _, _ = open_source(run_dir, None, 0, 0)
     viewer = Viewer(source, run_dir)
@@ -92,20 +63,17 @@ def test_number_keys_switch_to_another_workers_episodes(live_run):
     assert source.rank == 1 and viewer.episode.rank == 1
 
 
-def test_a_viewer_that_closes_leaves_the_training_to_finish(live_run, tmp_path):
-    run_dir, process = live_run
+def test_a_viewer_that_closes_leaves_the_training_running(training_running, tmp_path):
     gif = tmp_path / "live.gif"
-    result = run_script("view.py", "--run", str(run_dir), "--record", str(gif), "--frames", "20")
+    result = run_script("view.py", "--run", str(training_running.run_dir), "--record", str(gif), "--frames", "20")
     assert result.returncode == 0, result.stderr
     assert Image.open(gif).n_frames == 20
-    assert process.poll() is None, "training stopped when the viewer closed"
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err[-2000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] >= LIVE_STEPS and "step budget" in summary["stop_reason"]
+    assert training_running.process.poll() is None, "training stopped when the viewer closed"
 
-    # Once the run has finished, the viewer replays its best checkpoint and says so.
-    source, _, note = open_source(run_dir, None, 0, 0)
+
+def test_a_finished_run_is_replayed_from_its_best_checkpoint(training_finished):
+    assert "step budget" in training_finished.summary()["stop_reason"]
+    source, _, note = open_source(training_finished.run_dir, None, 0, 0)
     assert isinstance(source, ReplaySource) and "finished" in note
 
 

@@ -1,0 +1,153 @@
+"""Checkpoints: written atomically (temporary file in the same folder, flushed, renamed over the old one) and
+read with `torch.load(weights_only=True)`, which cannot run code from the file.
+
+A checkpoint holds the model, the optimizer state, the observation normaliser, the global step count, the
+config, the robot's identity, the evaluation of exactly these weights, and the software versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+import arm_a3c
+from arm_a3c.errors import UserError
+
+FORMAT = 1
+REQUIRED_KEYS = ("model", "optimizer", "normalizer", "env_steps", "config", "robot")
+
+
+def robot_identity(env) -> dict:
+    """What a checkpoint must match to be used with a robot."""
+    return {
+        "name": env.robot.name,
+        "urdf_sha256": hashlib.sha256(env.robot.spec.urdf_path.read_bytes()).hexdigest(),
+        "controlled_joints": [j.name for j in env.robot.controlled],
+        "obs_dim": env.obs_dim,
+        "action_dim": env.robot.dof,
+    }
+
+
+def versions() -> dict:
+    # str(): torch.__version__ is a TorchVersion object, which weights_only loading (rightly) refuses.
+    return {"arm_a3c": arm_a3c.__version__, "torch": str(torch.__version__), "pybullet": version("pybullet")}
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (disk full, say); the previous file at that path is intact."""
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write `payload` to `path` so that a crash at any moment leaves either the old or the new file.
+    A failed write (disk full, no permission) raises `CheckpointWriteError` and leaves the old file."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "versions": versions(), **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint there"
+            raise CheckpointWriteError(f"cannot write checkpoint {path} ({err.strerror or err}); {kept}; "
+                                       f"free some disk space or pass --run-dir on another disk") from None
+        raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the half-written temporary files that a killed process left beside its checkpoints."""
+    stale = sorted(Path(folder).glob(f"*.pt.*{TEMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint safely; a missing, truncated or foreign file is a `UserError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; pass the path of a .pt file from a run's checkpoints/")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # torch's weights-only refusal is a long text; its "WeightsUnpickler error" line says what was refused.
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        reason = reason[:200] or type(err).__name__
+        raise UserError(f"{path} is not a readable arm-a3c checkpoint ({reason})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path} is not an arm-a3c checkpoint (format {FORMAT} expected)")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise UserError(f"{path} is an incomplete arm-a3c checkpoint (no {', '.join(missing)})")
+    return data
+
+
+def check_robot(path: Path, saved: dict, env) -> str | None:
+    """Refuse a checkpoint whose robot is not `env`'s: another robot, other joints, other sizes (`UserError`
+    naming the file and the mismatch). A changed URDF with the same joints and sizes is allowed (a new colour
+    or mesh, say) and returns a warning to show."""
+    now = robot_identity(env)
+    for key, what in [("name", "robot"), ("controlled_joints", "controlled joints"),
+                      ("obs_dim", "observation size"), ("action_dim", "action size")]:
+        if saved.get(key) != now[key]:
+            raise UserError(f"{path} was trained for {what} {saved.get(key)}, but the robot is now {now[key]}; "
+                            f"use a checkpoint of this robot or train a new run")
+    if saved.get("urdf_sha256") != now["urdf_sha256"]:
+        return (f"warning: {env.robot.spec.urdf_path} changed since {path} was saved (same joints and sizes, "
+                f"so it is used anyway)")
+    return None
+
+
+def checkpoint_payload(cfg, optimizer, model, normalizer_state: dict, env_steps: int, env,
+                       evaluation: dict | None) -> dict:
+    """Everything a checkpoint holds besides the format and versions `save_checkpoint` adds."""
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "normalizer": normalizer_state,
+        "env_steps": env_steps, "config": cfg.to_dict(), "robot": robot_identity(env), "eval": evaluation,
+    }
+
+
+def save_evaluated(run_dir: Path, payload: dict, best_so_far: float) -> None:
+    """Write an evaluated payload as checkpoints/latest.pt, and as best.pt when its success rate beats
+    `best_so_far` (-1 before the first evaluation, so the first one is always best)."""
+    save_checkpoint(Path(run_dir) / "checkpoints" / "latest.pt", payload)
+    if payload["eval"]["success_rate"] > best_so_far:
+        save_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", payload)
+
+
+def save_untrained_checkpoint(robot: str, path: Path) -> Path:
+    """A checkpoint of a freshly initialised policy for `robot` (what a run holds at step 0): for replaying
+    and benchmarking the viewer without training first."""
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.model import ActorCritic
+    from arm_a3c.a3c.normalizer import RunningNormalizer
+    from arm_a3c.a3c.optim import SharedAdam
+    from arm_a3c.envs.arm_env import ArmReachEnv
+
+    cfg = TrainConfig(robot=robot)
+    env = ArmReachEnv(robot)
+    try:
+        model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+        normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+        save_checkpoint(path, checkpoint_payload(cfg, SharedAdam(model.flat), model,
+                                                 normalizer.state_dict(), 0, env, None))
+    finally:
+        env.close()
+    return Path(path)

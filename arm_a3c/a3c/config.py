@@ -1,0 +1,100 @@
+"""Every hyper-parameter of a training run, in one typed object that is saved with the run (`config.json`)
+and settable from the command line (`--field-name VALUE`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from arm_a3c.errors import UserError
+from arm_a3c.sim.assets import DEFAULT_ROBOT
+
+
+def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
+    """A config field with its one-line description (shown by --help)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    robot: str = param(DEFAULT_ROBOT, "robot name in assets/ or path to a .urdf file")
+    ee_link: str | None = param(None, "end-effector link (default: the robot's sidecar, else the deepest link)")
+    # how long, and when to stop
+    workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
+    max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
+    max_minutes: float = param(30.0, "stop after this many minutes of wall-clock time (0: no limit)")
+    target_success: float = param(0.95, "stop when the evaluator's success rate reaches this (0..1; above 1: never)")
+    seed: int = param(0, "seed of everything; worker k's environment gets seed + k")
+    # A3C
+    n_steps: int = param(20, "environment steps per worker update (the n of n-step returns)")
+    gamma: float = param(0.95, "discount factor per control step (episodes are only 50 steps)")
+    gae_lambda: float = param(0.95, "GAE(lambda) parameter: 1 is the plain n-step return, 0 is one-step TD")
+    lr: float = param(6e-4, "learning rate of the shared Adam, at the start")
+    lr_final_fraction: float = param(0.1, "learning rate decays linearly to this fraction of --lr ...")
+    schedule_steps: int = param(20_000_000, "... over this many global environment steps, then stays")
+    adam_eps: float = param(1e-5, "Adam's epsilon")
+    value_coef: float = param(0.5, "weight of the value loss")
+    entropy_coef: float = param(0.0, "weight of the entropy bonus")
+    max_grad_norm: float = param(0.5, "gradients are clipped to this global norm before they are shared")
+    reward_scale: float = param(0.1, "rewards are multiplied by this before learning (not in the reported returns)")
+    hidden_size: int = param(64, "units in each of the two hidden layers of actor and critic")
+    log_std_init: float = param(-0.5, "initial log standard deviation of the Gaussian policy")
+    log_std_min: float = param(-1.6, "log standard deviation is clamped to [min, max] (std >= 0.2: no collapse)")
+    log_std_max: float = param(0.0, "upper clamp of the log standard deviation")
+    obs_clip: float = param(10.0, "normalised observations are clipped to +-this")
+    lock_updates: bool = param(False, "serialise the shared optimizer's steps with a lock (default: Hogwild, lock-free)")
+    # where the workers run
+    backend: str = param("local", "local: worker processes on this machine; ray: Ray actors, here or on a cluster")
+    ray_address: str | None = param(None, "with --backend ray: the cluster to join ('auto': the one `ray start` "
+                                          "made here); default: a new local Ray instance")
+    ray_shared_memory: bool = param(True, "with --backend ray: workers on the launcher's machine update the global "
+                                          "model in its memory; --no-ray-shared-memory: through the parameter "
+                                          "server, as workers on other machines do")
+    # evaluation and output
+    eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
+    eval_episodes: int = param(50, "seeded episodes per evaluation (the same seeds every time)")
+    eval_seed: int = param(1_000_000, "seed of the first evaluation episode")
+    run_dir: str | None = param(None, "where the run's files go (default runs/ROBOT-DATE-TIME)")
+    view: bool = param(False, "open the pygame viewer on worker 1's arm while training")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def check(self) -> None:
+        """Reject settings that cannot work (`UserError` naming the flag to fix)."""
+        for name, value in self.to_dict().items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
+        rules = [
+            (self.workers >= 1, "--workers must be at least 1"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.n_steps >= 1, "--n-steps must be at least 1"),
+            (0 < self.gamma <= 1, "--gamma must be in (0, 1]"),
+            (0 <= self.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
+            (self.max_steps >= 0, "--max-steps must be 0 (no limit) or positive"),
+            (self.max_minutes >= 0, "--max-minutes must be 0 (no limit) or positive"),
+            (self.max_steps > 0 or self.max_minutes > 0 or self.target_success <= 1,
+             "the run would never stop: set --max-steps, --max-minutes or --target-success <= 1"),
+            (self.eval_episodes >= 1, "--eval-episodes must be at least 1"),
+            (self.eval_every_steps >= 1, "--eval-every-steps must be at least 1"),
+            (self.hidden_size >= 1, "--hidden-size must be at least 1"),
+            (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
+            (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise UserError(message)
+
+    def lr_at(self, global_steps: int) -> float:
+        """The scheduled learning rate after `global_steps` environment steps."""
+        progress = min(global_steps / self.schedule_steps, 1.0) if self.schedule_steps > 0 else 0.0
+        return self.lr * (1.0 - progress * (1.0 - self.lr_final_fraction))

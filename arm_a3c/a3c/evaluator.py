@@ -1,0 +1,128 @@
+"""The evaluator process (the "test" process of ikostrikov/pytorch-a3c): every `eval_every_steps` global
+steps it copies the global policy and runs it deterministically (mean action) on the same seeded episodes,
+reports `success_rate` and the mean final distance, and writes the checkpoints of exactly those weights."""
+
+from __future__ import annotations
+
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from arm_a3c.a3c.checkpoint import (
+    CheckpointWriteError,
+    check_robot,
+    checkpoint_payload,
+    load_checkpoint,
+    save_evaluated,
+)
+from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
+from arm_a3c.a3c.normalizer import RunningNormalizer
+from arm_a3c.a3c.shared import Shared, become_child, exit_child
+from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.episodes import run_episodes
+from arm_a3c.errors import UserError
+
+POLL_SECONDS = 0.2
+
+
+def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmReachEnv, episodes: int,
+                    seed: int, keep_going: Callable[[], bool] = lambda: True) -> dict | None:
+    """The policy's mean action on deterministic episodes with seeds seed, seed+1, ... (see
+    `envs.episodes.run_episodes`)."""
+    return run_episodes(env, policy_action(model, normalizer), episodes, seed, keep_going)
+
+
+def policy_action(model: ActorCritic, normalizer: RunningNormalizer) -> Callable[[np.ndarray], np.ndarray]:
+    """The deterministic policy as a function of the raw observation: normalised as in training, mean action."""
+    norm, actor = normalizer.snapshot(), NumpyActorCritic(model)
+    return lambda obs: actor.mean(normalizer.normalize(obs, norm))
+
+
+def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local: ActorCritic,
+                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict | None:
+    """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet).
+    None if the run began to stop during the evaluation (the launcher evaluates the final weights itself)."""
+    env_steps = shared.global_steps()
+    local.load_state_dict(shared.model.state_dict())
+    normalizer.load_state_dict(shared.normalizer.state_dict())
+    result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed, shared.running)
+    if result is None:
+        return None
+    result["env_steps"], result["wall_seconds"] = env_steps, round(shared.wall_seconds(), 2)
+    save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, local, normalizer.state_dict(), env_steps,
+                                               env, result), best_so_far)
+    return result
+
+
+def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Connection, best: float,
+                   next_eval: int) -> None:
+    """Evaluate whenever the global step count reaches `next_eval`, then every `eval_every_steps`; `best` is
+    the best success rate so far (-1: none), which best.pt must beat."""
+    become_child("a3c-evaluator")
+    torch.set_num_threads(1)
+    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+    normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+    try:
+        while shared.running():
+            if shared.global_steps() < next_eval:
+                time.sleep(POLL_SECONDS)
+                continue
+            started = time.monotonic()
+            try:
+                result = evaluate_and_save(cfg, shared, env, local, normalizer, run_dir, best)
+            except CheckpointWriteError as err:  # disk full, say: the previous checkpoint is intact; go on
+                reports.send(("checkpoint_failed", str(err)))
+                next_eval = shared.global_steps() + cfg.eval_every_steps
+                continue
+            if result is None:
+                break
+            best = max(best, result["success_rate"])
+            result["eval_seconds"] = time.monotonic() - started
+            reports.send(("eval", result))
+            next_eval = result["env_steps"] + cfg.eval_every_steps
+    except BrokenPipeError:  # the launcher is gone
+        pass
+    env.close()
+    exit_child()
+
+
+def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmReachEnv, ActorCritic, RunningNormalizer]:
+    """Rebuild a checkpoint's robot (in a new environment) and policy: (checkpoint data, config, env, model,
+    normaliser). A checkpoint that no longer fits its robot is a `UserError`; the caller closes the env."""
+    data = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(data["config"])
+    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    try:
+        warning = check_robot(path, data["robot"], env)
+        if warning:
+            print(warning, file=sys.stderr)
+        model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+        try:
+            model.load_state_dict(data["model"])
+        except RuntimeError:
+            raise UserError(f"{path} holds weights of other shapes than its own config says: the file is damaged") from None
+        normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+        normalizer.load_state_dict(data["normalizer"])
+    except BaseException:
+        env.close()
+        raise
+    return data, cfg, env, model, normalizer
+
+
+def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None) -> dict:
+    """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically (by default
+    on the evaluator's own seeds, so the numbers stored in the checkpoint are reproduced)."""
+    data, cfg, env, model, normalizer = load_policy(path)
+    try:
+        result = evaluate_policy(model, normalizer, env, episodes or cfg.eval_episodes,
+                                 cfg.eval_seed if seed is None else seed)
+    finally:
+        env.close()
+    return {**result, "checkpoint": str(path), "robot": data["robot"]["name"], "env_steps": data["env_steps"]}

@@ -1,0 +1,290 @@
+"""The launcher (main.py of ikostrikov/pytorch-a3c): builds the global Actor-Critic, its shared optimizer and
+normaliser, starts the backend's workers and the evaluator, and monitors the run until the evaluator reaches
+the target success, the step or time budget runs out, or the user stops it.
+
+Where the workers run is the `Backend` it is handed (`a3c.interfaces`; `arm_a3c.backends` has the local
+processes and Ray): the launcher never asks which. It also keeps the run alive: a worker that dies is replaced
+(same rank) within a second, and one that keeps dying stops the run with a final checkpoint; Ctrl-C or SIGTERM
+stops it with a final checkpoint and summary, a second one exits at once; `--resume` continues a stopped run
+from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+
+from arm_a3c.a3c.checkpoint import CheckpointWriteError, checkpoint_payload, save_evaluated
+from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.a3c.evaluator import evaluate_policy
+from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
+from arm_a3c.a3c.live import LiveBoard
+from arm_a3c.a3c.metrics import MetricsLog, plot_learning_curve
+from arm_a3c.a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
+from arm_a3c.a3c.shared import Shared
+from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.errors import UserError, notice
+
+MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its workers and the stopping rule
+PROGRESS_LINE_SECONDS = 10.0  # progress line period when stdout is not a terminal
+TRAIN_WINDOW = 100  # training episodes averaged in the reported training return and success
+
+
+class Monitor:
+    """Takes the workers' and evaluator's reports, keeps the figures and prints the progress line."""
+
+    def __init__(self, cfg: TrainConfig, shared: Shared, log: MetricsLog, board: LiveBoard,
+                 resumed: Resumed | None):
+        self.cfg, self.shared, self.log, self.board = cfg, shared, log, board
+        self.started = time.monotonic()  # of this session: the time budget and steps/s are per session
+        self.start_steps = resumed.env_steps if resumed else 0
+        last = log.rows[-1] if log.rows else {}
+        self.episodes: deque = deque(maxlen=TRAIN_WINDOW)
+        self.episode_count = int(last.get("train_episodes") or 0)
+        self.skipped = int(last.get("skipped_updates") or 0)
+        self.last_eval: dict | None = resumed.checkpoint.get("eval") if resumed else None
+        self.best_success = resumed.best_success if resumed else -1.0
+        self.next_eval = self.start_steps + cfg.eval_every_steps if resumed else 0
+        self.policy_std = float("nan")
+        self.lr = cfg.lr
+        self._tick: defaultdict = defaultdict(list)  # TensorBoard figures received since the last tick
+        self._last_line = 0.0
+        self._tty = sys.stdout.isatty()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def steps_per_second(self) -> float:
+        return (self.shared.global_steps() - self.start_steps) / max(self.elapsed(), 1e-9)
+
+    def evaluator_args(self) -> tuple[float, int]:
+        """What a (new) evaluator process starts from: the best success so far and its next evaluation."""
+        return self.best_success, self.next_eval
+
+    def handle(self, event: Report) -> None:
+        kind = event[0]
+        if kind == "update":
+            _, rank, skipped, stats, episodes = event
+            self.skipped += skipped
+            self.policy_std = stats.get("policy_std", self.policy_std)
+            self.lr = stats.get("lr", self.lr)
+            for ret, length, success, distance in episodes:
+                self.episodes.append((ret, success, distance))
+                self._tick["charts/episodic_return"].append(ret)
+                self._tick["charts/final_distance_m"].append(distance)
+            self.episode_count += len(episodes)
+            for name, value in stats.items():
+                if name not in ("lr", "policy_std"):
+                    self._tick[f"losses/{name}"].append(value)
+        elif kind == "eval":
+            self.record_eval(event[1])
+        elif kind == "checkpoint_failed":
+            notice(f"warning: {event[1]}; training goes on")
+
+    def log_tick(self) -> None:
+        """Write the means of the figures received since the last tick to TensorBoard, once per monitor cycle
+        (writing every episode's figures took most of the launcher's CPU: 6% of a core at 12,000 steps/s)."""
+        steps = self.shared.global_steps()
+        self.log.scalars(steps, {name: float(np.mean(values)) for name, values in self._tick.items() if values})
+        self.log.scalars(steps, {"charts/learning_rate": self.lr, "policy/std_mean": self.policy_std,
+                                 "charts/SPS": self.steps_per_second(), "charts/skipped_updates": self.skipped})
+        self._tick.clear()
+
+    def record_eval(self, result: dict) -> None:
+        self.last_eval = result
+        self.best_success = max(self.best_success, result["success_rate"])
+        self.next_eval = result["env_steps"] + self.cfg.eval_every_steps
+        train = np.array(self.episodes) if self.episodes else None
+        self.log.evaluation({
+            "wall_seconds": round(self.shared.wall_seconds(), 2), "env_steps": result["env_steps"],
+            "steps_per_second": round(self.steps_per_second(), 1), "success_rate": result["success_rate"],
+            "mean_final_distance_m": round(result["mean_final_distance_m"], 5),
+            "eval_return": round(result["mean_return"], 3), "train_episodes": self.episode_count,
+            "train_return": round(float(train[:, 0].mean()), 3) if train is not None else "",
+            "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
+            "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
+        })
+
+    def progress(self, final: bool = False) -> None:
+        now = self.elapsed()
+        self.board.publish_run(self.shared.global_steps(), self.steps_per_second(),
+                               self.last_eval["success_rate"] if self.last_eval else float("nan"))
+        if not final and not self._tty and now - self._last_line < PROGRESS_LINE_SECONDS:
+            return
+        self._last_line = now
+        cfg, steps = self.cfg, self.shared.global_steps()
+        ev = self.last_eval
+        evaluation = (f"eval success {ev['success_rate']:.0%} (best {self.best_success:.0%}) "
+                      f"dist {ev['mean_final_distance_m']:.3f} m" if ev else "eval pending")
+        left = []
+        if cfg.max_minutes > 0:
+            left.append(f"{max(cfg.max_minutes * 60 - now, 0) / 60:.1f} min left")
+        if cfg.max_steps > 0:
+            left.append(f"{max(cfg.max_steps - steps, 0):,} steps left")
+        line = (f"steps {steps:,} | {self.steps_per_second():,.0f} steps/s | {evaluation} | "
+                f"std {self.policy_std:.2f} | {' '.join(left) or 'no limit'}")
+        if self._tty and not final:
+            print("\r" + line.ljust(110), end="", flush=True)
+        else:
+            print(("\r" if self._tty else "") + line, flush=True)
+
+    def stop_reason(self) -> str | None:
+        cfg = self.cfg
+        if self.last_eval and self.last_eval["success_rate"] >= cfg.target_success:
+            return f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target {cfg.target_success:.0%}"
+        if cfg.max_steps > 0 and self.shared.global_steps() >= cfg.max_steps:
+            return f"the step budget of {cfg.max_steps:,} environment steps was used"
+        if cfg.max_minutes > 0 and self.elapsed() >= cfg.max_minutes * 60:
+            return f"the time budget of {cfg.max_minutes:g} minutes was used"
+        return None
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM while training: the first asks for a clean stop (final evaluation, checkpoint
+    and summary); a second one exits at once, killing the children, with the last checkpoint written so far."""
+
+    def __init__(self, run_dir: Path, workers: WorkerSet):
+        self.run_dir, self.workers = run_dir, workers
+        self.reason: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.reason is None:
+            self.reason = "interrupted by the user" if signum == signal.SIGINT else "stopped by SIGTERM"
+            notice(f"{self.reason}: stopping with a final checkpoint (Ctrl-C again to exit at once)")
+            return
+        for child in mp.active_children():  # the viewer's process too
+            child.kill()
+        self.workers.abandon()
+        print(f"exiting at once, without a final checkpoint; the latest one is in {self.run_dir / 'checkpoints'} "
+              f"(continue with --resume {self.run_dir})", file=sys.stderr, flush=True)
+        os._exit(130)
+
+
+def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool = False,
+          viewer: Callable[[Path], None] | None = None) -> dict:
+    """Run A3C training as configured, with its workers where `backend` puts them (with `resume`, continue the
+    run in cfg.run_dir); returns the summary, also written to summary.json. The summary's "error" is set when a
+    fault, not a budget or the user, ended the run. `viewer(run_dir)`, if given, runs in a process of its own
+    beside the training (`train_arm.py --view`)."""
+    cfg.check()
+    backend.check(cfg)
+    backend.start(cfg)  # a missing Ray or an unreachable cluster is one line, before anything is made
+    probe = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)  # bad robots fail here, before any process starts
+    obs_dim, action_dim, robot_name = probe.obs_dim, probe.robot.dof, probe.robot.name
+    if resume:
+        run_dir = Path(cfg.run_dir)
+        resumed = load_resume_state(run_dir, probe)
+    else:
+        run_dir, resumed = new_run_dir(cfg, robot_name, force), None
+    write_config(run_dir, cfg)
+
+    ctx = mp.get_context("spawn")
+    shared = backend.build_shared(cfg, obs_dim, action_dim, ctx, run_dir)
+    try:
+        if resumed:
+            restore(shared, resumed)
+            print(f"resuming {robot_name} from {resumed.env_steps:,} steps with {cfg.workers} A3C worker(s); "
+                  f"run directory {run_dir}", flush=True)
+        else:
+            print(f"training {robot_name} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
+        board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
+        log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None)
+        monitor = Monitor(cfg, shared, log, board, resumed)
+        # The backend started (or joined) Ray before the signal handlers below: Ray sets its own.
+        workers = backend.workers(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
+        with StopSignals(run_dir, workers) as signals:
+            workers.start_all()
+            if viewer is not None:  # its own process: closing it never touches the training
+                ctx.Process(target=viewer, args=(run_dir,), name="a3c-viewer", daemon=True).start()
+            reason, fault = monitor_until_stop(monitor, workers, signals)
+            return finish(cfg, shared, monitor, probe, run_dir, signals.reason or reason, fault, workers.restarts)
+    finally:
+        backend.release(shared)
+
+
+def monitor_until_stop(monitor: Monitor, workers: WorkerSet, signals: "StopSignals") -> tuple[str, str | None]:
+    """Take reports, log, print progress and replace dead workers until a stopping rule, a signal or a fault
+    ends the run; then stop the workers. Returns (the reason, the fault or None)."""
+    reason, fault = None, None
+    try:
+        while reason is None:
+            time.sleep(MONITOR_SECONDS)
+            for event in workers.reports():
+                monitor.handle(event)
+            monitor.log_tick()
+            monitor.progress()
+            reason = signals.reason or monitor.stop_reason()
+            if reason is None:
+                fault = workers.replace_dead()
+                reason = fault
+    finally:
+        workers.stop(monitor.handle)
+    return reason, fault
+
+
+def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmReachEnv, run_dir: Path, reason: str,
+           fault: str | None, restarts: int) -> dict:
+    """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
+    checkpoint, the learning curve and summary.json, and say why the run stopped."""
+    torch.set_num_threads(1)
+    final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
+    final["env_steps"], final["wall_seconds"] = shared.global_steps(), round(shared.wall_seconds(), 2)
+    monitor.board.mark_finished()
+    probe_robot = probe.robot.name
+    try:
+        save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, shared.model,
+                                                   shared.normalizer.state_dict(), final["env_steps"], probe, final),
+                       monitor.best_success)
+    except CheckpointWriteError as err:
+        raise CheckpointWriteError(f"{err}; then continue the run with --resume {run_dir}") from None
+    finally:
+        probe.close()
+    monitor.record_eval(final)
+    monitor.progress(final=True)
+    log = monitor.log
+    log.close()
+    session_seconds = monitor.elapsed()
+    summary = {
+        "robot": probe_robot, "workers": cfg.workers, "stop_reason": reason, "error": fault,
+        "success_rate": final["success_rate"], "mean_final_distance_m": final["mean_final_distance_m"],
+        "best_success_rate": monitor.best_success, "env_steps": final["env_steps"],
+        "wall_seconds": final["wall_seconds"], "resumed_from_steps": monitor.start_steps,
+        "session_seconds": round(session_seconds, 2),
+        "steps_per_second": round((final["env_steps"] - monitor.start_steps) / session_seconds, 1),
+        "train_episodes": monitor.episode_count, "skipped_updates": monitor.skipped,
+        "worker_restarts": restarts, "optimizer_steps": shared.optimizer.step_count(),
+        "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m")}
+                        for r in log.rows],
+    }
+    try:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {probe_robot}, {cfg.workers} worker(s)")
+    except OSError as err:
+        raise UserError(f"cannot write the summary in {run_dir} ({err.strerror}); the final checkpoint is saved; "
+                        f"free some disk space") from None
+    print(f"stopped: {reason}. Final success rate {final['success_rate']:.0%}, best {monitor.best_success:.0%}, "
+          f"{final['env_steps']:,} steps in {session_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
+    if fault:
+        print(f"error: the run stopped because {fault}; the final checkpoint is saved: fix the cause and continue "
+              f"with --resume {run_dir}", file=sys.stderr, flush=True)
+    return summary

@@ -1,0 +1,203 @@
+"""What the launcher shares with every process: the global Actor-Critic, its optimizer and observation
+normaliser, the step counters and the stop flag, all in shared memory.
+
+Nothing here takes a lock that a worker could die holding (a worker may be killed at any moment, and its
+replacement and the other workers must carry on): each worker counts its steps and observations in slots of
+its own, and the stop signal is a flag, not a `multiprocessing.Event` (whose internal lock a killed process
+can leave held). Reports to the launcher go through one pipe per process (`backends.processes.Children`), so a process
+killed in the middle of a report corrupts only its own pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.a3c.model import ActorCritic
+from arm_a3c.a3c.normalizer import RunningNormalizer
+from arm_a3c.a3c.optim import SharedAdam
+
+
+@dataclass
+class Shared:
+    """Passed to each child process at start; `launcher_pid` lets a child notice that the launcher died."""
+
+    model: ActorCritic  # the global Actor-Critic; parameters in shared memory
+    optimizer: SharedAdam  # steps the global parameters; state in shared memory
+    normalizer: RunningNormalizer  # observation statistics in shared memory, worker k is writer k
+    steps: torch.Tensor  # int64 (workers + 1,): [0] steps before this session (resume), [k + 1] worker k's steps
+    stop_flag: torch.Tensor  # uint8 (1,): 1 once the run should end
+    update_lock: Any | None  # multiprocessing.Lock around optimizer steps, or None for Hogwild
+    run_dir: Path | None = None  # where the live board (`live.py`) is, for the viewer
+    clock_origin: float = field(default_factory=time.time)  # time.time() at wall-clock 0 of the run
+    launcher_pid: int | None = field(default_factory=os.getpid)
+
+    def running(self) -> bool:
+        """True until the stop flag is set or the launcher is gone (a killed launcher cannot signal; its
+        orphaned children would otherwise train forever). A Ray actor is not the launcher's child, and has no
+        `launcher_pid`: Ray ends it when the launcher dies."""
+        return not self.stop_flag[0] and (self.launcher_pid is None or os.getppid() == self.launcher_pid)
+
+    def request_stop(self) -> None:
+        self.stop_flag[0] = 1
+
+    def global_steps(self) -> int:
+        """Environment steps taken by all workers, in this session and before it."""
+        return int(self.steps.numpy().sum())  # numpy on the shared tensor: a few times cheaper than torch here
+
+    def add_steps(self, rank: int, n: int) -> int:
+        """Count n steps of worker `rank` (only that worker writes its slot) and return the new total."""
+        counts = self.steps.numpy()
+        counts[rank + 1] += n
+        return int(counts.sum())
+
+    def wall_seconds(self) -> float:
+        """Wall-clock seconds of training, in this session and the ones before it."""
+        return time.time() - self.clock_origin
+
+
+class SharedMemoryLink:
+    """A worker's link to the global model in this machine's shared memory: pulls copy the shared weights, pushes
+    step the shared Adam on them, and `report(event)` passes reports to the launcher (the local backend: the
+    worker's pipe; Ray workers on the launcher's machine, which use this link over `MappedShared`: a call to the
+    parameter server). An `interfaces.WorkerLink`, as `backends.ray.RayLink` is over the parameter server's calls,
+    so both backends run one worker loop."""
+
+    def __init__(self, shared: Shared, rank: int, report: Callable[[tuple], None] | None = None):
+        self.shared, self.rank, self.report = shared, rank, report  # report(event): to the launcher
+        self.weights = shared.model.flat.numpy()
+
+    def running(self) -> bool:
+        return self.shared.running()
+
+    def pull(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copy the global weights into `weights`; return the normaliser's snapshot (mean, 1/std)."""
+        np.copyto(weights, self.weights)
+        return self.shared.normalizer.snapshot()
+
+    def add_steps(self, n: int) -> int:
+        """Count n environment steps of this worker; return the global step count."""
+        return self.shared.add_steps(self.rank, n)
+
+    def push(self, grad: np.ndarray, lr: float) -> None:
+        """Step the shared optimizer along this worker's gradient (under the update lock with --lock-updates)."""
+        if self.shared.update_lock is not None:
+            with self.shared.update_lock:
+                self.shared.optimizer.step(grad, lr)
+        else:
+            self.shared.optimizer.step(grad, lr)
+
+    def observe(self, raw_obs: np.ndarray) -> None:
+        """Add a rollout's raw observations (n, obs_dim) to the shared normaliser."""
+        self.shared.normalizer.update(raw_obs, writer=self.rank)
+
+    def close(self) -> None:
+        """Nothing waits to be sent: every push reached the shared memory when it was made."""
+
+
+def become_child(name: str) -> None:
+    """For child processes. Ctrl-C reaches the whole process group, but only the launcher should react (it
+    sets the stop flag, and the children finish their current step and exit), so ignore it. Take `name` as the
+    process name that ps and top show (Linux; elsewhere the name stays "python")."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        Path("/proc/self/comm").write_text(name[:15])  # the kernel keeps at most 15 characters
+    except OSError:
+        pass
+
+
+def exit_child() -> None:
+    """End a child process at once when its work is done. The interpreter's normal teardown with torch loaded
+    takes about 0.6 s per process (measured), a large part of the 5-second stop budget on 2 cores; nothing is
+    lost by skipping it: reports go through unbuffered pipes and checkpoints are fsynced when written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None,
+                 mapped: Path | None = None) -> Shared:
+    """Create the shared objects; `ctx` is the multiprocessing context (`spawn`) for the optional lock. With
+    `mapped`, they live in that new file instead (`MappedShared`), for processes Ray starts."""
+    model = ActorCritic.from_config(cfg, obs_dim, action_dim)
+    if mapped is not None:
+        return _mapped_shared({"path": str(mapped), "cfg": cfg.to_dict(), "obs_dim": obs_dim,
+                               "action_dim": action_dim, "run_dir": run_dir}, model, create=True)
+    model.share_memory()
+    return Shared(
+        model=model,
+        optimizer=SharedAdam(model.flat, eps=cfg.adam_eps),
+        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers),
+        steps=torch.zeros(cfg.workers + 1, dtype=torch.int64).share_memory_(),
+        stop_flag=torch.zeros(1, dtype=torch.uint8).share_memory_(),
+        update_lock=ctx.Lock() if cfg.lock_updates else None,
+        run_dir=run_dir,
+    )
+
+
+class MappedShared(Shared):
+    """The shared objects in one memory-mapped file, which every process on the machine can map by its path:
+    the Ray backend's launcher, evaluator, parameter server and the worker actors on the launcher's machine
+    (Ray cannot hand over torch's shared memory). Pickled, it is the path and the layout, and unpickling maps
+    the same memory again. No update lock: Ray actors cannot share one."""
+
+    spec: dict  # what `attach_shared` needs: path, cfg, obs_dim, action_dim, run_dir
+
+    def __reduce__(self):
+        return attach_shared, ({**self.spec, "run_dir": self.run_dir, "clock_origin": self.clock_origin,
+                                "launcher_pid": self.launcher_pid},)
+
+
+def attach_shared(spec: dict, launcher_pid: int | None | str = "spec") -> MappedShared:
+    """Map the shared objects of `build_shared(..., mapped=PATH)` in this process (`launcher_pid`: None in a Ray
+    actor, which is no child of the launcher; by default the one in `spec`)."""
+    cfg = TrainConfig.from_dict(spec["cfg"])
+    shared = _mapped_shared(spec, ActorCritic.from_config(cfg, spec["obs_dim"], spec["action_dim"]), create=False)
+    shared.clock_origin = spec.get("clock_origin", shared.clock_origin)
+    shared.launcher_pid = spec.get("launcher_pid") if launcher_pid == "spec" else launcher_pid
+    return shared
+
+
+MAPPED_ALIGN = 8  # bytes: every tensor in the mapped file starts at a multiple of this
+
+
+def _mapped_shared(spec: dict, model: ActorCritic, create: bool) -> MappedShared:
+    cfg, obs_dim = TrainConfig.from_dict(spec["cfg"]), spec["obs_dim"]
+    params = (model.flat.numel(),)
+    layout = {"weights": (np.float32, params), "exp_avg": (np.float32, params), "exp_avg_sq": (np.float32, params),
+              "adam_steps": (np.float64, ()), "steps": (np.int64, (cfg.workers + 1,)), "stop_flag": (np.uint8, (1,)),
+              **{f"norm_{name}": (np.float64, shape)
+                 for name, shape in RunningNormalizer.memory_layout(obs_dim, cfg.workers).items()}}
+    offsets, size = {}, 0
+    for name, (dtype, shape) in layout.items():
+        offsets[name] = size
+        size += -(-int(np.dtype(dtype).itemsize * np.prod(shape, dtype=np.int64)) // MAPPED_ALIGN) * MAPPED_ALIGN
+    path = Path(spec["path"])
+    if create:
+        with open(path, "wb") as f:
+            f.truncate(size)  # zeros
+    memory = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,))
+    t = {name: torch.from_numpy(np.ndarray(shape, dtype, buffer=memory, offset=offsets[name]))
+         for name, (dtype, shape) in layout.items()}
+    model.use_memory(t["weights"], keep=not create)
+    normalizer_memory = {name[5:]: tensor for name, tensor in t.items() if name.startswith("norm_")}
+    if create:
+        normalizer_memory["base_var"].fill_(1.0)
+    shared = MappedShared(
+        model=model,
+        optimizer=SharedAdam(model.flat, eps=cfg.adam_eps,
+                             memory={"exp_avg": t["exp_avg"], "exp_avg_sq": t["exp_avg_sq"], "steps": t["adam_steps"]}),
+        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers, memory=normalizer_memory),
+        steps=t["steps"], stop_flag=t["stop_flag"], update_lock=None, run_dir=spec.get("run_dir"),
+    )
+    shared.spec = {k: spec[k] for k in ("path", "cfg", "obs_dim", "action_dim")}
+    return shared

@@ -1,0 +1,342 @@
+"""`--backend ray`: the A3C workers as Ray actors, so a run can spread over the cores of a cluster.
+
+The picture is the local backend's, with processes that Ray places:
+
+- The global Actor-Critic, its Adam (moments and step count) and the observation normaliser are one
+  memory-mapped file on the launcher's machine (`shared.MappedShared`), the parameter server's memory.
+- `ParameterServer` (one actor, pinned to the launcher's machine) serves it to workers elsewhere: a worker's
+  `exchange` call applies its gradient, counts its steps and observations, and answers with the newest
+  weights: A3C's push and pull in one round trip. Each version of the weights is `ray.put` once, when a
+  worker first asks for it, and every worker that pulls that version reads that one object. The server also
+  passes the workers' reports on to the launcher.
+- `RayWorker` (one actor per worker, one CPU each, anywhere in the cluster) runs the local backend's worker
+  loop, `worker.train_worker`. On the launcher's machine it maps the parameter server's memory and pushes and
+  pulls there directly (`shared.SharedMemoryLink`, as the local backend's processes do: a Ray call per update
+  costs more than the update itself, measured in the README); elsewhere, or with `--no-ray-shared-memory`, it
+  goes through the server (`RayLink`).
+- The launcher (`a3c.launcher.train`, handed a `RayBackend`) keeps everything else: the evaluator process, checkpoints, metrics, the
+  progress line, the stopping rules; they read the mapped memory as they read the local backend's.
+- A worker actor that dies is restarted by Ray (`max_restarts=-1`); the launcher starts its loop again with a
+  new seed, and stops the run when one keeps dying (`processes.MAX_DEATHS`), as it does for local processes.
+
+Ray is optional (`requirements-ray.txt`). Every machine of a cluster needs the repository at the same path as
+the launcher's (it is put on the actors' PYTHONPATH) and the same Python packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.a3c.interfaces import EvaluatorArgs, Report
+from arm_a3c.a3c.shared import MappedShared, SharedMemoryLink, attach_shared, become_child, build_shared
+from arm_a3c.a3c.worker import train_worker, worker_seed
+from arm_a3c.backends.processes import DEATH_WINDOW_SECONDS, EVALUATOR, JOIN_SECONDS, MAX_DEATHS, Children, DeathLog
+from arm_a3c.errors import UserError, notice
+
+REPO = Path(__file__).resolve().parents[2]
+OBJECT_STORE_BYTES = 256 * 2**20  # a local instance's object store: weights are ~50 KB a version
+CONNECT_SECONDS = 5.0  # how long a --ray-address HOST:PORT may take to accept a connection
+INSTALL_HINT = "python -m pip install -r requirements-ray.txt"
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+# ---- the parameter server -----------------------------------------------------------------------------------
+
+class ParameterServer:
+    """The global model's server for workers that cannot map its memory; one call at a time (a plain actor)."""
+
+    def __init__(self, shared_spec: dict):
+        torch.set_num_threads(1)
+        self.shared = attach_shared(shared_spec, launcher_pid=None)
+        self.weights = self.shared.model.flat.numpy()
+        self.put_version, self.put_ref = -1, None
+        self.events: list = []  # workers' reports, until the launcher drains them
+        self.busy_seconds, self.exchanges = 0.0, 0
+
+    def exchange(self, rank: int, grad: np.ndarray | None, lr: float, raw_obs: np.ndarray | None, steps: int,
+                 events: list, have_version: int):
+        """A worker's push and pull: apply its gradient, count its `steps` and observations, keep its reports;
+        return (version, [weights ref] or None if it has this version already, normaliser snapshot, global
+        steps, stop). The version is the optimizer's step count. The ref is nested in a list so that Ray hands
+        it over instead of fetching it here."""
+        import ray
+
+        began = time.perf_counter()
+        shared = self.shared
+        shared.add_steps(rank, steps)
+        if grad is not None:
+            shared.optimizer.step(grad, lr)
+        if raw_obs is not None:
+            shared.normalizer.update(raw_obs, writer=rank)
+        self.events.extend(events)
+        version, weights = shared.optimizer.step_count(), None
+        if have_version != version:
+            if self.put_version != version:  # one object per version, whichever worker asks first
+                self.put_ref, self.put_version = ray.put(self.weights), version
+            weights = [self.put_ref]
+        answer = (version, weights, shared.normalizer.snapshot(), shared.global_steps(), not shared.running())
+        self.busy_seconds += time.perf_counter() - began
+        self.exchanges += 1
+        return answer
+
+    def report(self, event: tuple) -> None:
+        """A report of a worker that trains in the mapped memory."""
+        self.events.append(event)
+
+    def drain(self) -> list:
+        """The workers' reports since the last drain."""
+        events, self.events = self.events, []
+        return events
+
+    def load_figures(self) -> dict:
+        """How busy the server has been: exchanges applied, the seconds spent inside them, and the CPU seconds
+        of its whole process (Ray's handling of the calls included)."""
+        return {"exchanges": self.exchanges, "busy_seconds": self.busy_seconds, "cpu_seconds": time.process_time()}
+
+
+# ---- the workers --------------------------------------------------------------------------------------------
+
+class RayLink:
+    """A worker's `WorkerLink` to the parameter server. The gradient, the
+    step count, the observations and the reports of one update travel together in the next pull's `exchange`
+    call: one round trip per update."""
+
+    def __init__(self, server, rank: int):
+        self.server, self.rank = server, rank
+        self.version, self.global_steps, self.stopping = -1, 0, False
+        self._grad, self._lr, self._obs, self._steps, self._events = None, 0.0, None, 0, []
+
+    def running(self) -> bool:
+        return not self.stopping
+
+    def _exchange(self):
+        import ray
+
+        answer = ray.get(self.server.exchange.remote(self.rank, self._grad, self._lr, self._obs, self._steps,
+                                                     self._events, self.version))
+        self._grad, self._obs, self._steps, self._events = None, None, 0, []
+        return answer
+
+    def pull(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import ray
+
+        version, refs, snapshot, self.global_steps, self.stopping = self._exchange()
+        if refs is not None:
+            np.copyto(weights, ray.get(refs[0]))  # a read-only view of the object store: copied
+            self.version = version
+        return snapshot
+
+    def add_steps(self, n: int) -> int:
+        self._steps += n
+        return self.global_steps + self._steps
+
+    def push(self, grad: np.ndarray, lr: float) -> None:
+        self._grad, self._lr = grad, lr  # sent by the next pull, before the loop computes another gradient
+
+    def observe(self, raw_obs: np.ndarray) -> None:
+        self._obs = raw_obs
+
+    def report(self, event: Report) -> None:
+        self._events.append(event)
+
+    def close(self) -> None:
+        """Send the last update (the run is stopping: the answer does not matter)."""
+        if self._grad is not None or self._steps or self._events:
+            self._exchange()
+
+
+class RayWorker:
+    """One A3C worker as a Ray actor: its own environment, the local backend's loop."""
+
+    def __init__(self, rank: int, cfg: TrainConfig, server_name: str, shared_spec: dict, launcher_node: str,
+                 resumed_steps: int):
+        import ray
+
+        self.rank, self.cfg, self.resumed_steps = rank, cfg, resumed_steps
+        self.server = ray.get_actor(server_name)  # by name: a handle among the arguments defeats restarts
+        self.shared_spec = shared_spec
+        self.on_launcher_machine = ray.get_runtime_context().get_node_id() == launcher_node
+
+    def run(self, starts: int) -> None:
+        """Train until the run stops; `starts` counts this rank's earlier loops (each loop gets a seed of its
+        own)."""
+        become_child(f"a3c-worker-{self.rank + 1}")  # after Ray named the process for this call
+        seed = worker_seed(self.cfg, self.rank, starts, self.resumed_steps)
+        if self.on_launcher_machine and self.cfg.ray_shared_memory:
+            shared = attach_shared(self.shared_spec, launcher_pid=None)
+            link = SharedMemoryLink(shared, self.rank, self.server.report.remote)
+        else:
+            link = RayLink(self.server, self.rank)
+        # The viewer's live board is a file in the run directory, for workers on the launcher's machine only.
+        run_dir = Path(self.shared_spec["run_dir"]) if self.on_launcher_machine else None
+        train_worker(self.rank, self.cfg, link, seed, run_dir)
+
+
+# ---- the launcher's side ------------------------------------------------------------------------------------
+
+def check_reachable(address: str | None) -> None:
+    """A HOST:PORT address that nothing answers at is one line at once (Ray itself kept retrying for over 3
+    minutes here)."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except ValueError:
+        raise UserError(f"--ray-address {address}: expected HOST:PORT (the head's address, port 6379 by "
+                        f"default) or auto") from None
+    except OSError as err:
+        raise UserError(f"--ray-address {address}: no Ray cluster there ({err.strerror or err}); start one with "
+                        f"`ray start --head`, or leave --ray-address out for a local instance") from None
+
+
+def start_ray(cfg: TrainConfig):
+    """Join the cluster at cfg.ray_address, or start a local Ray instance with one CPU per worker."""
+    ray = import_ray()
+    check_reachable(cfg.ray_address)
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+        p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)}}
+    try:
+        if cfg.ray_address:
+            ray.init(address=cfg.ray_address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", num_cpus=cfg.workers, include_dashboard=False,
+                     object_store_memory=OBJECT_STORE_BYTES, runtime_env=runtime_env, logging_level=logging.WARNING)
+    except ConnectionError as err:
+        raise UserError(f"--ray-address {cfg.ray_address}: no Ray cluster there ({str(err)[:120]}); start one "
+                        f"with `ray start --head`, or leave --ray-address out for a local instance") from None
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < cfg.workers:
+        ray.shutdown()
+        raise UserError(f"--workers {cfg.workers} needs {cfg.workers} CPUs, and the Ray cluster has {cpus:g}; "
+                        f"pass --workers {int(cpus)} or add machines to the cluster")
+    return ray
+
+
+def mapped_path() -> Path:
+    """A new file for a Ray run's `MappedShared`: in RAM (/dev/shm) where the machine has it."""
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return folder / f"arm-a3c-{os.getpid()}-{uuid.uuid4().hex[:8]}.bin"
+
+
+class RayWorkers:
+    """The Ray backend's `WorkerSet`: the parameter server and the worker actors, plus the evaluator as a local
+    process (`processes.Children` with only the evaluator's role)."""
+
+    def __init__(self, ctx, cfg: TrainConfig, shared: MappedShared, run_dir: Path, resumed_steps: int,
+                 evaluator_args: EvaluatorArgs):
+        self.ray = import_ray()  # started or joined by `RayBackend.start`
+        self.cfg, self.shared, self.resumed_steps = cfg, shared, resumed_steps
+        self.spec = {**shared.spec, "run_dir": str(Path(run_dir).resolve())}
+        self.evaluator = Children(ctx, cfg, shared, run_dir, resumed_steps, evaluator_args, roles=[EVALUATOR])
+        # The server maps the launcher's file, so it runs on the launcher's machine, with no CPU reserved (it is
+        # busy a few % of the time).
+        self.node = self.ray.get_runtime_context().get_node_id()
+        here = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(self.node, soft=False)
+        self.server_name = f"arm-a3c-server-{uuid.uuid4().hex[:8]}"
+        self.server = self.ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy=here)(ParameterServer).options(
+            name=self.server_name).remote(self.spec)
+        self.worker_class = self.ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(RayWorker)
+        self.actors: dict = {}
+        self.runs: dict = {}  # rank -> ObjectRef of its running loop
+        self.starts: dict = {}
+        self.deaths = DeathLog()
+        self.restarts = 0
+
+    def start_all(self) -> None:
+        self.ray.get(self.server.drain.remote())  # the server is up (and named) before workers look it up
+        for rank in range(self.cfg.workers):
+            self.actors[rank] = self.worker_class.remote(rank, self.cfg, self.server_name, self.spec, self.node,
+                                                         self.resumed_steps)
+            self._run(rank)
+        self.evaluator.start_all()
+
+    def _run(self, rank: int) -> None:
+        self.runs[rank] = self.actors[rank].run.remote(self.starts.get(rank, 0))
+        self.starts[rank] = self.starts.get(rank, 0) + 1
+
+    def reports(self) -> list[Report]:
+        """The workers' reports (through the server) and the evaluator's."""
+        return self.ray.get(self.server.drain.remote()) + self.evaluator.reports()
+
+    def replace_dead(self) -> str | None:
+        """Start the loop again on every worker actor Ray restarted; the reason to stop if one keeps dying."""
+        ready, _ = self.ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=0)
+        for rank, ref in list(self.runs.items()):
+            if ref not in ready:
+                continue
+            try:
+                self.ray.get(ref)
+                continue  # the loop ended because the run is stopping
+            except self.ray.exceptions.RayActorError as err:
+                how = type(err).__name__
+            deaths = self.deaths.record(rank)
+            if deaths > MAX_DEATHS:
+                return f"worker {rank + 1} died {deaths} times within {DEATH_WINDOW_SECONDS:.0f} s (last: {how})"
+            notice(f"worker {rank + 1} (a Ray actor) died ({how}); Ray restarts it "
+                   f"({deaths} death(s) of it in the last minute)")
+            self.restarts += 1
+            self._run(rank)
+        return self.evaluator.replace_dead()
+
+    def stop(self, on_report) -> None:
+        """Set the stop flag, wait for the workers' loops, take their last reports, stop the evaluator, and shut
+        Ray down."""
+        ray = self.ray
+        self.shared.request_stop()
+        ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
+        try:
+            for event in self.reports():
+                on_report(event)
+        except ray.exceptions.RayError as err:
+            notice(f"warning: the parameter server did not answer at the stop ({type(err).__name__}): the "
+                   f"workers' last reports are lost (the checkpoint is not: it is in this machine's memory)")
+        self.evaluator.stop(on_report)
+        ray.shutdown()
+
+    def abandon(self) -> None:
+        """For an exit at once (a second Ctrl-C): remove the mapped file and end the Ray instance's processes
+        (a local instance's agents outlive a driver that exits without this)."""
+        Path(self.shared.spec["path"]).unlink(missing_ok=True)
+        self.ray.shutdown()
+
+
+class RayBackend:
+    """`--backend ray`: the global model in a file Ray's processes on this machine can map, served to the others
+    by the parameter server."""
+
+    name = "ray"
+
+    def check(self, cfg: TrainConfig) -> None:
+        if cfg.lock_updates:
+            raise UserError("--lock-updates works with the local backend only (Ray actors cannot share a lock)")
+
+    def start(self, cfg: TrainConfig) -> None:
+        start_ray(cfg)
+
+    def build_shared(self, cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path) -> MappedShared:
+        return build_shared(cfg, obs_dim, action_dim, ctx, run_dir, mapped=mapped_path())
+
+    def workers(self, ctx, cfg: TrainConfig, shared: MappedShared, run_dir: Path, resumed_steps: int,
+                evaluator_args: EvaluatorArgs) -> RayWorkers:
+        return RayWorkers(ctx, cfg, shared, run_dir, resumed_steps, evaluator_args)
+
+    def release(self, shared: MappedShared) -> None:
+        Path(shared.spec["path"]).unlink(missing_ok=True)

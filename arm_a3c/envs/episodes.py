@@ -1,0 +1,55 @@
+"""The one episode loop: reset with a seed, act until the episode ends, judge it by its last step.
+
+Everyone who plays whole episodes goes through here, so success and distance are counted one way: the
+evaluator and `evaluate.py` (the policy's mean action), the IK oracle, the viewer's replay (which records every
+step with `on_step`), and the benchmark's Stable-Baselines3 policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium
+import numpy as np
+
+Act = Callable[[np.ndarray], np.ndarray]  # observation -> action
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    success: bool  # info["is_success"] of the last step
+    final_distance_m: float  # info["distance"] of the last step
+    episode_return: float  # sum of the rewards
+    length: int  # steps taken
+
+
+def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: dict | None = None,
+                on_step: Callable[[], None] | None = None) -> EpisodeResult:
+    """Play one episode of `env` from `reset(seed=seed, options=options)`, acting with `act`; `on_step()` runs
+    after every step (to record the arm, say)."""
+    obs, info = env.reset(seed=seed, options=options)
+    total, length, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(act(obs))
+        total += reward
+        length += 1
+        done = terminated or truncated
+        if on_step is not None:
+            on_step()
+    return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length)
+
+
+def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
+                 keep_going: Callable[[], bool] = lambda: True) -> dict | None:
+    """Episodes with seeds seed, seed+1, ...: `success_rate`, `mean_final_distance_m` (m), `mean_return`,
+    `episodes`, `seed`. None if `keep_going` turned false between two episodes (a run that is stopping has no
+    time for the rest)."""
+    results = []
+    for episode in range(episodes):
+        if not keep_going():
+            return None
+        results.append(run_episode(env, act, seed + episode))
+    return {"success_rate": sum(r.success for r in results) / episodes,
+            "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
+            "mean_return": float(np.mean([r.episode_return for r in results])), "episodes": episodes, "seed": seed}

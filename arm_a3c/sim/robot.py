@@ -1,0 +1,287 @@
+"""A fixed-base robot arm built from a URDF alone. It knows its joints and how to move them; it knows
+nothing about reaching (that is `arm_a3c.tasks`).
+
+End-effector choice (unless a sidecar file or `--ee-link` names one): the deepest link of the kinematic tree,
+depth counted in joints from the base. When the deepest leaves branch from one link, as a gripper's fingers do,
+the end effector is the link where they meet (leaves within one joint of the deepest count as such a branch).
+
+Controlled joints are the movable joints on the chain from the base to the end effector, except those that
+cannot move the end effector's position (such as a wrist roll whose axis passes through it), which only make a
+position-reaching task harder. Every other movable joint (fingers, side branches, sidecar `hold_joints`) is held
+still at its rest position by its motor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from arm_a3c.errors import UserError
+from arm_a3c.sim.assets import RobotSpec
+from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.client import quiet_c_output
+from arm_a3c.sim.urdf import UrdfModel, read_urdf
+
+# A joint is "inert" when moving it by PROBE_STEP (rad or m) moves the end effector by less than INERT_MOTION_M
+# at every one of INERT_PROBES random configurations.
+PROBE_STEP = 0.05
+INERT_MOTION_M = 1e-5
+INERT_PROBES = 16
+POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
+VELOCITY_GAIN = 1.0
+
+
+@dataclass(frozen=True)
+class Joint:
+    """One movable joint as the controller sees it."""
+
+    index: int  # PyBullet joint index (also the index of its child link)
+    name: str
+    type: str  # revolute | continuous | prismatic
+    lower: float  # rad or m
+    upper: float
+    effort: float  # N·m or N
+    role: str  # controlled | held
+    note: str  # why held, or how the limits were obtained
+
+    @property
+    def rest(self) -> float:
+        """Rest position: zero if within limits, else the nearest limit."""
+        return float(np.clip(0.0, self.lower, self.upper))
+
+
+def end_effector_from_tree(parent: list[int]) -> int:
+    """The end-effector link index from `parent[i]` (parent link of link i, -1 for the base).
+
+    The deepest leaf, or where several deepest leaves (within one joint of the deepest) meet.
+    """
+    depth: list[int] = []
+    for p in parent:  # PyBullet orders links so that a parent comes before its children
+        depth.append(0 if p < 0 else depth[p] + 1)
+    has_child = {p for p in parent if p >= 0}
+    leaves = [i for i in range(len(parent)) if i not in has_child]
+    deepest = max(depth[i] for i in leaves)
+    tips = [i for i in leaves if depth[i] >= deepest - 1]
+
+    def ancestors(i: int) -> list[int]:
+        chain = [i]
+        while chain[-1] >= 0:
+            chain.append(parent[chain[-1]])
+        return chain
+
+    common = set(ancestors(tips[0])).intersection(*(ancestors(t) for t in tips[1:]))
+    return max(common, key=lambda i: depth[i] if i >= 0 else -1)
+
+
+class Robot:
+    """A URDF arm loaded into one PyBullet client with its base fixed at `base_position` (m)."""
+
+    def __init__(self, client: int, spec: RobotSpec, base_position: tuple[float, float, float] = (0, 0, 0)):
+        self.client = client
+        self.spec = spec
+        self.urdf: UrdfModel = read_urdf(spec.urdf_path)
+        with quiet_c_output():
+            try:
+                self.body = pb.loadURDF(
+                    str(spec.urdf_path), basePosition=base_position, useFixedBase=True,
+                    flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client,
+                )
+            except pb.error:
+                raise UserError(
+                    f"PyBullet could not load {spec.urdf_path} although its XML and meshes look right; "
+                    "check the mesh formats (.obj, .stl, .dae) and the joint definitions"
+                ) from None
+        self.base_position = np.asarray(base_position, dtype=np.float64)
+        infos = [pb.getJointInfo(self.body, i, physicsClientId=client) for i in range(self._num_joints)]
+        self.link_names = [info[12].decode() for info in infos]
+        self.joint_names = [info[1].decode() for info in infos]
+        self.base_link_name = pb.getBodyInfo(self.body, physicsClientId=client)[0].decode()
+        self._parent = [info[16] for info in infos]
+        self._movable = [i for i, info in enumerate(infos) if info[2] in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC)]
+
+        self.ee_link = self._choose_end_effector()
+        self.joints = self._classify_joints()
+        self.controlled = [j for j in self.joints if j.role == "controlled"]
+        if not self.controlled:
+            raise UserError(
+                f"{spec.urdf_path}: no joint between the base and the end effector "
+                f"'{self.ee_link_name}' moves it; choose another end-effector link with --ee-link"
+            )
+        self.ctrl_index = [j.index for j in self.controlled]
+        self.lower = np.array([j.lower for j in self.controlled])
+        self.upper = np.array([j.upper for j in self.controlled])
+        self.max_force = [j.effort for j in self.controlled]
+        self.home = np.array([j.rest for j in self.controlled])
+        self._position_gains = [POSITION_GAIN] * self.dof
+        self._velocity_gains = [VELOCITY_GAIN] * self.dof
+        self._lower, self._upper = self.lower.tolist(), self.upper.tolist()
+        self.q_target = self.home.tolist()
+        self._moving_links = self._links_moved_by_controlled_joints()
+        self.reset(self.home)
+
+    @property
+    def _num_joints(self) -> int:
+        return pb.getNumJoints(self.body, physicsClientId=self.client)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ee_link_name(self) -> str:
+        return self.base_link_name if self.ee_link < 0 else self.link_names[self.ee_link]
+
+    @property
+    def dof(self) -> int:
+        return len(self.controlled)
+
+    def _choose_end_effector(self) -> int:
+        if self.spec.ee_link is None:
+            ee = end_effector_from_tree(self._parent)
+            is_leaf = ee >= 0 and ee not in self._parent
+            self.ee_link_reason = "deepest link" if is_leaf else "where the deepest branches (fingers) meet"
+            return ee
+        self.ee_link_reason = {"override": "--ee-link", "sidecar": self.spec.urdf_path.with_suffix(".toml").name}[
+            self.spec.ee_link_source]
+        names = [self.base_link_name, *self.link_names]
+        if self.spec.ee_link not in names:
+            where = "--ee-link" if self.spec.ee_link_source == "override" else f"{self.spec.urdf_path.with_suffix('.toml')}"
+            raise UserError(
+                f"end-effector link '{self.spec.ee_link}' (from {where}) is not in {self.spec.urdf_path.name}; "
+                f"its links are: {', '.join(names)}"
+            )
+        return names.index(self.spec.ee_link) - 1
+
+    def _chain_to_end_effector(self) -> set[int]:
+        chain, link = set(), self.ee_link
+        while link >= 0:
+            chain.add(link)  # joint index == index of its child link
+            link = self._parent[link]
+        return chain
+
+    def _classify_joints(self) -> list[Joint]:
+        chain = self._chain_to_end_effector()
+        unknown = sorted(set(self.spec.hold_joints) - {self.joint_names[i] for i in self._movable})
+        if unknown:
+            raise UserError(
+                f"{self.spec.urdf_path.with_suffix('.toml')}: hold_joints names {', '.join(unknown)}, "
+                f"which are not movable joints of {self.spec.urdf_path.name}"
+            )
+        joints = []
+        for i in self._movable:
+            name = self.joint_names[i]
+            urdf_joint = self.urdf.joint(name)
+            limits = urdf_joint.limits
+            if i not in chain:
+                role, note = "held", "not on the chain to the end effector"
+            elif name in self.spec.hold_joints:
+                role, note = "held", "held by the sidecar file"
+            else:
+                role, note = "controlled", limits.note
+            joints.append(Joint(i, name, urdf_joint.type, limits.lower, limits.upper, limits.effort, role, note))
+        joints = self._hold_inert_joints(joints)
+        for j in joints:
+            if j.role == "held":
+                pb.resetJointState(self.body, j.index, j.rest, 0.0, physicsClientId=self.client)
+                pb.setJointMotorControl2(self.body, j.index, pb.POSITION_CONTROL, targetPosition=j.rest,
+                                         force=j.effort, physicsClientId=self.client)
+        return joints
+
+    def _hold_inert_joints(self, joints: list[Joint]) -> list[Joint]:
+        """Hold controlled joints that cannot move the end effector's position (measured, not guessed)."""
+        rng = np.random.default_rng(0)
+        ctrl = [j for j in joints if j.role == "controlled"]
+        lower, upper = np.array([j.lower for j in ctrl]), np.array([j.upper for j in ctrl])
+        motion = np.zeros(len(ctrl))
+        for _ in range(INERT_PROBES):
+            q = rng.uniform(lower, upper)
+            for j, qj in zip(ctrl, q):
+                pb.resetJointState(self.body, j.index, qj, 0.0, physicsClientId=self.client)
+            before = self._link_position(self.ee_link)
+            for k, j in enumerate(ctrl):
+                step = PROBE_STEP if q[k] + PROBE_STEP <= j.upper else -PROBE_STEP
+                pb.resetJointState(self.body, j.index, q[k] + step, 0.0, physicsClientId=self.client)
+                motion[k] = max(motion[k], np.linalg.norm(self._link_position(self.ee_link) - before))
+                pb.resetJointState(self.body, j.index, q[k], 0.0, physicsClientId=self.client)
+        inert = {j.index for j, m in zip(ctrl, motion) if m < INERT_MOTION_M}
+        if len(inert) == len(ctrl):
+            return joints
+        return [
+            Joint(j.index, j.name, j.type, j.lower, j.upper, j.effort, "held",
+                  "does not move the end effector's position") if j.index in inert else j
+            for j in joints
+        ]
+
+    def _links_moved_by_controlled_joints(self) -> list[int]:
+        """Links downstream of a controlled joint: the ones that can hit the floor."""
+        moved, ctrl = [], set(self.ctrl_index)
+        for link in range(self._num_joints):
+            up = link
+            while up >= 0 and up not in ctrl:
+                up = self._parent[up]
+            if up >= 0:
+                moved.append(link)
+        return moved
+
+    def _link_position(self, link: int) -> np.ndarray:
+        """World position (3,) m of a link's URDF frame. Both stepSimulation and resetJointState update the
+        link frames, so PyBullet's forward-kinematics option is not needed (it would cost time per step)."""
+        if link < 0:
+            return self.base_position.copy()
+        return np.array(pb.getLinkState(self.body, link, physicsClientId=self.client)[4])
+
+    # ---- state -------------------------------------------------------------------------------------------
+
+    def reset(self, q: np.ndarray) -> None:
+        """Teleport the controlled joints to `q` (rad or m) at rest, and have the motors hold it."""
+        for idx, qj in zip(self.ctrl_index, q):
+            pb.resetJointState(self.body, idx, float(qj), 0.0, physicsClientId=self.client)
+        self.command(np.asarray(q, dtype=np.float64).tolist())
+
+    def command(self, q_target: Sequence[float]) -> None:
+        """Position targets (rad or m) for the controlled joints, clipped to their limits; kept as a list in
+        `self.q_target`. Plain Python: for a handful of joints it is several times cheaper than numpy."""
+        self.q_target = [min(max(q, lo), hi) for q, lo, hi in zip(q_target, self._lower, self._upper)]
+        self.send_motor_targets(self.q_target)
+
+    def send_motor_targets(self, q_target: list[float]) -> None:
+        """The bare PyBullet call behind `command` (also what the raw-physics benchmark replays)."""
+        pb.setJointMotorControlArray(
+            self.body, self.ctrl_index, pb.POSITION_CONTROL, targetPositions=q_target, forces=self.max_force,
+            positionGains=self._position_gains, velocityGains=self._velocity_gains, physicsClientId=self.client,
+        )
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (rad or m) and velocities (rad/s or m/s) of the controlled joints: two (dof,) arrays."""
+        states = pb.getJointStates(self.body, self.ctrl_index, physicsClientId=self.client)
+        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
+
+    def ee_position(self) -> np.ndarray:
+        """End-effector position in the world frame: (3,) metres."""
+        return self._link_position(self.ee_link)
+
+    def forward_kinematics(self, q: np.ndarray) -> np.ndarray:
+        """End-effector position (3,) m for controlled-joint positions `q`. Moves the arm there: callers
+        that need the old state must `reset` it afterwards."""
+        for idx, qj in zip(self.ctrl_index, q):
+            pb.resetJointState(self.body, idx, float(qj), 0.0, physicsClientId=self.client)
+        return self._link_position(self.ee_link)
+
+    def random_configuration(self, rng: np.random.Generator) -> np.ndarray:
+        """Controlled-joint positions drawn uniformly within their limits."""
+        return rng.uniform(self.lower, self.upper)
+
+    def lowest_point(self) -> float:
+        """Lowest z (m) of the bounding boxes of the links that the controlled joints move."""
+        pb.performCollisionDetection(physicsClientId=self.client)  # refreshes the boxes after a teleport
+        return min(
+            pb.getAABB(self.body, link, physicsClientId=self.client)[0][2] for link in self._moving_links
+        )
+
+    def workspace_samples(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """End-effector positions (n, 3) m of `n` random configurations; leaves the arm at home."""
+        points = np.array([self.forward_kinematics(self.random_configuration(rng)) for _ in range(n)])
+        self.reset(self.home)
+        return points

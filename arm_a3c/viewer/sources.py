@@ -1,0 +1,112 @@
+"""Where the viewer's episodes come from:
+
+- `LiveSource`: a running training's live board (`a3c/live.py`). Each worker publishes every episode it
+  completes; the viewer replays the chosen worker's newest episode at the control rate (24 steps per second),
+  then takes the next newest. It only reads a file, so closing it never stops or slows the training.
+- `ReplaySource`: a checkpoint's policy, acting deterministically in the viewer's own environment on fresh
+  random targets (`envs.episodes.run_episode`, the loop the evaluator uses). A click in the scene (or `t`)
+  moves the target, and the policy chases it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.a3c.evaluator import load_policy, policy_action
+from arm_a3c.a3c.live import Episode, LiveBoard
+from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.episodes import run_episode
+from arm_a3c.errors import UserError
+
+
+class LiveSource:
+    """Episodes of a running (or finished) training, read from its live board."""
+
+    def __init__(self, run_dir: Path, board: LiveBoard, rank: int = 0):
+        self.run_dir, self.board = Path(run_dir), board
+        self.rank = min(rank, board.workers - 1)
+        cfg = TrainConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+        self.env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+        self._shown: tuple[int, int] | None = None
+
+    label = "live"
+
+    def select_worker(self, rank: int) -> bool:
+        if 0 <= rank < self.board.workers and rank != self.rank:
+            self.rank, self._shown = rank, None
+            return True
+        return False
+
+    def next_episode(self) -> Episode | None:
+        """The worker's newest completed episode if it is not the one shown last."""
+        episode = self.board.latest(self.rank)
+        if episode is None or (episode.rank, episode.episode) == self._shown:
+            return None
+        self._shown = (episode.rank, episode.episode)
+        return episode
+
+    def figures(self) -> dict:
+        return self.board.run_figures()
+
+    def place_target(self, target: np.ndarray) -> bool:
+        return False  # the workers choose their targets
+
+
+class ReplaySource:
+    """A checkpoint's deterministic policy in the viewer's own environment, one episode at a time."""
+
+    label = "replay"
+
+    def __init__(self, checkpoint: Path, seed: int = 0):
+        data, _, self.env, model, normalizer = load_policy(checkpoint)
+        self.act = policy_action(model, normalizer)
+        self.rank, self.seed, self.count = 0, seed, 0
+        self.env_steps = data["env_steps"]
+        self.success = (data.get("eval") or {}).get("success_rate", float("nan"))
+        self._pending_target: np.ndarray | None = None
+
+    def select_worker(self, rank: int) -> bool:
+        return False
+
+    def place_target(self, target: np.ndarray) -> bool:
+        self._pending_target = target
+        return True
+
+    def next_episode(self) -> Episode:
+        env, joints, ees = self.env, [], []
+
+        def record() -> None:
+            joints.append(list(env.joint_positions))
+            ees.append(env.robot.ee_position())
+
+        target, self._pending_target = self._pending_target, None
+        result = run_episode(env, self.act, self.seed + self.count, {"target": target}, on_step=record)
+        self.count += 1
+        return Episode(0, self.count, result.episode_return, result.final_distance_m, env.target.copy(),
+                       np.array(joints), np.array(ees))
+
+    def figures(self) -> dict:
+        return {"global_steps": self.env_steps, "steps_per_second": float("nan"), "eval_success": self.success,
+                "finished": True}
+
+
+def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: int):
+    """The source a user asked for, and a note for the display: a live run, or a replayed checkpoint (also
+    when the run named has finished)."""
+    if checkpoint is not None:
+        return ReplaySource(checkpoint, seed), None, f"replaying {checkpoint}"
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise UserError(f"{run} is not a training run directory (no config.json); pass --run runs/NAME")
+    board = LiveBoard.attach(run)
+    if board is not None and board.launcher_alive():
+        return LiveSource(run, board, worker), run, ""
+    best = run / "checkpoints" / "best.pt"
+    if not best.is_file():
+        raise UserError(f"the run in {run} is not running and has no checkpoints/best.pt to replay")
+    print(f"the run in {run} has finished: replaying its best checkpoint {best}")
+    return ReplaySource(best, seed), run, "run finished: replaying best.pt"
