@@ -195,8 +195,6 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from arm_a3c.a3c.evaluator import evaluate_checkpoint
-
     parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
     parser.add_argument("--episodes", type=int, help="episodes (default: the evaluator's number)")
@@ -204,6 +202,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be at least 1")
+    from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
+
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed), indent=2))
     return 0
 

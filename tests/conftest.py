@@ -80,6 +80,27 @@ def run_script(script: str, *args: str, timeout: float = 120, unset: tuple[str, 
 
 
 
+def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """What `python scripts/SCRIPT args` does (its exit status, stdout and stderr), run in this process: for the
+    bad-input tests, where a new interpreter importing torch would cost seconds and prove nothing more (each
+    script's own start is tested with `run_script`)."""
+    import contextlib
+    import io
+
+    from arm_a3c import cli
+
+    main = {"train_arm.py": cli.train_main, "evaluate.py": cli.evaluate_main, "view.py": cli.view_main,
+            "inspect_robot.py": cli.inspect_main, "bench.py": cli.bench_main, "bench_ray.py": cli.bench_ray_main,
+            "bench_env.py": cli.bench_env_main, "bench_viewer.py": cli.bench_viewer_main}[script]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.run(main, list(args))
+        except SystemExit as exit_:  # argparse's errors and --help
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
 def write_untrained_checkpoint(robot: str, path: Path) -> Path:
     from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
 
@@ -92,7 +113,7 @@ def write_untrained_checkpoint(robot: str, path: Path) -> Path:
 # first in the session, see `pytest_collection_modifyitems`); once it has finished, other tests check that it
 # learned, wrote every file, kept its counts through the killed worker, and that evaluate.py reproduces it.
 
-SHARED_STEPS = 400_000  # about a minute on 2 cores; long enough for the live tests to attach before it ends
+SHARED_STEPS = 300_000  # under a minute on 2 cores; long enough for the live tests to attach before it ends
 SHARED_FLAGS = ("--robot", "light_arm", "--workers", "2", "--max-steps", str(SHARED_STEPS), "--max-minutes", "8",
                 "--target-success", "1.01", "--eval-every-steps", "100000", "--eval-episodes", "30", "--seed", "3")
 

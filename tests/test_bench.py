@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_script
+from conftest import run_in_process, run_script
 from test_cli import assert_user_error
 
 
@@ -29,6 +29,6 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
 
 
 def test_benchmark_flags_are_checked():
-    assert_user_error(run_script("bench.py", "--workers", "0"), "--workers must be at least 1")
-    assert_user_error(run_script("bench.py", "--robot", "my_arm"), "unknown robot 'my_arm'")
-    assert_user_error(run_script("bench.py", "--seeds"), "--seeds: expected at least one argument")
+    assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers must be at least 1")
+    assert_user_error(run_in_process("bench.py", "--robot", "my_arm"), "unknown robot 'my_arm'")
+    assert_user_error(run_in_process("bench.py", "--seeds"), "--seeds: expected at least one argument")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GRIPPER_ARM, REPO, box_link, robot_xml, run_script
+from conftest import GRIPPER_ARM, REPO, box_link, robot_xml, run_in_process, run_script
 
 
 def assert_user_error(result, *fragments: str) -> None:
@@ -41,47 +41,53 @@ def test_inspect_text_for_a_urdf_path_lists_joints_and_held_fingers(write_urdf, 
 
 
 def test_missing_urdf_file(tmp_path):
-    assert_user_error(run_script("inspect_robot.py", "--urdf", str(tmp_path / "nope.urdf")),
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(tmp_path / "nope.urdf")),
                       "nope.urdf", "not found")
 
 
 def test_urdf_that_is_not_valid_xml(write_urdf):
     path = write_urdf("<robot name='x'><link name='a'></robot>", "broken")
-    assert_user_error(run_script("inspect_robot.py", "--urdf", str(path)), "broken.urdf", "not valid URDF XML")
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "broken.urdf", "not valid URDF XML")
 
 
 def test_urdf_whose_meshes_are_missing(write_urdf):
     text = GRIPPER_ARM.replace('<box size="0.04 0.04 0.3"/>', '<mesh filename="meshes/upper.stl"/>', 1)
     path = write_urdf(text, "meshless")
-    assert_user_error(run_script("inspect_robot.py", "--urdf", str(path)),
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)),
                       "meshless.urdf", "meshes/upper.stl", "copy the robot's mesh folder")
 
 
 def test_robot_with_no_movable_joints(write_urdf):
     body = '<joint name="weld" type="fixed"><parent link="base"/><child link="a"/></joint>' + box_link("a", 0.2)
     path = write_urdf(robot_xml("statue", body), "statue")
-    assert_user_error(run_script("inspect_robot.py", "--urdf", str(path)), "statue.urdf", "no movable joints")
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "statue.urdf", "no movable joints")
 
 
 def test_unknown_robot_name_lists_the_available_robots():
-    assert_user_error(run_script("inspect_robot.py", "--robot", "my_arm"),
+    assert_user_error(run_in_process("inspect_robot.py", "--robot", "my_arm"),
                       "unknown robot 'my_arm'", "kuka_iiwa", "light_arm", "--urdf")
 
 
 def test_end_effector_link_that_does_not_exist():
-    assert_user_error(run_script("inspect_robot.py", "light_arm", "--ee-link", "gripper"),
+    assert_user_error(run_in_process("inspect_robot.py", "light_arm", "--ee-link", "gripper"),
                       "'gripper'", "--ee-link", "tip")
 
 
 def test_bad_flags_are_one_line_too():
-    assert_user_error(run_script("inspect_robot.py", "--seed", "abc"), "--seed", "--help")
-    assert_user_error(run_script("inspect_robot.py", "light_arm", "--robot", "kuka_iiwa"), "not both")
+    assert_user_error(run_in_process("inspect_robot.py", "--seed", "abc"), "--seed", "--help")
+    assert_user_error(run_in_process("inspect_robot.py", "light_arm", "--robot", "kuka_iiwa"), "not both")
 
 
 @pytest.mark.parametrize("script", ["inspect_robot.py", "train_arm.py", "bench_env.py", "evaluate.py", "bench.py"])
 def test_scripts_explain_themselves(script):
     result = run_script(script, "--help")
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_a_mistake_typed_in_a_shell_is_one_line_with_exit_status_2(tmp_path):
+    """The other bad-input tests run the scripts' mains in-process; this one starts the scripts as a shell does."""
+    assert_user_error(run_script("train_arm.py", "--lr", "0"), "--lr must be positive")
+    assert_user_error(run_script("evaluate.py", "--checkpoint", str(tmp_path / "gone.pt")), "gone.pt", "not found")
 
 
 def test_bench_env_quick_run_writes_its_table(tmp_path):

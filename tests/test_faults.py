@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GRIPPER_ARM, REPO, run_script, write_untrained_checkpoint
+from conftest import GRIPPER_ARM, REPO, run_in_process, run_script, write_untrained_checkpoint
 from test_cli import assert_user_error
 
 from arm_a3c.a3c.checkpoint import load_checkpoint, remove_stale_temporaries
@@ -115,7 +115,7 @@ def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_f
     process = start_training(run_dir, *UNTIL_STOPPED,
                              "--eval-every-steps", "20000")
     children = wait_until_training(process, run_dir)
-    time.sleep(4)
+    time.sleep(2)
 
     err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT)  # what Ctrl-C in a terminal does
 
@@ -129,7 +129,7 @@ def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_f
     assert saved["env_steps"] == first["env_steps"] > 0
     rows_before = (run_dir / "metrics.csv").read_text().splitlines()
 
-    more = 40_000
+    more = 20_000
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--resume", str(run_dir),
          "--max-steps", str(saved["env_steps"] + more), "--max-minutes", "3"],
@@ -159,7 +159,7 @@ def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
     (run_dir / "metrics.csv").write_text("an old run's metrics\n")
     process = start_training(run_dir, "--force", *UNTIL_STOPPED)
     children = wait_until_training(process, run_dir)
-    time.sleep(2)
+    time.sleep(1)
 
     err, elapsed = signal_and_wait(process, os.kill, signal.SIGTERM)  # what `docker stop` sends: the launcher only
 
@@ -191,16 +191,16 @@ def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_pa
     process = start_training(run_dir, *UNTIL_STOPPED,
                              "--eval-every-steps", "20000")
     children = wait_until_training(process, run_dir)
-    time.sleep(3)
+    time.sleep(1)
     os.kill(process.pid, signal.SIGKILL)  # no chance to clean up: a crash, the OOM killer, a lost node
     process.communicate(timeout=30)
     assert not survivors(children, grace=5.0), "orphaned children kept running"
     saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
 
-    result = run_script("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 20_000), timeout=300)
+    result = run_script("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 10_000), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = summary_of(run_dir)
-    assert summary["resumed_from_steps"] == saved and summary["env_steps"] >= saved + 20_000
+    assert summary["resumed_from_steps"] == saved and summary["env_steps"] >= saved + 10_000
 
 
 # ---- worker faults ------------------------------------------------------------------------------------------
@@ -255,11 +255,11 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_p
                              "--eval-every-steps", "20000",
                              env={"PYTHONPATH": str(FAULTS), "ARM_A3C_TEST_DISK_FULL": str(full)})
     wait_until_training(process, run_dir)
-    time.sleep(2)
+    time.sleep(1)
     full.touch()  # from now on every checkpoint write fails with ENOSPC at fsync
     time.sleep(0.5)
     before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
-    time.sleep(6)  # several evaluations try to write
+    time.sleep(5)  # several evaluations try to write
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)
 
     assert process.returncode == 2, err[-2000:]
@@ -334,13 +334,14 @@ def old_run(run_dir: Path, robot: str = "light_arm", checkpoint: bool = True) ->
 
 def test_a_run_directory_holding_a_run_is_refused_without_resume_or_force(tmp_path):
     run_dir = old_run(tmp_path / "run")
-    assert_user_error(run_script("train_arm.py", "--robot", "light_arm", "--run-dir", str(run_dir)),
+    assert_user_error(run_in_process("train_arm.py", "--robot", "light_arm", "--run-dir", str(run_dir)),
                       str(run_dir), "already holds a run", f"--resume {run_dir}", "--force")
 
 
 def test_an_unwritable_run_directory_is_one_line(tmp_path):
     (tmp_path / "a-file").write_text("")
-    assert_user_error(run_script("train_arm.py", "--robot", "light_arm", "--run-dir", str(tmp_path / "a-file" / "run")),
+    assert_user_error(run_in_process("train_arm.py", "--robot", "light_arm",
+                                     "--run-dir", str(tmp_path / "a-file" / "run")),
                       "cannot write to run directory", "--run-dir")
 
 
@@ -359,7 +360,7 @@ def test_resume_mistakes_are_one_line_errors(tmp_path, case, flags, fragments):
     if case == "truncated checkpoint":
         latest = run_dir / "checkpoints" / "latest.pt"
         latest.write_bytes(latest.read_bytes()[:2000])
-    assert_user_error(run_script("train_arm.py", "--resume", str(run_dir), *flags), *fragments)
+    assert_user_error(run_in_process("train_arm.py", "--resume", str(run_dir), *flags), *fragments)
 
 
 def test_a_checkpoint_for_another_robot_is_refused_naming_the_mismatch(write_urdf, tmp_path):
@@ -367,7 +368,7 @@ def test_a_checkpoint_for_another_robot_is_refused_naming_the_mismatch(write_urd
     checkpoint = write_untrained_checkpoint(str(urdf), tmp_path / "my_arm.pt")
     light_arm = (REPO / "assets" / "light_arm.urdf").read_text()
     urdf.write_text(light_arm)  # someone replaced the robot the checkpoint was trained for
-    assert_user_error(run_script("evaluate.py", "--checkpoint", str(checkpoint)),
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(checkpoint)),
                       "my_arm.pt", "was trained for controlled joints ['yaw', 'elbow']", "now ['base_yaw'")
 
 

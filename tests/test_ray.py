@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_script
+from conftest import REPO, run_in_process, run_script
 from test_cli import assert_user_error
 from test_faults import UNTIL_STOPPED, alive, signal_and_wait, start_training, summary_of
 
@@ -138,7 +138,7 @@ def test_a_worker_through_the_parameter_server_pulls_what_it_and_the_others_push
     (["--backend", "ray", "--lock-updates"], "--lock-updates works with the local backend only"),
 ])
 def test_ray_flag_mistakes_are_one_line_errors(flags, fragment):
-    assert_user_error(run_script("train_arm.py", "--robot", "light_arm", *flags), fragment)
+    assert_user_error(run_in_process("train_arm.py", "--robot", "light_arm", *flags), fragment)
 
 
 def test_backend_ray_without_ray_installed_says_how_to_install_it(tmp_path):
@@ -168,44 +168,46 @@ def test_joining_a_cluster_that_is_not_there_is_one_line(tmp_path, address, frag
 
 # ---- real trainings -----------------------------------------------------------------------------------------
 
-def test_a_ray_run_through_the_parameter_server_survives_a_killed_worker_actor_and_the_local_backend_resumes_it(
-        tmp_path):
-    """Every update through the parameter server (as workers on other machines make them): every gradient is
-    applied (counts), a killed actor is restarted, and the local backend resumes the run. That the worker loop
-    learns is the shared local training's test (the loop is the same); that pulls bring the newest weights is
+def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_stops_on_ctrl_c_and_resumes_locally(tmp_path):
+    """Every update through the parameter server (as workers on other machines make them): a killed worker actor
+    is restarted, Ctrl-C stops the run with a final checkpoint and leaves no Ray process or mapped file, every
+    gradient sent was applied (counts), and the local backend resumes the run. That the worker loop learns is the
+    shared local training's test (the loop is the same); that pulls bring the newest weights is
     `test_a_worker_through_the_parameter_server_pulls_what_it_and_the_others_pushed`."""
     pytest.importorskip("ray")
-    run_dir, budget = tmp_path / "run", 40_000
-    process = start_training(run_dir, "--backend", "ray", "--no-ray-shared-memory", "--max-steps", str(budget),
-                             "--max-minutes", "6", "--target-success", "1.01", "--eval-every-steps", "50000",
-                             "--seed", "3")
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--backend", "ray", "--no-ray-shared-memory", *UNTIL_STOPPED,
+                             "--eval-every-steps", "20000", "--seed", "3")
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
-    time.sleep(2)
+    time.sleep(1)
     os.kill(victim, signal.SIGKILL)
-    out, err = process.communicate(timeout=420)
+    # The actor names itself when the launcher starts its loop again, so a new one means the death was noticed.
+    wait_for(lambda: [pid for pid in processes_named("a3c-worker-1") if pid != victim], "a restarted actor", process)
+    time.sleep(2)  # it trains again
+    err, seconds = signal_and_wait(process, os.killpg, signal.SIGINT)
 
-    assert process.returncode == 0, out[-2000:] + err[-2000:]
+    assert process.returncode == 0, err[-2000:]
+    assert seconds < 15, f"{seconds:.1f} s from Ctrl-C to the exit"
     assert "worker 1 (a Ray actor) died" in err
     summary = summary_of(run_dir)
-    assert summary["worker_restarts"] >= 1 and summary["error"] is None
-    assert "step budget" in summary["stop_reason"] and summary["env_steps"] >= budget
+    assert summary["stop_reason"] == "interrupted by the user" and summary["error"] is None
+    assert summary["worker_restarts"] >= 1
     final = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    assert final["env_steps"] == summary["env_steps"]
+    assert final["env_steps"] == summary["env_steps"] > 0
     assert summary["optimizer_steps"] == pytest.approx(summary["env_steps"] / 20, rel=0.02), "updates went missing"
     board = LiveBoard.attach(run_dir)  # what view.py shows: both worker actors published their episodes
     assert board is not None and all(board.latest(rank) is not None for rank in (0, 1))
-    assert not list(Path("/dev/shm").glob(f"arm-a3c-{process.pid}-*")), "the mapped memory was left behind"
-    assert not processes_named("a3c-worker-1") and not processes_named("a3c-worker-2"), "a worker actor outlived the run"
+    assert_ray_is_gone(process)
 
     evaluated = run_script("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "latest.pt"), "--episodes", "5")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(summary["env_steps"] + 20_000), timeout=300)
+                         "--max-steps", str(summary["env_steps"] + 10_000), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after_resume = summary_of(run_dir)
     assert after_resume["resumed_from_steps"] == summary["env_steps"]
-    assert after_resume["env_steps"] >= summary["env_steps"] + 20_000
+    assert after_resume["env_steps"] >= summary["env_steps"] + 10_000
 
 
 def ray_processes() -> list[int]:
@@ -221,6 +223,16 @@ def ray_processes() -> list[int]:
     return found
 
 
+def assert_ray_is_gone(process: subprocess.Popen) -> None:
+    """No process of the run's Ray instance, no worker actor and no mapped file outlived the run."""
+    deadline = time.monotonic() + 10
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ray_processes(), "Ray processes outlived the run"
+    assert not processes_named("a3c-worker-1") and not processes_named("a3c-worker-2"), "an actor outlived the run"
+    assert not list(Path("/dev/shm").glob(f"arm-a3c-{process.pid}-*")), "the mapped memory was left behind"
+
+
 def interrupt(pid: int, signum: int) -> None:
     """Ctrl-C twice, 0.3 s apart: the second one exits at once."""
     os.killpg(pid, signum)
@@ -228,36 +240,25 @@ def interrupt(pid: int, signum: int) -> None:
     os.killpg(pid, signum)
 
 
-@pytest.mark.parametrize("times", ["once", "twice"])
-def test_ctrl_c_stops_a_ray_run_and_leaves_no_ray_process_or_mapped_file(tmp_path, times):
+def test_a_second_ctrl_c_ends_a_ray_run_at_once_and_leaves_no_ray_process_or_mapped_file(tmp_path):
+    """(The first Ctrl-C's clean stop is tested with the killed actor above.)"""
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--backend", "ray", *UNTIL_STOPPED)
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     wait_for(lambda: processes_named("a3c-worker-2"), "worker actors", process)
-    time.sleep(2)
-    err, seconds = signal_and_wait(process, os.killpg if times == "once" else interrupt, signal.SIGINT)
-    if times == "once":  # a final evaluation and checkpoint
-        assert process.returncode == 0, err[-2000:]
-        assert seconds < 15, f"{seconds:.1f} s from Ctrl-C to the exit"
-        summary = summary_of(run_dir)
-        assert summary["stop_reason"] == "interrupted by the user"
-        assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary["env_steps"]
-    else:  # at once, with the last checkpoint written so far
-        assert process.returncode == 130 and "exiting at once" in err, err[-2000:]
-        assert seconds < 5, f"{seconds:.1f} s from the second Ctrl-C to the exit"
-        assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["robot"]["name"] == "light_arm"
-    deadline = time.monotonic() + 10
-    while ray_processes() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not ray_processes(), "Ray processes outlived the run"
-    assert not list(Path("/dev/shm").glob(f"arm-a3c-{process.pid}-*")), "the mapped memory was left behind"
+    time.sleep(1)
+    err, seconds = signal_and_wait(process, interrupt, signal.SIGINT)
+    assert process.returncode == 130 and "exiting at once" in err, err[-2000:]
+    assert seconds < 5, f"{seconds:.1f} s from the second Ctrl-C to the exit"
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["robot"]["name"] == "light_arm"
+    assert_ray_is_gone(process)
 
 
 def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
-    result = run_script("bench_ray.py", "--seconds", "12", "--server-seconds", "2", "--json", str(out),
+    result = run_script("bench_ray.py", "--seconds", "10", "--server-seconds", "1", "--json", str(out),
                         "--work-dir", str(tmp_path / "runs"), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
@@ -275,4 +276,4 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
 
 
 def test_ray_benchmark_flags_are_checked():
-    assert_user_error(run_script("bench_ray.py", "--workers", "0"), "--workers must be at least 1")
+    assert_user_error(run_in_process("bench_ray.py", "--workers", "0"), "--workers must be at least 1")

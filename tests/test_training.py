@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_STEPS, run_script
+from conftest import SHARED_STEPS, run_in_process, run_script
 from test_cli import assert_user_error
 
 from arm_a3c.a3c.config import TrainConfig
@@ -75,14 +75,14 @@ def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(training
     (["--urdf", "/nowhere/arm.urdf"], "not found"),
 ])
 def test_bad_training_flags_are_one_line_errors(flags, fragment):
-    assert_user_error(run_script("train_arm.py", *flags), fragment)
+    assert_user_error(run_in_process("train_arm.py", *flags), fragment)
 
 
 def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "notes.pt"
     bogus.write_text("not a checkpoint")
-    assert_user_error(run_script("evaluate.py", "--checkpoint", str(bogus)), "notes.pt", "not a readable")
-    assert_user_error(run_script("evaluate.py", "--checkpoint", str(tmp_path / "gone.pt")), "not found")
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(bogus)), "notes.pt", "not a readable")
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(tmp_path / "gone.pt")), "not found")
 
 
 def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_and_resumes(tmp_path):
@@ -103,7 +103,8 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
     assert reproduced["mean_final_distance_m"] == pytest.approx(stored["eval"]["mean_final_distance_m"], abs=1e-9)
 
     gif = tmp_path / "old.gif"
-    assert run_script("view.py", "--checkpoint", str(OLD_CHECKPOINT), "--record", str(gif), "--frames", "3").returncode == 0
+    replayed = run_in_process("view.py", "--checkpoint", str(OLD_CHECKPOINT), "--record", str(gif), "--frames", "3")
+    assert replayed.returncode == 0, replayed.stderr
 
     # What --resume does before any process starts: the weights, Adam's moments and step count, the normaliser.
     run_dir = tmp_path / "run"

@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import pygame  # noqa: E402
-from conftest import run_script, write_untrained_checkpoint  # noqa: E402
+from conftest import run_in_process, run_script, write_untrained_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from arm_a3c.viewer.sources import LiveSource, ReplaySource, open_source  # noqa: E402
@@ -116,10 +116,10 @@ def test_record_a_replayed_checkpoint_as_gif(robot, tmp_path):
 def test_view_errors_are_one_line(tmp_path):
     from test_cli import assert_user_error
 
-    assert_user_error(run_script("view.py", "--run", str(tmp_path)), "not a training run directory")
-    assert_user_error(run_script("view.py", "--checkpoint", str(tmp_path / "x.pt"), "--record", str(tmp_path / "a.gif")),
-                      "not found")
-    assert_user_error(run_script("view.py"), "--run", "--checkpoint")
+    assert_user_error(run_in_process("view.py", "--run", str(tmp_path)), "not a training run directory")
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(tmp_path / "x.pt"),
+                                     "--record", str(tmp_path / "a.gif")), "not found")
+    assert_user_error(run_in_process("view.py"), "--run", "--checkpoint")
 
 
 def test_viewer_without_a_display_says_so_instead_of_drawing_nowhere(tmp_path):

@@ -14,8 +14,9 @@ The picture is the local backend's, with processes that Ray places:
   pulls there directly (`shared.SharedMemoryLink`, as the local backend's processes do: a Ray call per update
   costs more than the update itself, measured in the README); elsewhere, or with `--no-ray-shared-memory`, it
   goes through the server (`RayLink`).
-- The launcher (`a3c.launcher.train`, handed a `RayBackend`) keeps everything else: the evaluator process, checkpoints, metrics, the
-  progress line, the stopping rules; they read the mapped memory as they read the local backend's.
+- The launcher (`a3c.launcher.train`, handed a `RayBackend`) keeps everything else: the evaluator process,
+  checkpoints, metrics, the progress line, the stopping rules; they read the mapped memory as they read the
+  local backend's.
 - A worker actor that dies is restarted by Ray (`max_restarts=-1`); the launcher starts its loop again with a
   new seed, and stops the run when one keeps dying (`processes.MAX_DEATHS`), as it does for local processes.
 
