@@ -57,7 +57,7 @@ def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(training
     for name in ("best.pt", "latest.pt"):
         checkpoint = run_dir / "checkpoints" / name
         stored = torch.load(checkpoint, weights_only=True)["eval"]
-        result = run_script("evaluate.py", "--checkpoint", str(checkpoint))
+        result = run_in_process("evaluate.py", "--checkpoint", str(checkpoint))
         assert result.returncode == 0, result.stderr
         reproduced = json.loads(result.stdout)
         assert reproduced["episodes"] == stored["episodes"] == 30

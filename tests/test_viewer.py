@@ -104,7 +104,7 @@ def test_replay_moves_the_target_on_key_and_click(tmp_path):
 def test_record_a_replayed_checkpoint_as_gif(robot, tmp_path):
     checkpoint = write_untrained_checkpoint(robot, tmp_path / "policy.pt")
     gif = tmp_path / "replay.gif"
-    result = run_script("view.py", "--checkpoint", str(checkpoint), "--record", str(gif), "--frames", "45")
+    result = run_in_process("view.py", "--checkpoint", str(checkpoint), "--record", str(gif), "--frames", "45")
     assert result.returncode == 0, result.stderr
     image = Image.open(gif)
     assert image.n_frames == 45 and image.size == (800, 600)

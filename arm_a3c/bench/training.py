@@ -47,7 +47,7 @@ class BenchOptions:
     baselines: tuple[str, ...] = ("a2c", "ppo")
 
 
-QUICK = dict(limit_seconds=2.0, throughput_seconds=6.0, budget_seconds=6.0, seeds=(0,))  # a smoke test: every part runs
+QUICK = dict(limit_seconds=1.0, throughput_seconds=4.0, budget_seconds=4.0, seeds=(0,))  # a smoke test: every part runs
 
 
 # ---- 1. the limit -------------------------------------------------------------------------------------------
