@@ -314,7 +314,7 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     from pathlib import Path
 
     from arm_a3c.backends.ray import import_ray
-    from arm_a3c.bench.ray_backend import RayBenchOptions, format_table, run_ray_benchmark
+    from arm_a3c.bench.ray_backend import QUICK, RayBenchOptions, format_table, run_ray_benchmark
 
     parser = ArgumentParser(prog="bench_ray.py", description=bench_ray_main.__doc__)
     parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
@@ -322,6 +322,8 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=90.0, help="length of each training run (default 90)")
     parser.add_argument("--server-seconds", type=float, default=20.0,
                         help="how long the clients flood the parameter server (default 20)")
+    parser.add_argument("--quick", action="store_true",
+                        help="runs of 5,000 steps and 1 s of flooding: a smoke test of the benchmark, not a measurement")
     parser.add_argument("--json", type=Path, default=Path("bench_ray.json"), metavar="PATH",
                         help="where to write the results (default bench_ray.json)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench_ray", metavar="DIR",
@@ -332,4 +334,6 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     import_ray()
     options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds,
                               server_seconds=args.server_seconds)
+    if args.quick:
+        options = RayBenchOptions(**{**options.__dict__, **QUICK})
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)

@@ -113,7 +113,7 @@ def write_untrained_checkpoint(robot: str, path: Path) -> Path:
 # first in the session, see `pytest_collection_modifyitems`); once it has finished, other tests check that it
 # learned, wrote every file, kept its counts through the killed worker, and that evaluate.py reproduces it.
 
-SHARED_STEPS = 250_000  # under a minute on 2 cores; long enough for the live tests to attach before it ends
+SHARED_STEPS = 200_000  # under a minute on 2 cores; long enough for the live tests to attach before it ends
 SHARED_FLAGS = ("--robot", "light_arm", "--workers", "2", "--max-steps", str(SHARED_STEPS), "--max-minutes", "8",
                 "--target-success", "1.01", "--eval-every-steps", "100000", "--eval-episodes", "30", "--seed", "3")
 

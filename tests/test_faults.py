@@ -97,10 +97,11 @@ def survivors(children: dict[int, str], grace: float = 2.0) -> dict[int, str]:
 
 def signal_and_wait(process: subprocess.Popen, send, signum: int, timeout: float = 60) -> tuple[str, float]:
     """Send `signum` with `send` (os.killpg: the whole process group, as Ctrl-C in a terminal; os.kill: the
-    launcher only) and wait for the process to exit: (its stderr, seconds from the signal to the exit)."""
+    launcher only) and wait for the process to exit: (its stderr, seconds from the signal to the exit). Its
+    stdout is kept as `process.stdout_text`."""
     started = time.monotonic()
     send(process.pid, signum)
-    _, err = process.communicate(timeout=timeout)
+    process.stdout_text, err = process.communicate(timeout=timeout)
     return err, time.monotonic() - started
 
 
@@ -110,54 +111,14 @@ def summary_of(run_dir: Path) -> dict:
 
 # ---- stopping and resuming ----------------------------------------------------------------------------------
 
-def test_ctrl_c_saves_a_final_checkpoint_within_5_seconds_and_resume_continues_from_it(tmp_path):
-    run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED,
-                             "--eval-every-steps", "20000")
-    children = wait_until_training(process, run_dir)
-    time.sleep(2)
-
-    err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT)  # what Ctrl-C in a terminal does
-
-    assert process.returncode == 0, err[-2000:]
-    assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
-    assert "Traceback" not in err
-    assert not survivors(children), "child processes survived"
-    first = summary_of(run_dir)
-    assert first["stop_reason"] == "interrupted by the user"
-    saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    assert saved["env_steps"] == first["env_steps"] > 0
-    rows_before = (run_dir / "metrics.csv").read_text().splitlines()
-
-    more = 20_000
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--resume", str(run_dir),
-         "--max-steps", str(saved["env_steps"] + more), "--max-minutes", "3"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"resuming light_arm from {saved['env_steps']:,} steps" in result.stdout
-    second = summary_of(run_dir)
-    assert second["resumed_from_steps"] == saved["env_steps"]
-    assert second["env_steps"] >= saved["env_steps"] + more
-    assert second["wall_seconds"] > first["wall_seconds"]
-    resumed = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    # The shared optimizer's step count and the normaliser's count carried on from the checkpoint.
-    saved_updates, resumed_updates = int(saved["optimizer"]["step"]), int(resumed["optimizer"]["step"])
-    assert resumed_updates >= saved_updates + 0.9 * more / 20
-    assert float(resumed["normalizer"]["count"]) >= float(saved["normalizer"]["count"]) + 0.9 * more
-    # metrics.csv keeps the first session's rows and continues after them.
-    rows_after = (run_dir / "metrics.csv").read_text().splitlines()
-    assert rows_after[:len(rows_before)] == rows_before and len(rows_after) > len(rows_before)
-    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) >= 2, "TensorBoard curves did not continue"
-
-
-def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
+def test_sigterm_and_ctrl_c_stop_within_5_seconds_with_a_final_checkpoint_and_resume_continues_the_run(tmp_path):
+    """SIGTERM stops a run that replaced an old one (--force); its resumption is stopped by Ctrl-C; both stop
+    cleanly within 5 seconds, and the resumed session carries on the first one's counts, metrics and curves."""
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.json").write_text("{}")
     (run_dir / "metrics.csv").write_text("an old run's metrics\n")
-    process = start_training(run_dir, "--force", *UNTIL_STOPPED)
+    process = start_training(run_dir, "--force", *UNTIL_STOPPED, "--eval-every-steps", "20000")
     children = wait_until_training(process, run_dir)
     time.sleep(1)
 
@@ -165,10 +126,44 @@ def test_sigterm_stops_cleanly_and_force_replaces_an_old_run(tmp_path):
 
     assert process.returncode == 0, err[-2000:]
     assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in err
     assert not survivors(children), "child processes survived"
-    assert summary_of(run_dir)["stop_reason"] == "stopped by SIGTERM"
+    first = summary_of(run_dir)
+    assert first["stop_reason"] == "stopped by SIGTERM"
     assert "an old run" not in (run_dir / "metrics.csv").read_text()
-    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary_of(run_dir)["env_steps"]
+    saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert saved["env_steps"] == first["env_steps"] > 0
+    rows_before = (run_dir / "metrics.csv").read_text().splitlines()
+
+    process = start_training(run_dir, "--resume", str(run_dir), *UNTIL_STOPPED)
+    children = wait_until_training(process, run_dir)
+    deadline = time.monotonic() + 60
+    while load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] <= saved["env_steps"]:
+        assert time.monotonic() < deadline and process.poll() is None, "the resumed run wrote no new checkpoint"
+        time.sleep(0.25)
+
+    err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT)  # what Ctrl-C in a terminal does
+
+    assert process.returncode == 0, err[-2000:]
+    assert elapsed <= STOP_WITHIN_S, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in err
+    assert not survivors(children), "child processes survived"
+    assert f"resuming light_arm from {saved['env_steps']:,} steps" in process.stdout_text
+    second = summary_of(run_dir)
+    assert second["stop_reason"] == "interrupted by the user"
+    assert second["resumed_from_steps"] == saved["env_steps"] < second["env_steps"]
+    assert second["wall_seconds"] > first["wall_seconds"]
+    resumed = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert resumed["env_steps"] == second["env_steps"]
+    # The shared optimizer's step count and the normaliser's count carried on from the checkpoint.
+    more = second["env_steps"] - saved["env_steps"]
+    saved_updates, resumed_updates = int(saved["optimizer"]["step"]), int(resumed["optimizer"]["step"])
+    assert resumed_updates >= saved_updates + 0.9 * more / 20
+    assert float(resumed["normalizer"]["count"]) >= float(saved["normalizer"]["count"]) + 0.9 * more
+    # metrics.csv keeps the first session's rows and continues after them.
+    rows_after = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows_after[:len(rows_before)] == rows_before and len(rows_after) > len(rows_before)
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) >= 2, "TensorBoard curves did not continue"
 
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
@@ -274,26 +269,31 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_p
 
 # ---- checkpoints --------------------------------------------------------------------------------------------
 
-WRITER = """
-import sys, torch
-from arm_a3c.a3c.checkpoint import save_checkpoint
-payload = {"model": {"w": torch.randn(8_000_000)}, "optimizer": {}, "normalizer": {}, "config": {}, "robot": {}}
-for step in range(1, 10**6):
-    save_checkpoint(sys.argv[1], {**payload, "env_steps": step})
-    print(step, flush=True)
-"""
+def _write_checkpoints_forever(path: Path, written) -> None:
+    """A process that writes a large checkpoint over and over, saying when the first one is complete."""
+    from arm_a3c.a3c.checkpoint import save_checkpoint
+
+    payload = {"model": {"w": torch.randn(8_000_000)}, "optimizer": {}, "normalizer": {}, "config": {}, "robot": {}}
+    for step in range(1, 10**6):
+        save_checkpoint(path, {**payload, "env_steps": step})
+        if step == 1:
+            written.set()
 
 
 def test_killing_a_process_while_it_writes_checkpoints_leaves_the_last_one_loadable(tmp_path):
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")  # a copy of this process: no seconds spent importing torch again
     path = tmp_path / "checkpoints" / "latest.pt"
     rng, mid_write = random.Random(0), 0
     for _ in range(6):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE,
-                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        writer.stdout.readline()  # one checkpoint is complete
+        written = fork.Event()
+        writer = fork.Process(target=_write_checkpoints_forever, args=(path, written), daemon=True)
+        writer.start()
+        assert written.wait(60), "the writer wrote no checkpoint"
         time.sleep(rng.uniform(0.05, 0.5))
         writer.kill()
-        writer.wait()
+        writer.join()
         mid_write += bool(list(path.parent.glob("*.tmp")))
         assert load_checkpoint(path)["env_steps"] >= 1
         remove_stale_temporaries(path.parent)

@@ -196,7 +196,8 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     assert_ray_is_gone(process)
 
     saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
-    evaluated = run_script("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "latest.pt"), "--episodes", "5")
+    evaluated = run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "latest.pt"),
+                               "--episodes", "5")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
                          "--max-steps", str(saved + 10_000), timeout=300)
@@ -244,14 +245,14 @@ def interrupt(pid: int, signum: int) -> None:
 def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
-    result = run_script("bench_ray.py", "--seconds", "15", "--server-seconds", "1", "--json", str(out),
+    result = run_script("bench_ray.py", "--quick", "--json", str(out),
                         "--work-dir", str(tmp_path / "runs"), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
     assert set(bench["throughput"]) == {"local", "ray", "ray_through_server"}
     for name in ("ray", "ray_through_server"):  # each a Ray run stopped by its budget: a clean stop
         summary = summary_of(tmp_path / "runs" / f"throughput-{name}")
-        assert summary["error"] is None and "time budget" in summary["stop_reason"]
+        assert summary["error"] is None and "step budget" in summary["stop_reason"]
         # Every counted rollout of 20 steps made one update that reached the global model (Hogwild may lose a
         # step-count increment now and then where the workers share the memory).
         updates = summary["env_steps"] / 20

@@ -27,7 +27,13 @@ class RayBenchOptions:
     robot: str = "light_arm"
     workers: int = 2
     throughput_seconds: float = 90.0  # length of each training run
+    throughput_steps: int = 0  # ... or this many environment steps, if that comes first (0: no step limit)
     server_seconds: float = 20.0  # how long the clients flood the parameter server
+
+
+# A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
+# start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
+QUICK = dict(throughput_steps=5_000, server_seconds=1.0)
 
 
 class ExchangeClient:
@@ -100,8 +106,10 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     runs = {}
     for name, flags in [("local", ()), ("ray", ("--backend", "ray")),
                         ("ray_through_server", ("--backend", "ray", "--no-ray-shared-memory"))]:
-        log(f"training throughput: {name}, {n} workers, {seconds:g} s")
-        runs[name] = a3c_run(bench, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags)
+        steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
+        log(f"training throughput: {name}, {n} workers, {seconds:g} s{steps}")
+        runs[name] = a3c_run(bench, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
+                             max_steps=opts.throughput_steps)
     log(f"parameter server capacity: {n} clients flooding it for {opts.server_seconds:g} s")
     capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir)
     local_rate, remote_rate = runs["local"]["steps_per_second"], runs["ray_through_server"]["steps_per_second"]

@@ -125,13 +125,14 @@ def _checked(result: dict, what: str) -> dict:
 # ---- 2-5. arm-a3c and the baselines -------------------------------------------------------------------------
 
 def a3c_run(opts: BenchOptions, workers: int, seconds: float, target: float, run_dir: Path, seed: int = 0,
-            extra: tuple[str, ...] = ()) -> dict:
-    """A real training run through train_arm.py; its steady-state rate, time to the target, and memory."""
+            extra: tuple[str, ...] = (), max_steps: int = 0) -> dict:
+    """A real training run through train_arm.py, for `seconds` (or until `max_steps` environment steps if that
+    comes first); its steady-state rate, time to the target, and memory."""
     from arm_a3c.a3c.metrics import read_metrics, time_to_success
 
     command = [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", opts.robot,
-               "--workers", str(workers), "--max-minutes", str(seconds / 60), "--target-success", str(target),
-               "--seed", str(seed), "--run-dir", str(run_dir), "--force", *extra]
+               "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
+               "--target-success", str(target), "--seed", str(seed), "--run-dir", str(run_dir), "--force", *extra]
     watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training with {workers} worker(s)")
     rows = read_metrics(run_dir / "metrics.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
