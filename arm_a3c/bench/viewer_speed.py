@@ -13,14 +13,14 @@ import pygame  # noqa: E402
 
 from arm_a3c.a3c.checkpoint import save_untrained_checkpoint  # noqa: E402
 from arm_a3c.viewer.sources import ReplaySource  # noqa: E402
-from arm_a3c.viewer.window import Viewer, freeze_startup_objects  # noqa: E402
+from arm_a3c.viewer.window import Viewer, freeze_startup_objects, start_pygame  # noqa: E402
 
 
 def measure_viewer_fps(robot: str, frames: int = 300, size: tuple[int, int] = (800, 600)) -> dict:
     """Frames per second of the viewer's drawing (scene and HUD) replaying `robot`, off-screen."""
     with tempfile.TemporaryDirectory() as tmp:
         source = ReplaySource(save_untrained_checkpoint(robot, Path(tmp) / "policy.pt"))
-    pygame.init()
+    start_pygame()
     viewer = Viewer(source, None, "", size)
     freeze_startup_objects()  # as run_viewer does
     surface = pygame.Surface(size)

@@ -233,6 +233,13 @@ class Viewer:
             self.episode = None
 
 
+def start_pygame() -> None:
+    """Start the parts of pygame the viewer uses, display and fonts. (`pygame.init()` also opens the sound
+    device, and on a machine without one ALSA printed 8 lines of errors.)"""
+    pygame.display.init()
+    pygame.font.init()
+
+
 def freeze_startup_objects() -> None:
     """Exclude the ~300,000 objects that torch, PyBullet and pygame create at start-up from garbage
     collection: a frame allocates thousands of small lists, and the full collections they trigger would
@@ -243,7 +250,7 @@ def freeze_startup_objects() -> None:
 
 def run_viewer(source, run_dir: Path | None, note: str, record: Path | None = None, frames: int = 0) -> int:
     """Open the window (or, with `record`, draw `frames` frames off-screen into a GIF). Returns frames drawn."""
-    pygame.init()
+    start_pygame()
     viewer = Viewer(source, run_dir, note)
     freeze_startup_objects()
     if record is not None:
