@@ -109,6 +109,12 @@ def summary_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def checkpoint_steps(run_dir: Path) -> int:
+    """The environment steps of the run's latest checkpoint (-1 while there is none)."""
+    path = run_dir / "checkpoints" / "latest.pt"
+    return load_checkpoint(path)["env_steps"] if path.is_file() else -1
+
+
 # ---- stopping and resuming ----------------------------------------------------------------------------------
 
 def test_sigterm_and_ctrl_c_stop_within_5_seconds_with_a_final_checkpoint_and_resume_continues_the_run(tmp_path):
@@ -138,7 +144,7 @@ def test_sigterm_and_ctrl_c_stop_within_5_seconds_with_a_final_checkpoint_and_re
     process = start_training(run_dir, "--resume", str(run_dir), *UNTIL_STOPPED)
     children = wait_until_training(process, run_dir)
     deadline = time.monotonic() + 60
-    while load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] <= saved["env_steps"]:
+    while checkpoint_steps(run_dir) <= saved["env_steps"]:
         assert time.monotonic() < deadline and process.poll() is None, "the resumed run wrote no new checkpoint"
         time.sleep(0.25)
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import REPO, run_in_process, run_script
 from test_cli import assert_user_error
-from test_faults import UNTIL_STOPPED, alive, signal_and_wait, start_training, summary_of
+from test_faults import UNTIL_STOPPED, alive, checkpoint_steps, signal_and_wait, start_training, summary_of
 
 from arm_a3c.a3c.checkpoint import load_checkpoint
 from arm_a3c.a3c.config import TrainConfig
@@ -204,12 +204,6 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = summary_of(run_dir)
     assert summary["resumed_from_steps"] == saved > 0 and summary["env_steps"] >= saved + 10_000, (saved, summary)
-
-
-def checkpoint_steps(run_dir: Path) -> int:
-    """The environment steps of the run's latest checkpoint (-1 while there is none)."""
-    path = run_dir / "checkpoints" / "latest.pt"
-    return load_checkpoint(path)["env_steps"] if path.is_file() else -1
 
 
 def ray_processes() -> list[int]:

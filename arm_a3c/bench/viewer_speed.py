@@ -8,16 +8,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen: no window is opened
-import pygame  # noqa: E402
+import pygame
 
-from arm_a3c.a3c.checkpoint import save_untrained_checkpoint  # noqa: E402
-from arm_a3c.viewer.sources import ReplaySource  # noqa: E402
-from arm_a3c.viewer.window import Viewer, freeze_startup_objects, start_pygame  # noqa: E402
+from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
+from arm_a3c.viewer.sources import ReplaySource
+from arm_a3c.viewer.window import Viewer, freeze_startup_objects, start_pygame
 
 
 def measure_viewer_fps(robot: str, frames: int = 300, size: tuple[int, int] = (800, 600)) -> dict:
     """Frames per second of the viewer's drawing (scene and HUD) replaying `robot`, off-screen."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen: SDL reads it when the display starts
     with tempfile.TemporaryDirectory() as tmp:
         source = ReplaySource(save_untrained_checkpoint(robot, Path(tmp) / "policy.pt"))
     start_pygame()
