@@ -41,13 +41,16 @@ class BenchOptions:
     workers: int = os.cpu_count() or 1
     limit_seconds: float = 30.0  # how long the random-action processes step
     throughput_seconds: float = 90.0  # length of each throughput training run
+    throughput_steps: int = 0  # ... or this many environment steps, if that comes first (0: no step limit)
     budget_seconds: float = 300.0  # time budget of each time-to-success run (arm-a3c, A2C, PPO)
     target_success: float = 0.8
     seeds: tuple[int, ...] = (0, 1, 2)  # one time-to-success run per seed and algorithm
     baselines: tuple[str, ...] = ("a2c", "ppo")
 
 
-QUICK = dict(limit_seconds=1.0, throughput_seconds=4.0, budget_seconds=4.0, seeds=(0,))  # a smoke test: every part runs
+# A smoke test of the benchmark, not a measurement: the throughput runs end after a few thousand steps, so they
+# step for a while after their processes' start-up however long that takes (4-second runs once made 37 steps/s).
+QUICK = dict(limit_seconds=1.0, throughput_seconds=60.0, throughput_steps=20_000, budget_seconds=4.0, seeds=(0,))
 
 
 # ---- 1. the limit -------------------------------------------------------------------------------------------
@@ -175,9 +178,10 @@ def run_benchmark(opts: BenchOptions, work_dir: Path, log=print) -> dict:
     n = opts.workers
     log(f"1/4 the limit: {n} process(es) stepping {opts.robot} with random actions for {opts.limit_seconds:g} s")
     limit_before = limit_rate(opts.robot, n, opts.limit_seconds)
-    log(f"2/4 A3C throughput: {n} worker(s), then 1, {opts.throughput_seconds:g} s each; then the limit again")
-    many = a3c_run(opts, n, opts.throughput_seconds, 1.01, work_dir / f"a3c-{n}-workers")
-    one = a3c_run(opts, 1, opts.throughput_seconds, 1.01, work_dir / "a3c-1-worker")
+    steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
+    log(f"2/4 A3C throughput: {n} worker(s), then 1, {opts.throughput_seconds:g} s{steps} each; then the limit again")
+    many = a3c_run(opts, n, opts.throughput_seconds, 1.01, work_dir / f"a3c-{n}-workers", max_steps=opts.throughput_steps)
+    one = a3c_run(opts, 1, opts.throughput_seconds, 1.01, work_dir / "a3c-1-worker", max_steps=opts.throughput_steps)
     limit_after = limit_rate(opts.robot, n, opts.limit_seconds)
     limit = (limit_before + limit_after) / 2
     seeds = ", ".join(map(str, opts.seeds))
