@@ -26,6 +26,33 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--urdf", metavar="PATH", help="path to a .urdf file instead of a robot name")
     parser.add_argument("--ee-link", metavar="LINK",
                         help="end-effector link name (default: from the robot's sidecar .toml, else the deepest link)")
+    parser.add_argument("--ee-offset-m", nargs=3, type=float, metavar=("X", "Y", "Z"),
+                        help="tool point in the end-effector link's frame, metres (default: the sidecar's "
+                             "ee_offset_m, else the link's origin)")
+    parser.add_argument("--home", nargs="+", type=_home_token, metavar="Q",
+                        help="start pose: one value per controlled joint (rad or m, in inspect_robot.py's order), "
+                             "or 'auto' (the rule inspect_robot.py explains) or 'zero' (default: the sidecar's "
+                             "home, else auto)")
+
+
+def _home_token(text: str) -> float | str:
+    if text in ("auto", "zero"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number, 'auto' or 'zero'") from None
+
+
+def home_from_args(args: argparse.Namespace) -> list[float] | str | None:
+    """--home as numbers or one word (None when not given)."""
+    tokens = getattr(args, "home", None)
+    if tokens is None:
+        return None
+    words = [t for t in tokens if isinstance(t, str)]
+    if words and len(tokens) > 1:
+        raise UserError(f"--home takes numbers or one word ('auto' or 'zero'), not both: {' '.join(map(str, tokens))}")
+    return words[0] if words else list(tokens)
 
 
 def robot_from_args(args: argparse.Namespace) -> str | None:
@@ -48,7 +75,8 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 def _make_env(args: argparse.Namespace):
     from arm_a3c.envs.arm_env import ArmReachEnv  # PyBullet loads here, not when --help is asked for
 
-    return ArmReachEnv(robot_from_args(args), ee_link=args.ee_link)
+    return ArmReachEnv(robot_from_args(args), ee_link=getattr(args, "ee_link", None), home=home_from_args(args),
+                       ee_offset_m=getattr(args, "ee_offset_m", None))
 
 
 def inspect_main(argv: Sequence[str] | None = None) -> int:
@@ -125,7 +153,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_robot_arguments(parser)
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("robot", "ee_link"):
+        if f.name in ("robot", "ee_link", "ee_offset_m", "home"):
             continue
         flag, default = "--" + f.name.replace("_", "-"), f.default
         help_text = f"{f.metadata['help']} (default {default})"
@@ -148,8 +176,12 @@ def given_config(args: argparse.Namespace) -> dict:
     values.pop("robot", None)
     if robot_from_args(args):
         values["robot"] = robot_from_args(args)
-    if args.ee_link is None:
-        values.pop("ee_link", None)
+    for name in ("ee_link", "ee_offset_m"):
+        if getattr(args, name, None) is None:
+            values.pop(name, None)
+    values.pop("home", None)
+    if home_from_args(args) is not None:
+        values["home"] = home_from_args(args)
     return values
 
 

@@ -18,11 +18,20 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
     return field(default=default, metadata={"help": help})
 
 
+# A run saved before a field existed was trained with these values (before homes and tool points, every arm
+# started at zero and reached with its end-effector link's origin).
+SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0]}
+
+
 @dataclass
 class TrainConfig:
     # what to train
     robot: str = param(DEFAULT_ROBOT, "robot name in assets/ or path to a .urdf file")
     ee_link: str | None = param(None, "end-effector link (default: the robot's sidecar, else the deepest link)")
+    ee_offset_m: list | None = param(None, "tool point x y z (m) in the end-effector link's frame (default: the "
+                                           "sidecar's, else the link's origin); the run records the one used")
+    home: list | str | None = param(None, "start pose: one value per controlled joint, or auto or zero (default: "
+                                          "the sidecar's, else auto); the run records the pose used")
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
@@ -67,6 +76,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {**SAVED_BEFORE_FIELD_EXISTED, **values}
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def check(self) -> None:

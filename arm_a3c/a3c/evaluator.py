@@ -66,7 +66,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     the best success rate so far (-1: none), which best.pt must beat."""
     become_child("a3c-evaluator")
     torch.set_num_threads(1)
-    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    env = ArmReachEnv.from_settings(cfg)
     local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
     try:
@@ -98,7 +98,7 @@ def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmReachEnv, ActorCritic
     normaliser). A checkpoint that no longer fits its robot is a `UserError`; the caller closes the env."""
     data = load_checkpoint(path)
     cfg = TrainConfig.from_dict(data["config"])
-    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    env = ArmReachEnv.from_settings(cfg)
     try:
         warning = check_robot(path, data["robot"], env)
         if warning:

@@ -189,7 +189,11 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     cfg.check()
     backend.check(cfg)
     backend.start(cfg)  # a missing Ray or an unreachable cluster is one line, before anything is made
-    probe = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)  # bad robots fail here, before any process starts
+    probe = ArmReachEnv.from_settings(cfg)  # bad robots fail here, before any process starts
+    # Record the home pose and tool point used (from the robot's settings file or the home rule), so the run's
+    # workers, its checkpoints and whoever replays them use exactly these, whatever the files or the rule become.
+    cfg.home = [float(v) for v in probe.robot.home]
+    cfg.ee_offset_m = [float(v) for v in probe.robot.ee_offset]
     obs_dim, action_dim, robot_name = probe.obs_dim, probe.robot.dof, probe.robot.name
     if resume:
         run_dir = Path(cfg.run_dir)

@@ -105,7 +105,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     the viewer reads (None, or a directory without one: nothing is published)."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+    env = ArmReachEnv.from_settings(cfg)
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
     learner = NumpyActorCritic(ActorCritic.from_config(cfg, obs_dim, action_dim), own_copy=True)  # local copy
     raw_obs = np.zeros((n, obs_dim), np.float32)

@@ -54,7 +54,10 @@ class ArmReachEnv(gymnasium.Env):
 
     def __init__(self, robot: str | Path | None = None, ee_link: str | None = None,
                  config: EnvConfig | None = None, render_mode: str | None = None,
-                 render_size: tuple[int, int] = (320, 240)):
+                 render_size: tuple[int, int] = (320, 240), *, home: object = None, ee_offset_m: object = None):
+        """`robot`: a name in assets/ or a URDF path (None: the default). `ee_link`, `home` (numbers, one per
+        controlled joint, or "auto" or "zero") and `ee_offset_m` (x, y, z in the end-effector link's frame)
+        override the robot's settings file; None keeps it."""
         self.config = config or EnvConfig()
         self.render_mode = render_mode
         self.render_size = render_size
@@ -62,7 +65,7 @@ class ArmReachEnv(gymnasium.Env):
         self.client = connect()
         try:
             self.floor = load_floor(self.client)
-            self.robot = Robot(self.client, resolve_robot(robot, ee_link))
+            self.robot = Robot(self.client, resolve_robot(robot, ee_link, home=home, ee_offset_m=ee_offset_m))
         except BaseException:
             disconnect(self.client)
             raise
@@ -97,6 +100,14 @@ class ArmReachEnv(gymnasium.Env):
         # The solver warm-starts from the previous step; restoring this snapshot on reset makes an episode
         # depend only on its seed, not on the episodes before it.
         self._home_state = pb.saveState(physicsClientId=self.client)
+
+    @classmethod
+    def from_settings(cls, settings: object, **kwargs) -> "ArmReachEnv":
+        """The environment for anything with `robot`, `ee_link`, `home` and `ee_offset_m` attributes (a
+        `TrainConfig`, parsed command-line arguments); a missing attribute means the robot's own setting."""
+        return cls(getattr(settings, "robot", None), ee_link=getattr(settings, "ee_link", None),
+                   home=getattr(settings, "home", None), ee_offset_m=getattr(settings, "ee_offset_m", None),
+                   **kwargs)
 
     def _observe(self) -> tuple[np.ndarray, float]:
         """The observation and the end-effector-to-target distance (m). This runs on every step: for vectors

@@ -1,14 +1,26 @@
-"""Find robots: by name in assets/ (`assets/NAME.urdf` or `assets/NAME/<one>.urdf`) or by URDF path.
+"""Find robots: by name in assets/ or by URDF path, with their per-robot settings.
 
-A robot may have a sidecar file next to its URDF with the same stem and `.toml` (for example
-`assets/kuka_iiwa/model.toml`) holding per-robot settings:
+A robot name is found in assets/ as `NAME.urdf`, as a folder `NAME/` holding one URDF, or as a descriptor
+`NAME.toml` whose `urdf` key points at a URDF elsewhere (how `panda` and `xarm6` come from the models that ship
+inside pybullet, without copying them). Next to a URDF, a sidecar with the same stem and `.toml` (for example
+`assets/kuka_iiwa/model.toml`) holds the same settings:
 
-    ee_link = "lbr_iiwa_link_7"      # end-effector link, overrides the deepest-link heuristic
+    urdf = "pybullet_data:franka_panda/panda.urdf"  # descriptors only: a path relative to this file, an
+                                                    # absolute path, or pybullet_data:PATH inside pybullet's data
+    ee_link = "panda_hand"           # end-effector link, overrides the deepest-link heuristic
+    ee_offset_m = [0, 0, 0.1034]     # the tool point: fixed in ee_link's frame (m); default its origin
     hold_joints = ["finger_joint"]   # movable joints to hold still instead of controlling
+    home = [0, -0.785, 0, -2.356, 0, 1.571]  # start pose, one value per controlled joint (rad or m), in order;
+                                     # or "auto" (the default rule in `robot.py`) or "zero"
+    source = "..."                   # where the model comes from, and its licence (shown by inspect_robot.py)
+    licence = "Apache-2.0"
+
+Command-line flags (`--ee-link`, `--ee-offset-m`, `--home`) override the file.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +29,10 @@ from arm_a3c.errors import UserError
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_ROBOT = "kuka_iiwa"
-SIDECAR_KEYS = {"ee_link": str, "hold_joints": list}
+SIDECAR_KEYS = {"urdf": str, "ee_link": str, "ee_offset_m": list, "hold_joints": list, "home": (list, str),
+                "source": str, "licence": str}
+HOME_WORDS = ("auto", "zero")  # `home` as a word: the default rule, or every joint at zero (clipped to limits)
+PYBULLET_DATA = "pybullet_data:"
 
 
 @dataclass(frozen=True)
@@ -29,22 +44,56 @@ class RobotSpec:
     ee_link: str | None = None  # None: choose by the heuristic in `robot.py`
     ee_link_source: str = "heuristic"  # heuristic | sidecar | override
     hold_joints: tuple[str, ...] = field(default_factory=tuple)
+    home: tuple[float, ...] | str = "auto"  # numbers, one per controlled joint, or a HOME_WORDS word
+    home_source: str = "default"  # where `home` came from: "default", "--home", or the settings file
+    ee_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)  # tool point in ee_link's frame
+    ee_offset_source: str = "default"
+    settings_file: Path | None = None  # the descriptor or sidecar the settings came from
+    source: str = ""  # where the model comes from (descriptor/sidecar `source`)
+    licence: str = ""
+
+
+def _descriptor_urdf(descriptor: Path, value: str) -> Path:
+    """The URDF a descriptor's `urdf` key names."""
+    if value.startswith(PYBULLET_DATA):
+        import pybullet_data
+
+        path = Path(pybullet_data.getDataPath()) / value[len(PYBULLET_DATA):]
+    else:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else descriptor.parent / path
+    if not path.is_file():
+        raise UserError(f"{descriptor}: urdf = '{value}' names no file ({path}); give a path relative to "
+                        f"{descriptor.parent}, an absolute path or {PYBULLET_DATA}PATH")
+    return path.resolve()
+
+
+def _is_descriptor(path: Path) -> bool:
+    return path.suffix == ".toml" and not path.with_suffix(".urdf").is_file()
 
 
 def available_robots(assets_dir: Path = ASSETS_DIR) -> dict[str, Path]:
-    """Robot name -> URDF path for every robot in assets/ (folders with several URDFs are skipped)."""
+    """Robot name -> URDF path or descriptor (.toml) for every robot in assets/ (folders with several URDFs
+    are skipped)."""
+    if not assets_dir.is_dir():
+        return {}
     robots = {p.stem: p for p in sorted(assets_dir.glob("*.urdf"))}
-    for folder in sorted(p for p in assets_dir.iterdir() if p.is_dir()) if assets_dir.is_dir() else []:
+    for descriptor in sorted(p for p in assets_dir.glob("*.toml") if _is_descriptor(p)):
+        robots.setdefault(descriptor.stem, descriptor)
+    for folder in sorted(p for p in assets_dir.iterdir() if p.is_dir()):
         urdfs = sorted(folder.glob("*.urdf"))
         if len(urdfs) == 1:
             robots.setdefault(folder.name, urdfs[0])
     return dict(sorted(robots.items()))
 
 
-def _urdf_for_name(name: str, assets_dir: Path) -> Path:
+def _file_for_name(name: str, assets_dir: Path) -> Path:
+    """The URDF or descriptor that a robot name selects in assets/."""
     folder_urdfs = sorted((assets_dir / name).glob("*.urdf")) if (assets_dir / name).is_dir() else []
     if (assets_dir / f"{name}.urdf").is_file():
         return assets_dir / f"{name}.urdf"
+    if (assets_dir / f"{name}.toml").is_file():
+        return assets_dir / f"{name}.toml"
     if len(folder_urdfs) == 1:
         return folder_urdfs[0]
     if len(folder_urdfs) > 1:
@@ -59,38 +108,94 @@ def _urdf_for_name(name: str, assets_dir: Path) -> Path:
     )
 
 
-def _read_sidecar(urdf_path: Path) -> dict:
-    sidecar = urdf_path.with_suffix(".toml")
-    if not sidecar.is_file():
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_home(value: object, where: str) -> tuple[float, ...] | str:
+    """A `home` setting as numbers or a word; `where` names the file and key (or the flag) in errors. Length
+    and limits are checked by the robot, which knows its controlled joints."""
+    if isinstance(value, str):
+        if value not in HOME_WORDS:
+            raise UserError(f"{where} is '{value}'; give one number per controlled joint (rad or m), or "
+                            f"{' or '.join(repr(w) for w in HOME_WORDS)}")
+        return value
+    if not isinstance(value, (list, tuple)) or not value or not all(_is_number(v) for v in value):
+        raise UserError(f"{where} must be a list of numbers, one per controlled joint (rad or m), or "
+                        f"{' or '.join(repr(w) for w in HOME_WORDS)}; got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def check_ee_offset(value: object, where: str) -> tuple[float, float, float]:
+    """An `ee_offset_m` setting: three finite numbers (m) in the end-effector link's frame."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_number(v) for v in value):
+        raise UserError(f"{where} must be three numbers, x y z in metres in the end-effector link's frame "
+                        f"(for example [0, 0, 0.1]); got {value!r}")
+    return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+def _read_settings(path: Path, descriptor: bool) -> dict:
+    """The settings of a descriptor (`path` itself) or of a URDF's sidecar (`path` with .toml), checked."""
+    settings_file = path if descriptor else path.with_suffix(".toml")
+    if not settings_file.is_file():
         return {}
     try:
-        settings = tomllib.loads(sidecar.read_text())
+        settings = tomllib.loads(settings_file.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{sidecar} is not valid TOML ({err}); fix it or delete it") from None
+        raise UserError(f"{settings_file} is not valid TOML ({err}); fix it or delete it") from None
     for key, value in settings.items():
         if key not in SIDECAR_KEYS:
-            raise UserError(f"{sidecar}: unknown setting '{key}'; known settings: {', '.join(SIDECAR_KEYS)}")
-        if not isinstance(value, SIDECAR_KEYS[key]):
-            raise UserError(f"{sidecar}: '{key}' must be a {SIDECAR_KEYS[key].__name__}")
+            raise UserError(f"{settings_file}: unknown setting '{key}'; known settings: {', '.join(SIDECAR_KEYS)}")
+        kinds = SIDECAR_KEYS[key] if isinstance(SIDECAR_KEYS[key], tuple) else (SIDECAR_KEYS[key],)
+        if not isinstance(value, kinds):
+            raise UserError(f"{settings_file}: '{key}' must be a {' or '.join(k.__name__ for k in kinds)}")
+    if descriptor and "urdf" not in settings:
+        raise UserError(f"{settings_file}: a robot descriptor needs urdf = \"PATH\" (relative to its folder, "
+                        f"absolute, or {PYBULLET_DATA}PATH), or a URDF of the same name beside it")
+    if not descriptor and "urdf" in settings:
+        raise UserError(f"{settings_file}: 'urdf' belongs in a descriptor without a URDF beside it; "
+                        f"{path.name} is already the URDF: delete the key")
+    if "home" in settings:
+        settings["home"] = check_home(settings["home"], f"{settings_file}: home")
+    if "ee_offset_m" in settings:
+        settings["ee_offset_m"] = check_ee_offset(settings["ee_offset_m"], f"{settings_file}: ee_offset_m")
+    settings["_file"] = settings_file
     return settings
 
 
-def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None,
-                  assets_dir: Path = ASSETS_DIR) -> RobotSpec:
-    """A robot given by name (looked up in assets/) or by a path to a .urdf file; None means the default.
+def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, home: object = None,
+                  ee_offset_m: object = None, assets_dir: Path = ASSETS_DIR) -> RobotSpec:
+    """A robot given by name (looked up in assets/) or by a path to a .urdf file or descriptor; None means the
+    default.
 
-    `ee_link` overrides both the sidecar's and the heuristic's end-effector choice.
+    `ee_link`, `home` and `ee_offset_m` (from command-line flags) override the settings file's.
     """
     robot = DEFAULT_ROBOT if robot is None else str(robot)
-    looks_like_path = robot.endswith(".urdf") or "/" in robot or "\\" in robot
+    looks_like_path = robot.endswith((".urdf", ".toml")) or "/" in robot or "\\" in robot
     if looks_like_path:
-        urdf_path = Path(robot).expanduser().resolve()
-        if not urdf_path.is_file():
+        path = Path(robot).expanduser().resolve()
+        if not path.is_file():
             raise UserError(f"robot file {robot} not found; give the path of an existing .urdf file")
-        name = urdf_path.parent.name if urdf_path.parent.parent == assets_dir else urdf_path.stem
+        in_folder = path.suffix == ".urdf" and path.parent.parent == assets_dir.resolve()
+        name = path.parent.name if in_folder else path.stem
     else:
-        urdf_path, name = _urdf_for_name(robot, assets_dir), robot
-    settings = _read_sidecar(urdf_path)
+        path, name = _file_for_name(robot, assets_dir), robot
+    descriptor = _is_descriptor(path)
+    settings = _read_settings(path, descriptor)
+    urdf_path = _descriptor_urdf(path, settings["urdf"]) if descriptor else path
+    settings_file = settings.get("_file")
+    if home is not None:
+        home_value, home_source = check_home(home, "--home"), "--home"
+    elif "home" in settings:
+        home_value, home_source = settings["home"], f"{settings_file}"
+    else:
+        home_value, home_source = "auto", "default"
+    if ee_offset_m is not None:
+        offset, offset_source = check_ee_offset(ee_offset_m, "--ee-offset-m"), "--ee-offset-m"
+    elif "ee_offset_m" in settings:
+        offset, offset_source = settings["ee_offset_m"], f"{settings_file}"
+    else:
+        offset, offset_source = (0.0, 0.0, 0.0), "default"
     source = "override" if ee_link else ("sidecar" if settings.get("ee_link") else "heuristic")
     return RobotSpec(
         name=name,
@@ -98,4 +203,11 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None,
         ee_link=ee_link or settings.get("ee_link"),
         ee_link_source=source,
         hold_joints=tuple(settings.get("hold_joints", ())),
+        home=home_value,
+        home_source=home_source,
+        ee_offset_m=offset,
+        ee_offset_source=offset_source,
+        settings_file=settings_file,
+        source=settings.get("source", ""),
+        licence=settings.get("licence", ""),
     )

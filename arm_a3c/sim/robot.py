@@ -5,15 +5,32 @@ End-effector choice (unless a sidecar file or `--ee-link` names one): the deepes
 depth counted in joints from the base. When the deepest leaves branch from one link, as a gripper's fingers do,
 the end effector is the link where they meet (leaves within one joint of the deepest count as such a branch).
 
+The end-effector point is the end-effector link's origin, or a tool point fixed in that link (`ee_offset_m`, for
+example the centre between a gripper's fingertips).
+
 Controlled joints are the movable joints on the chain from the base to the end effector, except those that
-cannot move the end effector's position (such as a wrist roll whose axis passes through it), which only make a
+cannot move the end-effector point (such as a wrist roll whose axis passes through it), which only make a
 position-reaching task harder. Every other movable joint (fingers, side branches, sidecar `hold_joints`) is held
 still at its rest position by its motor.
+
+Home pose (where every episode starts; `home` in the sidecar or `--home` overrides it, `home = "zero"` keeps the
+URDF's zero): zero, clipped into each joint's limits, unless that is a poor start:
+  - a controlled joint's zero lies on a limit (within HOME_AT_LIMIT of its range: it can move one way only),
+  - the pose is near-singular: its position manipulability (Yoshikawa's sqrt(det(J J^T)) of the end-effector
+    point over the controlled joints) is below HOME_SINGULAR_FRACTION of the best found among the mid-range pose
+    and HOME_SAMPLES seeded random poses (an arm stretched straight up scores 0), or
+  - the end-effector point is less than HOME_MIN_EE_HEIGHT_M above the floor, or a moving link is below it.
+Then the home is found by climbing from zero (moved HOME_LIMIT_MARGIN off the limits): steepest ascent of the
+manipulability over single-joint steps of HOME_CLIMB_STEP of the joint's range, through safe poses only, until
+it reaches HOME_GOOD_FRACTION of the best found. Joints that do not change the manipulability (a vertical base
+yaw) keep their zero, so the home stays as near the URDF's zero as conditioning allows. The rule is
+deterministic: every process computes the same home.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +46,15 @@ from arm_a3c.sim.urdf import UrdfModel, read_urdf
 PROBE_STEP = 0.05
 INERT_MOTION_M = 1e-5
 INERT_PROBES = 16
+HOME_AT_LIMIT = 0.02
+HOME_LIMIT_MARGIN = 0.10
+HOME_SINGULAR_FRACTION = 0.05
+HOME_GOOD_FRACTION = 0.8
+HOME_SAMPLES = 200
+HOME_MIN_EE_HEIGHT_M = 0.05
+HOME_CLIMB_STEP = 0.02
+HOME_CLIMB_MAX_STEPS = 200
+JACOBIAN_STEP = 1e-4  # rad or m: central differences of forward kinematics
 POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
 VELOCITY_GAIN = 1.0
 
@@ -102,6 +128,8 @@ class Robot:
         self._movable = [i for i, info in enumerate(infos) if info[2] in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC)]
 
         self.ee_link = self._choose_end_effector()
+        self.ee_offset = np.asarray(spec.ee_offset_m, dtype=np.float64)
+        self._ee_offset_list = self.ee_offset.tolist() if np.any(self.ee_offset != 0.0) else None
         self.joints = self._classify_joints()
         self.controlled = [j for j in self.joints if j.role == "controlled"]
         if not self.controlled:
@@ -113,12 +141,13 @@ class Robot:
         self.lower = np.array([j.lower for j in self.controlled])
         self.upper = np.array([j.upper for j in self.controlled])
         self.max_force = [j.effort for j in self.controlled]
-        self.home = np.array([j.rest for j in self.controlled])
+        self.zero_home = np.array([j.rest for j in self.controlled])
         self._position_gains = [POSITION_GAIN] * self.dof
         self._velocity_gains = [VELOCITY_GAIN] * self.dof
         self._lower, self._upper = self.lower.tolist(), self.upper.tolist()
-        self.q_target = self.home.tolist()
         self._moving_links = self._links_moved_by_controlled_joints()
+        self.home, self.home_reason = self._choose_home()
+        self.q_target = self.home.tolist()
         self.reset(self.home)
 
     @property
@@ -199,11 +228,11 @@ class Robot:
             q = rng.uniform(lower, upper)
             for j, qj in zip(ctrl, q):
                 pb.resetJointState(self.body, j.index, qj, 0.0, physicsClientId=self.client)
-            before = self._link_position(self.ee_link)
+            before = self.ee_position()
             for k, j in enumerate(ctrl):
                 step = PROBE_STEP if q[k] + PROBE_STEP <= j.upper else -PROBE_STEP
                 pb.resetJointState(self.body, j.index, q[k] + step, 0.0, physicsClientId=self.client)
-                motion[k] = max(motion[k], np.linalg.norm(self._link_position(self.ee_link) - before))
+                motion[k] = max(motion[k], np.linalg.norm(self.ee_position() - before))
                 pb.resetJointState(self.body, j.index, q[k], 0.0, physicsClientId=self.client)
         inert = {j.index for j, m in zip(ctrl, motion) if m < INERT_MOTION_M}
         if len(inert) == len(ctrl):
@@ -232,6 +261,99 @@ class Robot:
             return self.base_position.copy()
         return np.array(pb.getLinkState(self.body, link, physicsClientId=self.client)[4])
 
+    # ---- home pose ---------------------------------------------------------------------------------------
+
+    def position_jacobian(self, q: np.ndarray) -> np.ndarray:
+        """(3, dof) Jacobian of the end-effector point over the controlled joints at `q`, by central differences
+        of forward kinematics (exact to about JACOBIAN_STEP squared; no assumption about PyBullet's frames).
+        Moves the arm."""
+        q = np.asarray(q, dtype=np.float64)
+        columns = []
+        for k in range(self.dof):
+            dq = np.zeros(self.dof)
+            dq[k] = JACOBIAN_STEP
+            columns.append((self.forward_kinematics(q + dq) - self.forward_kinematics(q - dq)) / (2 * JACOBIAN_STEP))
+        self.forward_kinematics(q)
+        return np.stack(columns, axis=1)
+
+    def manipulability(self, q: np.ndarray) -> float:
+        """Yoshikawa's position manipulability sqrt(det(J J^T)) at `q` (0 at a singularity; for an arm with fewer
+        than 3 controlled joints, the product of J's singular values). Moves the arm."""
+        return float(np.prod(np.linalg.svd(self.position_jacobian(q), compute_uv=False)))
+
+    def _is_safe(self, q: np.ndarray) -> bool:
+        """The end-effector point HOME_MIN_EE_HEIGHT_M above the floor and no moving link below it. Moves the arm."""
+        return bool(self.forward_kinematics(q)[2] >= HOME_MIN_EE_HEIGHT_M and self.lowest_point() >= 0.0)
+
+    def _home_score(self, q: np.ndarray) -> float:
+        return self.manipulability(q) if self._is_safe(q) else -1.0
+
+    def _choose_home(self) -> tuple[np.ndarray, str]:
+        """The home pose and why (see the module's docstring)."""
+        spec, zero = self.spec, self.zero_home.copy()
+        if isinstance(spec.home, str):
+            if spec.home == "zero":
+                return zero, f"zero, clipped to the limits ({self._home_source_text()})"
+            return self._default_home(zero)
+        home = np.asarray(spec.home, dtype=np.float64)
+        where = "--home" if spec.home_source == "--home" else f"{spec.home_source}: home"
+        names = ", ".join(j.name for j in self.controlled)
+        if home.shape != (self.dof,):
+            raise UserError(f"{where} has {home.size} values but {self.name} has {self.dof} controlled joints "
+                            f"({names}); give one value per controlled joint, in that order")
+        outside = [(j, v) for j, v in zip(self.controlled, home) if not j.lower - 1e-9 <= v <= j.upper + 1e-9]
+        if outside:
+            j, v = outside[0]
+            raise UserError(f"{where}: {v:g} for joint {j.name} is outside its limits {j.lower:.3f} .. "
+                            f"{j.upper:.3f}; give a value within them (the controlled joints, in order: {names})")
+        return home, f"given ({self._home_source_text()})"
+
+    def _home_source_text(self) -> str:
+        return "--home" if self.spec.home_source == "--home" else f"home in {Path(self.spec.home_source).name}"
+
+    def _default_home(self, zero: np.ndarray) -> tuple[np.ndarray, str]:
+        span = self.upper - self.lower
+        lo, hi = self.lower + HOME_LIMIT_MARGIN * span, self.upper - HOME_LIMIT_MARGIN * span
+        rng = np.random.default_rng(0)
+        samples = [(self.lower + self.upper) / 2]
+        samples += [lo + (1 - 2 * HOME_LIMIT_MARGIN) * (self.random_configuration(rng) - self.lower)
+                    for _ in range(HOME_SAMPLES)]
+        best = max(self._home_score(q) for q in samples)
+        at_limit = [j.name for j, z in zip(self.controlled, zero)
+                    if min(z - j.lower, j.upper - z) < HOME_AT_LIMIT * (j.upper - j.lower)]
+        zero_score = self._home_score(zero)
+        if best <= 0.0:
+            return zero, "zero (no safe, non-singular pose found to compare with)"
+        if not at_limit and zero_score >= HOME_SINGULAR_FRACTION * best:
+            return zero, (f"zero: manipulability {zero_score:.3g}, {zero_score / best:.0%} of the best found "
+                          f"({best:.3g}), no joint near a limit")
+        if at_limit:
+            why = f"zero puts {', '.join(at_limit)} on a limit"
+        elif zero_score < 0:
+            why = "zero puts the arm at or below the floor"
+        else:
+            why = f"zero is near-singular (manipulability {zero_score / best:.0%} of the best found, {best:.3g})"
+        q, score = np.clip(zero, lo, hi), self._home_score(np.clip(zero, lo, hi))
+        steps = HOME_CLIMB_STEP * span
+        for climbed in range(HOME_CLIMB_MAX_STEPS + 1):
+            if score >= HOME_GOOD_FRACTION * best:
+                break
+            moves = []
+            for k in range(self.dof):
+                for sign in (1.0, -1.0):
+                    q2 = q.copy()
+                    q2[k] = np.clip(q2[k] + sign * steps[k], lo[k], hi[k])
+                    if q2[k] != q[k]:
+                        moves.append((self._home_score(q2), q2))
+            top_score, top_q = max(moves, key=lambda m: m[0]) if moves else (score, q)
+            if top_score <= score:
+                break
+            score, q = top_score, top_q
+        if score < HOME_GOOD_FRACTION * best and score < HOME_SINGULAR_FRACTION * best:
+            return zero, f"zero: {why}, and no better pose was found near it"
+        return q, (f"{why}; climbed {climbed} steps from zero to manipulability {score:.3g} "
+                   f"({score / best:.0%} of the best found)")
+
     # ---- state -------------------------------------------------------------------------------------------
 
     def reset(self, q: np.ndarray) -> None:
@@ -259,15 +381,27 @@ class Robot:
         return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
     def ee_position(self) -> np.ndarray:
-        """End-effector position in the world frame: (3,) metres."""
-        return self._link_position(self.ee_link)
+        """End-effector point (the link's origin or its tool point) in the world frame: (3,) metres."""
+        if self._ee_offset_list is None:
+            return self._link_position(self.ee_link)
+        if self.ee_link < 0:
+            return self.base_position + self.ee_offset
+        state = pb.getLinkState(self.body, self.ee_link, physicsClientId=self.client)
+        return np.array(pb.multiplyTransforms(state[4], state[5], self._ee_offset_list, (0.0, 0.0, 0.0, 1.0))[0])
+
+    def ee_link_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """World position (3,) m and orientation quaternion (x, y, z, w) of the end-effector link's frame."""
+        if self.ee_link < 0:
+            return self.base_position.copy(), np.array([0.0, 0.0, 0.0, 1.0])
+        state = pb.getLinkState(self.body, self.ee_link, physicsClientId=self.client)
+        return np.array(state[4]), np.array(state[5])
 
     def forward_kinematics(self, q: np.ndarray) -> np.ndarray:
         """End-effector position (3,) m for controlled-joint positions `q`. Moves the arm there: callers
         that need the old state must `reset` it afterwards."""
         for idx, qj in zip(self.ctrl_index, q):
             pb.resetJointState(self.body, idx, float(qj), 0.0, physicsClientId=self.client)
-        return self._link_position(self.ee_link)
+        return self.ee_position()
 
     def random_configuration(self, rng: np.random.Generator) -> np.ndarray:
         """Controlled-joint positions drawn uniformly within their limits."""

@@ -30,7 +30,7 @@ class LiveSource:
         self.run_dir, self.board = Path(run_dir), board
         self.rank = min(rank, board.workers - 1)
         cfg = TrainConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
-        self.env = ArmReachEnv(cfg.robot, ee_link=cfg.ee_link)
+        self.env = ArmReachEnv.from_settings(cfg)
         self._shown: tuple[int, int] | None = None
 
     label = "live"
