@@ -97,6 +97,8 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     if args.name and (args.robot or args.urdf):
         parser.error("give the robot either as ROBOT or with --robot/--urdf, not both")
     args.robot = args.robot or args.name
+    if not (args.robot or args.urdf):
+        return _list_robots(args.json)
 
     env = _make_env(args)
     try:
@@ -109,6 +111,35 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     finally:
         env.close()
     print(json.dumps(info, indent=2) if args.json else format_text(info))
+    return 0
+
+
+def _list_robots(as_json: bool) -> int:
+    """`inspect_robot.py` without a robot: every robot it can find, and where each comes from."""
+    import json
+    from pathlib import Path
+
+    from arm_a3c.sim.assets import ASSETS_DIR, DEFAULT_ROBOT, robot_catalogue
+
+    rows = robot_catalogue()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"robots in {ASSETS_DIR} (train one with --robot NAME, inspect it with inspect_robot.py NAME; "
+          f"default {DEFAULT_ROBOT}):")
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        found = Path(r["found"]).relative_to(ASSETS_DIR.parent) if Path(r["found"]).is_relative_to(
+            ASSETS_DIR.parent) else r["found"]
+        if r["error"]:
+            print(f"  {r['name']:<{width}}  {found}: cannot be used: {r['error']}")
+            continue
+        via = "" if r["urdf"] == r["found"] else f"  (named by {found})"
+        print(f"  {r['name']:<{width}}  {r['urdf']}{via}")
+        for key in ("source", "licence"):
+            if r[key]:
+                print(f"  {'':<{width}}    {key}: {r[key]}")
+    print("or pass any URDF with --urdf PATH; the README's 'Robots' explains the settings file")
     return 0
 
 

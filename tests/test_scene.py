@@ -66,3 +66,21 @@ def test_the_kuka_meshes_are_drawn_simplified():
     assert len(drawing.links) == 8  # the base and seven links, each with its mesh
     assert 800 < drawing.triangle_count < 8 * 300
     env.close()
+
+
+def test_the_end_effector_point_is_drawn_where_it_is():
+    from arm_a3c.viewer.scene import TOOL_POINT_RGB
+
+    env = ArmReachEnv("panda")  # its tool point sits 0.1034 m beyond the hand, between the fingertips
+    q = env.robot.home
+    point = env.robot.forward_kinematics(q)
+    camera = OrbitCamera(look_at=np.array([0.0, 0.0, 0.4]), distance=2.0)
+    renderer = SceneRenderer(RobotDrawing(env.robot), camera, target_radius_m=0.05)
+    surface = pygame.Surface((400, 300))
+    renderer.draw(surface, q, None, [point - [0.05, 0, 0], point])
+    pixels = pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
+    marked = np.argwhere((np.abs(pixels - TOOL_POINT_RGB) <= 2).all(-1))
+    (expected,), _ = renderer.project(point[None], (400, 300))
+    assert len(marked) > 20, "tool point not drawn"
+    assert np.abs(marked.mean(0)[::-1] - expected).max() < 2.0  # (row, col) -> (x, y)
+    env.close()

@@ -31,6 +31,9 @@ def test_training_writes_every_file_of_the_run_directory(training_finished):
     assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     assert config.robot == "light_arm" and config.workers == 2 and config.max_steps == SHARED_STEPS
+    env = ArmReachEnv("light_arm")  # the run records the home the rule chose and the tool point it used
+    assert config.home == env.robot.home.tolist() and config.ee_offset_m == [0.0, 0.0, 0.0]
+    env.close()
 
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("robot", "success_rate", "best_success_rate", "env_steps", "wall_seconds", "steps_per_second"):

@@ -9,9 +9,12 @@ import numpy as np
 from PIL import Image
 
 from arm_a3c.envs.arm_env import ArmReachEnv
-from arm_a3c.sim.render import render_rgb
+from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.render import add_marker, move_marker, render_rgb
 
-SNAPSHOT_SIZE = (640, 480)
+SNAPSHOT_SIZE = (640, 480)  # each of the two panels
+TOOL_POINT_RADIUS_M = 0.02
+TOOL_POINT_RGBA = (0.85, 0.1, 0.2, 1.0)
 
 
 def describe(env: ArmReachEnv) -> dict:
@@ -29,6 +32,13 @@ def describe(env: ArmReachEnv) -> dict:
         ],
         "end_effector": robot.ee_link_name,
         "end_effector_reason": robot.ee_link_reason,
+        "tool_point_m": [float(v) for v in robot.ee_offset],
+        "tool_point_source": robot.spec.ee_offset_source,
+        "home": [round(float(v), 4) for v in robot.home],
+        "home_reason": robot.home_reason,
+        "home_end_effector_m": [round(float(v), 4) for v in robot.forward_kinematics(robot.home)],
+        "source": robot.spec.source,
+        "licence": robot.spec.licence,
         "reach_m": round(env.reach_m, 4),
         "workspace_min_m": [round(v, 4) for v in env.workspace_min.tolist()],
         "workspace_max_m": [round(v, 4) for v in env.workspace_max.tolist()],
@@ -49,9 +59,18 @@ def format_text(info: dict) -> str:
         for j in info["joints"]
     ]
     lo, hi = info["workspace_min_m"], info["workspace_max_m"]
+    offset = info["tool_point_m"]
+    point = ("the link's origin" if not any(offset) else
+             f"{offset[0]:+.4f} {offset[1]:+.4f} {offset[2]:+.4f} m in its frame ({info['tool_point_source']})")
+    home = " ".join(f"{v:+.3f}" for v in info["home"])
+    at = " ".join(f"{v:+.3f}" for v in info["home_end_effector_m"])
     lines = [
         f"robot          {info['robot']}  ({info['urdf']})",
-        f"end effector   {info['end_effector']}  ({info['end_effector_reason']})",
+        *([f"source         {info['source']}"] if info["source"] else []),
+        *([f"licence        {info['licence']}"] if info["licence"] else []),
+        f"end effector   {info['end_effector']}  ({info['end_effector_reason']}); tool point {point}",
+        f"home           {home}  (end-effector point at {at} m)",
+        f"               {info['home_reason']}",
         f"joints         {len(info['controlled_joints'])} controlled, {len(info['held_joints'])} held",
         *joint_lines,
         f"reach          {info['reach_m']:.3f} m from the base",
@@ -61,17 +80,25 @@ def format_text(info: dict) -> str:
         f"success within {info['success_radius_m']} m",
     ]
     if "snapshot" in info:
-        lines.append(f"snapshot       {info['snapshot']}  (random pose, green target)")
+        lines.append(f"snapshot       {info['snapshot']}  (left: home pose; right: a random pose and its green "
+                     f"target; red: the end-effector point)")
     return "\n".join(lines)
 
 
 def save_snapshot(env: ArmReachEnv, path: Path, seed: int) -> Path:
-    """Render the arm at a random pose with a random target marker and write it as PNG."""
+    """Two renders side by side, written as PNG: the arm at its home pose, and at a random pose with a random
+    target (green); a small red sphere marks the end-effector point in both."""
     env.reset(seed=seed)
-    pose_rng = np.random.default_rng([seed, 1])  # a stream apart from the target's, or the arm would sit on it
-    env.robot.forward_kinematics(env.robot.random_configuration(pose_rng))
-    image = render_rgb(env.client, env.camera, *SNAPSHOT_SIZE)
+    point = add_marker(env.client, TOOL_POINT_RADIUS_M, TOOL_POINT_RGBA)
+    try:
+        move_marker(env.client, point, env.robot.ee_position())
+        home = render_rgb(env.client, env.camera, *SNAPSHOT_SIZE)
+        pose_rng = np.random.default_rng([seed, 1])  # a stream apart from the target's, or the arm would sit on it
+        move_marker(env.client, point, env.robot.forward_kinematics(env.robot.random_configuration(pose_rng)))
+        posed = render_rgb(env.client, env.camera, *SNAPSHOT_SIZE)
+    finally:
+        pb.removeBody(point, physicsClientId=env.client)
     env.reset(seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+    Image.fromarray(np.concatenate([home, posed], axis=1)).save(path)
     return path

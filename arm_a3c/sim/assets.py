@@ -187,13 +187,13 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
     if home is not None:
         home_value, home_source = check_home(home, "--home"), "--home"
     elif "home" in settings:
-        home_value, home_source = settings["home"], f"{settings_file}"
+        home_value, home_source = settings["home"], str(settings_file)
     else:
         home_value, home_source = "auto", "default"
     if ee_offset_m is not None:
         offset, offset_source = check_ee_offset(ee_offset_m, "--ee-offset-m"), "--ee-offset-m"
     elif "ee_offset_m" in settings:
-        offset, offset_source = settings["ee_offset_m"], f"{settings_file}"
+        offset, offset_source = settings["ee_offset_m"], settings_file.name
     else:
         offset, offset_source = (0.0, 0.0, 0.0), "default"
     source = "override" if ee_link else ("sidecar" if settings.get("ee_link") else "heuristic")
@@ -211,3 +211,18 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
         source=settings.get("source", ""),
         licence=settings.get("licence", ""),
     )
+
+
+def robot_catalogue(assets_dir: Path = ASSETS_DIR) -> list[dict]:
+    """Every robot in assets/ with where its URDF comes from: name, urdf, found (the file in assets/ that names
+    it), source, licence, and error (why it cannot be used, else None)."""
+    rows = []
+    for name, found in available_robots(assets_dir).items():
+        row = {"name": name, "urdf": None, "found": str(found), "source": "", "licence": "", "error": None}
+        try:
+            spec = resolve_robot(name, assets_dir=assets_dir)
+            row.update(urdf=str(spec.urdf_path), source=spec.source, licence=spec.licence)
+        except UserError as err:
+            row["error"] = str(err)
+        rows.append(row)
+    return rows

@@ -176,10 +176,12 @@ class Robot:
             self.spec.ee_link_source]
         names = [self.base_link_name, *self.link_names]
         if self.spec.ee_link not in names:
-            where = "--ee-link" if self.spec.ee_link_source == "override" else f"{self.spec.urdf_path.with_suffix('.toml')}"
+            where = ("--ee-link" if self.spec.ee_link_source == "override"
+                     else f"{self.spec.urdf_path.with_suffix('.toml')}" if self.spec.settings_file is None
+                     else f"{self.spec.settings_file}")
             raise UserError(
-                f"end-effector link '{self.spec.ee_link}' (from {where}) is not in {self.spec.urdf_path.name}; "
-                f"its links are: {', '.join(names)}"
+                f"{where}: ee_link '{self.spec.ee_link}' is not a link of {self.spec.urdf_path.name}; "
+                f"use one of: {', '.join(names)}"
             )
         return names.index(self.spec.ee_link) - 1
 

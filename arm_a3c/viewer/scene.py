@@ -23,6 +23,7 @@ BACKGROUND = (232, 236, 242)
 FLOOR_COLOURS = ((205, 212, 226), (178, 190, 212))
 TARGET_RGB = (40, 190, 70)
 TRAIL_RGB = (230, 120, 30)
+TOOL_POINT_RGB = (210, 30, 60)  # the end-effector point: the point the task scores
 FIELD_OF_VIEW_DEG = 50.0
 NEAR_M = 0.05  # triangles closer to the camera than this are not drawn
 
@@ -183,4 +184,8 @@ class SceneRenderer:
         if trail and len(trail) > 1:
             trail_screen, _ = self.project(np.asarray(trail), size)
             pygame.draw.lines(surface, TRAIL_RGB, False, trail_screen.tolist(), 2)
+        if trail:  # the end-effector point (the tool point when the robot has one), on top of everything
+            (tip,), _ = self.project(np.asarray(trail[-1:]), size)
+            pygame.draw.circle(surface, TOOL_POINT_RGB, tip.tolist(), 5)
+            pygame.draw.circle(surface, (255, 255, 255), tip.tolist(), 5, 1)
         return len(order)
