@@ -93,10 +93,22 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snapshot", metavar="PNG", type=Path,
                         help="where to write the snapshot (default runs/inspect/ROBOT.png)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the snapshot's pose and target")
+    parser.add_argument("--gallery", metavar="PNG", type=Path,
+                        help="write one picture of every robot in assets/ at its home pose (or of ROBOT only)")
     args = parser.parse_args(argv)
     if args.name and (args.robot or args.urdf):
         parser.error("give the robot either as ROBOT or with --robot/--urdf, not both")
     args.robot = args.robot or args.name
+    if args.gallery:
+        from arm_a3c.envs.describe import save_gallery
+        from arm_a3c.sim.assets import available_robots
+
+        robots = [args.urdf or args.robot] if (args.robot or args.urdf) else list(available_robots())
+        try:
+            print(f"wrote {save_gallery(robots, args.gallery)} ({', '.join(map(str, robots))})")
+        except OSError as err:
+            raise UserError(f"cannot write the gallery {args.gallery} ({err.strerror}); pass --gallery PATH") from None
+        return 0
     if not (args.robot or args.urdf):
         return _list_robots(args.json)
 

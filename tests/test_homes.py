@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 from conftest import GRIPPER_ARM, box_link, joint, robot_xml, run_in_process
+from test_cli import assert_user_error
 
 from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.errors import UserError
 from arm_a3c.sim.assets import available_robots, resolve_robot
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.robot import HOME_LIMIT_MARGIN
-from test_cli import assert_user_error
 
 # yaw, then a shoulder whose zero is its lower limit, then an elbow: zero stands straight up on a limit
 ON_A_LIMIT = robot_xml(
@@ -182,3 +182,15 @@ def test_inspect_reports_the_home_its_reason_and_the_tool_point(tmp_path):
     assert info["tool_point_m"] == [0.0, 0.0, 0.1034] and info["home_reason"] == "given (home in panda.toml)"
     text = run_in_process("inspect_robot.py", "light_arm", "--snapshot", str(tmp_path / "l.png")).stdout
     assert "home  " in text and "near-singular" in text and "climbed" in text
+
+
+def test_the_gallery_draws_each_robot_at_its_home(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "gallery.png"
+    result = run_in_process("inspect_robot.py", "light_arm", "--gallery", str(out))
+    assert result.returncode == 0, result.stderr
+    image = np.asarray(Image.open(out))
+    assert image.shape[:2] == (320, 400)
+    r, g, b = image[..., 0].astype(int), image[..., 1].astype(int), image[..., 2].astype(int)
+    assert ((r > 120) & (r > 1.6 * g) & (b < 80)).sum() > 200, "the light arm's orange links are not drawn"

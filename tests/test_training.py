@@ -15,6 +15,7 @@ from conftest import SHARED_STEPS, run_in_process, run_script
 from test_cli import assert_user_error
 
 from arm_a3c.a3c.config import TrainConfig
+from arm_a3c.envs.arm_env import ArmReachEnv
 
 # The evaluator's first evaluation starts when its process is up; the workers may have taken a few thousand steps
 # by then (1,160 were seen in CI). A slightly trained first evaluation only makes the improvement checks harder.
@@ -95,7 +96,6 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
 
     from arm_a3c.a3c.rundir import load_resume_state, restore
     from arm_a3c.a3c.shared import build_shared
-    from arm_a3c.envs.arm_env import ArmReachEnv
 
     stored = torch.load(OLD_CHECKPOINT, weights_only=True)
     result = run_script("evaluate.py", "--checkpoint", str(OLD_CHECKPOINT))
@@ -114,7 +114,8 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
     (run_dir / "checkpoints").mkdir(parents=True)
     shutil.copy(OLD_CHECKPOINT, run_dir / "checkpoints" / "latest.pt")
     cfg = TrainConfig.from_dict(stored["config"])
-    env = ArmReachEnv(cfg.robot)
+    env = ArmReachEnv.from_settings(cfg)
+    assert env.robot.home.tolist() == [0.0, 0.0, 0.0]  # trained before homes existed: from zero, as then
     resumed = load_resume_state(run_dir, env)
     shared = build_shared(cfg, env.obs_dim, env.robot.dof, mp.get_context("spawn"), run_dir)
     env.close()

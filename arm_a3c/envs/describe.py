@@ -10,7 +10,7 @@ from PIL import Image
 
 from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.sim.render import add_marker, move_marker, render_rgb
+from arm_a3c.sim.render import Camera, add_marker, move_marker, render_rgb
 
 SNAPSHOT_SIZE = (640, 480)  # each of the two panels
 TOOL_POINT_RADIUS_M = 0.02
@@ -101,4 +101,46 @@ def save_snapshot(env: ArmReachEnv, path: Path, seed: int) -> Path:
     env.reset(seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([home, posed], axis=1)).save(path)
+    return path
+
+
+GALLERY_TILE = (400, 320)
+GALLERY_COLUMNS = 4
+
+
+def render_home(env: ArmReachEnv, size: tuple[int, int]) -> np.ndarray:
+    """The arm at its home pose with the end-effector point marked, as an RGB array."""
+    env.reset(seed=0)
+    pb.resetBasePositionAndOrientation(env.marker, [0.0, 0.0, -10.0], (0, 0, 0, 1), physicsClientId=env.client)
+    point = add_marker(env.client, TOOL_POINT_RADIUS_M, TOOL_POINT_RGBA)
+    try:
+        move_marker(env.client, point, env.robot.ee_position())
+        closer = Camera(look_at=env.camera.look_at, distance=0.6 * env.camera.distance, yaw=45.0, pitch=-15.0)
+        return render_rgb(env.client, closer, *size)
+    finally:
+        pb.removeBody(point, physicsClientId=env.client)
+
+
+def save_gallery(robots: list[str], path: Path) -> Path:
+    """One picture of every robot in `robots` at its home pose, labelled with its name, controlled joints and
+    reach, tiled GALLERY_COLUMNS to a row; written as PNG."""
+    from PIL import ImageDraw
+
+    tiles = []
+    for name in robots:
+        env = ArmReachEnv(name)
+        try:
+            tile = Image.fromarray(render_home(env, GALLERY_TILE))
+            label = f"{name}: {env.robot.dof} controlled joints, reach {env.reach_m:.2f} m"
+        finally:
+            env.close()
+        ImageDraw.Draw(tile).text((10, 8), label, fill=(20, 20, 20))
+        tiles.append(tile)
+    columns = min(GALLERY_COLUMNS, len(tiles))
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * GALLERY_TILE[0], rows * GALLERY_TILE[1]), (255, 255, 255))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % columns) * GALLERY_TILE[0], (i // columns) * GALLERY_TILE[1]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
     return path
