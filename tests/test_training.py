@@ -77,6 +77,7 @@ def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(training
     (["--lr", "fast"], "--lr"),
     (["--robot", "my_arm"], "unknown robot 'my_arm'"),
     (["--urdf", "/nowhere/arm.urdf"], "not found"),
+    (["--target-streak", "0"], "--target-streak must be at least 1"),
 ])
 def test_bad_training_flags_are_one_line_errors(flags, fragment):
     assert_user_error(run_in_process("train_arm.py", *flags), fragment)
@@ -125,3 +126,15 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
     weights = shared.model.state_dict()
     assert all(torch.equal(weights[name], value) for name, value in stored["model"].items())
     assert torch.equal(shared.optimizer.exp_avg, stored["optimizer"]["exp_avg"])
+
+
+def test_the_target_must_be_met_on_several_evaluations_in_a_row(tmp_path):
+    """A target every evaluation meets (0%) stops the run at the streak's length, not at the first evaluation."""
+    run_dir = tmp_path / "streak"
+    result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "1", "--target-success", "0",
+                        "--target-streak", "3", "--eval-every-steps", "2000", "--eval-episodes", "2",
+                        "--max-minutes", "2", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "reached the target 0% in 3 evaluations in a row" in result.stdout
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) in (3, 4)  # three evaluations, then (unless the stop came right on one) the final one

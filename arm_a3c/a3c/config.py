@@ -37,6 +37,8 @@ class TrainConfig:
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
     max_minutes: float = param(30.0, "stop after this many minutes of wall-clock time (0: no limit)")
     target_success: float = param(0.95, "stop when the evaluator's success rate reaches this (0..1; above 1: never)")
+    target_streak: int = param(2, "... on this many evaluations in a row (one lucky draw of its episodes does not "
+                                  "stop a run)")
     seed: int = param(0, "seed of everything; worker k's environment gets seed + k")
     # A3C
     n_steps: int = param(20, "environment steps per worker update (the n of n-step returns)")
@@ -95,6 +97,7 @@ class TrainConfig:
             (self.max_steps > 0 or self.max_minutes > 0 or self.target_success <= 1,
              "the run would never stop: set --max-steps, --max-minutes or --target-success <= 1"),
             (self.eval_episodes >= 1, "--eval-episodes must be at least 1"),
+            (self.target_streak >= 1, "--target-streak must be at least 1"),
             (self.eval_every_steps >= 1, "--eval-every-steps must be at least 1"),
             (self.hidden_size >= 1, "--hidden-size must be at least 1"),
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),

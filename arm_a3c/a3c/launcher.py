@@ -58,6 +58,7 @@ class Monitor:
         self.policy_std = float("nan")
         self.lr = cfg.lr
         self._tick: defaultdict = defaultdict(list)  # TensorBoard figures received since the last tick
+        self.streak = 0  # evaluations in a row at or above the target success
         self._last_line = 0.0
         self._tty = sys.stdout.isatty()
 
@@ -102,6 +103,7 @@ class Monitor:
 
     def record_eval(self, result: dict) -> None:
         self.last_eval = result
+        self.streak = self.streak + 1 if result["success_rate"] >= self.cfg.target_success else 0
         self.best_success = max(self.best_success, result["success_rate"])
         self.next_eval = result["env_steps"] + self.cfg.eval_every_steps
         train = np.array(self.episodes) if self.episodes else None
@@ -140,8 +142,10 @@ class Monitor:
 
     def stop_reason(self) -> str | None:
         cfg = self.cfg
-        if self.last_eval and self.last_eval["success_rate"] >= cfg.target_success:
-            return f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target {cfg.target_success:.0%}"
+        if self.last_eval and self.streak >= cfg.target_streak:
+            times = "" if cfg.target_streak == 1 else f" in {cfg.target_streak} evaluations in a row"
+            return (f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target "
+                    f"{cfg.target_success:.0%}{times}")
         if cfg.max_steps > 0 and self.shared.global_steps() >= cfg.max_steps:
             return f"the step budget of {cfg.max_steps:,} environment steps was used"
         if cfg.max_minutes > 0 and self.elapsed() >= cfg.max_minutes * 60:
@@ -211,6 +215,8 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
                   f"run directory {run_dir}", flush=True)
         else:
             print(f"training {robot_name} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
+            home = " ".join(f"{v:+.3f}" for v in probe.robot.home)
+            print(f"home pose {home}: {probe.robot.home_reason}", flush=True)
         board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
         log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None)
         monitor = Monitor(cfg, shared, log, board, resumed)

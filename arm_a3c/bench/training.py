@@ -135,7 +135,8 @@ def a3c_run(opts: BenchOptions, workers: int, seconds: float, target: float, run
 
     command = [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", opts.robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
-               "--target-success", str(target), "--seed", str(seed), "--run-dir", str(run_dir), "--force", *extra]
+               "--target-success", str(target), "--target-streak", "1", "--seed", str(seed), "--run-dir", str(run_dir),
+               "--force", *extra]  # streak 1: stop at the first evaluation on target, as the SB3 runs do
     watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training with {workers} worker(s)")
     rows = read_metrics(run_dir / "metrics.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
