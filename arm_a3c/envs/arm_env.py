@@ -7,7 +7,8 @@ panda-gym's 25) and episodes of 50 steps, 2.08 seconds. Episodes end only by the
 terminal state), and success is judged at the end: the end effector within `success_radius_m` of the target.
 
 Observation (float32): controlled-joint positions scaled to [-1, 1] by their limits (dof), joint velocities
-in rad/s or m/s (dof), end-effector position (3, m), target position (3, m), target minus end effector (3, m).
+in rad/s or m/s (dof), end-effector point (3, m: the link's origin or its tool point), target position (3, m),
+target minus end-effector point (3, m). Every episode starts at the robot's home pose (`Robot.home`).
 """
 
 from __future__ import annotations
