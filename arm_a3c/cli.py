@@ -223,8 +223,9 @@ def given_config(args: argparse.Namespace) -> dict:
         if getattr(args, name, None) is None:
             values.pop(name, None)
     values.pop("home", None)
-    if home_from_args(args) is not None:
-        values["home"] = home_from_args(args)
+    home = home_from_args(args)
+    if home is not None:
+        values["home"] = home
     return values
 
 

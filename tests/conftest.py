@@ -40,12 +40,17 @@ def robot_xml(name: str, body: str) -> str:
     return f'<?xml version="1.0"?>\n<robot name="{name}">{box_link("base", 0.1, 2.0)}{body}\n</robot>\n'
 
 
-GRIPPER_ARM = robot_xml(
-    "gripper_arm",
+# base yaw, upper arm, elbow, forearm: the start of the small test arms
+YAW_ELBOW_FOREARM = (
     joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1", limit='<limit lower="-3" upper="3" effort="20" velocity="3"/>')
     + box_link("upper", 0.3)
     + joint("elbow", "revolute", "upper", "forearm", 0.3)
     + box_link("forearm", 0.25)
+)
+
+GRIPPER_ARM = robot_xml(
+    "gripper_arm",
+    YAW_ELBOW_FOREARM
     + joint("palm_mount", "fixed", "forearm", "palm", 0.25, limit="")
     + box_link("palm", 0.05, 0.1)
     + joint("left_finger_joint", "prismatic", "palm", "left_finger", 0.05, axis="1 0 0",

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import GRIPPER_ARM, box_link, joint, robot_xml, run_in_process
+from conftest import GRIPPER_ARM, YAW_ELBOW_FOREARM, box_link, joint, robot_xml, run_in_process
 from test_cli import assert_user_error
 
 from arm_a3c.envs.arm_env import ArmReachEnv
@@ -29,10 +29,7 @@ ON_A_LIMIT = robot_xml(
 # a wrist roll about the hand's z axis: it cannot move the hand's origin, but it moves a point beside the axis
 ROLLING_WRIST = robot_xml(
     "rolling",
-    joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1", limit='<limit lower="-3" upper="3" effort="20" velocity="3"/>')
-    + box_link("upper", 0.3)
-    + joint("elbow", "revolute", "upper", "forearm", 0.3)
-    + box_link("forearm", 0.25)
+    YAW_ELBOW_FOREARM
     + joint("roll", "revolute", "forearm", "hand", 0.25, axis="0 0 1")
     + box_link("hand", 0.08),
 )

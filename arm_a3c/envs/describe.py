@@ -3,7 +3,9 @@ snapshot picture. Used by `scripts/inspect_robot.py` and by the training launche
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -33,7 +35,7 @@ def describe(env: ArmReachEnv) -> dict:
         "end_effector": robot.ee_link_name,
         "end_effector_reason": robot.ee_link_reason,
         "tool_point_m": [float(v) for v in robot.ee_offset],
-        "tool_point_source": robot.spec.ee_offset_source,
+        "tool_point_source": Path(robot.spec.ee_offset_source).name,  # the flag, "default", or the file's name
         "home": [round(float(v), 4) for v in robot.home],
         "home_reason": robot.home_reason,
         "home_end_effector_m": [round(float(v), 4) for v in robot.forward_kinematics(robot.home)],
@@ -85,19 +87,26 @@ def format_text(info: dict) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def point_marker(env: ArmReachEnv) -> Iterator[int]:
+    """A small red sphere (body id) for marking the end-effector point in renders; removed afterwards."""
+    marker = add_marker(env.client, TOOL_POINT_RADIUS_M, TOOL_POINT_RGBA)
+    try:
+        yield marker
+    finally:
+        pb.removeBody(marker, physicsClientId=env.client)
+
+
 def save_snapshot(env: ArmReachEnv, path: Path, seed: int) -> Path:
     """Two renders side by side, written as PNG: the arm at its home pose, and at a random pose with a random
     target (green); a small red sphere marks the end-effector point in both."""
     env.reset(seed=seed)
-    point = add_marker(env.client, TOOL_POINT_RADIUS_M, TOOL_POINT_RGBA)
-    try:
+    with point_marker(env) as point:
         move_marker(env.client, point, env.robot.ee_position())
         home = render_rgb(env.client, env.camera, *SNAPSHOT_SIZE)
         pose_rng = np.random.default_rng([seed, 1])  # a stream apart from the target's, or the arm would sit on it
         move_marker(env.client, point, env.robot.forward_kinematics(env.robot.random_configuration(pose_rng)))
         posed = render_rgb(env.client, env.camera, *SNAPSHOT_SIZE)
-    finally:
-        pb.removeBody(point, physicsClientId=env.client)
     env.reset(seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([home, posed], axis=1)).save(path)
@@ -112,13 +121,10 @@ def render_home(env: ArmReachEnv, size: tuple[int, int]) -> np.ndarray:
     """The arm at its home pose with the end-effector point marked, as an RGB array."""
     env.reset(seed=0)
     pb.resetBasePositionAndOrientation(env.marker, [0.0, 0.0, -10.0], (0, 0, 0, 1), physicsClientId=env.client)
-    point = add_marker(env.client, TOOL_POINT_RADIUS_M, TOOL_POINT_RGBA)
-    try:
+    with point_marker(env) as point:
         move_marker(env.client, point, env.robot.ee_position())
         closer = Camera(look_at=env.camera.look_at, distance=0.6 * env.camera.distance, yaw=45.0, pitch=-15.0)
         return render_rgb(env.client, closer, *size)
-    finally:
-        pb.removeBody(point, physicsClientId=env.client)
 
 
 def save_gallery(robots: list[str], path: Path) -> Path:

@@ -43,12 +43,10 @@ class IKReacher:
         env, robot = self.env, self.env.robot
         # PyBullet's IK places the link's frame; with a tool point, aim the frame where it puts the point
         # given the link's present orientation, and repeat from the pose that gives.
-        goal = env.target
         for _ in range(IK_TOOL_ROUNDS if robot.ee_offset.any() else 1):
-            position, orientation = robot.ee_link_pose()
-            point = robot.ee_position()
+            link_origin, _ = robot.ee_link_pose()
             solution = pb.calculateInverseKinematics(
-                robot.body, robot.ee_link, (env.target - (point - position)).tolist(),
+                robot.body, robot.ee_link, (env.target - (robot.ee_position() - link_origin)).tolist(),
                 maxNumIterations=IK_ITERATIONS, residualThreshold=IK_RESIDUAL_M, physicsClientId=env.client,
                 **self._ik_limits,
             )

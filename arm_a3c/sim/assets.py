@@ -45,9 +45,9 @@ class RobotSpec:
     ee_link_source: str = "heuristic"  # heuristic | sidecar | override
     hold_joints: tuple[str, ...] = field(default_factory=tuple)
     home: tuple[float, ...] | str = "auto"  # numbers, one per controlled joint, or a HOME_WORDS word
-    home_source: str = "default"  # where `home` came from: "default", "--home", or the settings file
+    home_source: str = "default"  # where `home` came from: "default", "--home", or the settings file's path
     ee_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)  # tool point in ee_link's frame
-    ee_offset_source: str = "default"
+    ee_offset_source: str = "default"  # the same for `ee_offset_m`
     settings_file: Path | None = None  # the descriptor or sidecar the settings came from
     source: str = ""  # where the model comes from (descriptor/sidecar `source`)
     licence: str = ""
@@ -134,11 +134,12 @@ def check_ee_offset(value: object, where: str) -> tuple[float, float, float]:
     return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
-def _read_settings(path: Path, descriptor: bool) -> dict:
-    """The settings of a descriptor (`path` itself) or of a URDF's sidecar (`path` with .toml), checked."""
+def _read_settings(path: Path, descriptor: bool) -> tuple[dict, Path | None]:
+    """The settings of a descriptor (`path` itself) or of a URDF's sidecar (`path` with .toml), checked, and
+    the file they came from (None: no sidecar)."""
     settings_file = path if descriptor else path.with_suffix(".toml")
     if not settings_file.is_file():
-        return {}
+        return {}, None
     try:
         settings = tomllib.loads(settings_file.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
@@ -159,8 +160,18 @@ def _read_settings(path: Path, descriptor: bool) -> dict:
         settings["home"] = check_home(settings["home"], f"{settings_file}: home")
     if "ee_offset_m" in settings:
         settings["ee_offset_m"] = check_ee_offset(settings["ee_offset_m"], f"{settings_file}: ee_offset_m")
-    settings["_file"] = settings_file
-    return settings
+    return settings, settings_file
+
+
+def _flag_file_or_default(flag_value: object, flag: str, check, key: str, settings: dict, settings_file: Path | None,
+                          default: object) -> tuple[object, str]:
+    """A setting and where it came from: the command-line flag (checked), else the settings file, else the
+    default; the source is the flag, the file's path, or "default"."""
+    if flag_value is not None:
+        return check(flag_value, flag), flag
+    if key in settings:
+        return settings[key], str(settings_file)
+    return default, "default"
 
 
 def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, home: object = None,
@@ -181,21 +192,12 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
     else:
         path, name = _file_for_name(robot, assets_dir), robot
     descriptor = _is_descriptor(path)
-    settings = _read_settings(path, descriptor)
+    settings, settings_file = _read_settings(path, descriptor)
     urdf_path = _descriptor_urdf(path, settings["urdf"]) if descriptor else path
-    settings_file = settings.get("_file")
-    if home is not None:
-        home_value, home_source = check_home(home, "--home"), "--home"
-    elif "home" in settings:
-        home_value, home_source = settings["home"], str(settings_file)
-    else:
-        home_value, home_source = "auto", "default"
-    if ee_offset_m is not None:
-        offset, offset_source = check_ee_offset(ee_offset_m, "--ee-offset-m"), "--ee-offset-m"
-    elif "ee_offset_m" in settings:
-        offset, offset_source = settings["ee_offset_m"], settings_file.name
-    else:
-        offset, offset_source = (0.0, 0.0, 0.0), "default"
+    home_value, home_source = _flag_file_or_default(home, "--home", check_home, "home", settings, settings_file,
+                                                    "auto")
+    offset, offset_source = _flag_file_or_default(ee_offset_m, "--ee-offset-m", check_ee_offset, "ee_offset_m",
+                                                  settings, settings_file, (0.0, 0.0, 0.0))
     source = "override" if ee_link else ("sidecar" if settings.get("ee_link") else "heuristic")
     return RobotSpec(
         name=name,

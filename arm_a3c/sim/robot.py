@@ -176,9 +176,7 @@ class Robot:
             self.spec.ee_link_source]
         names = [self.base_link_name, *self.link_names]
         if self.spec.ee_link not in names:
-            where = ("--ee-link" if self.spec.ee_link_source == "override"
-                     else f"{self.spec.urdf_path.with_suffix('.toml')}" if self.spec.settings_file is None
-                     else f"{self.spec.settings_file}")
+            where = "--ee-link" if self.spec.ee_link_source == "override" else str(self.spec.settings_file)
             raise UserError(
                 f"{where}: ee_link '{self.spec.ee_link}' is not a link of {self.spec.urdf_path.name}; "
                 f"use one of: {', '.join(names)}"
@@ -335,7 +333,8 @@ class Robot:
             why = "zero puts the arm at or below the floor"
         else:
             why = f"zero is near-singular (manipulability {zero_score / best:.0%} of the best found, {best:.3g})"
-        q, score = np.clip(zero, lo, hi), self._home_score(np.clip(zero, lo, hi))
+        q = np.clip(zero, lo, hi)
+        score = self._home_score(q)
         steps = HOME_CLIMB_STEP * span
         for climbed in range(HOME_CLIMB_MAX_STEPS + 1):
             if score >= HOME_GOOD_FRACTION * best:
@@ -351,7 +350,7 @@ class Robot:
             if top_score <= score:
                 break
             score, q = top_score, top_q
-        if score < HOME_GOOD_FRACTION * best and score < HOME_SINGULAR_FRACTION * best:
+        if score < HOME_SINGULAR_FRACTION * best:  # (HOME_SINGULAR_FRACTION < HOME_GOOD_FRACTION)
             return zero, f"zero: {why}, and no better pose was found near it"
         return q, (f"{why}; climbed {climbed} steps from zero to manipulability {score:.3g} "
                    f"({score / best:.0%} of the best found)")
