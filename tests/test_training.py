@@ -15,7 +15,7 @@ from conftest import SHARED_STEPS, run_in_process, run_script
 from test_cli import assert_user_error
 
 from arm_a3c.a3c.config import TrainConfig
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig
 
 # The evaluator's first evaluation starts when its process is up; the workers may have taken a few thousand steps
 # by then (1,160 were seen in CI). A slightly trained first evaluation only makes the improvement checks harder.
@@ -117,6 +117,7 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
     cfg = TrainConfig.from_dict(stored["config"])
     env = ArmReachEnv.from_settings(cfg)
     assert env.robot.home.tolist() == [0.0, 0.0, 0.0]  # trained before homes existed: from zero, as then
+    assert env.config.action_cost == 0.01  # at the action cost of then (it enters the returns evaluate.py reports)
     resumed = load_resume_state(run_dir, env)
     shared = build_shared(cfg, env.obs_dim, env.robot.dof, mp.get_context("spawn"), run_dir)
     env.close()
@@ -138,3 +139,17 @@ def test_the_target_must_be_met_on_several_evaluations_in_a_row(tmp_path):
     assert "reached the target 0% in 3 evaluations in a row" in result.stdout
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert len(rows) in (3, 4)  # three evaluations, then (unless the stop came right on one) the final one
+
+
+def test_a_bad_action_cost_is_one_line(tmp_path):
+    assert_user_error(run_in_process("train_arm.py", "--action-cost", "-1", "--run-dir", str(tmp_path / "x")),
+                      "--action-cost must be 0 or positive")
+
+
+def test_the_environment_settings_of_a_run_reach_every_environment_built_from_it():
+    env = ArmReachEnv.from_settings(TrainConfig(robot="light_arm", action_cost=0.5))
+    assert env.config.action_cost == 0.5
+    env.close()
+    env = ArmReachEnv.from_settings(TrainConfig(robot="light_arm"))
+    assert env.config.action_cost == EnvConfig().action_cost == 1.0
+    env.close()

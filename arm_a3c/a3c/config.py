@@ -19,8 +19,9 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 
 
 # A run saved before a field existed was trained with these values (before homes and tool points, every arm
-# started at zero and reached with its end-effector link's origin).
-SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0]}
+# started at zero and reached with its end-effector link's origin; before the action cost was a setting,
+# actions cost a hundredth of what they cost now).
+SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01}
 
 
 @dataclass
@@ -32,6 +33,7 @@ class TrainConfig:
                                            "sidecar's, else the link's origin); the run records the one used")
     home: list | str | None = param(None, "start pose: one value per controlled joint, or auto or zero (default: "
                                           "the sidecar's, else auto); the run records the pose used")
+    action_cost: float = param(1.0, "reward penalty per unit of mean squared action (the environment's)")
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
@@ -102,6 +104,7 @@ class TrainConfig:
             (self.hidden_size >= 1, "--hidden-size must be at least 1"),
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
             (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
+            (self.action_cost >= 0, "--action-cost must be 0 or positive"),
         ]
         for ok, message in rules:
             if not ok:

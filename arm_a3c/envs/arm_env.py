@@ -13,6 +13,7 @@ target minus end-effector point (3, m). Every episode starts at the robot's home
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ class EnvConfig:
     success_radius_m: float = 0.05  # success: end effector this close to the target at the episode's end
     min_target_height_m: float = 0.05  # targets at least this high above the floor
     min_target_radius_fraction: float = 0.15  # targets at least this fraction of the reach from the base axis
-    action_cost: float = 0.01  # reward penalty per unit of mean squared action
+    action_cost: float = 1.0  # reward penalty per unit of mean squared action
     success_bonus: float = 1.0  # reward added on each step within the success radius
 
     @property
@@ -104,8 +105,13 @@ class ArmReachEnv(gymnasium.Env):
 
     @classmethod
     def from_settings(cls, settings: object, **kwargs) -> "ArmReachEnv":
-        """The environment for anything with `robot`, `ee_link`, `home` and `ee_offset_m` attributes (a
-        `TrainConfig`, parsed command-line arguments); a missing attribute means the robot's own setting."""
+        """The environment for anything with `robot`, `ee_link`, `home` and `ee_offset_m` attributes, and any of
+        `EnvConfig`'s fields (a `TrainConfig`, parsed command-line arguments); a missing attribute means the
+        robot's own setting or `EnvConfig`'s default."""
+        if "config" not in kwargs:
+            fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(EnvConfig)
+                      if getattr(settings, f.name, None) is not None}
+            kwargs["config"] = EnvConfig(**fields)
         return cls(getattr(settings, "robot", None), ee_link=getattr(settings, "ee_link", None),
                    home=getattr(settings, "home", None), ee_offset_m=getattr(settings, "ee_offset_m", None),
                    **kwargs)
