@@ -9,7 +9,8 @@ from gymnasium.utils.env_checker import check_env
 
 import arm_a3c  # noqa: F401  (registers ArmReach-v0)
 from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig
-from arm_a3c.envs.oracle import oracle_success_rate
+from arm_a3c.envs.episodes import run_episodes
+from arm_a3c.envs.oracle import IKReacher, oracle_success_rate
 from arm_a3c.sim.assets import available_robots
 
 ROBOTS = list(available_robots())
@@ -67,6 +68,18 @@ def test_scripted_ik_controller_solves_the_task(robot):
     env.close()
     assert success_rate >= 0.95, f"IK oracle success {success_rate:.2f} on {robot}"
     assert mean_distance < env.config.success_radius_m
+
+
+def test_episodes_that_reach_but_do_not_stay_are_counted_apart():
+    env = ArmReachEnv("light_arm")
+    oracle = IKReacher(env)
+    staying = run_episodes(env, lambda obs: oracle.act(), 10, seed=1000)
+    steps = iter(range(10**6))
+    leaving = run_episodes(env, lambda obs: oracle.act() if next(steps) % 50 < 40 else -np.ones(env.robot.dof),
+                           10, seed=1000)  # the oracle for 40 steps, then every joint at full speed one way
+    env.close()
+    assert staying["reached_rate"] == staying["success_rate"] >= 0.9
+    assert leaving["reached_rate"] == staying["reached_rate"] and leaving["success_rate"] <= 0.3
 
 
 def _rollout(env: ArmReachEnv, seed: int, steps: int = 30) -> np.ndarray:

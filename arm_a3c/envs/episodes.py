@@ -22,6 +22,7 @@ class EpisodeResult:
     final_distance_m: float  # info["distance"] of the last step
     episode_return: float  # sum of the rewards
     length: int  # steps taken
+    reached: bool  # info["is_success"] on any step (an episode that reached but did not stay is not a success)
 
 
 def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: dict | None = None,
@@ -29,21 +30,23 @@ def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: 
     """Play one episode of `env` from `reset(seed=seed, options=options)`, acting with `act`; `on_step()` runs
     after every step (to record the arm, say)."""
     obs, info = env.reset(seed=seed, options=options)
-    total, length, done = 0.0, 0, False
+    total, length, done, reached = 0.0, 0, False, False
     while not done:
         obs, reward, terminated, truncated, info = env.step(act(obs))
         total += reward
         length += 1
+        reached = reached or bool(info["is_success"])
         done = terminated or truncated
         if on_step is not None:
             on_step()
-    return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length)
+    return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length, reached)
 
 
 def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
                  keep_going: Callable[[], bool] = lambda: True) -> dict | None:
     """Episodes with seeds seed, seed+1, ...: `success_rate`, `mean_final_distance_m` (m), `mean_return`,
-    `episodes`, `seed`. None if `keep_going` turned false between two episodes (a run that is stopping has no
+    `reached_rate` (the share that met the success test on some step: above `success_rate`, the policy reaches
+    but does not stay), `episodes`, `seed`. None if `keep_going` turned false between two episodes (a run that is stopping has no
     time for the rest)."""
     results = []
     for episode in range(episodes):
@@ -52,4 +55,5 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
         results.append(run_episode(env, act, seed + episode))
     return {"success_rate": sum(r.success for r in results) / episodes,
             "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
-            "mean_return": float(np.mean([r.episode_return for r in results])), "episodes": episodes, "seed": seed}
+            "mean_return": float(np.mean([r.episode_return for r in results])),
+            "reached_rate": sum(r.reached for r in results) / episodes, "episodes": episodes, "seed": seed}
