@@ -69,7 +69,8 @@ class TrainConfig:
                                           "server, as workers on other machines do")
     # evaluation and output
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
-    eval_episodes: int = param(50, "seeded episodes per evaluation (the same seeds every time)")
+    eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; 100 since 2026-11-24, "
+                                    "50 before: too few to stop the Panda's runs on time)")
     eval_seed: int = param(1_000_000, "seed of the first evaluation episode")
     run_dir: str | None = param(None, "where the run's files go (default runs/ROBOT-DATE-TIME)")
     view: bool = param(False, "open the pygame viewer on worker 1's arm while training")
