@@ -46,8 +46,8 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
                  keep_going: Callable[[], bool] = lambda: True) -> dict | None:
     """Episodes with seeds seed, seed+1, ...: `success_rate`, `mean_final_distance_m` (m), `mean_return`,
     `reached_rate` (the share that met the success test on some step: above `success_rate`, the policy reaches
-    but does not stay), `episodes`, `seed`. None if `keep_going` turned false between two episodes (a run that is stopping has no
-    time for the rest)."""
+    but does not stay), `episodes`, `seed`. None if `keep_going` turned false between two episodes (a run that
+    is stopping has no time for the rest)."""
     results = []
     for episode in range(episodes):
         if not keep_going():
