@@ -260,7 +260,13 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_p
     full.touch()  # from now on every checkpoint write fails with ENOSPC at fsync
     time.sleep(0.5)
     before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
-    time.sleep(5)  # several evaluations try to write
+    # Several evaluations (one per 20,000 steps) try to write: wait for the steps, not a fixed time, so a
+    # machine busy with other work (fewer steps per second) does not send the Ctrl-C before any of them.
+    from arm_a3c.a3c.live import LiveBoard
+    board, deadline = LiveBoard.attach(run_dir), time.monotonic() + 60
+    while board.run_figures()["global_steps"] < before + 60_000 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # the evaluation of the last 20,000 steps
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)
 
     assert process.returncode == 2, err[-2000:]
