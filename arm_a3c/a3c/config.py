@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from arm_a3c.envs.arm_env import EnvConfig
 from arm_a3c.errors import UserError
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 
@@ -33,7 +34,8 @@ class TrainConfig:
                                            "sidecar's, else the link's origin); the run records the one used")
     home: list | str | None = param(None, "start pose: one value per controlled joint, or auto or zero (default: "
                                           "the sidecar's, else auto); the run records the pose used")
-    action_cost: float = param(1.0, "reward penalty per unit of mean squared action (the environment's)")
+    action_cost: float = param(EnvConfig.action_cost, "reward penalty per unit of mean squared action (the "
+                                                      "environment's)")
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")

@@ -5,7 +5,8 @@ Setup, as SB3 recommends for PyBullet tasks: N `SubprocVecEnv` environments (N =
 `VecNormalize` (its defaults: observations and rewards normalised), each algorithm with its documented default
 hyper-parameters ("MlpPolicy", device "cpu"). Every `eval_every_steps` environment steps the training pauses
 and the current policy's deterministic action, on observations normalised with VecNormalize's current
-statistics, runs the evaluator's 50 seeded episodes; the evaluation time is left out of the training clock.
+statistics, runs the evaluator's seeded episodes (`TrainConfig.eval_episodes`); the evaluation time is left out
+of the training clock.
 Needs `requirements-bench.txt`.
 """
 
