@@ -95,7 +95,7 @@ def test_bench_env_quick_run_writes_its_table(tmp_path):
     result = run_script("bench_env.py", "--robots", "light_arm", "--steps", "200", "--rounds", "1", "--json", str(out))
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
-    assert row["robot"] == "light_arm" and row["env_steps_per_s"] > 0 and 0 < row["ratio"] <= 1.5
+    assert row["robot"] == "light_arm" and row["env_steps_per_s"] > 0 and row["ratio"] > 0  # its size is timing
 
 
 def test_scripts_hold_no_logic():
