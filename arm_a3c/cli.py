@@ -73,10 +73,9 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 
 
 def _make_env(args: argparse.Namespace):
-    from arm_a3c.envs.arm_env import ArmReachEnv  # PyBullet loads here, not when --help is asked for
+    from arm_a3c.envs.arm_env import make_env
 
-    return ArmReachEnv(robot_from_args(args), ee_link=getattr(args, "ee_link", None), home=home_from_args(args),
-                       ee_offset_m=getattr(args, "ee_offset_m", None))
+    return make_env(args, robot=robot_from_args(args), home=home_from_args(args))
 
 
 def inspect_main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +199,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag, default = "--" + f.name.replace("_", "-"), f.default
         help_text = f"{f.metadata['help']} (default {default})"
+        if f.name == "task":
+            from arm_a3c.tasks import TASKS
+
+            help_text += "; " + "; ".join(f"{name}: {task.summary}" for name, task in TASKS.items())
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=help_text)
@@ -281,6 +284,32 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
 
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed), indent=2))
+    return 0
+
+
+def oracle_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/oracle.py`: can a robot do a task? The scripted IK oracle (no learning) plays seeded episodes and
+    prints their figures as one JSON object."""
+    import json
+
+    from arm_a3c.tasks import TASKS
+
+    parser = ArgumentParser(prog="oracle.py", description=oracle_main.__doc__)
+    add_robot_arguments(parser)
+    parser.add_argument("--task", default="reach", metavar="NAME", help=f"one of {', '.join(TASKS)} (default reach)")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error("--episodes must be at least 1")
+    from arm_a3c.envs.oracle import oracle_episodes
+
+    env = _make_env(args)
+    try:
+        result = oracle_episodes(env, args.episodes, args.seed)
+    finally:
+        env.close()
+    print(json.dumps({"robot": env.robot.name, "task": env.config.task, **result}, indent=2))
     return 0
 
 

@@ -409,18 +409,18 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     from arm_a3c.a3c.metrics import MetricsLog, read_metrics
     from arm_a3c.a3c.shared import SharedMemoryLink, build_shared
     from arm_a3c.a3c.worker import UPDATE_REPORT_EVERY, train_worker
-    from arm_a3c.envs.arm_env import ArmReachEnv
+    from arm_a3c.envs.arm_env import ArmEnv
 
-    real_step, calls = ArmReachEnv.step, [0]
+    real_step, calls = ArmEnv.step, [0]
 
     def step_with_nan(self, action):
         obs, reward, terminated, truncated, info = real_step(self, action)
         calls[0] += 1
         return obs, (float("nan") if calls[0] % 100 == 0 else reward), terminated, truncated, info
 
-    monkeypatch.setattr(ArmReachEnv, "step", step_with_nan)
+    monkeypatch.setattr(ArmEnv, "step", step_with_nan)
     cfg = TrainConfig(robot="light_arm", workers=1, n_steps=20)
-    probe = ArmReachEnv("light_arm")
+    probe = ArmEnv("light_arm")
     shared = build_shared(cfg, probe.obs_dim, probe.robot.dof, mp.get_context("spawn"))
     probe.close()
     shared.launcher_pid = os.getppid()  # the worker runs in this process, whose parent stands in for the launcher
@@ -434,7 +434,7 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     assert all(torch.isfinite(p).all() for p in shared.model.parameters())
 
     # The launcher's side: the counts reach metrics.csv.
-    board = LiveBoard.create(tmp_path, 1, 3, 50)
+    board = LiveBoard.create(tmp_path, 1, 3, 50, 3)
     log = MetricsLog(tmp_path)
     monitor = Monitor(cfg, shared, log, board, None)
     for event in reports.events:
@@ -451,14 +451,16 @@ def test_a_worker_killed_while_publishing_its_episode_does_not_hide_its_replacem
 
     from arm_a3c.a3c.live import LiveBoard
 
-    board = LiveBoard.create(tmp_path, 1, 3, 50)
+    board = LiveBoard.create(tmp_path, 1, 3, 50, 3)
     recorder = board.recorder()
-    recorder.record([0.1, 0.2, 0.3], np.zeros(3))
-    board.publish(0, 7, -1.0, 0.3, [0.5, 0.0, 0.4], recorder)
+    recorder.record([0.1, 0.2, 0.3], [0.0] * 3, [0.5, 0.0, 0.4])
+    board.publish(0, 7, -1.0, False, 0.3, recorder)
     board._slot(0)[0] += 1  # killed after marking its slot "being written", before finishing
     assert board.latest(0) is None, "a half-written episode must not be shown"
-    recorder.record([0.4, 0.5, 0.6], np.ones(3))
-    board.publish(0, 1, -2.0, 0.2, [0.4, 0.1, 0.4], recorder)  # the replacement's first episode
+    recorder.record([0.4, 0.5, 0.6], [1.0] * 3, [0.4, 0.1, 0.4])
+    board.publish(0, 1, -2.0, True, 0.2, recorder)  # the replacement's first episode
     episode = board.latest(0)
-    assert episode is not None and episode.episode == 1
+    assert episode is not None and episode.episode == 1 and episode.success
     np.testing.assert_allclose(episode.joint_positions, [[0.4, 0.5, 0.6]])
+    np.testing.assert_allclose(episode.ee_positions, [[1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(episode.target, [0.4, 0.1, 0.4])

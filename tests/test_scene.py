@@ -13,6 +13,7 @@ import pygame  # noqa: E402
 from conftest import REPO  # noqa: E402
 
 from arm_a3c.envs.arm_env import ArmReachEnv  # noqa: E402
+from arm_a3c.tasks.base import Sphere
 from arm_a3c.viewer.meshes import box, cylinder, load_obj, load_stl, simplify, sphere  # noqa: E402
 from arm_a3c.viewer.scene import OrbitCamera, RobotDrawing, SceneRenderer  # noqa: E402
 
@@ -39,9 +40,9 @@ def test_primitives_have_the_size_the_urdf_asks_for():
 
 def _render(env: ArmReachEnv, joint_positions, target) -> np.ndarray:
     camera = OrbitCamera(look_at=np.array([0.0, 0.0, 0.3]), distance=1.6)
-    renderer = SceneRenderer(RobotDrawing(env.robot), camera, target_radius_m=0.05)
+    renderer = SceneRenderer(RobotDrawing(env.robot), camera)
     surface = pygame.Surface((400, 300))
-    renderer.draw(surface, np.asarray(joint_positions), target)
+    renderer.draw(surface, np.asarray(joint_positions), [] if target is None else [Sphere(target, 0.05)])
     return pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
 
 
@@ -75,9 +76,9 @@ def test_the_end_effector_point_is_drawn_where_it_is():
     q = env.robot.home
     point = env.robot.forward_kinematics(q)
     camera = OrbitCamera(look_at=np.array([0.0, 0.0, 0.4]), distance=2.0)
-    renderer = SceneRenderer(RobotDrawing(env.robot), camera, target_radius_m=0.05)
+    renderer = SceneRenderer(RobotDrawing(env.robot), camera)
     surface = pygame.Surface((400, 300))
-    renderer.draw(surface, q, None, [point - [0.05, 0, 0], point])
+    renderer.draw(surface, q, [], [point - [0.05, 0, 0], point])
     pixels = pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
     marked = np.argwhere((np.abs(pixels - TOOL_POINT_RGB) <= 2).all(-1))
     (expected,), _ = renderer.project(point[None], (400, 300))

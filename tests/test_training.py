@@ -15,7 +15,7 @@ from conftest import SHARED_STEPS, run_in_process, run_script
 from test_cli import assert_user_error
 
 from arm_a3c.a3c.config import TrainConfig
-from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig
+from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig, make_env
 
 # The evaluator's first evaluation starts when its process is up; the workers may have taken a few thousand steps
 # by then (1,160 were seen in CI). A slightly trained first evaluation only makes the improvement checks harder.
@@ -115,7 +115,7 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
     (run_dir / "checkpoints").mkdir(parents=True)
     shutil.copy(OLD_CHECKPOINT, run_dir / "checkpoints" / "latest.pt")
     cfg = TrainConfig.from_dict(stored["config"])
-    env = ArmReachEnv.from_settings(cfg)
+    env = make_env(cfg)
     assert env.robot.home.tolist() == [0.0, 0.0, 0.0]  # trained before homes existed: from zero, as then
     assert env.config.action_cost == 0.01  # at the action cost of then (it enters the returns evaluate.py reports)
     resumed = load_resume_state(run_dir, env)
@@ -147,9 +147,9 @@ def test_a_bad_action_cost_is_one_line(tmp_path):
 
 
 def test_the_environment_settings_of_a_run_reach_every_environment_built_from_it():
-    env = ArmReachEnv.from_settings(TrainConfig(robot="light_arm", action_cost=0.5))
+    env = make_env(TrainConfig(robot="light_arm", action_cost=0.5))
     assert env.config.action_cost == 0.5
     env.close()
-    env = ArmReachEnv.from_settings(TrainConfig(robot="light_arm"))
+    env = make_env(TrainConfig(robot="light_arm"))
     assert env.config.action_cost == EnvConfig().action_cost == 1.0
     env.close()

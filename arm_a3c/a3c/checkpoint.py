@@ -27,6 +27,7 @@ REQUIRED_KEYS = ("model", "optimizer", "normalizer", "env_steps", "config", "rob
 def robot_identity(env) -> dict:
     """What a checkpoint must match to be used with a robot."""
     return {
+        "task": env.config.task,
         "name": env.robot.name,
         "urdf_sha256": hashlib.sha256(env.robot.spec.urdf_path.read_bytes()).hexdigest(),
         "controlled_joints": [j.name for j in env.robot.controlled],
@@ -104,6 +105,10 @@ def check_robot(path: Path, saved: dict, env) -> str | None:
     naming the file and the mismatch). A changed URDF with the same joints and sizes is allowed (a new colour
     or mesh, say) and returns a warning to show."""
     now = robot_identity(env)
+    trained_for = saved.get("task", "reach")  # checkpoints from before tasks were all reach
+    if trained_for != now["task"]:
+        raise UserError(f"{path} was trained for the task {trained_for!r}, not {now['task']!r}; use a checkpoint of "
+                        f"that task, or train one with --task {now['task']}")
     for key, what in [("name", "robot"), ("controlled_joints", "controlled joints"),
                       ("obs_dim", "observation size"), ("action_dim", "action size")]:
         if saved.get(key) != now[key]:
@@ -132,17 +137,17 @@ def save_evaluated(run_dir: Path, payload: dict, best_so_far: float) -> None:
         save_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", payload)
 
 
-def save_untrained_checkpoint(robot: str, path: Path) -> Path:
-    """A checkpoint of a freshly initialised policy for `robot` (what a run holds at step 0): for replaying
-    and benchmarking the viewer without training first."""
+def save_untrained_checkpoint(robot: str, path: Path, task: str = "reach") -> Path:
+    """A checkpoint of a freshly initialised policy for `robot` and `task` (what a run holds at step 0): for
+    replaying and benchmarking the viewer without training first."""
     from arm_a3c.a3c.config import TrainConfig
     from arm_a3c.a3c.model import ActorCritic
     from arm_a3c.a3c.normalizer import RunningNormalizer
     from arm_a3c.a3c.optim import SharedAdam
-    from arm_a3c.envs.arm_env import ArmReachEnv
+    from arm_a3c.envs.arm_env import make_env
 
-    cfg = TrainConfig(robot=robot)
-    env = ArmReachEnv(robot)
+    cfg = TrainConfig(robot=robot, task=task)
+    env = make_env(cfg)
     try:
         model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
         normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)

@@ -12,6 +12,7 @@ from typing import Any
 from arm_a3c.envs.arm_env import EnvConfig
 from arm_a3c.errors import UserError
 from arm_a3c.sim.assets import DEFAULT_ROBOT
+from arm_a3c.tasks import task_class
 
 
 def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
@@ -22,12 +23,13 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 # A run saved before a field existed was trained with these values (before homes and tool points, every arm
 # started at zero and reached with its end-effector link's origin; before the action cost was a setting,
 # actions cost a hundredth of what they cost now).
-SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01}
+SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach"}
 
 
 @dataclass
 class TrainConfig:
     # what to train
+    task: str = param(EnvConfig.task, "what the arm learns")
     robot: str = param(DEFAULT_ROBOT, "robot name in assets/ or path to a .urdf file")
     ee_link: str | None = param(None, "end-effector link (default: the robot's sidecar, else the deepest link)")
     ee_offset_m: list | None = param(None, "tool point x y z (m) in the end-effector link's frame (default: the "
@@ -36,6 +38,18 @@ class TrainConfig:
                                           "the sidecar's, else auto); the run records the pose used")
     action_cost: float = param(EnvConfig.action_cost, "reward penalty per unit of mean squared action (the "
                                                       "environment's)")
+    # the tasks' own settings (each task reads its own; see arm_a3c/tasks/)
+    orientation_tolerance_deg: float = param(EnvConfig.orientation_tolerance_deg,
+                                             "pose: success also needs the orientation within this angle")
+    orientation_cost_m_per_rad: float = param(EnvConfig.orientation_cost_m_per_rad,
+                                              "pose: a radian of orientation error costs as much as this distance")
+    track_speed_fraction: float = param(EnvConfig.track_speed_fraction,
+                                        "track: the target's joints move at most this fraction of a joint step")
+    obstacles: int = param(EnvConfig.obstacles, "avoid: spheres placed in the way")
+    obstacle_radius_fraction: float = param(EnvConfig.obstacle_radius_fraction,
+                                            "avoid: each sphere's radius as a fraction of the arm's reach")
+    collision_penalty: float = param(EnvConfig.collision_penalty, "avoid: reward of the step that touches an "
+                                                                  "obstacle (the episode ends there)")
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
@@ -91,6 +105,7 @@ class TrainConfig:
         for name, value in self.to_dict().items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
+        task_class(self.task)  # an unknown task: one line listing the known ones
         rules = [
             (self.workers >= 1, "--workers must be at least 1"),
             (self.lr > 0, "--lr must be positive"),
@@ -108,6 +123,12 @@ class TrainConfig:
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
             (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
             (self.action_cost >= 0, "--action-cost must be 0 or positive"),
+            (0 < self.orientation_tolerance_deg <= 180, "--orientation-tolerance-deg must be in (0, 180]"),
+            (self.orientation_cost_m_per_rad >= 0, "--orientation-cost-m-per-rad must be 0 or positive"),
+            (0 < self.track_speed_fraction <= 1, "--track-speed-fraction must be in (0, 1]"),
+            (self.obstacles >= 1, "--obstacles must be at least 1"),
+            (0 < self.obstacle_radius_fraction < 0.5, "--obstacle-radius-fraction must be in (0, 0.5)"),
+            (self.collision_penalty >= 0, "--collision-penalty must be 0 or positive"),
         ]
         for ok, message in rules:
             if not ok:

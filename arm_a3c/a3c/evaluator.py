@@ -24,14 +24,14 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import RunningNormalizer
 from arm_a3c.a3c.shared import Shared, become_child, exit_child
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.errors import UserError
 
 POLL_SECONDS = 0.2
 
 
-def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmReachEnv, episodes: int,
+def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmEnv, episodes: int,
                     seed: int, keep_going: Callable[[], bool] = lambda: True) -> dict | None:
     """The policy's mean action on deterministic episodes with seeds seed, seed+1, ... (see
     `envs.episodes.run_episodes`)."""
@@ -44,7 +44,7 @@ def policy_action(model: ActorCritic, normalizer: RunningNormalizer) -> Callable
     return lambda obs: actor.mean(normalizer.normalize(obs, norm))
 
 
-def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmReachEnv, local: ActorCritic,
+def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: ActorCritic,
                       normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict | None:
     """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet).
     None if the run began to stop during the evaluation (the launcher evaluates the final weights itself)."""
@@ -66,7 +66,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     the best success rate so far (-1: none), which best.pt must beat."""
     become_child("a3c-evaluator")
     torch.set_num_threads(1)
-    env = ArmReachEnv.from_settings(cfg)
+    env = make_env(cfg)
     local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
     try:
@@ -93,12 +93,12 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     exit_child()
 
 
-def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmReachEnv, ActorCritic, RunningNormalizer]:
+def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic, RunningNormalizer]:
     """Rebuild a checkpoint's robot (in a new environment) and policy: (checkpoint data, config, env, model,
     normaliser). A checkpoint that no longer fits its robot is a `UserError`; the caller closes the env."""
     data = load_checkpoint(path)
     cfg = TrainConfig.from_dict(data["config"])
-    env = ArmReachEnv.from_settings(cfg)
+    env = make_env(cfg)
     try:
         warning = check_robot(path, data["robot"], env)
         if warning:

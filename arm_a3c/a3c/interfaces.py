@@ -10,7 +10,7 @@
   by its `--backend` name.
 
 A report is a tuple whose first item says what it is: `("update", rank, skipped_updates, loss_means,
-episodes)` from a worker every `worker.UPDATE_REPORT_EVERY` updates, `("eval", result)` and
+episodes)` (episodes: (return, length, success, {the task's episode figures}) each) from a worker every `worker.UPDATE_REPORT_EVERY` updates, `("eval", result)` and
 `("checkpoint_failed", message)` from the evaluator.
 """
 

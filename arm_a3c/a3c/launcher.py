@@ -29,10 +29,10 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
-from arm_a3c.a3c.metrics import MetricsLog, plot_learning_curve
+from arm_a3c.a3c.metrics import CSV_FIELDS, MetricsLog, plot_learning_curve
 from arm_a3c.a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
 from arm_a3c.a3c.shared import Shared
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.errors import UserError, notice
 
 MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its workers and the stopping rule
@@ -46,6 +46,7 @@ class Monitor:
     def __init__(self, cfg: TrainConfig, shared: Shared, log: MetricsLog, board: LiveBoard,
                  resumed: Resumed | None):
         self.cfg, self.shared, self.log, self.board = cfg, shared, log, board
+        self.task_columns = log.fields[len(CSV_FIELDS):]  # the task's own figures: mean_<name>
         self.started = time.monotonic()  # of this session: the time budget and steps/s are per session
         self.start_steps = resumed.env_steps if resumed else 0
         last = log.rows[-1] if log.rows else {}
@@ -79,10 +80,11 @@ class Monitor:
             self.skipped += skipped
             self.policy_std = stats.get("policy_std", self.policy_std)
             self.lr = stats.get("lr", self.lr)
-            for ret, length, success, distance in episodes:
-                self.episodes.append((ret, success, distance))
+            for ret, length, success, figures in episodes:
+                self.episodes.append((ret, success))
                 self._tick["charts/episodic_return"].append(ret)
-                self._tick["charts/final_distance_m"].append(distance)
+                for name, value in figures.items():
+                    self._tick[f"charts/{name}"].append(value)
             self.episode_count += len(episodes)
             for name, value in stats.items():
                 if name not in ("lr", "policy_std"):
@@ -115,6 +117,8 @@ class Monitor:
             "train_return": round(float(train[:, 0].mean()), 3) if train is not None else "",
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
             "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
+            "reached_rate": result.get("reached_rate", ""),
+            **{name: round(result[name], 5) for name in self.task_columns if name in result},
         })
 
     def progress(self, final: bool = False) -> None:
@@ -128,6 +132,8 @@ class Monitor:
         ev = self.last_eval
         evaluation = (f"eval success {ev['success_rate']:.0%} (best {self.best_success:.0%}) "
                       f"dist {ev['mean_final_distance_m']:.3f} m" if ev else "eval pending")
+        if ev:
+            evaluation += "".join(f" {name[5:]} {ev[name]:.3g}" for name in self.task_columns if name in ev)
         left = []
         if cfg.max_minutes > 0:
             left.append(f"{max(cfg.max_minutes * 60 - now, 0) / 60:.1f} min left")
@@ -193,7 +199,7 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     cfg.check()
     backend.check(cfg)
     backend.start(cfg)  # a missing Ray or an unreachable cluster is one line, before anything is made
-    probe = ArmReachEnv.from_settings(cfg)  # bad robots fail here, before any process starts
+    probe = make_env(cfg)  # bad robots fail here, before any process starts
     # Record the home pose and tool point used (from the robot's settings file or the home rule), so the run's
     # workers, its checkpoints and whoever replays them use exactly these, whatever the files or the rule become.
     cfg.home = [float(v) for v in probe.robot.home]
@@ -211,14 +217,16 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     try:
         if resumed:
             restore(shared, resumed)
-            print(f"resuming {robot_name} from {resumed.env_steps:,} steps with {cfg.workers} A3C worker(s); "
+            print(f"resuming {robot_name} from {resumed.env_steps:,} steps with {cfg.workers} A3C worker(s), task "
+                  f"{cfg.task}; "
                   f"run directory {run_dir}", flush=True)
         else:
-            print(f"training {robot_name} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
+            print(f"training {robot_name} to {cfg.task} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
             home = " ".join(f"{v:+.3f}" for v in probe.robot.home)
             print(f"home pose {home}: {probe.robot.home_reason}", flush=True)
-        board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps)
-        log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None)
+        board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps, probe.task.draw_size)
+        log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None,
+                         probe.task.metrics)
         monitor = Monitor(cfg, shared, log, board, resumed)
         # The backend started (or joined) Ray before the signal handlers below: Ray sets its own.
         workers = backend.workers(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
@@ -252,7 +260,7 @@ def monitor_until_stop(monitor: Monitor, workers: WorkerSet, signals: "StopSigna
     return reason, fault
 
 
-def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmReachEnv, run_dir: Path, reason: str,
+def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
            fault: str | None, restarts: int) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
     checkpoint, the learning curve and summary.json, and say why the run stopped."""
@@ -260,7 +268,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmReachEn
     final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
     final["env_steps"], final["wall_seconds"] = shared.global_steps(), round(shared.wall_seconds(), 2)
     monitor.board.mark_finished()
-    probe_robot = probe.robot.name
+    probe_robot, columns = probe.robot.name, monitor.task_columns
     try:
         save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, shared.model,
                                                    shared.normalizer.state_dict(), final["env_steps"], probe, final),
@@ -275,20 +283,22 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmReachEn
     log.close()
     session_seconds = monitor.elapsed()
     summary = {
-        "robot": probe_robot, "workers": cfg.workers, "stop_reason": reason, "error": fault,
+        "robot": probe_robot, "task": cfg.task, "workers": cfg.workers, "stop_reason": reason, "error": fault,
         "success_rate": final["success_rate"], "mean_final_distance_m": final["mean_final_distance_m"],
+        "reached_rate": final["reached_rate"], **{name: final[name] for name in columns},
         "best_success_rate": monitor.best_success, "env_steps": final["env_steps"],
         "wall_seconds": final["wall_seconds"], "resumed_from_steps": monitor.start_steps,
         "session_seconds": round(session_seconds, 2),
         "steps_per_second": round((final["env_steps"] - monitor.start_steps) / session_seconds, 1),
         "train_episodes": monitor.episode_count, "skipped_updates": monitor.skipped,
         "worker_restarts": restarts, "optimizer_steps": shared.optimizer.step_count(),
-        "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m")}
-                        for r in log.rows],
+        "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m",
+                                           *columns) if k in r} for r in log.rows],
     }
     try:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        plot_learning_curve(log.rows, run_dir / "learning_curve.png", f"A3C on {probe_robot}, {cfg.workers} worker(s)")
+        plot_learning_curve(log.rows, run_dir / "learning_curve.png",
+                            f"A3C on {probe_robot} ({cfg.task}), {cfg.workers} worker(s)")
     except OSError as err:
         raise UserError(f"cannot write the summary in {run_dir} ({err.strerror}); the final checkpoint is saved; "
                         f"free some disk space") from None

@@ -2,7 +2,8 @@
 
 A worker steps its arm about a hundred times faster than real time, so sampling its current pose would show a
 different episode in every frame. Instead each worker publishes every episode it completes, step by step (joint
-positions and end-effector position), and a viewer replays the newest one at the control rate: exactly how that
+positions, end-effector position, and the task's draw data: `Task.draw_data`, the target or the obstacles, so the
+board carries whatever the task needs drawn), and a viewer replays the newest one at the control rate: exactly how that
 worker moved its arm, at a speed a person can follow.
 
 The board is a small file, `live.bin` in the run directory, memory-mapped by the workers (writers) and by any
@@ -20,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 FILENAME = "live.bin"
-MAGIC = 0xA3C2
-HEADER = ["magic", "workers", "dof", "max_steps", "launcher_pid", "global_steps", "steps_per_second",
+MAGIC = 0xA3C3  # 0xA3C2 until boards carried the task's draw data instead of a 3-float target
+HEADER = ["magic", "workers", "dof", "max_steps", "draw_size", "launcher_pid", "global_steps", "steps_per_second",
           "eval_success", "finished"]
-SLOT_FIELDS = ["seq", "episode", "length", "episode_return", "final_distance", "target_x", "target_y", "target_z"]
+SLOT_FIELDS = ["seq", "episode", "length", "episode_return", "success", "final_distance"]
+RUN = HEADER.index("global_steps")
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,23 @@ class Episode:
     episode: int  # this worker's episode count
     episode_return: float
     final_distance_m: float
-    target: np.ndarray  # (3,) m
+    success: bool
     joint_positions: np.ndarray  # (length, dof) rad or m, after each step
     ee_positions: np.ndarray  # (length, 3) m
+    draw: np.ndarray  # (length, draw_size): the task's draw data after each step (`Task.shapes` reads it)
+
+    @property
+    def target(self) -> np.ndarray:
+        """The goal's position (3,) m at the episode's end (every task's draw data starts with it)."""
+        return self.draw[-1, :3]
 
 
 class LiveBoard:
     def __init__(self, memmap: np.memmap):
         self._memmap = memmap
         self.array = np.asarray(memmap)  # a plain view: slicing a memmap object costs more on every step
-        self.workers, self.dof, self.max_steps = (int(v) for v in self.array[1:4])
-        self.row = self.dof + 3
+        self.workers, self.dof, self.max_steps, self.draw_size = (int(v) for v in self.array[1:5])
+        self.row = self.dof + 3 + self.draw_size
         self.slot_size = len(SLOT_FIELDS) + self.max_steps * self.row
 
     @staticmethod
@@ -52,10 +60,10 @@ class LiveBoard:
         return Path(run_dir) / FILENAME
 
     @classmethod
-    def create(cls, run_dir: Path, workers: int, dof: int, max_steps: int) -> "LiveBoard":
-        size = len(HEADER) + workers * (len(SLOT_FIELDS) + max_steps * (dof + 3))
+    def create(cls, run_dir: Path, workers: int, dof: int, max_steps: int, draw_size: int) -> "LiveBoard":
+        size = len(HEADER) + workers * (len(SLOT_FIELDS) + max_steps * (dof + 3 + draw_size))
         memmap = np.memmap(cls.path(run_dir), dtype=np.float64, mode="w+", shape=(size,))
-        memmap[:5] = [MAGIC, workers, dof, max_steps, os.getpid()]
+        memmap[:6] = [MAGIC, workers, dof, max_steps, draw_size, os.getpid()]
         return cls(memmap)
 
     @classmethod
@@ -76,21 +84,21 @@ class LiveBoard:
     def recorder(self) -> "EpisodeRecorder":
         return EpisodeRecorder(self.max_steps, self.row)
 
-    def publish(self, rank: int, episode: int, episode_return: float, final_distance: float,
-                target: list[float], recorder: "EpisodeRecorder") -> None:
+    def publish(self, rank: int, episode: int, episode_return: float, success: bool, final_distance: float,
+                recorder: "EpisodeRecorder") -> None:
         slot, length = self._slot(rank), recorder.length
         seq = int(slot[0]) // 2 * 2 + 1  # odd: being written (a predecessor killed mid-write may have left it odd)
         slot[0] = seq
-        slot[1:len(SLOT_FIELDS)] = [episode, length, episode_return, final_distance, *target]
+        slot[1:len(SLOT_FIELDS)] = [episode, length, episode_return, float(success), final_distance]
         slot[len(SLOT_FIELDS):len(SLOT_FIELDS) + length * self.row] = recorder.rows[:length].reshape(-1)
         slot[0] = seq + 1
         recorder.length = 0
 
     def publish_run(self, global_steps: int, steps_per_second: float, eval_success: float) -> None:
-        self.array[5:8] = [global_steps, steps_per_second, eval_success]
+        self.array[RUN:RUN + 3] = [global_steps, steps_per_second, eval_success]
 
     def mark_finished(self) -> None:
-        self.array[8] = 1.0
+        self.array[RUN + 3] = 1.0
         self._memmap.flush()
 
     # ---- readers ------------------------------------------------------------------------------------------
@@ -104,19 +112,21 @@ class LiveBoard:
             if before > 0 and int(before) % 2 == 0 and slot[0] == before:
                 length = int(copy[2])
                 rows = copy[len(SLOT_FIELDS):len(SLOT_FIELDS) + length * self.row].reshape(length, self.row)
-                return Episode(rank, int(copy[1]), float(copy[3]), float(copy[4]), copy[5:8],
-                               rows[:, :self.dof], rows[:, self.dof:])
+                dof = self.dof
+                return Episode(rank, int(copy[1]), float(copy[3]), float(copy[5]), bool(copy[4]),
+                               rows[:, :dof], rows[:, dof:dof + 3], rows[:, dof + 3:])
         return None
 
     def run_figures(self) -> dict:
-        return {"global_steps": int(self.array[5]), "steps_per_second": float(self.array[6]),
-                "eval_success": float(self.array[7]), "finished": bool(self.array[8])}
+        a = self.array
+        return {"global_steps": int(a[RUN]), "steps_per_second": float(a[RUN + 1]),
+                "eval_success": float(a[RUN + 2]), "finished": bool(a[RUN + 3])}
 
     def launcher_alive(self) -> bool:
-        if self.array[8]:
+        if self.array[RUN + 3]:
             return False
         try:
-            os.kill(int(self.array[4]), 0)
+            os.kill(int(self.array[HEADER.index("launcher_pid")]), 0)
         except (ProcessLookupError, PermissionError, OverflowError, ValueError):
             return False
         return True
@@ -129,8 +139,7 @@ class EpisodeRecorder:
         self.rows = np.zeros((max_steps, row))
         self.length = 0
 
-    def record(self, joint_positions: list[float], ee: np.ndarray) -> None:
+    def record(self, joint_positions: list[float], ee: list[float], draw: list[float]) -> None:
         if self.length < len(self.rows):
-            self.rows[self.length, :len(joint_positions)] = joint_positions
-            self.rows[self.length, len(joint_positions):] = ee
+            self.rows[self.length] = joint_positions + ee + draw
             self.length += 1

@@ -1,5 +1,6 @@
 """Run metrics: one `metrics.csv` row per evaluation, TensorBoard scalars named so that they group
-(`eval/...`, `charts/...`, `losses/...`), and `learning_curve.png`."""
+(`eval/...`, `charts/...`, `losses/...`), and `learning_curve.png`. Every task's rows have the same columns
+first; a task's own episode figures (`Task.metrics`, such as `orientation_error_deg`) follow as `mean_<name>`."""
 
 from __future__ import annotations
 
@@ -13,25 +14,32 @@ from arm_a3c.errors import notice
 
 CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
-    "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates",
+    "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates", "reached_rate",
 ]
+
+
+def task_columns(metric_names) -> list[str]:
+    """The metrics.csv columns of a task's own episode figures (beyond the final distance every task has)."""
+    return [f"mean_{name}" for name in metric_names if name != "final_distance_m"]
 
 
 class MetricsLog:
     """A new run's logs, or a resumed run's continued: `rows` are its metrics.csv rows up to the checkpoint it
     resumes from, at `env_steps`; later rows and TensorBoard points (work lost with the crash) are dropped."""
 
-    def __init__(self, run_dir: Path, rows: list[dict] | None = None, env_steps: int | None = None):
+    def __init__(self, run_dir: Path, rows: list[dict] | None = None, env_steps: int | None = None,
+                 metric_names=()):
         self.csv_path = run_dir / "metrics.csv"
         self.rows: list[dict] = list(rows or [])
+        self.fields = CSV_FIELDS + task_columns(metric_names)
         fresh = self.csv_path.with_name("metrics.csv.tmp")
         with open(fresh, "w", newline="") as f:  # written aside and renamed: a crash now loses no row
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             writer.writeheader()
-            writer.writerows({k: row.get(k, "") for k in CSV_FIELDS} for row in self.rows)
+            writer.writerows({k: row.get(k, "") for k in self.fields} for row in self.rows)
         os.replace(fresh, self.csv_path)
         self._file = open(self.csv_path, "a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
+        self._csv = csv.DictWriter(self._file, fieldnames=self.fields)
         # purge_step: TensorBoard hides the points a crashed session logged after the checkpoint it resumes from.
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=None if env_steps is None else env_steps + 1)
 
@@ -42,7 +50,7 @@ class MetricsLog:
     def evaluation(self, row: dict) -> None:
         self.rows.append(row)
         try:
-            self._csv.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+            self._csv.writerow({k: row.get(k, "") for k in self.fields})
             self._file.flush()
         except OSError as err:  # disk full, say: the row stays in memory, for the summary; training goes on
             notice(f"warning: cannot write {self.csv_path} ({err.strerror}); training goes on")
@@ -50,6 +58,7 @@ class MetricsLog:
             "eval/success_rate": row["success_rate"],
             "eval/mean_final_distance_m": row["mean_final_distance_m"],
             "eval/episodic_return": row["eval_return"],
+            **{f"eval/{name}": row[name] for name in self.fields[len(CSV_FIELDS):] if row.get(name, "") != ""},
         })
 
     def close(self) -> None:

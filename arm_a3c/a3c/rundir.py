@@ -20,7 +20,7 @@ from arm_a3c.errors import UserError
 CONFIG_FILE = "config.json"
 RUN_FILES = ("config.json", "summary.json", "metrics.csv", "learning_curve.png", "live.bin")
 RUN_FOLDERS = ("checkpoints", "tb")
-FIXED_ON_RESUME = ("robot", "ee_link", "ee_offset_m", "home", "hidden_size")  # what the weights were trained for
+FIXED_ON_RESUME = ("task", "robot", "ee_link", "ee_offset_m", "home", "hidden_size")  # what the weights were trained for
 
 
 def holds_run(path: Path) -> bool:

@@ -28,7 +28,8 @@ from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import normalize
 from arm_a3c.a3c.shared import Shared, SharedMemoryLink, become_child, exit_child
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import make_env
+from arm_a3c.envs.episodes import task_metrics
 
 UPDATE_REPORT_EVERY = 20  # updates between reports to the launcher (400 steps: a few episodes)
 
@@ -105,7 +106,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     the viewer reads (None, or a directory without one: nothing is published)."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    env = ArmReachEnv.from_settings(cfg)
+    env = make_env(cfg)
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
     learner = NumpyActorCritic(ActorCritic.from_config(cfg, obs_dim, action_dim), own_copy=True)  # local copy
     raw_obs = np.zeros((n, obs_dim), np.float32)
@@ -115,7 +116,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     terminated, episode_end = np.zeros(n, bool), np.zeros(n, bool)
     board = LiveBoard.attach(run_dir) if run_dir else None  # what a viewer shows
     recorder = board.recorder() if board else None
-    episodes, ee_slice = 0, slice(2 * action_dim, 2 * action_dim + 3)  # the end effector in the observation
+    episodes, task = 0, env.task
     obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
 
@@ -131,12 +132,12 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
             episode_return += reward
             episode_length += 1
             if recorder:
-                recorder.record(env.joint_positions, next_obs[ee_slice])
+                recorder.record(env.joint_positions, env.ee, task.draw_data())
             if term or trunc:
-                finished.append((episode_return, episode_length, info["is_success"], info["distance"]))
+                finished.append((episode_return, episode_length, info["is_success"], task_metrics(env, info)))
                 episodes += 1
                 if board:
-                    board.publish(rank, episodes, episode_return, info["distance"], env.target.tolist(), recorder)
+                    board.publish(rank, episodes, episode_return, info["is_success"], info["distance"], recorder)
                 episode_return, episode_length = 0.0, 0
                 next_obs, _ = env.reset()
             obs = next_obs

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.sim.client import pybullet as pb
 
 
@@ -31,7 +31,7 @@ class EnvSpeed:
         return asdict(self)
 
 
-def _run_env(env: ArmReachEnv, actions: np.ndarray, seed: int) -> tuple[float, list[list[float] | None]]:
+def _run_env(env: ArmEnv, actions: np.ndarray, seed: int) -> tuple[float, list[list[float] | None]]:
     """Time `len(actions)` env steps; also return the motor targets sent (None marks an episode start)."""
     commands: list[list[float] | None] = []
     start = time.perf_counter()
@@ -46,7 +46,7 @@ def _run_env(env: ArmReachEnv, actions: np.ndarray, seed: int) -> tuple[float, l
     return time.perf_counter() - start, commands
 
 
-def _run_raw(env: ArmReachEnv, commands: list[list[float] | None]) -> float:
+def _run_raw(env: ArmEnv, commands: list[list[float] | None]) -> float:
     robot, client, substeps = env.robot, env.client, env.config.substeps
     home = robot.home
     start = time.perf_counter()
@@ -62,7 +62,7 @@ def _run_raw(env: ArmReachEnv, commands: list[list[float] | None]) -> float:
 
 def measure_env_speed(robot: str, steps: int = 3000, rounds: int = 5, seed: int = 0) -> EnvSpeed:
     """Steps per second of the environment and of raw physics for one robot, over `rounds` alternations."""
-    env = ArmReachEnv(robot)
+    env = make_env(robot=robot)
     try:
         actions = np.random.default_rng(seed).uniform(-1.0, 1.0, (steps, env.robot.dof)).astype(np.float32)
         env_times, raw_times = [], []

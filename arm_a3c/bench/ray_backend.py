@@ -65,9 +65,9 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) ->
     """Flood one parameter server (`backends.ray.ParameterServer`) with `clients` clients; its CPU per exchange."""
     from arm_a3c.a3c.shared import build_shared
     from arm_a3c.backends.ray import ParameterServer, start_ray
-    from arm_a3c.envs.arm_env import ArmReachEnv
+    from arm_a3c.envs.arm_env import make_env
 
-    probe = ArmReachEnv(robot)
+    probe = make_env(robot=robot)
     obs_dim, action_dim = probe.obs_dim, probe.robot.dof
     probe.close()
     cfg = TrainConfig(robot=robot, workers=clients)

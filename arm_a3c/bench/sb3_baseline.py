@@ -22,9 +22,9 @@ from arm_a3c.a3c.config import TrainConfig
 
 
 def make_env(robot: str):
-    from arm_a3c.envs.arm_env import ArmReachEnv
+    from arm_a3c.envs import arm_env
 
-    return ArmReachEnv(robot)
+    return arm_env.make_env(robot=robot)
 
 
 def train_sb3(algo: str, robot: str, n_envs: int, seconds: float, target_success: float, seed: int = 0,

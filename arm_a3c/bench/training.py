@@ -56,9 +56,9 @@ QUICK = dict(limit_seconds=1.0, throughput_seconds=60.0, throughput_steps=20_000
 # ---- 1. the limit -------------------------------------------------------------------------------------------
 
 def _random_steps(robot: str, seconds: float, seed: int, barrier, results) -> None:
-    from arm_a3c.envs.arm_env import ArmReachEnv
+    from arm_a3c.envs.arm_env import make_env
 
-    env = ArmReachEnv(robot)
+    env = make_env(robot=robot)
     rng = np.random.default_rng(seed)
     actions = rng.uniform(-1, 1, (4096, env.robot.dof)).astype(np.float32)
     env.reset(seed=seed)

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.render import Camera, add_marker, move_marker, render_rgb
 
@@ -19,7 +19,7 @@ TOOL_POINT_RADIUS_M = 0.02
 TOOL_POINT_RGBA = (0.85, 0.1, 0.2, 1.0)
 
 
-def describe(env: ArmReachEnv) -> dict:
+def describe(env: ArmEnv) -> dict:
     """A JSON-ready description of the robot as the environment uses it."""
     robot, cfg = env.robot, env.config
     return {
@@ -88,7 +88,7 @@ def format_text(info: dict) -> str:
 
 
 @contextmanager
-def point_marker(env: ArmReachEnv) -> Iterator[int]:
+def point_marker(env: ArmEnv) -> Iterator[int]:
     """A small red sphere (body id) for marking the end-effector point in renders; removed afterwards."""
     marker = add_marker(env.client, TOOL_POINT_RADIUS_M, TOOL_POINT_RGBA)
     try:
@@ -97,7 +97,7 @@ def point_marker(env: ArmReachEnv) -> Iterator[int]:
         pb.removeBody(marker, physicsClientId=env.client)
 
 
-def save_snapshot(env: ArmReachEnv, path: Path, seed: int) -> Path:
+def save_snapshot(env: ArmEnv, path: Path, seed: int) -> Path:
     """Two renders side by side, written as PNG: the arm at its home pose, and at a random pose with a random
     target (green); a small red sphere marks the end-effector point in both."""
     env.reset(seed=seed)
@@ -117,10 +117,11 @@ GALLERY_TILE = (400, 320)
 GALLERY_COLUMNS = 4
 
 
-def render_home(env: ArmReachEnv, size: tuple[int, int]) -> np.ndarray:
+def render_home(env: ArmEnv, size: tuple[int, int]) -> np.ndarray:
     """The arm at its home pose with the end-effector point marked, as an RGB array."""
     env.reset(seed=0)
-    pb.resetBasePositionAndOrientation(env.marker, [0.0, 0.0, -10.0], (0, 0, 0, 1), physicsClientId=env.client)
+    for body in env.task.markers:  # the task's goal markers: not part of the robot's picture
+        pb.resetBasePositionAndOrientation(body, [0.0, 0.0, -10.0], (0, 0, 0, 1), physicsClientId=env.client)
     with point_marker(env) as point:
         move_marker(env.client, point, env.robot.ee_position())
         closer = Camera(look_at=env.camera.look_at, distance=0.6 * env.camera.distance, yaw=45.0, pitch=-15.0)
@@ -134,7 +135,7 @@ def save_gallery(robots: list[str], path: Path) -> Path:
 
     tiles = []
     for name in robots:
-        env = ArmReachEnv(name)
+        env = make_env(robot=name)
         try:
             tile = Image.fromarray(render_home(env, GALLERY_TILE))
             label = f"{name}: {env.robot.dof} controlled joints, reach {env.reach_m:.2f} m"

@@ -7,7 +7,7 @@ step with `on_step`), and the benchmark's Stable-Baselines3 policies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import gymnasium
@@ -23,6 +23,14 @@ class EpisodeResult:
     episode_return: float  # sum of the rewards
     length: int  # steps taken
     reached: bool  # info["is_success"] on any step (an episode that reached but did not stay is not a success)
+    metrics: dict = field(default_factory=dict)  # the task's episode figures (`Task.metrics`), from the last step
+
+
+def task_metrics(env: gymnasium.Env, info: dict) -> dict:
+    """The task's episode figures from the last step's info: {name: value} for each of `Task.metrics`."""
+    task = getattr(env.unwrapped, "task", None)
+    names = task.metrics if task is not None else {"final_distance_m": "distance"}
+    return {name: float(info[key]) for name, key in names.items()}
 
 
 def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: dict | None = None,
@@ -39,21 +47,25 @@ def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: 
         done = terminated or truncated
         if on_step is not None:
             on_step()
-    return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length, reached)
+    return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length, reached,
+                         task_metrics(env, info))
 
 
 def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
                  keep_going: Callable[[], bool] = lambda: True) -> dict | None:
-    """Episodes with seeds seed, seed+1, ...: `success_rate`, `mean_final_distance_m` (m), `mean_return`,
-    `reached_rate` (the share that met the success test on some step: above `success_rate`, the policy reaches
-    but does not stay), `episodes`, `seed`. None if `keep_going` turned false between two episodes (a run that
-    is stopping has no time for the rest)."""
+    """Episodes with seeds seed, seed+1, ...: `success_rate`, `mean_return`, `reached_rate` (the share that met
+    the success test on some step: above `success_rate`, the policy reaches but does not stay), `episodes`, `seed`,
+    and `mean_<name>` of each of the task's episode figures (every task has `mean_final_distance_m`, m). None if
+    `keep_going` turned false between two episodes (a run that is stopping has no time for the rest)."""
     results = []
     for episode in range(episodes):
         if not keep_going():
             return None
         results.append(run_episode(env, act, seed + episode))
-    return {"success_rate": sum(r.success for r in results) / episodes,
-            "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
-            "mean_return": float(np.mean([r.episode_return for r in results])),
-            "reached_rate": sum(r.reached for r in results) / episodes, "episodes": episodes, "seed": seed}
+    summary = {"success_rate": sum(r.success for r in results) / episodes,
+               "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
+               "mean_return": float(np.mean([r.episode_return for r in results])),
+               "reached_rate": sum(r.reached for r in results) / episodes, "episodes": episodes, "seed": seed}
+    for name in results[0].metrics:
+        summary[f"mean_{name}"] = float(np.mean([r.metrics[name] for r in results]))
+    return summary

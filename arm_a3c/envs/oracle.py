@@ -1,30 +1,44 @@
-"""A scripted reacher that uses PyBullet's inverse kinematics (no learning). It proves the task solvable: if
-this oracle cannot reach a target in time, no policy can be expected to."""
+"""A scripted reacher that uses PyBullet's inverse kinematics (no learning). It proves a task solvable: if
+this oracle cannot reach a goal in time, no policy can be expected to. It aims at the task's `target` (m), and
+at its `target_orientation` (a quaternion) too where the task has one (pose)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import ArmEnv
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.robot import quaternion_angle
 
 IK_ITERATIONS = 100
 IK_RESIDUAL_M = 1e-4
 IK_STARTS = 8  # random start poses besides the present one
 IK_REACHED_M = 0.01
 IK_TOOL_ROUNDS = 3
+IK_FOLLOW_M = 0.1  # a target that moved less than this since the last goal is followed from the present pose
+IK_REACHED_RAD = 0.03
+VIA_CHECKS = 16  # configurations checked along each straight joint-space segment
+VIA_CLEARANCE_M = 0.02  # a checked segment keeps this far from every obstacle
+VIA_DISTANCES = (1.5, 2.5)  # via-points this many obstacle radii (plus VIA_MARGIN_M) from its centre
+VIA_MARGIN_M = 0.05
+VIA_REACHED_M = 0.03  # IK must put the end-effector point this close to a via-point
+VIA_PASSED_STEPS = 0.5  # a via-point counts as passed within this many joint steps
+VIA_RANDOM = 200  # seeded random configurations tried as via-points after the Cartesian ones
+VIA_SPARE_STEPS = 5  # a plan must leave this many of the episode's steps for the motors to settle  # with an orientation goal: the solution's orientation error must be below this too
 
 
 class IKReacher:
-    """Once per target, solve IK for a joint goal (several starts); every step, move toward it."""
+    """Once per target, solve IK for a joint goal (several starts); every step, move toward it. A target that
+    moves (track) is followed: each step, IK from the present pose to where it will be next."""
 
-    def __init__(self, env: ArmReachEnv):
+    def __init__(self, env: ArmEnv):
         self.env = env
         robot = env.robot
         movable = robot.joints  # every movable joint, by joint index: the order of PyBullet's IK solution
         self._dof_of_controlled = [movable.index(j) for j in robot.controlled]
         self._goal, self._goal_for = np.zeros(robot.dof), None
+        self._aim = np.zeros(3)
         self._ik_limits = dict(
             lowerLimits=[j.lower for j in movable], upperLimits=[j.upper for j in movable],
             jointRanges=[j.upper - j.lower for j in movable], restPoses=[j.rest for j in movable],
@@ -32,26 +46,69 @@ class IKReacher:
 
     def act(self) -> np.ndarray:
         env, robot = self.env, self.env.robot
-        key = tuple(env.target.tolist())
-        if key != self._goal_for:  # a new target: choose the joint goal once, then track it
-            self._goal, self._goal_for = self._joint_goal(), key
+        orientation = getattr(env.task, "target_orientation", None)
+        # A moving target (track): aim where it will be after this step.
+        self._aim = np.asarray(getattr(env.task, "next_target", env.target), dtype=np.float64)
+        key = tuple(self._aim.tolist()) + tuple(orientation or ())
+        if key != self._goal_for:
+            last = np.asarray(self._goal_for[:3]) if self._goal_for is not None else None
+            if last is not None and np.linalg.norm(self._aim - last) < IK_FOLLOW_M:  # moved a little: follow it
+                self._goal = self._follow()
+            else:  # a new target: choose the joint goal once (several starts), then track it
+                self._goal = self._joint_goal()
+            self._goal_for = key
         q_now, _ = robot.joint_state()
         return np.clip((self._goal - q_now) / np.asarray(env.max_joint_step), -1.0, 1.0)
 
     def _ik_from_here(self) -> np.ndarray:
         """PyBullet's IK from the arm's present pose, for the controlled joints, within their limits."""
         env, robot = self.env, self.env.robot
-        # PyBullet's IK places the link's frame; with a tool point, aim the frame where it puts the point
-        # given the link's present orientation, and repeat from the pose that gives.
-        for _ in range(IK_TOOL_ROUNDS if robot.ee_offset.any() else 1):
-            link_origin, _ = robot.ee_link_pose()
+        orientation = getattr(env.task, "target_orientation", None)
+        if orientation is not None:  # the link's frame goes where the goal's orientation puts the tool point
+            rotation = np.array(pb.getMatrixFromQuaternion(orientation)).reshape(3, 3)
             solution = pb.calculateInverseKinematics(
-                robot.body, robot.ee_link, (env.target - (robot.ee_position() - link_origin)).tolist(),
+                robot.body, robot.ee_link, (self._aim - rotation @ robot.ee_offset).tolist(), list(orientation),
                 maxNumIterations=IK_ITERATIONS, residualThreshold=IK_RESIDUAL_M, physicsClientId=env.client,
                 **self._ik_limits,
             )
             goal = np.clip(np.asarray(solution)[self._dof_of_controlled], robot.lower, robot.upper)
             robot.forward_kinematics(goal)
+            return goal
+        # PyBullet's IK places the link's frame; with a tool point, aim the frame where it puts the point
+        # given the link's present orientation, and repeat from the pose that gives.
+        for _ in range(IK_TOOL_ROUNDS if robot.ee_offset.any() else 1):
+            link_origin, _ = robot.ee_link_pose()
+            solution = pb.calculateInverseKinematics(
+                robot.body, robot.ee_link, (self._aim - (robot.ee_position() - link_origin)).tolist(),
+                maxNumIterations=IK_ITERATIONS, residualThreshold=IK_RESIDUAL_M, physicsClientId=env.client,
+                **self._ik_limits,
+            )
+            goal = np.clip(np.asarray(solution)[self._dof_of_controlled], robot.lower, robot.upper)
+            robot.forward_kinematics(goal)
+        return goal
+
+    def _nearest_turn(self, goal: np.ndarray, q_now: np.ndarray) -> np.ndarray:
+        """The same pose with each revolute joint whose range exceeds a full turn turned by whole turns to the
+        value nearest to where it is now (a wrist with +-2 pi limits need not unwind)."""
+        robot, goal = self.env.robot, goal.copy()
+        for k, joint in enumerate(robot.controlled):
+            if joint.type == "revolute" and joint.upper - joint.lower > 2 * np.pi:
+                turns = np.round((q_now[k] - goal[k]) / (2 * np.pi))
+                for n in (turns, turns - np.sign(turns)):
+                    if robot.lower[k] <= goal[k] + 2 * np.pi * n <= robot.upper[k]:
+                        goal[k] += 2 * np.pi * n
+                        break
+        return goal
+
+    def _follow(self) -> np.ndarray:
+        """The joint goal for a target that moved a little: IK from the arm's present pose only (restarts could
+        jump to another branch mid-path)."""
+        robot = self.env.robot
+        saved = [pb.getJointState(robot.body, j.index, physicsClientId=self.env.client)[:2] for j in robot.joints]
+        q_now = np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
+        goal = self._nearest_turn(self._ik_from_here(), q_now)
+        for j, (position, velocity) in zip(robot.joints, saved):
+            pb.resetJointState(robot.body, j.index, position, velocity, physicsClientId=self.env.client)
         return goal
 
     def _joint_goal(self) -> np.ndarray:
@@ -63,10 +120,17 @@ class IKReacher:
         q_now = np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
         rng = np.random.default_rng(0)
         best, best_cost = q_now, (True, np.inf)
-        for start in [q_now] + [robot.random_configuration(rng) for _ in range(IK_STARTS)]:
+        starts = [q_now] + [robot.random_configuration(rng) for _ in range(IK_STARTS)]
+        sampled_from = getattr(env.task, "goal_configuration", None)  # pose: the configuration the goal came from
+        if sampled_from is not None:
+            starts.append(np.asarray(sampled_from))
+        for start in starts:
             robot.forward_kinematics(start)
-            goal = self._ik_from_here()
-            misses = bool(np.linalg.norm(robot.forward_kinematics(goal) - env.target) > IK_REACHED_M)
+            goal = self._nearest_turn(self._ik_from_here(), q_now)
+            misses = bool(np.linalg.norm(robot.forward_kinematics(goal) - self._aim) > IK_REACHED_M)
+            orientation = getattr(env.task, "target_orientation", None)
+            if orientation is not None:
+                misses = misses or quaternion_angle(orientation, robot.ee_link_pose()[1]) > IK_REACHED_RAD
             cost = (misses, float(np.max(np.abs(goal - q_now) / np.asarray(env.max_joint_step))))
             if cost < best_cost:
                 best, best_cost = goal, cost
@@ -75,8 +139,104 @@ class IKReacher:
         return best
 
 
-def oracle_success_rate(env: ArmReachEnv, episodes: int, seed: int = 0) -> tuple[float, float]:
+class ViaPointReacher(IKReacher):
+    """For a task with obstacles (avoid): the IK goal, reached along a straight line in joint space that is checked
+    against the obstacles, or through a via-point beside, above or below an obstacle when the straight motion would
+    touch it (the first via-point whose two straight segments are both free wins)."""
+
+    def __init__(self, env: ArmEnv):
+        super().__init__(env)
+        self._plan: list[np.ndarray] = []
+        self._plan_for: tuple | None = None
+
+    def act(self) -> np.ndarray:
+        env, robot = self.env, self.env.robot
+        key = tuple(env.target.tolist())
+        if key != self._plan_for:
+            self._plan, self._plan_for = self._make_plan(), key
+        q_now, _ = robot.joint_state()
+        step = np.asarray(env.max_joint_step)
+        while len(self._plan) > 1 and np.max(np.abs(self._plan[0] - q_now) / step) < VIA_PASSED_STEPS:
+            self._plan.pop(0)
+        delta = (self._plan[0] - q_now) / step
+        return delta / max(1.0, float(np.max(np.abs(delta))))  # all joints arrive together: the checked line
+
+    def _free(self, q_a: np.ndarray, q_b: np.ndarray) -> bool:
+        """Whether the straight joint-space segment from q_a to q_b keeps VIA_CLEARANCE_M from every obstacle."""
+        robot, client = self.env.robot, self.env.client
+        for s in np.linspace(0.0, 1.0, VIA_CHECKS):
+            robot.forward_kinematics(q_a + s * (q_b - q_a))
+            if any(pb.getClosestPoints(robot.body, body, VIA_CLEARANCE_M, physicsClientId=client)
+                   for body in self.env.task.obstacle_bodies):
+                return False
+        return True
+
+    def _via_points(self) -> list[np.ndarray]:
+        """Points beside each obstacle, off the line from the end effector's start to the target."""
+        task = self.env.task
+        line = self.env.target - task.home_point
+        side = np.cross(line, [0.0, 0.0, 1.0])
+        side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else np.array([1.0, 0.0, 0.0])
+        up = np.array([0.0, 0.0, 1.0])
+        directions = [up, side, -side, (up + side) / np.sqrt(2), (up - side) / np.sqrt(2), -up]
+        points = []
+        for scale in VIA_DISTANCES:
+            for centre in task.centres:
+                for direction in directions:
+                    points.append(centre + (task.radius_m * scale + VIA_MARGIN_M) * direction)
+        return points
+
+    def _steps(self, q_a: np.ndarray, q_b: np.ndarray) -> float:
+        return float(np.max(np.abs(q_b - q_a) / np.asarray(self.env.max_joint_step)))
+
+    def _make_plan(self) -> list[np.ndarray]:
+        """Waypoints to the target: the IK goal (or the configuration the target was sampled from, which is free of
+        the obstacles by construction), straight if that is free, else through the first via-point that makes both
+        segments free and fits the episode: Cartesian points beside the obstacles, then seeded random
+        configurations."""
+        env, robot = self.env, self.env.robot
+        saved = [pb.getJointState(robot.body, j.index, physicsClientId=env.client)[:2] for j in robot.joints]
+        q_now = np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
+        self._aim = env.target.copy()
+        goals = [self._joint_goal(), self._nearest_turn(np.asarray(env.task.goal_configuration), q_now)]
+        budget = env.config.episode_steps - VIA_SPARE_STEPS
+        plan = None
+        for goal in goals:
+            if self._steps(q_now, goal) <= budget and self._free(q_now, goal):
+                plan = [goal]
+                break
+        if plan is None:
+            vias = []
+            for point in self._via_points():
+                if point[2] >= env.config.min_target_height_m:
+                    robot.forward_kinematics(q_now)
+                    self._aim = point
+                    via = self._nearest_turn(self._ik_from_here(), q_now)
+                    if np.linalg.norm(robot.forward_kinematics(via) - point) < VIA_REACHED_M:
+                        vias.append(via)
+            rng = np.random.default_rng(0)
+            vias += [robot.random_configuration(rng) for _ in range(VIA_RANDOM)]
+            plan = next(([via, goal] for via in vias for goal in goals
+                         if self._steps(q_now, via) + self._steps(via, goal) <= budget
+                         and self._free(q_now, via) and self._free(via, goal)), [goals[0]])
+        for j, (position, velocity) in zip(robot.joints, saved):
+            pb.resetJointState(robot.body, j.index, position, velocity, physicsClientId=env.client)
+        self._aim = env.target.copy()
+        return plan
+
+
+def oracle_for(env: ArmEnv) -> IKReacher:
+    """The scripted oracle for the environment's task: via-points round obstacles where it has them."""
+    return ViaPointReacher(env) if getattr(env.task, "obstacle_bodies", None) else IKReacher(env)
+
+
+def oracle_episodes(env: ArmEnv, episodes: int, seed: int = 0) -> dict:
+    """`run_episodes`' figures for the task's IK oracle over seeded episodes."""
+    oracle = oracle_for(env)
+    return run_episodes(env, lambda obs: oracle.act(), episodes, seed)
+
+
+def oracle_success_rate(env: ArmEnv, episodes: int, seed: int = 0) -> tuple[float, float]:
     """(success rate, mean final distance in m) of the IK oracle over seeded episodes."""
-    oracle = IKReacher(env)
-    result = run_episodes(env, lambda obs: oracle.act(), episodes, seed)
+    result = oracle_episodes(env, episodes, seed)
     return result["success_rate"], result["mean_final_distance_m"]

@@ -46,6 +46,7 @@ from arm_a3c.sim.urdf import UrdfModel, read_urdf
 PROBE_STEP = 0.05
 INERT_MOTION_M = 1e-5
 INERT_PROBES = 16
+INERT_ARM_M = 0.1  # with orientation: a turn of the end effector counts as motion of a point this far away
 HOME_AT_LIMIT = 0.02
 HOME_LIMIT_MARGIN = 0.10
 HOME_SINGULAR_FRACTION = 0.05
@@ -78,6 +79,12 @@ class Joint:
         return float(np.clip(0.0, self.lower, self.upper))
 
 
+def quaternion_angle(a: Sequence[float], b: Sequence[float]) -> float:
+    """The geodesic angle (rad, 0..pi) between two orientations given as unit quaternions (x, y, z, w)."""
+    dot = abs(float(np.dot(a, b)))
+    return 2.0 * float(np.arccos(min(dot, 1.0)))
+
+
 def end_effector_from_tree(parent: list[int]) -> int:
     """The end-effector link index from `parent[i]` (parent link of link i, -1 for the base).
 
@@ -104,9 +111,13 @@ def end_effector_from_tree(parent: list[int]) -> int:
 class Robot:
     """A URDF arm loaded into one PyBullet client with its base fixed at `base_position` (m)."""
 
-    def __init__(self, client: int, spec: RobotSpec, base_position: tuple[float, float, float] = (0, 0, 0)):
+    def __init__(self, client: int, spec: RobotSpec, base_position: tuple[float, float, float] = (0, 0, 0), *,
+                 orientation: bool = False):
+        """`orientation`: the task sets the end effector's orientation too, so joints that turn it without moving
+        its point (a wrist roll) are controlled, not held."""
         self.client = client
         self.spec = spec
+        self.orientation = orientation
         self.urdf: UrdfModel = read_urdf(spec.urdf_path)
         with quiet_c_output():
             try:
@@ -219,26 +230,35 @@ class Robot:
         return joints
 
     def _hold_inert_joints(self, joints: list[Joint]) -> list[Joint]:
-        """Hold controlled joints that cannot move the end effector's position (measured, not guessed)."""
+        """Hold controlled joints that cannot move the end effector's position (measured, not guessed); with
+        `orientation`, only those that move neither its position nor its orientation."""
         rng = np.random.default_rng(0)
         ctrl = [j for j in joints if j.role == "controlled"]
         lower, upper = np.array([j.lower for j in ctrl]), np.array([j.upper for j in ctrl])
-        motion = np.zeros(len(ctrl))
+        motion, moved = np.zeros(len(ctrl)), np.zeros(len(ctrl))  # moved: of the point alone
         for _ in range(INERT_PROBES):
             q = rng.uniform(lower, upper)
             for j, qj in zip(ctrl, q):
                 pb.resetJointState(self.body, j.index, qj, 0.0, physicsClientId=self.client)
-            before = self.ee_position()
+            before, turn_before = self.ee_position(), self.ee_link_pose()[1]
             for k, j in enumerate(ctrl):
                 step = PROBE_STEP if q[k] + PROBE_STEP <= j.upper else -PROBE_STEP
                 pb.resetJointState(self.body, j.index, q[k] + step, 0.0, physicsClientId=self.client)
-                motion[k] = max(motion[k], np.linalg.norm(self.ee_position() - before))
+                shift = float(np.linalg.norm(self.ee_position() - before))
+                motion[k], moved[k] = max(motion[k], shift), max(moved[k], shift)
+                if self.orientation:  # a turn of the end effector by PROBE_STEP rad, in metres at INERT_ARM_M
+                    turned = quaternion_angle(turn_before, self.ee_link_pose()[1])
+                    motion[k] = max(motion[k], turned * INERT_ARM_M)
                 pb.resetJointState(self.body, j.index, q[k], 0.0, physicsClientId=self.client)
         inert = {j.index for j, m in zip(ctrl, motion) if m < INERT_MOTION_M}
+        # Joints controlled only because the task sets the orientation (held for a position task): a home written
+        # for the position-controlled joints alone still fits, with these at their rest values.
+        self.orientation_only = {j.index for j, m in zip(ctrl, moved) if m < INERT_MOTION_M} - inert
         if len(inert) == len(ctrl):
             return joints
         return [
             Joint(j.index, j.name, j.type, j.lower, j.upper, j.effort, "held",
+                  "does not move the end effector" if self.orientation else
                   "does not move the end effector's position") if j.index in inert else j
             for j in joints
         ]
@@ -298,6 +318,10 @@ class Robot:
         home = np.asarray(spec.home, dtype=np.float64)
         where = "--home" if spec.home_source == "--home" else f"{spec.home_source}: home"
         names = ", ".join(j.name for j in self.controlled)
+        position_joints = [j for j in self.controlled if j.index not in self.orientation_only]
+        if self.orientation_only and home.shape == (len(position_joints),):
+            given = iter(home)
+            home = np.array([j.rest if j.index in self.orientation_only else next(given) for j in self.controlled])
         if home.shape != (self.dof,):
             raise UserError(f"{where} has {home.size} values but {self.name} has {self.dof} controlled joints "
                             f"({names}); give one value per controlled joint, in that order")

@@ -1,47 +1,71 @@
-"""The reach task: where the target goes, what the reward is, what success means. It asks the robot for
-random configurations and forward kinematics, and knows nothing about which URDF is loaded."""
+"""`reach` (`ArmReach-v0`): put the end-effector point within `success_radius_m` of a target and stay there.
+
+Target: the end-effector point of a random configuration whose moving links all stay above the floor, at least
+`min_target_height_m` high and `min_target_radius_fraction` of the reach off the base's axis (reachable by
+construction). Observation: the target (3, m) and target minus end-effector point (3, m). Reward: minus the
+distance (m), minus `action_cost` times the mean squared action, plus `success_bonus` on every step inside the
+radius. No terminal state; success is judged on the last step.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import math
 
 import numpy as np
 
-from arm_a3c.errors import UserError
-from arm_a3c.sim.robot import Robot
+from arm_a3c.sim.render import add_marker, move_marker
+from arm_a3c.tasks.base import Task, sample_configuration
 
-TARGET_SAMPLING_TRIES = 1000  # random configurations tried before giving up on a robot's workspace
+TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)
 
 
-@dataclass(frozen=True)
-class ReachTask:
-    success_radius_m: float  # end effector within this distance of the target counts as success
-    min_target_height_m: float  # targets at least this high above the floor (the base sits on it)
-    min_target_radius_m: float  # targets at least this far from the vertical axis through the base
-    action_cost: float  # reward penalty per unit of mean squared action
-    success_bonus: float  # reward added on every step spent within the success radius
+class ReachTask(Task):
+    name = "reach"
+    gym_id = "ArmReach-v0"
+    summary = "put the end effector within 5 cm of a random target and hold it there"
+    placeable = True
 
-    def sample_target(self, robot: Robot, rng: np.random.Generator) -> np.ndarray:
-        """A reachable target (3,) m: the end-effector position of a random configuration whose moving links
-        all stay above the floor. Moves the arm: the caller resets it afterwards."""
-        for _ in range(TARGET_SAMPLING_TRIES):
-            target = robot.forward_kinematics(robot.random_configuration(rng))
-            off_axis = np.linalg.norm(target[:2] - robot.base_position[:2])
-            if (target[2] >= self.min_target_height_m and off_axis >= self.min_target_radius_m
-                    and robot.lowest_point() >= 0.0):
-                return target
-        raise UserError(
-            f"robot '{robot.name}': no reachable point at least {self.min_target_height_m} m above the floor and "
-            f"{self.min_target_radius_m:.2f} m from its base in {TARGET_SAMPLING_TRIES} random poses; "
-            "check its joint limits and that its base sits on the floor at z = 0"
-        )
+    def __init__(self, env):
+        super().__init__(env)
+        cfg = self.config
+        self.obs_size = 6
+        self.min_target_radius_m = cfg.min_target_radius_fraction * env.reach_m
+        self.marker = add_marker(env.client, cfg.success_radius_m, TARGET_RGBA)
+        self.markers = [self.marker]
+        self._target_list = [0.0, 0.0, 0.0]
+        self._distance = 0.0
 
-    def reward(self, distance_m: float, action: Sequence[float]) -> float:
-        """Dense reward: minus the distance in metres, minus a small action cost (mean squared action in
-        [-1, 1]), plus a bonus inside the success radius."""
-        bonus = self.success_bonus if distance_m < self.success_radius_m else 0.0
-        return -distance_m - self.action_cost * sum(a * a for a in action) / len(action) + bonus
+    def sample_target(self, rng: np.random.Generator) -> np.ndarray:
+        """A reachable target (3,) m. Moves the arm: the caller resets it afterwards."""
+        return sample_configuration(self.robot, rng, self.config.min_target_height_m, self.min_target_radius_m)[1]
 
-    def is_success(self, distance_m: float) -> bool:
-        return distance_m < self.success_radius_m
+    def reset(self, rng: np.random.Generator, options: dict | None) -> None:
+        target = self.sample_target(rng)  # sampled even when options place it: the seed's stream stays the same
+        if options and options.get("target") is not None:
+            target = np.asarray(options["target"], dtype=np.float64)
+            if target.shape != (3,) or not np.isfinite(target).all():
+                raise ValueError(f"options['target'] must be 3 finite numbers (m), not {options['target']!r}")
+        self.set_target(target)
+
+    def set_target(self, target: np.ndarray) -> None:
+        super().set_target(target)
+        self._target_list = self.target.tolist()
+        move_marker(self.env.client, self.marker, self.target)
+
+    def observe(self, ee: list[float]) -> list[float]:
+        # Plain lists: this runs on every step, and for 3-vectors numpy costs more than the arithmetic.
+        tx, ty, tz = self._target_list
+        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
+        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
+        return self._target_list + to_target
+
+    def draw_data(self) -> list[float]:
+        return self._target_list
+
+    def reward(self, distance_m: float, action: list[float]) -> float:
+        bonus = self.config.success_bonus if distance_m < self.config.success_radius_m else 0.0
+        return -distance_m - self.config.action_cost * sum(a * a for a in action) / len(action) + bonus
+
+    def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
+        d = self._distance
+        return self.reward(d, action), False, {"is_success": d < self.config.success_radius_m, "distance": d}

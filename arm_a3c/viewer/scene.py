@@ -1,5 +1,6 @@
 """A fast software drawing of a robot scene with pygame: the robot's URDF visuals as simplified, flat-shaded
-triangles sorted back to front (painter's algorithm), a checkered floor, the target and a trail. PyBullet's
+triangles sorted back to front (painter's algorithm), a checkered floor, the task's shapes (`tasks.base`: target
+spheres, obstacle boxes, coordinate frames, paths) and a trail. PyBullet's
 TinyRenderer needs about 80 ms for a KUKA frame on this machine; this needs a few milliseconds.
 
 The robot is posed in the viewer's own PyBullet client (forward kinematics of the joint positions a worker
@@ -15,13 +16,14 @@ import pygame
 
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.robot import Robot
+from arm_a3c.tasks.base import Box, Frame, Polyline, Shape, Sphere
 from arm_a3c.viewer.meshes import Mesh, box, cylinder, load_obj, load_stl, simplify, sphere
 
 LIGHT_DIRECTION = np.array([0.4, -0.5, 0.8]) / np.linalg.norm([0.4, -0.5, 0.8])  # towards the light
 AMBIENT = 0.35  # share of a surface's colour seen without direct light
 BACKGROUND = (232, 236, 242)
 FLOOR_COLOURS = ((205, 212, 226), (178, 190, 212))
-TARGET_RGB = (40, 190, 70)
+AXIS_RGB = ((220, 40, 40), (30, 170, 60), (40, 80, 230))  # a frame's x, y, z axes
 TRAIL_RGB = (230, 120, 30)
 TOOL_POINT_RGB = (210, 30, 60)  # the end-effector point: the point the task scores
 FIELD_OF_VIEW_DEG = 50.0
@@ -121,14 +123,39 @@ def floor_triangles(centre: np.ndarray, half_size: float, tiles: int = 10) -> tu
 class SceneRenderer:
     """Draws robot, floor, target and trail onto a pygame surface from an orbit camera."""
 
-    def __init__(self, drawing: RobotDrawing, camera: OrbitCamera, target_radius_m: float):
+    def __init__(self, drawing: RobotDrawing, camera: OrbitCamera):
         self.drawing = drawing
         self.camera = camera
         reach = float(np.linalg.norm(camera.look_at)) + camera.distance / 2
         self.floor, self.floor_colours = floor_triangles(drawing.robot.base_position, max(reach, 0.5))
-        target = sphere(target_radius_m, segments=10)
-        self.target_local = target.triangles
-        self.target_colours = np.tile(TARGET_RGB, (len(self.target_local), 1)).astype(float)
+        self._meshes: dict = {}  # (kind, size) -> triangles centred on the origin
+
+    def _solid(self, shape: Sphere | Box) -> tuple[np.ndarray, np.ndarray]:
+        """World triangles and colours of a sphere or box shape."""
+        if isinstance(shape, Sphere):
+            key = ("sphere", round(float(shape.radius), 5))
+            make = lambda: sphere(float(shape.radius), segments=10).triangles  # noqa: E731
+        else:
+            key = ("box", tuple(np.round(shape.half_extents, 5)))
+            make = lambda: box(tuple(2 * np.asarray(shape.half_extents, float))).triangles  # noqa: E731
+        if key not in self._meshes:
+            self._meshes[key] = make()
+        local = self._meshes[key]
+        return local + np.asarray(shape.centre), np.tile(shape.rgb, (len(local), 1)).astype(float)
+
+    def _lines(self, surface: pygame.Surface, shapes: list[Shape], size: tuple[int, int]) -> None:
+        """Frames (x red, y green, z blue) and paths, drawn over the solids."""
+        for shape in shapes:
+            if isinstance(shape, Polyline) and len(shape.points) > 1:
+                points, depth = self.project(np.asarray(shape.points), size)
+                if depth.min() > NEAR_M:
+                    pygame.draw.lines(surface, shape.rgb, False, points.tolist(), 2)
+            elif isinstance(shape, Frame):
+                ends = shape.origin + shape.length * np.asarray(shape.rotation).T  # rows: the axes' tips
+                points, depth = self.project(np.vstack([shape.origin, ends]), size)
+                if depth.min() > NEAR_M:
+                    for tip, rgb in zip(points[1:], AXIS_RGB):
+                        pygame.draw.line(surface, rgb, points[0].tolist(), tip.tolist(), shape.width)
 
     @staticmethod
     def focal_length(height: int) -> float:
@@ -157,9 +184,9 @@ class SceneRenderer:
         light = np.abs(normals @ LIGHT_DIRECTION)  # two-sided: mesh windings are not always consistent
         return np.clip(colours * (AMBIENT + (1 - AMBIENT) * light)[:, None], 0, 255)
 
-    def draw(self, surface: pygame.Surface, joint_positions: np.ndarray, target: np.ndarray | None,
+    def draw(self, surface: pygame.Surface, joint_positions: np.ndarray, shapes: list[Shape] = (),
              trail: list[np.ndarray] | None = None) -> int:
-        """Draw the scene; returns the number of triangles drawn."""
+        """Draw the scene with the task's `shapes`; returns the number of triangles drawn."""
         size = surface.get_size()
         surface.fill(BACKGROUND)
         floor_screen, floor_depth = self.project(self.floor, size)
@@ -169,9 +196,11 @@ class SceneRenderer:
 
         triangles = [self.drawing.world_triangles(joint_positions)]
         colours = [self.drawing.colours]
-        if target is not None:
-            triangles.append(self.target_local + target)
-            colours.append(self.target_colours)
+        for shape in shapes:
+            if isinstance(shape, (Sphere, Box)):
+                solid, solid_colours = self._solid(shape)
+                triangles.append(solid)
+                colours.append(solid_colours)
         triangles, colours = np.concatenate(triangles), np.concatenate(colours)
         shaded = self._shade(triangles, colours)
         screen, depth = self.project(triangles, size)
@@ -181,6 +210,7 @@ class SceneRenderer:
         draw_polygon = pygame.draw.polygon
         for points, colour in zip(screen.tolist(), shaded.tolist()):
             draw_polygon(surface, colour, points)
+        self._lines(surface, shapes, size)
         if trail and len(trail) > 1:
             trail_screen, _ = self.project(np.asarray(trail), size)
             pygame.draw.lines(surface, TRAIL_RGB, False, trail_screen.tolist(), 2)

@@ -18,7 +18,7 @@ import numpy as np
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import load_policy, policy_action
 from arm_a3c.a3c.live import Episode, LiveBoard
-from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import run_episode
 from arm_a3c.errors import UserError
 
@@ -30,7 +30,7 @@ class LiveSource:
         self.run_dir, self.board = Path(run_dir), board
         self.rank = min(rank, board.workers - 1)
         cfg = TrainConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
-        self.env = ArmReachEnv.from_settings(cfg)
+        self.env = make_env(cfg)
         self._shown: tuple[int, int] | None = None
 
     label = "live"
@@ -77,17 +77,19 @@ class ReplaySource:
         return True
 
     def next_episode(self) -> Episode:
-        env, joints, ees = self.env, [], []
+        env, joints, ees, draws = self.env, [], [], []
 
         def record() -> None:
             joints.append(list(env.joint_positions))
-            ees.append(env.robot.ee_position())
+            ees.append(list(env.ee))
+            draws.append(list(env.task.draw_data()))
 
         target, self._pending_target = self._pending_target, None
-        result = run_episode(env, self.act, self.seed + self.count, {"target": target}, on_step=record)
+        options = {"target": target} if target is not None else None
+        result = run_episode(env, self.act, self.seed + self.count, options, on_step=record)
         self.count += 1
-        return Episode(0, self.count, result.episode_return, result.final_distance_m, env.target.copy(),
-                       np.array(joints), np.array(ees))
+        return Episode(0, self.count, result.episode_return, result.final_distance_m, result.success,
+                       np.array(joints), np.array(ees), np.array(draws))
 
     def figures(self) -> dict:
         return {"global_steps": self.env_steps, "steps_per_second": float("nan"), "eval_success": self.success,

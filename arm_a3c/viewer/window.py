@@ -53,7 +53,8 @@ class Viewer:
         env = source.env
         self.camera = OrbitCamera(look_at=env.robot.base_position + [0.0, 0.0, 0.3 * env.reach_m],
                                   distance=1.9 * env.reach_m)
-        self.renderer = SceneRenderer(RobotDrawing(env.robot), self.camera, env.config.success_radius_m)
+        self.renderer = SceneRenderer(RobotDrawing(env.robot), self.camera)
+        self.task = env.task  # what the episodes' draw data means
         self.control_hz = env.config.control_hz
         self.size = size
         self.episode: Episode | None = None
@@ -108,19 +109,19 @@ class Viewer:
         joints = (1 - frac) * episode.joint_positions[index] + frac * episode.joint_positions[following]
         ee = (1 - frac) * episode.ee_positions[index] + frac * episode.ee_positions[following]
         trail = [*episode.ee_positions[max(0, index - TRAIL_STEPS):index + 1], ee]
-        self.renderer.draw(surface, joints, episode.target, trail)
+        self.renderer.draw(surface, joints, self.task.shapes(episode.draw, index, ee), trail)
         self._hud(surface, episode, index, ee, now)
 
     def _hud(self, surface: pygame.Surface, episode: Episode, index: int, ee: np.ndarray, now: float) -> None:
         figures = self.source.figures()
-        distance = float(np.linalg.norm(ee - episode.target))
         rate = figures["steps_per_second"]
         success = figures["eval_success"]
         lines = [
             f"{self.source.label}: {'worker ' + str(episode.rank + 1) if self.source.label == 'live' else 'policy'}"
             f"   episode {episode.episode}   step {index + 1}/{len(episode.joint_positions)}",
             f"global steps {figures['global_steps']:,}" + (f"   {rate:,.0f} steps/s" if rate == rate else ""),
-            f"episode return {episode.episode_return:.2f}   distance {distance:.3f} m",
+            f"{self.task.name}   episode return {episode.episode_return:.2f}   "
+            + self.task.hud(episode.draw, index, ee),
             "evaluator success " + (f"{success:.0%}" if success == success else "pending"),
         ]
         if self.note:
@@ -211,24 +212,27 @@ class Viewer:
         return True
 
     def _new_target(self, pixel: tuple[int, int] | None) -> None:
-        """Move the replay's target: to the clicked point (on the vertical plane through the current target,
-        facing the camera, pulled within reach), or to a random reachable point."""
+        """Move the replay's target to the clicked point (on the vertical plane through the current target,
+        facing the camera, pulled within reach) where the task takes a placed target; `t` (no pixel) starts the
+        next episode, with a goal of its own."""
         env = self.source.env
         if pixel is None:
-            target = env.task.sample_target(env.robot, np.random.default_rng())
-            env.robot.reset(env.robot.home)
-        else:
-            eye, ray = self.renderer.pixel_ray(pixel, self.size)
-            axes = self.camera.eye_and_axes()[1]
-            anchor = self.episode.target if self.episode else self.camera.look_at
-            normal = np.array([axes[2][0], axes[2][1], 0.0])
-            t = float((anchor - eye) @ normal / (ray @ normal)) if abs(ray @ normal) > 1e-6 else self.camera.distance
-            target = eye + t * ray
-            target[2] = max(target[2], env.config.min_target_height_m)
-            offset = target - env.robot.base_position
-            reach = 0.95 * env.reach_m
-            if np.linalg.norm(offset) > reach:
-                target = env.robot.base_position + offset * reach / np.linalg.norm(offset)
+            if self.source.label == "replay":
+                self.episode = None
+            return
+        if not env.task.placeable:
+            return
+        eye, ray = self.renderer.pixel_ray(pixel, self.size)
+        axes = self.camera.eye_and_axes()[1]
+        anchor = self.episode.target if self.episode else self.camera.look_at
+        normal = np.array([axes[2][0], axes[2][1], 0.0])
+        t = float((anchor - eye) @ normal / (ray @ normal)) if abs(ray @ normal) > 1e-6 else self.camera.distance
+        target = eye + t * ray
+        target[2] = max(target[2], env.config.min_target_height_m)
+        offset = target - env.robot.base_position
+        reach = 0.95 * env.reach_m
+        if np.linalg.norm(offset) > reach:
+            target = env.robot.base_position + offset * reach / np.linalg.norm(offset)
         if self.source.place_target(np.asarray(target)):
             self.episode = None
 

@@ -1,0 +1,147 @@
+"""`avoid` (`ArmAvoid-v0`): reach a target with the end-effector point without touching the obstacles in the way.
+
+Goal: a target sampled as reach's is, and `obstacles` spheres of radius `obstacle_radius_fraction` of the reach,
+each centred on the straight line from the end-effector point at home to the target (between 35% and 65% of the
+way, jittered sideways by up to half a radius): in the way of the direct motion. A placement is kept only if the
+arm keeps CLEARANCE_FRACTION of its reach from the obstacle at its home pose and at the configuration the target
+was sampled from (so a collision-free start and goal exist), and the sphere clears the target's success radius
+and the floor; otherwise the episode's
+target is sampled again. The task's IK oracle with via-points (`envs/oracle.py`) proves a collision-free motion
+exists on most episodes.
+
+A contact between any link of the arm and an obstacle (PyBullet's contact points after the step's physics) ends
+the episode: `terminated=True`, a real terminal, with reward `-collision_penalty` on that step. Otherwise the
+reward is reach's. Success: within the success radius on the last step, which a collision never is.
+Observation (6 + 7 per obstacle): target (3, m), target minus end-effector point (3, m), then per obstacle its
+centre (3, m), centre minus end-effector point (3, m) and radius (1, m). `collisions` (1 or 0 per episode) is
+the episode figure; evaluations report its mean, the share of episodes that ended in a collision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.render import add_marker, move_marker
+from arm_a3c.tasks.base import Sphere, Task, sample_configuration
+
+TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)
+OBSTACLE_RGBA = (0.85, 0.45, 0.15, 1.0)
+OBSTACLE_RGB, CONTACT_RGB = (215, 115, 40), (230, 20, 20)
+PLACEMENT_TRIES = 20  # obstacle placements tried per target
+TARGET_TRIES = 50  # targets tried before an episode goes without obstacles in the way
+CLEARANCE_FRACTION = 0.08  # the start and goal configurations keep this fraction of the reach from every obstacle
+AWAY = [0.0, 0.0, -10.0]  # where an unused obstacle waits
+
+
+class AvoidTask(Task):
+    name = "avoid"
+    gym_id = "ArmAvoid-v0"
+    summary = "reach a random target (5 cm) without touching the obstacles in the way"
+    placeable = False
+    metrics = {"final_distance_m": "distance", "collisions": "collisions"}
+
+    def __init__(self, env):
+        super().__init__(env)
+        cfg, robot = self.config, self.robot
+        self.count = cfg.obstacles
+        self.obs_size = 6 + 7 * self.count
+        self.draw_size = 4 + 4 * self.count  # target (3), contact (1), then centre (3) and radius (1) each
+        self.radius_m = cfg.obstacle_radius_fraction * env.reach_m
+        self.clearance_m = CLEARANCE_FRACTION * env.reach_m
+        self.min_target_radius_m = cfg.min_target_radius_fraction * env.reach_m
+        self.marker = add_marker(env.client, cfg.success_radius_m, TARGET_RGBA)
+        self.markers = [self.marker]
+        shape = pb.createCollisionShape(pb.GEOM_SPHERE, radius=self.radius_m, physicsClientId=env.client)
+        visual = pb.createVisualShape(pb.GEOM_SPHERE, radius=self.radius_m, rgbaColor=OBSTACLE_RGBA,
+                                      physicsClientId=env.client)
+        self.obstacle_bodies = [pb.createMultiBody(baseMass=0.0, baseCollisionShapeIndex=shape, baseVisualShapeIndex=visual,
+                                          basePosition=AWAY, physicsClientId=env.client) for _ in range(self.count)]
+        self.home_point = robot.forward_kinematics(robot.home)
+        self.centres = np.tile(AWAY, (self.count, 1))
+        self.goal_configuration = robot.home.copy()
+        self._target_list, self._distance, self._collided = [0.0] * 3, 0.0, False
+        self._centres_list = self.centres.tolist()
+
+    def _touches(self, q: np.ndarray, body: int) -> bool:
+        """Whether the arm at configuration `q` comes within `clearance_m` of obstacle `body`. Moves the arm."""
+        self.robot.forward_kinematics(q)
+        return bool(pb.getClosestPoints(self.robot.body, body, self.clearance_m, physicsClientId=self.env.client))
+
+    def _place(self, body: int, target: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """A centre in the way from the home point to `target` that leaves start and goal free, or None."""
+        r, line = self.radius_m, target - self.home_point
+        for _ in range(PLACEMENT_TRIES):
+            centre = self.home_point + rng.uniform(0.35, 0.65) * line + rng.uniform(-0.5, 0.5, 3) * r
+            if (np.linalg.norm(centre - target) < r + self.config.success_radius_m + self.clearance_m
+                    or np.linalg.norm(centre - self.home_point) < r + self.clearance_m or centre[2] < r):
+                continue
+            pb.resetBasePositionAndOrientation(body, centre.tolist(), (0, 0, 0, 1), physicsClientId=self.env.client)
+            if not (self._touches(self.robot.home, body) or self._touches(self.goal_configuration, body)):
+                return centre
+        return None
+
+    def reset(self, rng: np.random.Generator, options: dict | None) -> None:
+        cfg = self.config
+        for _ in range(TARGET_TRIES):
+            self.goal_configuration, target = sample_configuration(
+                self.robot, rng, cfg.min_target_height_m, self.min_target_radius_m)
+            for body in self.obstacle_bodies:
+                pb.resetBasePositionAndOrientation(body, AWAY, (0, 0, 0, 1), physicsClientId=self.env.client)
+            centres = [self._place(body, target, rng) for body in self.obstacle_bodies]
+            if all(c is not None for c in centres):
+                break
+        else:  # no placement in the way: this episode's obstacles wait out of reach
+            centres = [np.array(AWAY)] * self.count
+        self.centres = np.array(centres, dtype=np.float64)
+        self._centres_list = self.centres.tolist()
+        for body, centre in zip(self.obstacle_bodies, self._centres_list):
+            pb.resetBasePositionAndOrientation(body, centre, (0, 0, 0, 1), physicsClientId=self.env.client)
+        self._collided = False
+        self.set_target(target)
+
+    def set_target(self, target: np.ndarray) -> None:
+        super().set_target(target)
+        self._target_list = self.target.tolist()
+        move_marker(self.env.client, self.marker, self.target)
+
+    def observe(self, ee: list[float]) -> list[float]:
+        tx, ty, tz = self._target_list
+        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
+        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
+        client, robot = self.env.client, self.robot.body
+        self._collided = any(pb.getContactPoints(robot, body, physicsClientId=client) for body in self.obstacle_bodies)
+        parts = self._target_list + to_target
+        for cx, cy, cz in self._centres_list:
+            parts += [cx, cy, cz, cx - ee[0], cy - ee[1], cz - ee[2], self.radius_m]
+        return parts
+
+    def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
+        cfg, d = self.config, self._distance
+        collided = self._collided and step > 0
+        success = d < cfg.success_radius_m and not collided
+        reward = -d - cfg.action_cost * sum(a * a for a in action) / len(action)
+        reward += -cfg.collision_penalty if collided else (cfg.success_bonus if success else 0.0)
+        return reward, collided, {"is_success": success, "distance": d, "collisions": float(collided)}
+
+    def draw_data(self) -> list[float]:
+        data = self._target_list + [float(self._collided)]
+        for centre in self._centres_list:
+            data += centre + [self.radius_m]
+        return data
+
+    def shapes(self, draw: np.ndarray, index: int, ee: np.ndarray) -> list:
+        row = draw[index]
+        shapes = [Sphere(row[:3], self.config.success_radius_m)]
+        colour = CONTACT_RGB if row[3] > 0.5 else OBSTACLE_RGB  # a flash on contact
+        for k in range(self.count):
+            centre, radius = row[4 + 4 * k:7 + 4 * k], row[7 + 4 * k]
+            if centre[2] > AWAY[2] / 2:
+                shapes.append(Sphere(centre, radius, colour))
+        return shapes
+
+    def hud(self, draw: np.ndarray, index: int, ee: np.ndarray) -> str:
+        contact = "   CONTACT" if draw[index, 3] > 0.5 else ""
+        return f"distance {float(np.linalg.norm(ee - draw[index, :3])):.3f} m{contact}"

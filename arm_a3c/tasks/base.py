@@ -1,0 +1,153 @@
+"""What a task is: the `Task` base class every task file implements, and the shapes a task asks the viewer to draw.
+
+An environment (`envs.arm_env.ArmEnv`) owns the simulation, the robot and the control loop; its task owns the
+goal. Each episode the environment restores the home state, calls `reset` (the task samples a goal that is
+reachable by construction, and may move the arm to find it), and puts the arm at its home pose. Each step it
+commands the joints, calls `advance` (a moving goal moves), steps the physics, and asks the task for its part of
+the observation (`observe`) and for the step's reward, `terminated` and info (`judge`).
+
+A task's info always holds `is_success` and `distance` (m, end-effector point to the goal's position), and the
+task's own figures: `metrics` maps each episode figure's name to the info key that holds it on the last step
+(every task reports `final_distance_m`; pose adds `orientation_error_deg`, and so on). Evaluations average them as
+`mean_<name>`.
+
+For the viewer a task writes a few floats per step (`draw_size`, `draw_data`), which a training's workers put on
+the live board beside the joint positions; `shapes` turns one step's floats back into spheres, boxes, frames and
+paths, and `hud` into a line of text. So the viewer draws any task without knowing which it is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from arm_a3c.errors import UserError
+from arm_a3c.sim.robot import Robot
+
+TARGET_SAMPLING_TRIES = 1000  # random configurations tried before giving up on a robot's workspace
+GOAL_RGB = (26, 217, 51)
+
+
+@dataclass(frozen=True)
+class Sphere:
+    centre: np.ndarray  # (3,) m
+    radius: float  # m
+    rgb: tuple[int, int, int] = GOAL_RGB
+
+
+@dataclass(frozen=True)
+class Box:
+    centre: np.ndarray  # (3,) m
+    half_extents: np.ndarray  # (3,) m, axis-aligned
+    rgb: tuple[int, int, int] = (200, 90, 60)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Coordinate axes: x red, y green, z blue."""
+
+    origin: np.ndarray  # (3,) m
+    rotation: np.ndarray  # (3, 3): the axes as columns
+    length: float  # m
+    width: int = 3  # pixels
+
+
+@dataclass(frozen=True)
+class Polyline:
+    points: np.ndarray  # (n, 3) m
+    rgb: tuple[int, int, int] = (60, 160, 80)
+
+
+Shape = Sphere | Box | Frame | Polyline
+
+
+class Task(ABC):
+    """A skill for any arm. Subclasses set the class attributes, implement the abstract methods, and are
+    registered in `arm_a3c.tasks` (one file per task)."""
+
+    name: ClassVar[str]  # the --task value
+    gym_id: ClassVar[str]  # its gymnasium ID
+    summary: ClassVar[str]  # one line for --help and error messages
+    orientation: ClassVar[bool] = False  # the task sets the end effector's orientation: wrist rolls are controlled
+    metrics: ClassVar[dict[str, str]] = {"final_distance_m": "distance"}  # episode figure -> info key (last step)
+    draw_size: ClassVar[int] = 3  # floats of `draw_data` per step
+    placeable: ClassVar[bool] = False  # `reset(options={"target": (x, y, z)})` places the goal (the viewer's click)
+
+    def __init__(self, env):
+        """`env`: the `envs.arm_env.ArmEnv` being built (its client, robot, config and reach are ready)."""
+        self.env = env
+        self.robot: Robot = env.robot
+        self.config = env.config
+        self.target = np.zeros(3)  # the goal's position (m): every task has one
+        self.obs_size = 6  # floats of `observe`; subclasses set theirs
+        self.markers: list[int] = []  # PyBullet bodies that only show the goal in pictures (no collision)
+
+    @classmethod
+    def check_robot(cls, robot: Robot) -> None:
+        """Refuse a robot that cannot do this task (`UserError` naming the problem and the fix)."""
+
+    # ---- an episode -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def reset(self, rng: np.random.Generator, options: dict | None) -> None:
+        """Sample a new goal with `rng` (the episode's generator). May move the arm: the environment puts it at
+        home afterwards. `options` are `env.reset`'s (the viewer's `{"target": (x, y, z)}`, say)."""
+
+    def start(self) -> None:
+        """After the arm is at home and before the first observation (a task that remembers the start)."""
+
+    def advance(self, step: int) -> None:
+        """Before the physics of control step `step` (1-based): a moving goal moves to where it is after it."""
+
+    @abstractmethod
+    def observe(self, ee: list[float]) -> list[float]:
+        """The task's part of the observation (`obs_size` floats), given the end-effector point (m)."""
+
+    @abstractmethod
+    def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
+        """(reward, terminated, info) of the step just observed; info holds `is_success`, `distance` and the
+        keys `metrics` names."""
+
+    def set_target(self, target: np.ndarray) -> None:
+        """Move the goal's position (m) for the rest of the episode (scripted demos, the viewer's click)."""
+        self.target = np.array(target, dtype=np.float64)
+
+    # ---- what the viewer draws --------------------------------------------------------------------------
+
+    def draw_data(self) -> list[float]:
+        """`draw_size` floats describing this step for the viewer (default: the goal's position)."""
+        return self.target.tolist()
+
+    def shapes(self, draw: np.ndarray, index: int, ee: np.ndarray) -> list[Shape]:
+        """What to draw at step `index` of an episode whose draw data is `draw` (steps, draw_size), with the
+        end-effector point at `ee` (m; the viewer draws the point itself)."""
+        return [Sphere(draw[index, :3], self.config.success_radius_m)]
+
+    def hud(self, draw: np.ndarray, index: int, ee: np.ndarray) -> str:
+        """The task's figures at step `index`, one line for the viewer's heads-up display."""
+        return f"distance {float(np.linalg.norm(ee - draw[index, :3])):.3f} m"
+
+
+def sample_configuration(robot: Robot, rng: np.random.Generator, min_height_m: float, min_radius_m: float,
+                         low: np.ndarray | None = None, high: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(q, end-effector point): a random configuration (uniform within the joint limits, or within [low, high])
+    whose end-effector point is at least `min_height_m` above the floor and `min_radius_m` from the vertical axis
+    through the base, with every moving link above the floor. Leaves the arm there (the caller resets it)."""
+    for _ in range(TARGET_SAMPLING_TRIES):
+        q = robot.random_configuration(rng) if low is None else rng.uniform(low, high)
+        point = robot.forward_kinematics(q)
+        off_axis = np.linalg.norm(point[:2] - robot.base_position[:2])
+        if point[2] >= min_height_m and off_axis >= min_radius_m and robot.lowest_point() >= 0.0:
+            return q, point
+    raise UserError(
+        f"robot '{robot.name}': no reachable point at least {min_height_m} m above the floor and "
+        f"{min_radius_m:.2f} m from its base in {TARGET_SAMPLING_TRIES} random poses; "
+        "check its joint limits and that its base sits on the floor at z = 0"
+    )
+
+
+def mean_square(action: Sequence[float]) -> float:
+    return sum(a * a for a in action) / len(action)
