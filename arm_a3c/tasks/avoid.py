@@ -28,8 +28,8 @@ from arm_a3c.sim.render import add_marker, move_marker
 from arm_a3c.tasks.base import Sphere, Task, sample_configuration
 
 TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)
-OBSTACLE_RGBA = (0.85, 0.45, 0.15, 1.0)
-OBSTACLE_RGB, CONTACT_RGB = (215, 115, 40), (230, 20, 20)
+OBSTACLE_RGBA = (0.55, 0.32, 0.75, 1.0)  # purple: apart from the arms' usual orange, blue, grey
+OBSTACLE_RGB, CONTACT_RGB = (140, 82, 190), (230, 20, 20)
 PLACEMENT_TRIES = 20  # obstacle placements tried per target
 TARGET_TRIES = 50  # targets tried before an episode goes without obstacles in the way
 CLEARANCE_FRACTION = 0.08  # the start and goal configurations keep this fraction of the reach from every obstacle

@@ -120,4 +120,5 @@ class TrackTask(Task):
         return [Polyline(draw[:, :3]), Sphere(draw[index, :3], self.config.success_radius_m)]
 
     def hud(self, draw: np.ndarray, index: int, ee: np.ndarray) -> str:
-        return f"distance {float(np.linalg.norm(ee - draw[index, :3])):.3f} m   step {index + 1}"
+        scored = "scored (second half)" if index + 1 > self.steps // 2 else "catching up (first half)"
+        return f"distance {float(np.linalg.norm(ee - draw[index, :3])):.3f} m   {scored}"
