@@ -29,12 +29,18 @@ from arm_a3c.a3c.shared import MappedShared, SharedMemoryLink, build_shared
 OBS_DIM, ACTION_DIM = 15, 3
 
 
+RUN_TAG = f"ARM_A3C_TEST_RUN={os.getpid()}"  # in the environment of this test session's runs, and so of their actors
+
+
 def processes_named(name: str) -> list[int]:
-    """Pids of live processes whose name (as ps shows it) is `name`, anywhere on the machine."""
+    """Pids of live processes whose name (as ps shows it) is `name` and whose environment holds RUN_TAG: this
+    session's Ray actors (Ray starts them outside the launcher's process tree, with its environment), never the
+    workers of another training on the machine."""
     found = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if comm.read_text().strip() == name and alive(int(comm.parent.name)):
+            if (comm.read_text().strip() == name and alive(int(comm.parent.name))
+                    and RUN_TAG.encode() in (comm.parent / "environ").read_bytes().split(b"\0")):
                 found.append(int(comm.parent.name))
         except OSError:
             continue
@@ -178,7 +184,7 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--backend", "ray", "--no-ray-shared-memory", *UNTIL_STOPPED,
-                             "--eval-every-steps", "10000", "--seed", "3")
+                             "--eval-every-steps", "10000", "--seed", "3", env=dict([RUN_TAG.split("=")]))
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
     time.sleep(1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
-from conftest import run_in_process
+from conftest import run_in_process, run_script
 from test_cli import assert_user_error
 
 import arm_a3c  # noqa: F401  (registers the gym IDs)
@@ -244,3 +244,21 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
     finished = [e for event in reports.events if event[0] == "update" for e in event[4]]
     assert any(figures["collisions"] == 1.0 and length < 50 for _, length, _, figures in finished)
 
+
+
+@pytest.mark.parametrize("task,robot,steps,figure", [("track", "light_arm", 120_000, "mean_tracking_distance_m")])
+def test_a_short_training_improves_the_tasks_own_figure_clearly(tmp_path, task, robot, steps, figure):
+    """A real training, as a user starts it: the task's own figure at the last evaluation is well below the
+    untrained policy's at the first (the evaluator's first evaluation runs at about step 0)."""
+    from arm_a3c.a3c.metrics import read_metrics
+
+    run_dir = tmp_path / "run"
+    result = run_script("train_arm.py", "--task", task, "--robot", robot, "--workers", "2", "--max-steps", str(steps),
+                        "--eval-every-steps", str(steps // 3), "--eval-episodes", "30", "--target-success", "1.01",
+                        "--run-dir", str(run_dir), timeout=480)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert rows[0]["env_steps"] < 5_000 and len(rows) >= 3
+    assert rows[-1][figure] < 0.6 * rows[0][figure], [row[figure] for row in rows]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == task and figure in summary
