@@ -88,6 +88,8 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="inspect_robot.py", description=inspect_main.__doc__)
     parser.add_argument("name", nargs="?", metavar="ROBOT", help="robot name in assets/ or path to a .urdf file")
     add_robot_arguments(parser)
+    parser.add_argument("--task", default="reach", metavar="NAME",
+                        help="show the joints and observation of this task (default reach; pose controls wrist rolls)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--snapshot", metavar="PNG", type=Path,
                         help="where to write the snapshot (default runs/inspect/ROBOT.png)")

@@ -49,6 +49,8 @@ def describe(env: ArmEnv) -> dict:
         "control_hz": cfg.control_hz,
         "episode_steps": cfg.episode_steps,
         "success_radius_m": cfg.success_radius_m,
+        "task": cfg.task,
+        "task_summary": env.task.summary,
     }
 
 
@@ -77,6 +79,7 @@ def format_text(info: dict) -> str:
         *joint_lines,
         f"reach          {info['reach_m']:.3f} m from the base",
         "workspace      " + "  ".join(f"{axis} {a:+.2f}..{b:+.2f}" for axis, a, b in zip("xyz", lo, hi)) + " m",
+        f"task           {info['task']}: {info['task_summary']}",
         f"observation    {info['obs_dim']} floats    action  {info['action_dim']} floats in [-1, 1]",
         f"control        {info['control_hz']:g} Hz, episodes of {info['episode_steps']} steps, "
         f"success within {info['success_radius_m']} m",
