@@ -40,7 +40,8 @@ def test_live_viewer_draws_the_published_arm_and_target(training_running):
 
     # The drawn pose is the published one: the scene equals a direct drawing of the episode's joint positions.
     reference = pygame.Surface(viewer.size)
-    viewer.renderer.draw(reference, episode.joint_positions[0], episode.target, [episode.ee_positions[0]] * 2)
+    ee = episode.ee_positions[0]
+    viewer.renderer.draw(reference, episode.joint_positions[0], viewer.task.shapes(episode.draw, 0, ee), [ee] * 2)
     ref = pygame.surfarray.array3d(reference).transpose(1, 0, 2).astype(int)
     below_hud = slice(200, viewer.size[1] - 40)
     assert np.array_equal(frame[below_hud], ref[below_hud])
