@@ -70,10 +70,12 @@ def test_the_ik_oracle_solves_each_task(task, robot):
 def test_each_gym_id_passes_gymnasiums_checker_and_trains_with_sb3_ppo(task):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     env = gymnasium.make(TASKS[task].gym_id, robot=ROBOTS[task][0])
     check_env(env.unwrapped, skip_render_check=True)
     model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no empty /tmp/SB3-DATE folder per test
     model.learn(2048)
     obs, _ = env.reset(seed=1)
     action, _ = model.predict(obs, deterministic=True)

@@ -33,6 +33,7 @@ def train_sb3(algo: str, robot: str, n_envs: int, seconds: float, target_success
     from stable_baselines3 import A2C, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
     from arm_a3c.envs.episodes import run_episodes
@@ -43,6 +44,7 @@ def train_sb3(algo: str, robot: str, n_envs: int, seconds: float, target_success
     venv = VecNormalize(make_vec_env(functools.partial(make_env, robot), n_envs=n_envs, seed=seed,
                                      vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "spawn"}))
     model = {"a2c": A2C, "ppo": PPO}[algo]("MlpPolicy", venv, seed=seed, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes an empty /tmp/SB3-DATE per run
     eval_env = make_env(robot)
     rows: list[dict] = []
     paused = [0.0]  # seconds spent evaluating: not training time
