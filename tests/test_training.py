@@ -138,7 +138,10 @@ def test_the_target_must_be_met_on_several_evaluations_in_a_row(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "reached the target 0% in 3 evaluations in a row" in result.stdout
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    assert len(rows) in (3, 4)  # three evaluations, then (unless the stop came right on one) the final one
+    # Three evaluations, then the final one; evaluations this short (2 episodes every 2,000 steps) can arrive
+    # faster than the launcher's half-second check, so one or two more may land before it stops (5 were seen).
+    assert 3 <= len(rows) <= 6, len(rows)
+    assert all(float(row["success_rate"]) >= 0 for row in rows[:3])
 
 
 def test_a_bad_action_cost_is_one_line(tmp_path):
