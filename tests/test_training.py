@@ -140,8 +140,7 @@ def test_the_target_must_be_met_on_several_evaluations_in_a_row(tmp_path):
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     # Three evaluations, then the final one; evaluations this short (2 episodes every 2,000 steps) can arrive
     # faster than the launcher's half-second check, so one or two more may land before it stops (5 were seen).
-    assert 3 <= len(rows) <= 6, len(rows)
-    assert all(float(row["success_rate"]) >= 0 for row in rows[:3])
+    assert 3 <= len(rows) <= 6, len(rows)  # not at the first evaluation, and promptly after the third
 
 
 def test_a_bad_action_cost_is_one_line(tmp_path):
