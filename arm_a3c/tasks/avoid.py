@@ -19,15 +19,11 @@ the episode figure; evaluations report its mean, the share of episodes that ende
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.sim.render import add_marker, move_marker
 from arm_a3c.tasks.base import Sphere, Task, sample_configuration
 
-TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)
 OBSTACLE_RGBA = (0.55, 0.32, 0.75, 1.0)  # purple: apart from the arms' usual orange, blue, grey
 OBSTACLE_RGB, CONTACT_RGB = (140, 82, 190), (230, 20, 20)
 PLACEMENT_TRIES = 20  # obstacle placements tried per target
@@ -51,9 +47,6 @@ class AvoidTask(Task):
         self.draw_size = 4 + 4 * self.count  # target (3), contact (1), then centre (3) and radius (1) each
         self.radius_m = cfg.obstacle_radius_fraction * env.reach_m
         self.clearance_m = CLEARANCE_FRACTION * env.reach_m
-        self.min_target_radius_m = cfg.min_target_radius_fraction * env.reach_m
-        self.marker = add_marker(env.client, cfg.success_radius_m, TARGET_RGBA)
-        self.markers = [self.marker]
         shape = pb.createCollisionShape(pb.GEOM_SPHERE, radius=self.radius_m, physicsClientId=env.client)
         visual = pb.createVisualShape(pb.GEOM_SPHERE, radius=self.radius_m, rgbaColor=OBSTACLE_RGBA,
                                       physicsClientId=env.client)
@@ -62,7 +55,7 @@ class AvoidTask(Task):
         self.home_point = robot.forward_kinematics(robot.home)
         self.centres = np.tile(AWAY, (self.count, 1))
         self.goal_configuration = robot.home.copy()
-        self._target_list, self._distance, self._collided = [0.0] * 3, 0.0, False
+        self._collided = False
         self._centres_list = self.centres.tolist()
 
     def _touches(self, q: np.ndarray, body: int) -> bool:
@@ -102,18 +95,10 @@ class AvoidTask(Task):
         self._collided = False
         self.set_target(target)
 
-    def set_target(self, target: np.ndarray) -> None:
-        super().set_target(target)
-        self._target_list = self.target.tolist()
-        move_marker(self.env.client, self.marker, self.target)
-
     def observe(self, ee: list[float]) -> list[float]:
-        tx, ty, tz = self._target_list
-        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
-        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
+        parts = self.observe_target(ee)
         client, robot = self.env.client, self.robot.body
         self._collided = any(pb.getContactPoints(robot, body, physicsClientId=client) for body in self.obstacle_bodies)
-        parts = self._target_list + to_target
         for cx, cy, cz in self._centres_list:
             parts += [cx, cy, cz, cx - ee[0], cy - ee[1], cz - ee[2], self.radius_m]
         return parts
@@ -122,7 +107,7 @@ class AvoidTask(Task):
         cfg, d = self.config, self._distance
         collided = self._collided and step > 0
         success = d < cfg.success_radius_m and not collided
-        reward = -d - cfg.action_cost * sum(a * a for a in action) / len(action)
+        reward = -d - self.action_penalty(action)
         reward += -cfg.collision_penalty if collided else (cfg.success_bonus if success else 0.0)
         return reward, collided, {"is_success": success, "distance": d, "collisions": float(collided)}
 

@@ -18,16 +18,19 @@ paths, and `hud` into a line of text. So the viewer draws any task without knowi
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from arm_a3c.errors import UserError
+from arm_a3c.sim.render import add_marker, move_marker
 from arm_a3c.sim.robot import Robot
 
 TARGET_SAMPLING_TRIES = 1000  # random configurations tried before giving up on a robot's workspace
+TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)  # the goal's marker in PyBullet pictures
 GOAL_RGB = (26, 217, 51)
 
 
@@ -75,6 +78,7 @@ class Task(ABC):
     metrics: ClassVar[dict[str, str]] = {"final_distance_m": "distance"}  # episode figure -> info key (last step)
     draw_size: ClassVar[int] = 3  # floats of `draw_data` per step
     placeable: ClassVar[bool] = False  # `reset(options={"target": (x, y, z)})` places the goal (the viewer's click)
+    marker_rgba: ClassVar[tuple[float, float, float, float]] = TARGET_RGBA
 
     def __init__(self, env):
         """`env`: the `envs.arm_env.ArmEnv` being built (its client, robot, config and reach are ready)."""
@@ -83,7 +87,13 @@ class Task(ABC):
         self.config = env.config
         self.target = np.zeros(3)  # the goal's position (m): every task has one
         self.obs_size = 6  # floats of `observe`; subclasses set theirs
-        self.markers: list[int] = []  # PyBullet bodies that only show the goal in pictures (no collision)
+        self.min_target_radius_m = self.config.min_target_radius_fraction * env.reach_m  # goals this far off the axis
+        # The goal's marker, and every PyBullet body that only shows the goal in pictures (no collision).
+        self.marker = add_marker(env.client, self.config.success_radius_m, self.marker_rgba)
+        self.markers: list[int] = [self.marker]
+        # The goal's position as a list, and its distance from the end-effector point as of `observe_target`:
+        # plain Python, for the per-step arithmetic on 3-vectors, where numpy costs more than the sums.
+        self._target_list, self._distance = [0.0, 0.0, 0.0], 0.0
 
     @classmethod
     def check_robot(cls, robot: Robot) -> None:
@@ -112,14 +122,29 @@ class Task(ABC):
         keys `metrics` names."""
 
     def set_target(self, target: np.ndarray) -> None:
-        """Move the goal's position (m) for the rest of the episode (scripted demos, the viewer's click)."""
+        """Move the goal's position (m) and its marker for the rest of the episode (scripted demos, the viewer's
+        click, a moving goal)."""
         self.target = np.array(target, dtype=np.float64)
+        self._target_list = self.target.tolist()
+        move_marker(self.env.client, self.marker, self.target)
+
+    def observe_target(self, ee: list[float]) -> list[float]:
+        """The goal's position and the goal minus the end-effector point (6 floats, m), the first part of every
+        task's observation; keeps their distance for `judge`."""
+        tx, ty, tz = self._target_list
+        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
+        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
+        return self._target_list + to_target
+
+    def action_penalty(self, action: list[float]) -> float:
+        """`action_cost` times the mean squared action: the reward every task subtracts for moving."""
+        return self.config.action_cost * sum(a * a for a in action) / len(action)
 
     # ---- what the viewer draws --------------------------------------------------------------------------
 
     def draw_data(self) -> list[float]:
         """`draw_size` floats describing this step for the viewer (default: the goal's position)."""
-        return self.target.tolist()
+        return self._target_list
 
     def shapes(self, draw: np.ndarray, index: int, ee: np.ndarray) -> list[Shape]:
         """What to draw at step `index` of an episode whose draw data is `draw` (steps, draw_size), with the
@@ -147,7 +172,3 @@ def sample_configuration(robot: Robot, rng: np.random.Generator, min_height_m: f
         f"{min_radius_m:.2f} m from its base in {TARGET_SAMPLING_TRIES} random poses; "
         "check its joint limits and that its base sits on the floor at z = 0"
     )
-
-
-def mean_square(action: Sequence[float]) -> float:
-    return sum(a * a for a in action) / len(action)

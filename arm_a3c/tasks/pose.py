@@ -22,10 +22,8 @@ import numpy as np
 
 from arm_a3c.errors import UserError
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.sim.render import add_marker, move_marker
 from arm_a3c.tasks.base import Frame, Sphere, Task, sample_configuration
 
-TARGET_RGBA = (0.1, 0.85, 0.2, 0.6)
 RANK_PROBES = 8  # random configurations at which the pose Jacobian's rank is measured
 RANK_TOLERANCE = 1e-3  # singular values below this fraction of the largest count as zero
 JACOBIAN_STEP = 1e-4
@@ -63,19 +61,17 @@ class PoseTask(Task):
     orientation = True
     metrics = {"final_distance_m": "distance", "orientation_error_deg": "orientation_error_deg"}
     draw_size = 11  # target position (3), target orientation (4), end-effector orientation (4)
+    marker_rgba = (0.1, 0.85, 0.2, 0.6)
 
     def __init__(self, env):
         super().__init__(env)
         self.obs_size = 21
-        self.min_target_radius_m = self.config.min_target_radius_fraction * env.reach_m
         self.tolerance_rad = math.radians(self.config.orientation_tolerance_deg)
-        self.marker = add_marker(env.client, self.config.success_radius_m, TARGET_RGBA)
-        self.markers = [self.marker]
         self.target_orientation = [0.0, 0.0, 0.0, 1.0]
         self.goal_configuration = self.robot.home.copy()  # the configuration the goal was sampled from
-        self._target_list, self._target_6d = [0.0] * 3, six_d(self.target_orientation)
+        self._target_6d = six_d(self.target_orientation)
         self._ee_orientation = [0.0, 0.0, 0.0, 1.0]
-        self._distance, self._angle = 0.0, 0.0
+        self._angle = 0.0
 
     @classmethod
     def check_robot(cls, robot) -> None:
@@ -100,24 +96,17 @@ class PoseTask(Task):
         self._target_6d = six_d(self.target_orientation)
         self.set_target(point)
 
-    def set_target(self, target: np.ndarray) -> None:
-        super().set_target(target)
-        self._target_list = self.target.tolist()
-        move_marker(self.env.client, self.marker, self.target)
-
     def observe(self, ee: list[float]) -> list[float]:
-        tx, ty, tz = self._target_list
-        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
-        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
+        position = self.observe_target(ee)
         self._ee_orientation = list(self.robot.ee_link_pose()[1])
         error, self._angle = rotation_vector(self.target_orientation, self._ee_orientation)
-        return self._target_list + to_target + six_d(self._ee_orientation) + self._target_6d + error
+        return position + six_d(self._ee_orientation) + self._target_6d + error
 
     def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
         cfg, d, angle = self.config, self._distance, self._angle
         success = d < cfg.success_radius_m and angle < self.tolerance_rad
         reward = (-d - cfg.orientation_cost_m_per_rad * angle
-                  - cfg.action_cost * sum(a * a for a in action) / len(action) + (cfg.success_bonus if success else 0.0))
+                  - self.action_penalty(action) + (cfg.success_bonus if success else 0.0))
         return reward, False, {"is_success": success, "distance": d, "orientation_error_deg": math.degrees(angle)}
 
     def draw_data(self) -> list[float]:

@@ -9,14 +9,9 @@ radius. No terminal state; success is judged on the last step.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from arm_a3c.sim.render import add_marker, move_marker
 from arm_a3c.tasks.base import Task, sample_configuration
-
-TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)
 
 
 class ReachTask(Task):
@@ -27,13 +22,7 @@ class ReachTask(Task):
 
     def __init__(self, env):
         super().__init__(env)
-        cfg = self.config
         self.obs_size = 6
-        self.min_target_radius_m = cfg.min_target_radius_fraction * env.reach_m
-        self.marker = add_marker(env.client, cfg.success_radius_m, TARGET_RGBA)
-        self.markers = [self.marker]
-        self._target_list = [0.0, 0.0, 0.0]
-        self._distance = 0.0
 
     def sample_target(self, rng: np.random.Generator) -> np.ndarray:
         """A reachable target (3,) m. Moves the arm: the caller resets it afterwards."""
@@ -47,24 +36,12 @@ class ReachTask(Task):
                 raise ValueError(f"options['target'] must be 3 finite numbers (m), not {options['target']!r}")
         self.set_target(target)
 
-    def set_target(self, target: np.ndarray) -> None:
-        super().set_target(target)
-        self._target_list = self.target.tolist()
-        move_marker(self.env.client, self.marker, self.target)
-
     def observe(self, ee: list[float]) -> list[float]:
-        # Plain lists: this runs on every step, and for 3-vectors numpy costs more than the arithmetic.
-        tx, ty, tz = self._target_list
-        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
-        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
-        return self._target_list + to_target
-
-    def draw_data(self) -> list[float]:
-        return self._target_list
+        return self.observe_target(ee)
 
     def reward(self, distance_m: float, action: list[float]) -> float:
         bonus = self.config.success_bonus if distance_m < self.config.success_radius_m else 0.0
-        return -distance_m - self.config.action_cost * sum(a * a for a in action) / len(action) + bonus
+        return -distance_m - self.action_penalty(action) + bonus
 
     def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
         d = self._distance

@@ -20,10 +20,8 @@ import math
 
 import numpy as np
 
-from arm_a3c.sim.render import add_marker, move_marker
 from arm_a3c.tasks.base import Polyline, Sphere, Task, sample_configuration
 
-TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)
 PATH_TRIES = 50  # end configurations tried for a path whose every point is valid
 PATH_CHECKS = 8  # points along a candidate path checked for the floor
 CATCH_FRACTION = 0.5  # of the joint travel possible in the first half: how far from home the path may start
@@ -40,9 +38,6 @@ class TrackTask(Task):
         cfg = self.config
         self.obs_size = 9
         self.steps = cfg.episode_steps
-        self.min_target_radius_m = cfg.min_target_radius_fraction * env.reach_m
-        self.marker = add_marker(env.client, cfg.success_radius_m, TARGET_RGBA)
-        self.markers = [self.marker]
         steps = np.array([cfg.max_joint_step_m if j.type == "prismatic" else cfg.max_joint_step_rad
                           for j in self.robot.controlled])
         # cosine easing: peak speed pi/2 * span / T per step
@@ -53,7 +48,6 @@ class TrackTask(Task):
         self.start_high = np.minimum(self.robot.upper, home + catch)
         self.path = np.zeros((self.steps + 1, 3))
         self._step, self._velocity = 0, [0.0, 0.0, 0.0]
-        self._target_list, self._distance = [0.0] * 3, 0.0
         self._second_half_sum, self._second_half_n = 0.0, 0
 
     def _valid(self, q: np.ndarray) -> bool:
@@ -88,19 +82,11 @@ class TrackTask(Task):
         """Where the target will be after the next step (the oracle aims there)."""
         return self.path[min(self._step + 1, self.steps)]
 
-    def set_target(self, target: np.ndarray) -> None:
-        super().set_target(target)
-        self._target_list = self.target.tolist()
-        move_marker(self.env.client, self.marker, self.target)
-
     def advance(self, step: int) -> None:
         self._move_to(min(step, self.steps))
 
     def observe(self, ee: list[float]) -> list[float]:
-        tx, ty, tz = self._target_list
-        to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
-        self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
-        return self._target_list + to_target + self._velocity
+        return self.observe_target(ee) + self._velocity
 
     def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
         cfg, d = self.config, self._distance
@@ -108,13 +94,9 @@ class TrackTask(Task):
             self._second_half_sum += d
             self._second_half_n += 1
         tracking = self._second_half_sum / self._second_half_n if self._second_half_n else d
-        reward = (-d - cfg.action_cost * sum(a * a for a in action) / len(action)
-                  + (cfg.success_bonus if d < cfg.success_radius_m else 0.0))
+        reward = -d - self.action_penalty(action) + (cfg.success_bonus if d < cfg.success_radius_m else 0.0)
         success = self._second_half_n > 0 and tracking < cfg.success_radius_m
         return reward, False, {"is_success": success, "distance": d, "tracking_distance_m": tracking}
-
-    def draw_data(self) -> list[float]:
-        return self._target_list
 
     def shapes(self, draw: np.ndarray, index: int, ee: np.ndarray) -> list:
         return [Polyline(draw[:, :3]), Sphere(draw[index, :3], self.config.success_radius_m)]
