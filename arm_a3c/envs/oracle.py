@@ -4,6 +4,9 @@ at its `target_orientation` (a quaternion) too where the task has one (pose)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 
 from arm_a3c.envs.arm_env import ArmEnv
@@ -100,42 +103,50 @@ class IKReacher:
                         break
         return goal
 
+    @contextmanager
+    def _arm_kept(self) -> Iterator[np.ndarray]:
+        """Search with the arm (IK and forward kinematics move it), then put every movable joint back where it
+        was, velocities too; yields the controlled joints' present positions."""
+        robot, client = self.env.robot, self.env.client
+        saved = [pb.getJointState(robot.body, j.index, physicsClientId=client)[:2] for j in robot.joints]
+        try:
+            yield np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
+        finally:
+            for j, (position, velocity) in zip(robot.joints, saved):
+                pb.resetJointState(robot.body, j.index, position, velocity, physicsClientId=client)
+
+    def _steps(self, q_a: np.ndarray, q_b: np.ndarray) -> float:
+        """Control steps from q_a to q_b at full speed (the slowest joint's)."""
+        return float(np.max(np.abs(q_b - q_a) / np.asarray(self.env.max_joint_step)))
+
     def _follow(self) -> np.ndarray:
         """The joint goal for a target that moved a little: IK from the arm's present pose only (restarts could
         jump to another branch mid-path)."""
-        robot = self.env.robot
-        saved = [pb.getJointState(robot.body, j.index, physicsClientId=self.env.client)[:2] for j in robot.joints]
-        q_now = np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
-        goal = self._nearest_turn(self._ik_from_here(), q_now)
-        for j, (position, velocity) in zip(robot.joints, saved):
-            pb.resetJointState(robot.body, j.index, position, velocity, physicsClientId=self.env.client)
-        return goal
+        with self._arm_kept() as q_now:
+            return self._nearest_turn(self._ik_from_here(), q_now)
 
     def _joint_goal(self) -> np.ndarray:
         """The controlled-joint goal for the present target: IK from the present pose and from IK_STARTS seeded
         random poses (local IK alone cannot turn the base round to a target behind the arm); the goal that reaches
         the target and needs the fewest control steps from here wins."""
         env, robot = self.env, self.env.robot
-        saved = [pb.getJointState(robot.body, j.index, physicsClientId=env.client)[:2] for j in robot.joints]
-        q_now = np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
-        rng = np.random.default_rng(0)
-        best, best_cost = q_now, (True, np.inf)
-        starts = [q_now] + [robot.random_configuration(rng) for _ in range(IK_STARTS)]
-        sampled_from = getattr(env.task, "goal_configuration", None)  # pose: the configuration the goal came from
-        if sampled_from is not None:
-            starts.append(np.asarray(sampled_from))
-        for start in starts:
-            robot.forward_kinematics(start)
-            goal = self._nearest_turn(self._ik_from_here(), q_now)
-            misses = bool(np.linalg.norm(robot.forward_kinematics(goal) - self._aim) > IK_REACHED_M)
-            orientation = getattr(env.task, "target_orientation", None)
-            if orientation is not None:
-                misses = misses or quaternion_angle(orientation, robot.ee_link_pose()[1]) > IK_REACHED_RAD
-            cost = (misses, float(np.max(np.abs(goal - q_now) / np.asarray(env.max_joint_step))))
-            if cost < best_cost:
-                best, best_cost = goal, cost
-        for j, (position, velocity) in zip(robot.joints, saved):
-            pb.resetJointState(robot.body, j.index, position, velocity, physicsClientId=env.client)
+        orientation = getattr(env.task, "target_orientation", None)
+        with self._arm_kept() as q_now:
+            rng = np.random.default_rng(0)
+            best, best_cost = q_now, (True, np.inf)
+            starts = [q_now] + [robot.random_configuration(rng) for _ in range(IK_STARTS)]
+            sampled_from = getattr(env.task, "goal_configuration", None)  # the configuration the goal came from
+            if sampled_from is not None:
+                starts.append(np.asarray(sampled_from))
+            for start in starts:
+                robot.forward_kinematics(start)
+                goal = self._nearest_turn(self._ik_from_here(), q_now)
+                misses = bool(np.linalg.norm(robot.forward_kinematics(goal) - self._aim) > IK_REACHED_M)
+                if orientation is not None:
+                    misses = misses or quaternion_angle(orientation, robot.ee_link_pose()[1]) > IK_REACHED_RAD
+                cost = (misses, self._steps(q_now, goal))
+                if cost < best_cost:
+                    best, best_cost = goal, cost
         return best
 
 
@@ -186,41 +197,32 @@ class ViaPointReacher(IKReacher):
                     points.append(centre + (task.radius_m * scale + VIA_MARGIN_M) * direction)
         return points
 
-    def _steps(self, q_a: np.ndarray, q_b: np.ndarray) -> float:
-        return float(np.max(np.abs(q_b - q_a) / np.asarray(self.env.max_joint_step)))
-
     def _make_plan(self) -> list[np.ndarray]:
         """Waypoints to the target: the IK goal (or the configuration the target was sampled from, which is free of
         the obstacles by construction), straight if that is free, else through the first via-point that makes both
         segments free and fits the episode: Cartesian points beside the obstacles, then seeded random
         configurations."""
         env, robot = self.env, self.env.robot
-        saved = [pb.getJointState(robot.body, j.index, physicsClientId=env.client)[:2] for j in robot.joints]
-        q_now = np.array([saved[robot.joints.index(j)][0] for j in robot.controlled])
         self._aim = env.target.copy()
-        goals = [self._joint_goal(), self._nearest_turn(np.asarray(env.task.goal_configuration), q_now)]
-        budget = env.config.episode_steps - VIA_SPARE_STEPS
-        plan = None
-        for goal in goals:
-            if self._steps(q_now, goal) <= budget and self._free(q_now, goal):
-                plan = [goal]
-                break
-        if plan is None:
-            vias = []
-            for point in self._via_points():
-                if point[2] >= env.config.min_target_height_m:
-                    robot.forward_kinematics(q_now)
-                    self._aim = point
-                    via = self._nearest_turn(self._ik_from_here(), q_now)
-                    if np.linalg.norm(robot.forward_kinematics(via) - point) < VIA_REACHED_M:
-                        vias.append(via)
-            rng = np.random.default_rng(0)
-            vias += [robot.random_configuration(rng) for _ in range(VIA_RANDOM)]
-            plan = next(([via, goal] for via in vias for goal in goals
-                         if self._steps(q_now, via) + self._steps(via, goal) <= budget
-                         and self._free(q_now, via) and self._free(via, goal)), [goals[0]])
-        for j, (position, velocity) in zip(robot.joints, saved):
-            pb.resetJointState(robot.body, j.index, position, velocity, physicsClientId=env.client)
+        with self._arm_kept() as q_now:
+            goals = [self._joint_goal(), self._nearest_turn(np.asarray(env.task.goal_configuration), q_now)]
+            budget = env.config.episode_steps - VIA_SPARE_STEPS
+            plan = next(([goal] for goal in goals if self._steps(q_now, goal) <= budget
+                         and self._free(q_now, goal)), None)
+            if plan is None:
+                vias = []
+                for point in self._via_points():
+                    if point[2] >= env.config.min_target_height_m:
+                        robot.forward_kinematics(q_now)
+                        self._aim = point
+                        via = self._nearest_turn(self._ik_from_here(), q_now)
+                        if np.linalg.norm(robot.forward_kinematics(via) - point) < VIA_REACHED_M:
+                            vias.append(via)
+                rng = np.random.default_rng(0)
+                vias += [robot.random_configuration(rng) for _ in range(VIA_RANDOM)]
+                plan = next(([via, goal] for via in vias for goal in goals
+                             if self._steps(q_now, via) + self._steps(via, goal) <= budget
+                             and self._free(q_now, via) and self._free(via, goal)), [goals[0]])
         self._aim = env.target.copy()
         return plan
 
