@@ -182,11 +182,11 @@ class StopSignals:
             self.reason = "interrupted by the user" if signum == signal.SIGINT else "stopped by SIGTERM"
             notice(f"{self.reason}: stopping with a final checkpoint (Ctrl-C again to exit at once)")
             return
+        print(f"exiting at once, without a final checkpoint; the latest one is in {self.run_dir / 'checkpoints'} "
+              f"(continue with --resume {self.run_dir})", file=sys.stderr, flush=True)
         for child in mp.active_children():  # the viewer's process too
             child.kill()
         self.workers.abandon()
-        print(f"exiting at once, without a final checkpoint; the latest one is in {self.run_dir / 'checkpoints'} "
-              f"(continue with --resume {self.run_dir})", file=sys.stderr, flush=True)
         os._exit(130)
 
 

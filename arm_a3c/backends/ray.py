@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -231,6 +232,33 @@ def start_ray(cfg: TrainConfig):
     return ray
 
 
+def kill_descendants() -> bool:
+    """SIGKILL every process descended from this one (a local Ray instance's servers, agents and workers; the
+    tree is read from /proc first, so no process is reparented away while it is killed). False where there is
+    no /proc."""
+    children: dict[int, list[int]] = {}
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return False
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return True
+
+
 def mapped_path() -> Path:
     """A new file for a Ray run's `MappedShared`: in RAM (/dev/shm) where the machine has it."""
     folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
@@ -273,9 +301,9 @@ class RayWorkers:
         self.runs[rank] = self.actors[rank].run.remote(self.starts.get(rank, 0))
         self.starts[rank] = self.starts.get(rank, 0) + 1
 
-    def reports(self) -> list[Report]:
+    def reports(self, timeout: float | None = None) -> list[Report]:
         """The workers' reports (through the server) and the evaluator's."""
-        return self.ray.get(self.server.drain.remote()) + self.evaluator.reports()
+        return self.ray.get(self.server.drain.remote(), timeout=timeout) + self.evaluator.reports()
 
     def replace_dead(self) -> str | None:
         """Start the loop again on every worker actor Ray restarted; the reason to stop if one keeps dying."""
@@ -304,7 +332,7 @@ class RayWorkers:
         self.shared.request_stop()
         ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
         try:
-            for event in self.reports():
+            for event in self.reports(timeout=JOIN_SECONDS):
                 on_report(event)
         except ray.exceptions.RayError as err:
             notice(f"warning: the parameter server did not answer at the stop ({type(err).__name__}): the "
@@ -313,10 +341,15 @@ class RayWorkers:
         ray.shutdown()
 
     def abandon(self) -> None:
-        """For an exit at once (a second Ctrl-C): remove the mapped file and end the Ray instance's processes
-        (a local instance's agents outlive a driver that exits without this)."""
+        """For an exit at once (a second Ctrl-C): remove the mapped file and end a local Ray instance's processes
+        (its agents outlive a driver that exits without this). Not with `ray.shutdown()`: this runs in a signal
+        handler, which Ray also runs from inside a waiting `ray.get`, and a shutdown from there can wait forever
+        (a CI run hung 60 s so). The processes of a local instance are this process's descendants: they are
+        killed. A joined cluster ends the actors of a driver that exits by itself."""
         Path(self.shared.spec["path"]).unlink(missing_ok=True)
-        self.ray.shutdown()
+        if not self.cfg.ray_address:
+            if not kill_descendants():
+                self.ray.shutdown()  # no /proc to find them in (not Linux)
 
 
 class RayBackend:
