@@ -248,10 +248,15 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
 
 
 
-@pytest.mark.parametrize("task,robot,steps,figure", [("track", "light_arm", 120_000, "mean_tracking_distance_m")])
-def test_a_short_training_improves_the_tasks_own_figure_clearly(tmp_path, task, robot, steps, figure):
-    """A real training, as a user starts it: the task's own figure at the last evaluation is well below the
-    untrained policy's at the first (the evaluator's first evaluation runs at about step 0)."""
+@pytest.mark.parametrize("task,robot,steps,bounds", [
+    ("track", "light_arm", 120_000, {"mean_tracking_distance_m": 0.6}),
+    ("avoid", "light_arm", 120_000, {"mean_final_distance_m": 0.6}),
+    # Seen at 100k steps: distance 0.75 -> 0.41-0.52 m, orientation error 126 -> 65-82 degrees.
+    ("pose", "kuka_iiwa", 120_000, {"mean_final_distance_m": 0.8, "mean_orientation_error_deg": 0.85}),
+])
+def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task, robot, steps, bounds):
+    """A real training, as a user starts it: each of the task's own figures at the last evaluation is well below
+    the untrained policy's at the first (the evaluator's first evaluation runs at about step 0)."""
     from arm_a3c.a3c.metrics import read_metrics
 
     run_dir = tmp_path / "run"
@@ -261,6 +266,7 @@ def test_a_short_training_improves_the_tasks_own_figure_clearly(tmp_path, task, 
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_metrics(run_dir / "metrics.csv")
     assert rows[0]["env_steps"] < 5_000 and len(rows) >= 3
-    assert rows[-1][figure] < 0.6 * rows[0][figure], [row[figure] for row in rows]
+    for figure, factor in bounds.items():
+        assert rows[-1][figure] < factor * rows[0][figure], (figure, [row[figure] for row in rows])
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["task"] == task and figure in summary
+    assert summary["task"] == task and set(bounds) <= set(summary)

@@ -31,7 +31,7 @@ from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.metrics import CSV_FIELDS, MetricsLog, plot_learning_curve
 from arm_a3c.a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
-from arm_a3c.a3c.shared import Shared
+from arm_a3c.a3c.shared import Shared, single_threaded_children
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.errors import UserError, notice
 
@@ -198,6 +198,7 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     beside the training (`train_arm.py --view`)."""
     cfg.check()
     backend.check(cfg)
+    single_threaded_children()  # before a local Ray instance starts too: its workers inherit it
     backend.start(cfg)  # a missing Ray or an unreachable cluster is one line, before anything is made
     probe = make_env(cfg)  # bad robots fail here, before any process starts
     # Record the home pose and tool point used (from the robot's settings file or the home rule), so the run's

@@ -40,7 +40,7 @@ import torch
 
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import EvaluatorArgs, Report
-from arm_a3c.a3c.shared import MappedShared, SharedMemoryLink, attach_shared, become_child, build_shared
+from arm_a3c.a3c.shared import ONE_THREAD_ENV, MappedShared, SharedMemoryLink, attach_shared, become_child, build_shared
 from arm_a3c.a3c.worker import train_worker, worker_seed
 from arm_a3c.backends.processes import DEATH_WINDOW_SECONDS, EVALUATOR, JOIN_SECONDS, MAX_DEATHS, Children, DeathLog
 from arm_a3c.errors import UserError, notice
@@ -213,7 +213,7 @@ def start_ray(cfg: TrainConfig):
     """Join the cluster at cfg.ray_address, or start a local Ray instance with one CPU per worker."""
     ray = import_ray()
     check_reachable(cfg.ray_address)
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+    runtime_env = {"env_vars": {**ONE_THREAD_ENV, "PYTHONPATH": os.pathsep.join(
         p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)}}
     try:
         if cfg.ray_address:
