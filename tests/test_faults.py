@@ -126,6 +126,9 @@ def test_sigterm_and_ctrl_c_stop_within_5_seconds_with_a_final_checkpoint_and_re
     (run_dir / "metrics.csv").write_text("an old run's metrics\n")
     process = start_training(run_dir, "--force", *UNTIL_STOPPED, "--eval-every-steps", "20000")
     children = wait_until_training(process, run_dir)
+    for pid in children:  # one BLAS thread each: their own pools fought over the cores (23 ms products, not 0.2)
+        environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if item)
+        assert environ.get(b"OPENBLAS_NUM_THREADS") == b"1" and environ.get(b"OMP_NUM_THREADS") == b"1", children[pid]
     time.sleep(1)
 
     err, elapsed = signal_and_wait(process, os.kill, signal.SIGTERM)  # what `docker stop` sends: the launcher only

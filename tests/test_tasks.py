@@ -203,6 +203,25 @@ def test_avoid_puts_obstacles_in_the_way_and_a_contact_ends_the_episode_with_a_p
     assert collisions >= 10, "the straight motion should hit the obstacle often: it is in the way"
 
 
+def test_avoid_counts_a_contact_seen_only_between_two_observations(monkeypatch):
+    """A link that touches an obstacle in one physics substep and is clear again by the step's end collided."""
+    env = make_env(robot="light_arm", task="avoid")
+    env.reset(seed=0)
+    assert env.config.substeps >= 4
+    calls = []
+
+    def touching_after_the_third_substep_only() -> bool:
+        calls.append(len(calls))
+        return len(calls) == 3
+
+    monkeypatch.setattr(env.task, "_in_contact", touching_after_the_third_substep_only)
+    _, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
+    env.close()
+    assert terminated and not truncated and info["collisions"] == 1.0 and not info["is_success"]
+    assert reward <= -env.config.collision_penalty
+    assert len(calls) == 3, "checked after each substep until the contact, then no more"
+
+
 def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_there(monkeypatch):
     """End to end: the worker's own loop on the avoid task, with obstacles big enough that its random early policy
     hits them. At a contact the value target is the step's reward alone; at a time limit it bootstraps."""

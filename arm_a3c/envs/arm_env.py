@@ -47,7 +47,7 @@ class EnvConfig:
     success_bonus: float = 1.0  # reward added on each step within the success radius
     # pose
     orientation_tolerance_deg: float = 15.0  # pose: success also needs the orientation this close (geodesic angle)
-    orientation_cost_m_per_rad: float = 0.2  # pose: each radian of orientation error costs as much as this distance
+    orientation_cost_m_per_rad: float = 0.5  # pose: each radian of orientation error costs as much as this distance
     # track
     track_speed_fraction: float = 0.3  # track: the path's joints move at most this fraction of max_joint_step_rad
     # avoid
@@ -165,6 +165,7 @@ class ArmEnv(gymnasium.Env):
         self.task.advance(self._steps)
         for _ in range(self.config.substeps):
             pb.stepSimulation(physicsClientId=self.client)
+            self.task.after_substep()
         obs = self._observe()
         reward, terminated, info = self.task.judge(action, self._steps)
         truncated = not terminated and self._steps >= self.config.episode_steps

@@ -9,7 +9,7 @@ and the floor; otherwise the episode's
 target is sampled again. The task's IK oracle with via-points (`envs/oracle.py`) proves a collision-free motion
 exists on most episodes.
 
-A contact between any link of the arm and an obstacle (PyBullet's contact points after the step's physics) ends
+A contact between any link of the arm and an obstacle (PyBullet's contact points after any physics substep) ends
 the episode: `terminated=True`, a real terminal, with reward `-collision_penalty` on that step. Otherwise the
 reward is reach's. Success: within the success radius on the last step, which a collision never is.
 Observation (6 + 7 per obstacle): target (3, m), target minus end-effector point (3, m), then per obstacle its
@@ -55,7 +55,7 @@ class AvoidTask(Task):
         self.home_point = robot.forward_kinematics(robot.home)
         self.centres = np.tile(AWAY, (self.count, 1))
         self.goal_configuration = robot.home.copy()
-        self._collided = False
+        self._collided = self._touched = False
         self._centres_list = self.centres.tolist()
 
     def _touches(self, q: np.ndarray, body: int) -> bool:
@@ -92,13 +92,25 @@ class AvoidTask(Task):
         self._centres_list = self.centres.tolist()
         for body, centre in zip(self.obstacle_bodies, self._centres_list):
             pb.resetBasePositionAndOrientation(body, centre, (0, 0, 0, 1), physicsClientId=self.env.client)
-        self._collided = False
+        self._collided = self._touched = False
         self.set_target(target)
+
+    def _in_contact(self) -> bool:
+        client, robot = self.env.client, self.robot.body
+        return any(pb.getContactPoints(robot, body, physicsClientId=client) for body in self.obstacle_bodies)
+
+    def advance(self, step: int) -> None:
+        self._touched = False
+
+    def after_substep(self) -> None:
+        # Every substep, not only after the last: a link that touches a sphere and bounces off within one control
+        # step (10 substeps) is a collision too.
+        if not self._touched:
+            self._touched = self._in_contact()
 
     def observe(self, ee: list[float]) -> list[float]:
         parts = self.observe_target(ee)
-        client, robot = self.env.client, self.robot.body
-        self._collided = any(pb.getContactPoints(robot, body, physicsClientId=client) for body in self.obstacle_bodies)
+        self._collided = self._touched or self._in_contact()
         for cx, cy, cz in self._centres_list:
             parts += [cx, cy, cz, cx - ee[0], cy - ee[1], cz - ee[2], self.radius_m]
         return parts

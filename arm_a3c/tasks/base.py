@@ -112,6 +112,9 @@ class Task(ABC):
     def advance(self, step: int) -> None:
         """Before the physics of control step `step` (1-based): a moving goal moves to where it is after it."""
 
+    def after_substep(self) -> None:
+        """After each physics substep of a control step (a task that must see contacts between observations)."""
+
     @abstractmethod
     def observe(self, ee: list[float]) -> list[float]:
         """The task's part of the observation (`obs_size` floats), given the end-effector point (m)."""

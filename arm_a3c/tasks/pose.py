@@ -9,9 +9,11 @@ independent directions of motion, measured from the pose Jacobian).
 Observation (21 floats): target position (3, m), target minus end-effector point (3, m), the end effector's and
 the target's orientations as their rotation matrices' first two columns (6 + 6: a continuous representation,
 Zhou et al. 2019, unlike Euler angles) and the rotation from the end effector's orientation to the target's as an
-axis-angle vector in the world frame (3, rad). Reward: minus the distance (m), minus
-`orientation_cost_m_per_rad` times the angle (rad), minus the action cost, plus `success_bonus` on every step
-within both tolerances. Success is judged on the last step.
+axis-angle vector in the world frame (3, rad). Reward: minus the distance d (m), minus
+`orientation_cost_m_per_rad` times the angle (rad) times n / (n + d) with n = ORIENTATION_NEAR_FRACTION of the reach
+(the orientation counts fully at the target position and fades away from it), minus the action cost, plus half of
+`success_bonus` on every step within the position tolerance and the other half when the orientation is within
+its tolerance too. Success is judged on the last step.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from arm_a3c.tasks.base import Frame, Sphere, Task, sample_configuration
 RANK_PROBES = 8  # random configurations at which the pose Jacobian's rank is measured
 RANK_TOLERANCE = 1e-3  # singular values below this fraction of the largest count as zero
 JACOBIAN_STEP = 1e-4
+# The orientation's cost weighs fully at the target position and fades with the distance from it (half at this
+# fraction of the reach): far away, turning the hand first would only fight the big joints' motion.
+ORIENTATION_NEAR_FRACTION = 0.1
 
 
 def quaternion_multiply(a, b) -> list[float]:
@@ -104,9 +109,11 @@ class PoseTask(Task):
 
     def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
         cfg, d, angle = self.config, self._distance, self._angle
-        success = d < cfg.success_radius_m and angle < self.tolerance_rad
-        reward = (-d - cfg.orientation_cost_m_per_rad * angle
-                  - self.action_penalty(action) + (cfg.success_bonus if success else 0.0))
+        placed = d < cfg.success_radius_m
+        success = placed and angle < self.tolerance_rad
+        near = ORIENTATION_NEAR_FRACTION * self.env.reach_m
+        reward = (-d - cfg.orientation_cost_m_per_rad * angle * near / (near + d) - self.action_penalty(action)
+                  + 0.5 * cfg.success_bonus * (placed + success))
         return reward, False, {"is_success": success, "distance": d, "orientation_error_deg": math.degrees(angle)}
 
     def draw_data(self) -> list[float]:
