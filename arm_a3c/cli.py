@@ -19,7 +19,21 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _assets_folder(text: str) -> str:
+    from arm_a3c.sim.assets import add_assets_dir
+
+    add_assets_dir(text)  # at once: the robot lookups and the processes started later see it
+    return text
+
+
+def add_assets_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--assets", metavar="DIR", type=_assets_folder, action="append",
+                        help="another folder of robots, searched before the shipped ones (repeatable; the variable "
+                             "ARM_A3C_ASSETS does the same, folders separated like PATH)")
+
+
 def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
+    add_assets_argument(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--robot", metavar="NAME",
                        help=f"robot in assets/: assets/NAME.urdf or assets/NAME/<one>.urdf (default {DEFAULT_ROBOT})")
@@ -70,6 +84,11 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a pager or `head` that has quit: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _make_env(args: argparse.Namespace):
@@ -132,14 +151,15 @@ def _list_robots(as_json: bool) -> int:
     import json
     from pathlib import Path
 
-    from arm_a3c.sim.assets import ASSETS_DIR, DEFAULT_ROBOT, robot_catalogue
+    from arm_a3c.sim.assets import ASSETS_DIR, DEFAULT_ROBOT, robot_catalogue, search_path
 
     rows = robot_catalogue()
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"robots in {ASSETS_DIR} (train one with --robot NAME, inspect it with inspect_robot.py NAME; "
-          f"default {DEFAULT_ROBOT}):")
+    print(f"robots in {', '.join(str(folder) for folder in search_path())} (train one with --robot NAME, inspect "
+          f"it with inspect_robot.py NAME; default {DEFAULT_ROBOT}; more folders with --assets DIR or "
+          f"$ARM_A3C_ASSETS):")
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
         found = Path(r["found"]).relative_to(ASSETS_DIR.parent) if Path(r["found"]).is_relative_to(
@@ -277,6 +297,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     from pathlib import Path
 
     parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
+    add_assets_argument(parser)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
     parser.add_argument("--episodes", type=int, help="episodes (default: the evaluator's number)")
     parser.add_argument("--seed", type=int, help="seed of the first episode (default: the evaluator's)")
@@ -286,6 +307,28 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
 
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed), indent=2))
+    return 0
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """`arm-a3c export`: write a checkpoint's deterministic policy, normaliser inside, as ONNX or TorchScript, with
+    a JSON description of its input and output beside it."""
+    from pathlib import Path
+
+    parser = ArgumentParser(prog="export.py", description=export_main.__doc__)
+    add_assets_argument(parser)
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
+    parser.add_argument("--out", required=True, type=Path, metavar="PATH",
+                        help="the model file to write (policy.onnx); the description goes beside it as policy.json")
+    parser.add_argument("--format", choices=["onnx", "torchscript"],
+                        help="default: onnx for a .onnx file name, else torchscript")
+    args = parser.parse_args(argv)
+    from arm_a3c.export import export_policy  # torch loads here
+
+    info = export_policy(args.checkpoint, args.out, args.format)
+    print(f"wrote {args.out} ({info['model_format']}: {info['input']['shape'][1]} observation floats in, "
+          f"{info['output']['shape'][1]} actions in [-1, 1] out; normaliser inside) and "
+          f"{args.out.with_suffix('.json')} ({info['robot']}, task {info['task']})")
     return 0
 
 
@@ -326,13 +369,16 @@ def view_main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="replay this checkpoint's policy")
     parser.add_argument("--worker", type=int, default=1, help="which worker to show first, from 1 (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the replay's targets (default 0)")
-    parser.add_argument("--record", type=Path, metavar="OUT.gif", help="write an animation instead of a window")
+    parser.add_argument("--record", type=Path, metavar="OUT.gif|OUT.mp4",
+                        help="write an animation (GIF) or a video (MP4) instead of opening a window")
     parser.add_argument("--frames", type=int, default=120, help="frames to record, 30 per second (default 120)")
     args = parser.parse_args(argv)
     if args.worker < 1:
         parser.error("--worker counts from 1")
     if args.frames < 1:
         parser.error("--frames must be at least 1")
+    if args.record is not None and args.record.suffix.lower() not in (".gif", ".mp4"):
+        parser.error(f"--record {args.record}: name the file with .gif or .mp4")
     if args.record is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # no window needed to record
     from arm_a3c.viewer.window import show  # after SDL_VIDEODRIVER: pygame reads it when it loads
@@ -444,3 +490,31 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         options = RayBenchOptions(**{**options.__dict__, **QUICK})
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)
+
+
+COMMANDS = {
+    "train": (train_main, "train an arm with A3C (scripts/train_arm.py)"),
+    "view": (view_main, "watch a run live or replay a checkpoint; --record a GIF or MP4 (scripts/view.py)"),
+    "evaluate": (evaluate_main, "evaluate a checkpoint deterministically (scripts/evaluate.py)"),
+    "inspect": (inspect_main, "what the project understands of a robot; no robot: list them (scripts/inspect_robot.py)"),
+    "export": (export_main, "write a checkpoint's policy as ONNX or TorchScript with a JSON description"),
+    "bench": (bench_main, "arm-a3c against Stable-Baselines3 on time to success (scripts/bench.py)"),
+    "oracle": (oracle_main, "the scripted IK oracle's success on a task (scripts/oracle.py)"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`arm-a3c COMMAND ...` (the installed console command, or `python -m arm_a3c`): the scripts' commands."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    width = max(map(len, COMMANDS))
+    usage = "usage: arm-a3c COMMAND [--help | options]\n\ncommands:\n" + "\n".join(
+        f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else USAGE_ERROR
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"arm-a3c: error: unknown command {name!r}; one of {', '.join(COMMANDS)} (see arm-a3c --help)",
+              file=sys.stderr)
+        return USAGE_ERROR
+    return run(COMMANDS[name][0], rest)

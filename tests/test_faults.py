@@ -330,7 +330,8 @@ def test_a_checkpoint_crafted_to_run_code_is_refused_and_the_code_does_not_run(t
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), "--checkpoint", str(path)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "evil.pt" in result.stderr and "not a readable arm-a3c checkpoint" in result.stderr
+    assert "evil.pt" in result.stderr and "not a safe arm-a3c checkpoint" in result.stderr
+    assert "weights_only" not in result.stderr, "torch's advice to load it unsafely is not repeated"
     assert not marker.exists(), "the checkpoint ran code"
 
 

@@ -24,7 +24,9 @@ MAY_IMPORT = {
     "backends": {"errors", "sim", "tasks", "envs", "a3c"},
     "viewer": {"errors", "sim", "tasks", "envs", "a3c"},
     "bench": {"errors", "sim", "tasks", "envs", "a3c", "backends", "viewer"},
-    "cli": {"errors", "sim", "tasks", "envs", "a3c", "backends", "viewer", "bench"},
+    "export": {"errors", "sim", "tasks", "envs", "a3c"},
+    "cli": {"errors", "sim", "tasks", "envs", "a3c", "backends", "viewer", "bench", "export"},
+    "__main__": {"cli"},
 }
 
 

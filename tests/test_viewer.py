@@ -114,12 +114,27 @@ def test_record_a_replayed_checkpoint_as_gif(robot, tmp_path):
     assert (np.abs(frame - frame[-1, -1]).sum(axis=2) > 60).sum() > 2000, "the frame is mostly empty"
 
 
+def test_record_a_replayed_checkpoint_as_mp4(tmp_path):
+    import imageio.v3 as iio
+
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    video = tmp_path / "replay.mp4"
+    result = run_in_process("view.py", "--checkpoint", str(checkpoint), "--record", str(video), "--frames", "30")
+    assert result.returncode == 0, result.stderr
+    frames = iio.imread(video)  # decoded back by ffmpeg: a real H.264 video
+    assert frames.shape == (30, 600, 800, 3)
+    assert (np.abs(frames[-1].astype(int) - frames[-1, -1, -1]).sum(axis=2) > 60).sum() > 2000, "mostly empty"
+    assert {p.name for p in tmp_path.iterdir()} == {"policy.pt", "replay.mp4"}, "no partial file left"
+
+
 def test_view_errors_are_one_line(tmp_path):
     from test_cli import assert_user_error
 
     assert_user_error(run_in_process("view.py", "--run", str(tmp_path)), "not a training run directory")
     assert_user_error(run_in_process("view.py", "--checkpoint", str(tmp_path / "x.pt"),
                                      "--record", str(tmp_path / "a.gif")), "not found")
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(tmp_path / "x.pt"),
+                                     "--record", str(tmp_path / "a.avi")), ".gif or .mp4")
     assert_user_error(run_in_process("view.py"), "--run", "--checkpoint")
 
 

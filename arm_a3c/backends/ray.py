@@ -44,6 +44,7 @@ from arm_a3c.a3c.shared import ONE_THREAD_ENV, MappedShared, SharedMemoryLink, a
 from arm_a3c.a3c.worker import train_worker, worker_seed
 from arm_a3c.backends.processes import DEATH_WINDOW_SECONDS, EVALUATOR, JOIN_SECONDS, MAX_DEATHS, Children, DeathLog
 from arm_a3c.errors import UserError, notice
+from arm_a3c.sim.assets import ASSETS_VARIABLE
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 256 * 2**20  # a local instance's object store: weights are ~50 KB a version
@@ -215,6 +216,8 @@ def start_ray(cfg: TrainConfig):
     check_reachable(cfg.ray_address)
     runtime_env = {"env_vars": {**ONE_THREAD_ENV, "PYTHONPATH": os.pathsep.join(
         p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)}}
+    if os.environ.get(ASSETS_VARIABLE):  # --assets folders: the actors look robots up there too
+        runtime_env["env_vars"][ASSETS_VARIABLE] = os.environ[ASSETS_VARIABLE]
     try:
         if cfg.ray_address:
             ray.init(address=cfg.ray_address, runtime_env=runtime_env, logging_level=logging.WARNING)

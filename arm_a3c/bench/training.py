@@ -31,7 +31,7 @@ import numpy as np
 
 from arm_a3c.errors import UserError
 
-REPO = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding arm_a3c/
 MEMORY_POLL_SECONDS = 2.0  # reading every process's smaps costs ~16 ms of CPU: rarely, to not slow the run
 
 
@@ -96,7 +96,11 @@ def run_watched(command: list[str], timeout: float) -> dict:
     import psutil
 
     with tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
+        # In the caller's folder (the run directories are relative to it), with this arm_a3c importable whether it
+        # is installed or a checkout.
+        path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "PYTHONPATH": path})
         root = psutil.Process(process.pid)
         peak_pss = peak_rss = 0.0
         deadline = time.monotonic() + timeout
@@ -133,7 +137,7 @@ def a3c_run(opts: BenchOptions, workers: int, seconds: float, target: float, run
     comes first); its steady-state rate, time to the target, and memory."""
     from arm_a3c.a3c.metrics import read_metrics, time_to_success
 
-    command = [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", opts.robot,
+    command = [sys.executable, "-m", "arm_a3c", "train", "--robot", opts.robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
                "--target-success", str(target), "--target-streak", "1", "--seed", str(seed), "--run-dir", str(run_dir),
                "--force", *extra]  # streak 1: stop at the first evaluation on target, as the SB3 runs do

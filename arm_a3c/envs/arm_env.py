@@ -113,6 +113,18 @@ class ArmEnv(gymnasium.Env):
         # depend only on its seed, not on the episodes before it.
         self._home_state = pb.saveState(physicsClientId=self.client)
 
+    def observation_layout(self) -> list[dict]:
+        """The observation's parts in order: name, first index, size, meaning (what `_observe` writes)."""
+        dof = self.robot.dof
+        parts = [("joint_positions_scaled", dof, "controlled joints' positions mapped from [lower, upper] to [-1, 1]"),
+                 ("joint_velocities", dof, "controlled joints' velocities (rad/s or m/s)"),
+                 ("end_effector_m", 3, "end-effector point (the tool point), world frame")]
+        layout, start = [], 0
+        for name, size, meaning in parts + self.task.observation_parts():
+            layout.append({"name": name, "start": start, "size": size, "meaning": meaning})
+            start += size
+        return layout
+
     def _observe(self) -> np.ndarray:
         """The observation: the robot's part, then the task's. This runs on every step: for vectors of a few
         elements, Python lists and one final conversion are cheaper than numpy operations (about a microsecond

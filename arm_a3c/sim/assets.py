@@ -21,13 +21,18 @@ Command-line flags (`--ee-link`, `--ee-offset-m`, `--home`) override the file.
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from arm_a3c.errors import UserError
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+# The shipped robots: assets/ beside the package in a checkout (or an editable install), else the copy that
+# `pip install .` puts inside the package (pyproject.toml maps assets/ to arm_a3c/_assets).
+_CHECKOUT_ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS_DIR = _CHECKOUT_ASSETS if _CHECKOUT_ASSETS.is_dir() else Path(__file__).resolve().parents[1] / "_assets"
+ASSETS_VARIABLE = "ARM_A3C_ASSETS"  # more robot folders, separated like PATH; searched before the shipped ones
 DEFAULT_ROBOT = "kuka_iiwa"
 SIDECAR_KEYS = {"urdf": str, "ee_link": str, "ee_offset_m": list, "hold_joints": list, "home": (list, str),
                 "source": str, "licence": str}
@@ -72,9 +77,30 @@ def _is_descriptor(path: Path) -> bool:
     return path.suffix == ".toml" and not path.with_suffix(".urdf").is_file()
 
 
-def available_robots(assets_dir: Path = ASSETS_DIR) -> dict[str, Path]:
-    """Robot name -> URDF path or descriptor (.toml) for every robot in assets/ (folders with several URDFs
-    are skipped)."""
+def search_path() -> list[Path]:
+    """Where robot names are looked up, first match wins: the folders in $ARM_A3C_ASSETS (set by `--assets DIR`
+    too, so that the processes a command starts see them), then the shipped assets."""
+    extra = [Path(p).expanduser() for p in os.environ.get(ASSETS_VARIABLE, "").split(os.pathsep) if p]
+    return [*extra, ASSETS_DIR]
+
+
+def add_assets_dir(folder: Path) -> None:
+    """`--assets DIR`: search DIR first, in this process and the ones it starts."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise UserError(f"--assets {folder}: no such folder; give a folder of robots (NAME.urdf, NAME/ or NAME.toml)")
+    os.environ[ASSETS_VARIABLE] = os.pathsep.join([str(folder), *filter(None, [os.environ.get(ASSETS_VARIABLE)])])
+
+
+def available_robots(assets_dir: Path | None = None) -> dict[str, Path]:
+    """Robot name -> URDF path or descriptor (.toml) for every robot in `assets_dir`, or in the search path (the
+    first folder that has a name wins); folders with several URDFs are skipped."""
+    if assets_dir is None:
+        found: dict[str, Path] = {}
+        for folder in search_path():
+            for name, path in available_robots(folder).items():
+                found.setdefault(name, path)
+        return dict(sorted(found.items()))
     if not assets_dir.is_dir():
         return {}
     robots = {p.stem: p for p in sorted(assets_dir.glob("*.urdf"))}
@@ -87,8 +113,17 @@ def available_robots(assets_dir: Path = ASSETS_DIR) -> dict[str, Path]:
     return dict(sorted(robots.items()))
 
 
-def _file_for_name(name: str, assets_dir: Path) -> Path:
-    """The URDF or descriptor that a robot name selects in assets/."""
+def _file_for_name(name: str, assets_dir: Path | None) -> Path:
+    """The URDF or descriptor that a robot name selects in `assets_dir`, or in the first folder of the search
+    path that has it."""
+    if assets_dir is None:
+        folders = search_path()
+        for folder in folders:
+            if any((folder / candidate).exists() for candidate in (f"{name}.urdf", f"{name}.toml", name)):
+                return _file_for_name(name, folder)
+        known = ", ".join(available_robots()) or "none"
+        raise UserError(f"unknown robot '{name}'; known: {known} (in {', '.join(str(f) for f in folders)}; add a "
+                        f"folder with --assets DIR or ${ASSETS_VARIABLE}, or pass --urdf PATH to a .urdf file)")
     folder_urdfs = sorted((assets_dir / name).glob("*.urdf")) if (assets_dir / name).is_dir() else []
     if (assets_dir / f"{name}.urdf").is_file():
         return assets_dir / f"{name}.urdf"
@@ -175,7 +210,7 @@ def _flag_file_or_default(flag_value: object, flag: str, check, key: str, settin
 
 
 def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, home: object = None,
-                  ee_offset_m: object = None, assets_dir: Path = ASSETS_DIR) -> RobotSpec:
+                  ee_offset_m: object = None, assets_dir: Path | None = None) -> RobotSpec:
     """A robot given by name (looked up in assets/) or by a path to a .urdf file or descriptor; None means the
     default.
 
@@ -187,7 +222,8 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
         path = Path(robot).expanduser().resolve()
         if not path.is_file():
             raise UserError(f"robot file {robot} not found; give the path of an existing .urdf file")
-        in_folder = path.suffix == ".urdf" and path.parent.parent == assets_dir.resolve()
+        folders = [assets_dir] if assets_dir is not None else search_path()
+        in_folder = path.suffix == ".urdf" and any(path.parent.parent == f.resolve() for f in folders)
         name = path.parent.name if in_folder else path.stem
     else:
         path, name = _file_for_name(robot, assets_dir), robot
@@ -215,7 +251,7 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
     )
 
 
-def robot_catalogue(assets_dir: Path = ASSETS_DIR) -> list[dict]:
+def robot_catalogue(assets_dir: Path | None = None) -> list[dict]:
     """Every robot in assets/ with where its URDF comes from: name, urdf, found (the file in assets/ that names
     it), source, licence, and error (why it cannot be used, else None)."""
     rows = []

@@ -108,6 +108,14 @@ class AvoidTask(Task):
         if not self._touched:
             self._touched = self._in_contact()
 
+    def observation_parts(self) -> list[tuple[str, int, str]]:
+        parts = super().observation_parts()
+        for k in range(1, self.count + 1):
+            parts += [(f"obstacle_{k}_centre_m", 3, "sphere centre, world frame"),
+                      (f"obstacle_{k}_centre_minus_end_effector_m", 3, "sphere centre minus end-effector point"),
+                      (f"obstacle_{k}_radius_m", 1, "sphere radius")]
+        return parts
+
     def observe(self, ee: list[float]) -> list[float]:
         parts = self.observe_target(ee)
         self._collided = self._touched or self._in_contact()

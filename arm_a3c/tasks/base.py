@@ -115,6 +115,12 @@ class Task(ABC):
     def after_substep(self) -> None:
         """After each physics substep of a control step (a task that must see contacts between observations)."""
 
+    def observation_parts(self) -> list[tuple[str, int, str]]:
+        """The task's part of the observation as (name, size, meaning) in order (sizes add up to `obs_size`), for
+        exported policies' descriptions."""
+        return [("target_m", 3, "the goal's position, world frame"),
+                ("target_minus_end_effector_m", 3, "goal position minus end-effector point")]
+
     @abstractmethod
     def observe(self, ee: list[float]) -> list[float]:
         """The task's part of the observation (`obs_size` floats), given the end-effector point (m)."""

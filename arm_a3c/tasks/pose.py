@@ -101,6 +101,13 @@ class PoseTask(Task):
         self._target_6d = six_d(self.target_orientation)
         self.set_target(point)
 
+    def observation_parts(self) -> list[tuple[str, int, str]]:
+        return super().observation_parts() + [
+            ("end_effector_orientation_6d", 6, "first two columns of the end effector's rotation matrix"),
+            ("target_orientation_6d", 6, "first two columns of the target's rotation matrix"),
+            ("rotation_error_rad", 3, "rotation from the end effector's orientation to the target's, axis-angle, "
+                                      "world frame")]
+
     def observe(self, ee: list[float]) -> list[float]:
         position = self.observe_target(ee)
         self._ee_orientation = list(self.robot.ee_link_pose()[1])

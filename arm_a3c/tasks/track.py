@@ -85,6 +85,9 @@ class TrackTask(Task):
     def advance(self, step: int) -> None:
         self._move_to(min(step, self.steps))
 
+    def observation_parts(self) -> list[tuple[str, int, str]]:
+        return super().observation_parts() + [("target_velocity_m_per_s", 3, "the moving target's velocity")]
+
     def observe(self, ee: list[float]) -> list[float]:
         return self.observe_target(ee) + self._velocity
 

@@ -278,12 +278,21 @@ def run_viewer(source, run_dir: Path | None, note: str, record: Path | None = No
     return drawn
 
 
-def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
-    """Draw `frames` frames at the viewer's frame rate on a simulated clock and write them as a GIF."""
-    from PIL import Image
+RECORD_FORMATS = (".gif", ".mp4")
 
-    if path.suffix.lower() != ".gif":
-        raise UserError(f"--record {path}: only .gif is supported; name the file with .gif")
+
+def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
+    """Draw `frames` frames at the viewer's frame rate on a simulated clock and write them as a GIF (.gif) or an
+    H.264 video (.mp4, through imageio's ffmpeg)."""
+    suffix = path.suffix.lower()
+    if suffix not in RECORD_FORMATS:
+        raise UserError(f"--record {path}: name the file with .gif or .mp4")
+    if suffix == ".mp4":
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio writes MP4 with)
+        except ImportError:
+            raise UserError("--record .mp4 needs imageio and imageio-ffmpeg: pip install -r requirements.txt") from None
     surface = pygame.Surface(viewer.size)
     viewer.recording = True  # the HUD shows the animation's clock
     images, clock = [], 0.0
@@ -295,11 +304,31 @@ def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
                 raise UserError("no episode to record: the run has not completed one within 30 s")
             time.sleep(0.1)
             continue
-        images.append(Image.frombytes("RGB", viewer.size, pygame.image.tobytes(surface, "RGB")).quantize(
-            colors=128, method=Image.Quantize.MEDIANCUT))
+        images.append(pygame.image.tobytes(surface, "RGB"))
         clock += 1.0 / FRAMES_PER_SECOND
     path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / FRAMES_PER_SECOND), loop=0)
+    partial = path.with_name(f".{path.name}.partial{suffix}")
+    try:
+        if suffix == ".gif":
+            from PIL import Image
+
+            pictures = [Image.frombytes("RGB", viewer.size, data).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+                        for data in images]
+            pictures[0].save(partial, save_all=True, append_images=pictures[1:],
+                             duration=int(1000 / FRAMES_PER_SECOND), loop=0)
+        else:
+            width, height = viewer.size
+            # H.264 in yuv420p needs even sizes: crop a pixel where one is odd.
+            even_w, even_h = width - width % 2, height - height % 2
+            with imageio.get_writer(partial, fps=FRAMES_PER_SECOND, codec="libx264", quality=8,
+                                    macro_block_size=1, ffmpeg_log_level="error",
+                                    output_params=["-pix_fmt", "yuv420p"]) as writer:
+                for data in images:
+                    frame = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+                    writer.append_data(frame[:even_h, :even_w])
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return len(images)
 
 
@@ -310,7 +339,7 @@ def show(run: Path | None, checkpoint: Path | None, worker: int, seed: int, reco
     try:
         drawn = run_viewer(source, run_dir, note, record, frames)
     except pygame.error as err:
-        raise UserError(f"cannot open a window ({err}); on a machine without a display use --record OUT.gif") from None
+        raise UserError(f"cannot open a window ({err}); on a machine without a display use --record OUT.gif or OUT.mp4") from None
     if record is not None:
         print(f"wrote {record} ({drawn} frames)")
     return 0

@@ -1,0 +1,179 @@
+"""Export a checkpoint's policy for use outside arm-a3c: `arm-a3c export --checkpoint best.pt --out policy.onnx`.
+
+The exported model is the deterministic policy with the observation normaliser inside: input the raw observation
+(float32, shape (batch, obs_dim)), output the mean action in [-1, 1] (shape (batch, action_dim)), exactly what
+`evaluate.py` runs. Formats: ONNX (run it with onnxruntime, or any ONNX runtime) and TorchScript
+(`torch.jit.load`). Beside it, a JSON file with the same stem says what goes in and what comes out: the robot, its
+controlled joints in action order with their limits, the home pose, the task, the observation layout, and how an
+action becomes a motor command.
+
+Nothing is left behind on failure: both files are written under temporary names and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from arm_a3c.envs.arm_env import ROBOT_SETTINGS, EnvConfig
+from arm_a3c.errors import UserError
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+POLICY_FORMAT = "arm-a3c-policy/1"
+ONNX_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "observation", "action"
+ENVIRONMENT_FIELDS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
+
+
+class DeterministicPolicy(nn.Module):
+    """tanh(actor(clip((obs - mean) / std, -clip, clip))): the normaliser and the actor's mean in one module."""
+
+    def __init__(self, actor: nn.Sequential, mean, inv_std, clip: float):
+        super().__init__()
+        self.actor = actor
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("inv_std", torch.as_tensor(inv_std, dtype=torch.float32).clone())
+        self.clip = float(clip)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        normalized = torch.clamp((observation - self.mean) * self.inv_std, -self.clip, self.clip)
+        return torch.tanh(self.actor(normalized))
+
+
+def policy_from_checkpoint(path: Path):
+    """(DeterministicPolicy, description dict) of a checkpoint; its env is closed."""
+    from arm_a3c.a3c.evaluator import load_policy
+
+    data, cfg, env, model, normalizer = load_policy(path)
+    try:
+        actor = model.actor
+        for p in actor.parameters():  # views of the model's flat vector: give each its own memory
+            p.data = p.data.detach().clone()
+            p.requires_grad_(False)
+        mean, inv_std = normalizer.snapshot()
+        policy = DeterministicPolicy(actor, mean, inv_std, normalizer.clip).eval()
+        description = describe_policy(path, data, cfg, env)
+    finally:
+        env.close()
+    return policy, description
+
+
+def describe_policy(path: Path, data: dict, cfg, env) -> dict:
+    robot = env.robot
+    return {
+        "format": POLICY_FORMAT,
+        "checkpoint": str(path),
+        "env_steps": data["env_steps"],
+        "evaluator_success_rate": (data.get("eval") or {}).get("success_rate"),
+        "robot": robot.name,
+        "urdf": str(robot.spec.urdf_path),
+        "end_effector_link": robot.ee_link_name,
+        "tool_point_m": [float(v) for v in robot.ee_offset],
+        "task": cfg.task,
+        "gym_id": env.task.gym_id,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", env.obs_dim],
+                  "meaning": "the raw observation, as the environment gives it (the normaliser is inside)"},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", robot.dof],
+                   "meaning": "the deterministic action in [-1, 1], one value per controlled joint"},
+        # What `make_env(**environment)` (or gymnasium.make(gym_id, ...)) needs to rebuild the same environment.
+        "environment": {name: getattr(cfg, name) for name in ENVIRONMENT_FIELDS if hasattr(cfg, name)},
+        "observation_layout": env.observation_layout(),
+        "controlled_joints": [{"name": j.name, "type": j.type, "lower": j.lower, "upper": j.upper,
+                               "unit": "m" if j.type == "prismatic" else "rad"} for j in robot.controlled],
+        "home": [float(v) for v in robot.home],
+        "control": {
+            "hz": env.config.control_hz,
+            "action_to_command": "each control step, joint i's position target = its present position + "
+                                 "action[i] * max_step (revolute: max_joint_step_rad, prismatic: max_joint_step_m), "
+                                 "clipped to its limits",
+            "max_joint_step_rad": env.config.max_joint_step_rad,
+            "max_joint_step_m": env.config.max_joint_step_m,
+            "episode_steps": env.config.episode_steps,
+        },
+    }
+
+
+def export_policy(checkpoint: Path, out: Path, fmt: str | None = None) -> dict:
+    """Write the policy of `checkpoint` to `out` (format from `fmt`, else from out's suffix: .onnx is ONNX,
+    anything else TorchScript) and its description to out with the suffix .json; return the description."""
+    out = Path(out)
+    fmt = fmt or ("onnx" if out.suffix.lower() == ".onnx" else "torchscript")
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    meta_path = out.with_suffix(".json")
+    if meta_path == out:
+        raise UserError(f"--out {out}: the description goes to {meta_path}; give the model another suffix "
+                        f"({FORMATS[fmt]})")
+    _check_writable(out)
+    policy, description = policy_from_checkpoint(checkpoint)
+    description["model_file"] = out.name
+    description["model_format"] = fmt
+    example = torch.zeros(1, description["input"]["shape"][1])
+    temporaries = []
+    try:
+        model_tmp = _temporary(out, temporaries)
+        if fmt == "onnx":
+            with warnings.catch_warnings():
+                # The TorchScript-based exporter: one self-contained file in half a second (the newer torch.export
+                # one takes seconds here and writes the weights to a second file); deprecated, not removed.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(policy, (example,), str(model_tmp), input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET, dynamo=False,
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.jit.save(torch.jit.trace(policy, example), str(model_tmp))
+        meta_tmp = _temporary(meta_path, temporaries)
+        meta_tmp.write_text(json.dumps(description, indent=2) + "\n")
+        os.replace(model_tmp, out)
+        os.replace(meta_tmp, meta_path)
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    finally:
+        for path in temporaries:
+            path.unlink(missing_ok=True)
+    return description
+
+
+def _check_writable(out: Path) -> None:
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'policy.onnx'}")
+    if not folder.is_dir():
+        raise UserError(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--out {out}: the folder {folder} is not writable")
+
+
+def _temporary(final: Path, temporaries: list[Path]) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent or ".")
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # mkstemp's 0600 would make the result private
+    temporaries.append(Path(name))
+    return Path(name)
+
+
+class OnnxPolicy:
+    """An exported ONNX policy as an action function for `run_episodes` (onnxruntime, one thread)."""
+
+    def __init__(self, path: Path):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("onnxruntime is not installed: pip install -r requirements.txt") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, obs):
+        return self.session.run(None, {INPUT_NAME: obs.reshape(1, -1).astype("float32")})[0][0]

@@ -1,0 +1,118 @@
+"""Export (`arm-a3c export`): the exported policy computes what the checkpoint's policy computes, drives a fresh
+environment exactly as well with nothing but the exported file, and bad input is one line with nothing left
+behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_in_process, run_script
+from test_cli import assert_user_error
+
+from arm_a3c.a3c.evaluator import load_policy, policy_action
+
+
+def observations(env, n: int, seed: int = 0) -> np.ndarray:
+    """`n` observations of real episodes under random actions, with a quarter pushed far outside the usual range
+    (the normaliser's clipping must be inside the exported model too)."""
+    rng = np.random.default_rng(seed)
+    found = []
+    obs, _ = env.reset(seed=seed)
+    while len(found) < n:
+        found.append(obs)
+        obs, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    found = np.array(found, dtype=np.float32)
+    found[::4] += rng.normal(0, 20, found[::4].shape).astype(np.float32)
+    return found
+
+
+def test_onnx_and_torchscript_exports_agree_with_the_checkpoints_policy_on_1000_observations(training_finished,
+                                                                                           tmp_path):
+    import onnxruntime
+
+    checkpoint = training_finished.run_dir / "checkpoints" / "best.pt"
+    _, _, env, model, normalizer = load_policy(checkpoint)
+    obs = observations(env, 1000)
+    env.close()
+    act = policy_action(model, normalizer)  # what evaluate.py runs
+    expected = np.array([act(o.copy()) for o in obs])
+    assert np.abs(expected).max() > 0.1, "a trained policy: its actions are not all near zero"
+
+    for fmt, name in [("onnx", "policy.onnx"), ("torchscript", "policy.ts")]:
+        out = tmp_path / name
+        result = run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(out), "--format", fmt)
+        assert result.returncode == 0, result.stderr
+        meta = json.loads(out.with_suffix(".json").read_text())
+        assert meta["robot"] == "light_arm" and meta["task"] == "reach" and meta["model_format"] == fmt
+        assert [j["name"] for j in meta["controlled_joints"]] == ["base_yaw", "shoulder", "elbow"]
+        layout = meta["observation_layout"]
+        assert layout[-1]["start"] + layout[-1]["size"] == meta["input"]["shape"][1] == obs.shape[1]
+        if fmt == "onnx":
+            session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+            got = session.run(None, {"observation": obs})[0]
+        else:
+            got = torch.jit.load(str(out))(torch.from_numpy(obs)).numpy()
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-5, (fmt, np.abs(got - expected).max())
+
+
+def test_an_exported_policy_alone_drives_a_fresh_environment_as_well_as_evaluate_py(training_finished, tmp_path):
+    checkpoint = training_finished.run_dir / "checkpoints" / "best.pt"
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    result = run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "policy.onnx"))
+    assert result.returncode == 0, result.stderr
+    for name in ("policy.onnx", "policy.json"):  # the checkpoint is not needed: only these two files travel
+        shutil.move(tmp_path / name, moved / name)
+    exported = run_script("run_exported.py", "--policy", str(moved / "policy.onnx"), "--episodes", "30",
+                          "--seed", "5000000", timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    evaluated = run_script("evaluate.py", "--checkpoint", str(checkpoint), "--episodes", "30", "--seed", "5000000",
+                           timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    a, b = json.loads(exported.stdout), json.loads(evaluated.stdout)
+    assert a["success_rate"] == b["success_rate"] and a["success_rate"] > 0
+    assert a["mean_final_distance_m"] == pytest.approx(b["mean_final_distance_m"], abs=1e-4)
+
+
+def test_bad_exports_are_one_line_exit_2_and_leave_no_file(tmp_path):
+    from conftest import write_untrained_checkpoint
+
+    good = write_untrained_checkpoint("light_arm", tmp_path / "good.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    crafted = tmp_path / "crafted.pt"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.getpid, ())
+
+    torch.save({"format": 1, "model": Exploit()}, crafted)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cases = [
+        (truncated, out_dir / "p.onnx", ["truncated.pt", "not a readable arm-a3c checkpoint"]),
+        (foreign, out_dir / "p.onnx", ["foreign.pt", "not an arm-a3c checkpoint"]),
+        (crafted, out_dir / "p.onnx", ["crafted.pt", "not a safe arm-a3c checkpoint"]),
+        (good, tmp_path / "missing" / "p.onnx", ["does not exist"]),
+        (good, out_dir, ["is a folder"]),
+        (good, tmp_path / "good.pt" / "p.onnx", ["does not exist"]),
+    ]
+    if os.path.isdir("/proc/self"):
+        cases.append((good, __import__("pathlib").Path("/proc/self/p.onnx"), ["/proc/self/p.onnx", "writ"]))
+    for checkpoint, out, fragments in cases:
+        result = run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(out))
+        assert_user_error(result, *fragments)
+        assert "weights_only" not in result.stderr
+        assert list(out_dir.iterdir()) == [], f"{out}: a file was left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.pt", "foreign.pt", "good.pt", "out",
+                                                          "truncated.pt"]

@@ -1,0 +1,115 @@
+"""The installable package: pyproject.toml agrees with requirements.txt and lists every subpackage; `pip install .`
+into a fresh virtualenv gives, from another folder, `import arm_a3c`, the gym IDs, the robots by name, an extra
+robot folder through $ARM_A3C_ASSETS, and the `arm-a3c` command, whose `train` writes its run where it is
+started."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-r"):
+            lines.append(line)
+    return lines
+
+
+def test_pyproject_dependencies_are_requirements_txt():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["dependencies"] == requirement_lines(REPO / "requirements.txt")
+    extras = project["project"]["optional-dependencies"]
+    assert extras["ray"] == requirement_lines(REPO / "requirements-ray.txt")
+    assert extras["bench"] == requirement_lines(REPO / "requirements-bench.txt")
+
+
+def test_pyproject_lists_every_subpackage():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "arm_a3c").rglob("__init__.py")}
+    listed = set(project["tool"]["setuptools"]["packages"]) - {"arm_a3c._assets"}
+    assert listed == found
+
+
+def test_the_arm_a3c_command_lists_its_subcommands_and_refuses_an_unknown_one():
+    from arm_a3c.cli import main
+
+    assert main(["nope"]) == 2
+    assert main([]) == 2
+
+
+OUTSIDE_SCRIPT = r"""
+import json, sys
+import gymnasium
+from gymnasium.utils.env_checker import check_env
+import arm_a3c
+from arm_a3c.sim.assets import available_robots
+
+found = {"module": arm_a3c.__file__, "robots": sorted(available_robots()), "ids": []}
+for env_id in ("ArmReach-v0", "ArmPose-v0", "ArmTrack-v0", "ArmAvoid-v0"):
+    env = gymnasium.make(env_id)  # the default robot, the KUKA, can do every task
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+    found["ids"].append(env_id)
+for robot in found["robots"]:
+    env = gymnasium.make("ArmReach-v0", robot=robot)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+print(json.dumps(found))
+"""
+
+
+def test_pip_install_into_a_fresh_virtualenv_works_from_another_folder(tmp_path):
+    """The virtualenv borrows this machine's installed dependencies (--system-site-packages: installing torch
+    again would take minutes and prove nothing about this package) but not the checkout: nothing on its path
+    points here, and the package is built from a copy of the checkout, deleted once installed."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns("runs", ".git", "__pycache__", "*.egg-info", "build",
+                                                                ".pytest_cache"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python, command = venv / "bin" / "python", venv / "bin" / "arm-a3c"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ARM_A3C_ASSETS")}
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(source)], env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    shutil.rmtree(source)  # the installed package must not need the files it was built from
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    mine = tmp_path / "my_robots"
+    mine.mkdir()
+    shutil.copy(REPO / "assets" / "light_arm.urdf", mine / "my_arm.urdf")
+    result = subprocess.run([str(python), "-c", OUTSIDE_SCRIPT], cwd=outside, capture_output=True, text=True,
+                            env={**env, "ARM_A3C_ASSETS": str(mine)}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["module"].startswith(str(venv)), found["module"]
+    assert {"kuka_iiwa", "light_arm", "panda", "xarm6", "my_arm"} <= set(found["robots"])
+    assert len(found["ids"]) == 4
+
+    listed = subprocess.run([str(command), "inspect"], cwd=outside, capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert listed.returncode == 0 and "kuka_iiwa" in listed.stdout, listed.stderr[-2000:]
+    trained = subprocess.run([str(command), "train", "--assets", str(mine), "--robot", "my_arm", "--workers", "1",
+                              "--max-steps", "3000", "--eval-every-steps", "1500", "--eval-episodes", "3"],
+                             cwd=outside, capture_output=True, text=True, env=env, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    runs = list((outside / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "summary.json").is_file() and (runs[0] / "checkpoints" / "best.pt").is_file()
+    assert json.loads((runs[0] / "summary.json").read_text())["env_steps"] >= 3000
+    exported = subprocess.run([str(command), "export", "--assets", str(mine), "--checkpoint",
+                               str(runs[0] / "checkpoints" / "best.pt"), "--out", "policy.onnx"],
+                              cwd=outside, capture_output=True, text=True, env=env, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert re.search(r"my_arm", (outside / "policy.json").read_text())
