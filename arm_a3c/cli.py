@@ -15,6 +15,13 @@ USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with its error report folded into one line that points at --help."""
 
+    command: str | None = None  # "arm-a3c train" when the arm-a3c command runs a script's main
+
+    def __init__(self, *args, **kwargs):
+        if ArgumentParser.command:
+            kwargs["prog"] = ArgumentParser.command
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -517,4 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"arm-a3c: error: unknown command {name!r}; one of {', '.join(COMMANDS)} (see arm-a3c --help)",
               file=sys.stderr)
         return USAGE_ERROR
-    return run(COMMANDS[name][0], rest)
+    ArgumentParser.command = f"arm-a3c {name}"  # in usage lines and errors, as the user typed it
+    try:
+        return run(COMMANDS[name][0], rest)
+    finally:
+        ArgumentParser.command = None

@@ -120,6 +120,10 @@ def export_policy(checkpoint: Path, out: Path, fmt: str | None = None) -> dict:
     try:
         model_tmp = _temporary(out, temporaries)
         if fmt == "onnx":
+            try:
+                import onnx  # noqa: F401  (torch's exporter needs it, and says so only deep in a traceback)
+            except ImportError:
+                raise UserError("--format onnx needs the onnx package: pip install -r requirements.txt") from None
             with warnings.catch_warnings():
                 # The TorchScript-based exporter: one self-contained file in half a second (the newer torch.export
                 # one takes seconds here and writes the weights to a second file); deprecated, not removed.

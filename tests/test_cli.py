@@ -4,6 +4,7 @@ every bad input, never a traceback."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import GRIPPER_ARM, REPO, box_link, robot_xml, run_in_process, run_script
@@ -98,7 +99,15 @@ def test_bench_env_quick_run_writes_its_table(tmp_path):
     assert row["robot"] == "light_arm" and row["env_steps_per_s"] > 0 and row["ratio"] > 0  # its size is timing
 
 
+EXAMPLES = {"run_exported.py"}  # meant to be read: a policy used with onnxruntime and the environment alone
+
+
 def test_scripts_hold_no_logic():
     for script in (REPO / "scripts").glob("*.py"):
-        code = [l for l in script.read_text().splitlines() if l.strip() and not l.lstrip().startswith(("#", '"""'))]
+        text = script.read_text()
+        if script.name in EXAMPLES:
+            imported = set(re.findall(r"^\s*(?:from|import) (arm_a3c[\w.]*|torch)", text, re.MULTILINE))
+            assert imported == {"arm_a3c.envs.arm_env"}, f"{script.name} uses more than the environment: {imported}"
+            continue
+        code = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith(("#", '"""'))]
         assert len(code) <= 8, f"{script.name} should only parse and call into arm_a3c"

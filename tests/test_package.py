@@ -14,6 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,11 +43,18 @@ def test_pyproject_lists_every_subpackage():
     assert listed == found
 
 
-def test_the_arm_a3c_command_lists_its_subcommands_and_refuses_an_unknown_one():
-    from arm_a3c.cli import main
+def test_the_arm_a3c_command_lists_its_subcommands_and_refuses_an_unknown_one(capsys):
+    from arm_a3c.cli import COMMANDS, main
 
-    assert main(["nope"]) == 2
-    assert main([]) == 2
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("train", "view", "evaluate", "inspect", "export", "bench"))
+    assert main(["nope"]) == 2 and "unknown command 'nope'" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: arm-a3c COMMAND" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--bogus"])
+    assert exit_.value.code == 2 and capsys.readouterr().err.startswith("arm-a3c train: error:")
+    assert set(COMMANDS) >= {"train", "view", "evaluate", "inspect", "export", "bench"}
 
 
 OUTSIDE_SCRIPT = r"""
