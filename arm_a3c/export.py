@@ -166,18 +166,3 @@ def _temporary(final: Path, temporaries: list[Path]) -> Path:
     temporaries.append(Path(name))
     return Path(name)
 
-
-class OnnxPolicy:
-    """An exported ONNX policy as an action function for `run_episodes` (onnxruntime, one thread)."""
-
-    def __init__(self, path: Path):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("onnxruntime is not installed: pip install -r requirements.txt") from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, obs):
-        return self.session.run(None, {INPUT_NAME: obs.reshape(1, -1).astype("float32")})[0][0]
