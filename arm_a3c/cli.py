@@ -307,13 +307,17 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     add_assets_argument(parser)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
     parser.add_argument("--episodes", type=int, help="episodes (default: the evaluator's number)")
-    parser.add_argument("--seed", type=int, help="seed of the first episode (default: the evaluator's)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="seed of the first episode (default: the evaluator's)")
+    seeds.add_argument("--test", action="store_true",
+                       help="play the run's held-out test episodes (--test-seed, 200 by default: seeds that never "
+                            "stopped the run or picked best.pt) instead of the evaluator's")
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be at least 1")
     from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
 
-    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed), indent=2))
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test), indent=2))
     return 0
 
 

@@ -88,11 +88,12 @@ def torch_a3c_loss(model: ActorCritic, obs, actions, advantages, returns, value_
     return policy_loss + value_coef * value_loss - entropy_coef * entropy.mean()
 
 
+@pytest.mark.parametrize("bound", ["tanh", "clamp"])
 @pytest.mark.parametrize("entropy_coef, log_std", [(0.0, -0.5), (0.01, -0.5), (0.01, [-0.5, -5.0, 0.3])])
-def test_numpy_gradients_equal_autograds(entropy_coef, log_std):
+def test_numpy_gradients_equal_autograds(entropy_coef, log_std, bound):
     torch.manual_seed(0)
-    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_min=-1.6, log_std_max=0.0)
-    with torch.no_grad():  # random weights of a trained size, and log-stds inside and outside the clamp
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_min=-1.6, log_std_max=0.0, log_std_bound=bound)
+    with torch.no_grad():  # random weights of a trained size, and log-std parameters inside and outside the bounds
         model.flat.normal_(0, 0.3)
         model.log_std.copy_(torch.tensor(log_std, dtype=torch.float32).expand(ACTION_DIM))
     rollout = fake_rollout(seed=1)
@@ -110,8 +111,9 @@ def test_numpy_gradients_equal_autograds(entropy_coef, log_std):
     np.testing.assert_allclose(learner.grad, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_numpy_forward_matches_the_torch_module():
-    model = ActorCritic(OBS_DIM, ACTION_DIM)
+@pytest.mark.parametrize("bound", ["tanh", "clamp"])
+def test_numpy_forward_matches_the_torch_module(bound):
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=-1.0, log_std_min=-1.6, log_std_bound=bound)
     obs = np.random.default_rng(0).normal(size=(5, OBS_DIM)).astype(np.float32)
     fast = NumpyActorCritic(model)
     with torch.no_grad():
@@ -217,14 +219,38 @@ def test_lambda_one_gives_the_n_step_return():
 
 # ---- model and normaliser -----------------------------------------------------------------------------------
 
-def test_policy_mean_is_bounded_and_std_is_clamped():
-    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=5.0, log_std_min=-3.0, log_std_max=0.0)
+@pytest.mark.parametrize("bound", ["tanh", "clamp"])
+def test_policy_mean_is_bounded_and_std_stays_within_its_bounds(bound):
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=5.0, log_std_min=-3.0, log_std_max=0.0, log_std_bound=bound)
     obs = torch.full((4, OBS_DIM), 1e6)
     assert model.action_mean(obs).abs().max() <= 1.0
     assert torch.all(model.action_std() <= 1.0)
     with torch.no_grad():
         model.log_std.fill_(-50.0)
     assert torch.allclose(model.action_std(), torch.full((ACTION_DIM,), float(np.exp(-3.0))))
+
+
+@pytest.mark.parametrize("init", [-1.6, -1.0, -0.5, 0.0])
+def test_the_squashed_log_std_starts_where_asked(init):
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=init, log_std_min=-1.6, log_std_max=0.0)
+    assert model.bounded_log_std().detach().numpy() == pytest.approx(np.full(ACTION_DIM, init), abs=2e-3)
+
+
+@pytest.mark.parametrize("bound, comes_back", [("tanh", True), ("clamp", False)])
+def test_a_log_std_pushed_past_its_floor_comes_back_only_when_squashed(bound, comes_back):
+    """Adam drives the log-std down against its floor for a while (the momentum carries the parameter past it),
+    then the loss asks for a larger std: the squashed bound follows, the clamp's zero gradient keeps it there."""
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=-0.5, log_std_min=-1.6, log_std_max=0.0, log_std_bound=bound)
+    adam = torch.optim.Adam([model.log_std], lr=0.05)
+    for target_sign in (1.0, -1.0):  # first: minimise the log-std; then: maximise it
+        for _ in range(300):
+            adam.zero_grad()
+            (target_sign * model.bounded_log_std().sum()).backward()
+            adam.step()
+        if target_sign > 0:
+            assert model.bounded_log_std().detach().numpy() == pytest.approx(np.full(ACTION_DIM, -1.6), abs=0.05)
+    final = model.bounded_log_std().detach().numpy()
+    assert bool(np.all(final > -0.8)) == comes_back, final
 
 
 def test_log_probability_and_entropy_match_torch_normal():

@@ -69,7 +69,26 @@ def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(training
         assert reproduced["mean_final_distance_m"] == pytest.approx(stored["mean_final_distance_m"], abs=1e-9)
 
 
+def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_it(training_finished):
+    run_dir = training_finished.run_dir
+    summary = training_finished.summary()
+    assert summary["test_checkpoint"] == "checkpoints/best.pt"
+    assert summary["test_episodes"] == 200 and summary["test_seed"] == 5_000_000
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    evaluator_seeds = set(range(config.eval_seed, config.eval_seed + config.eval_episodes))
+    assert not evaluator_seeds & set(range(summary["test_seed"], summary["test_seed"] + 200))
+    assert "held-out test: best.pt succeeded on" in training_finished.stdout()
+    result = run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), "--test")
+    assert result.returncode == 0, result.stderr
+    reproduced = json.loads(result.stdout)
+    assert reproduced["episodes"] == 200 and reproduced["seed"] == 5_000_000
+    assert reproduced["success_rate"] == summary["test_success_rate"]
+    assert reproduced["mean_final_distance_m"] == pytest.approx(summary["test_mean_final_distance_m"], abs=1e-9)
+    assert run_in_process("evaluate.py", "--checkpoint", "x.pt", "--test", "--seed", "3").returncode == 2
+
+
 @pytest.mark.parametrize("flags, fragment", [
+    (["--eval-seed", "5000100"], "overlap the evaluator's"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--lr", "-1"], "--lr must be positive"),
     (["--lr", "0"], "--lr must be positive"),

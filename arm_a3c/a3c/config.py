@@ -23,7 +23,8 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 # A run saved before a field existed was trained with these values (before homes and tool points, every arm
 # started at zero and reached with its end-effector link's origin; before the action cost was a setting,
 # actions cost a hundredth of what they cost now).
-SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach"}
+SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
+                             "log_std_bound": "clamp"}
 
 
 @dataclass
@@ -72,8 +73,10 @@ class TrainConfig:
     reward_scale: float = param(0.1, "rewards are multiplied by this before learning (not in the reported returns)")
     hidden_size: int = param(64, "units in each of the two hidden layers of actor and critic")
     log_std_init: float = param(-0.5, "initial log standard deviation of the Gaussian policy")
-    log_std_min: float = param(-1.6, "log standard deviation is clamped to [min, max] (std >= 0.2: no collapse)")
-    log_std_max: float = param(0.0, "upper clamp of the log standard deviation")
+    log_std_min: float = param(-1.6, "log standard deviation is kept within [min, max] (std >= 0.2: no collapse)")
+    log_std_max: float = param(0.0, "upper bound of the log standard deviation")
+    log_std_bound: str = param("tanh", "how the log-std is kept within its bounds: tanh (squashed, its gradient never "
+                                       "zero) or clamp (zero gradient outside: a log-std pushed past a bound stays)")
     obs_clip: float = param(10.0, "normalised observations are clipped to +-this")
     lock_updates: bool = param(False, "serialise the shared optimizer's steps with a lock (default: Hogwild, lock-free)")
     # where the workers run
@@ -88,6 +91,10 @@ class TrainConfig:
     eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; 100 since 2026-11-24, "
                                     "50 before: too few to stop the Panda's runs on time)")
     eval_seed: int = param(1_000_000, "seed of the first evaluation episode")
+    test_episodes: int = param(200, "held-out test episodes that best.pt plays when the run ends (summary.json's "
+                                    "test_* figures; 0: none). They never stop the run or pick best.pt")
+    test_seed: int = param(5_000_000, "seed of the first held-out test episode (its seeds must not overlap the "
+                                      "evaluator's)")
     run_dir: str | None = param(None, "where the run's files go (default runs/ROBOT-DATE-TIME)")
     view: bool = param(False, "open the pygame viewer on worker 1's arm while training")
 
@@ -119,8 +126,14 @@ class TrainConfig:
             (self.eval_episodes >= 1, "--eval-episodes must be at least 1"),
             (self.target_streak >= 1, "--target-streak must be at least 1"),
             (self.eval_every_steps >= 1, "--eval-every-steps must be at least 1"),
+            (self.test_episodes >= 0, "--test-episodes must be 0 (no held-out test) or positive"),
+            (self.test_episodes == 0 or self.test_seed >= self.eval_seed + self.eval_episodes
+             or self.eval_seed >= self.test_seed + self.test_episodes,
+             f"the held-out test's seeds ({self.test_seed}..{self.test_seed + self.test_episodes - 1}) overlap the "
+             f"evaluator's ({self.eval_seed}..{self.eval_seed + self.eval_episodes - 1}): move --test-seed or --eval-seed"),
             (self.hidden_size >= 1, "--hidden-size must be at least 1"),
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
+            (self.log_std_bound in ("tanh", "clamp"), "--log-std-bound must be tanh or clamp"),
             (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
             (self.action_cost >= 0, "--action-cost must be 0 or positive"),
             (0 < self.orientation_tolerance_deg <= 180, "--orientation-tolerance-deg must be in (0, 180]"),

@@ -29,6 +29,7 @@ from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.errors import UserError
 
 POLL_SECONDS = 0.2
+DEFAULT_TEST_EPISODES = TrainConfig.test_episodes
 
 
 def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmEnv, episodes: int,
@@ -116,10 +117,13 @@ def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic, Run
     return data, cfg, env, model, normalizer
 
 
-def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None) -> dict:
-    """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically (by default
-    on the evaluator's own seeds, so the numbers stored in the checkpoint are reproduced)."""
+def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False) -> dict:
+    """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically: by default on
+    the evaluator's own seeds (the numbers stored in the checkpoint are reproduced), with `test` on the run's
+    held-out test episodes (`test_seed`, `test_episodes` or 200), else from `seed`."""
     data, cfg, env, model, normalizer = load_policy(path)
+    if test:
+        seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES
     try:
         result = evaluate_policy(model, normalizer, env, episodes or cfg.eval_episodes,
                                  cfg.eval_seed if seed is None else seed)

@@ -26,7 +26,7 @@ import torch.multiprocessing as mp
 
 from arm_a3c.a3c.checkpoint import CheckpointWriteError, checkpoint_payload, save_evaluated
 from arm_a3c.a3c.config import TrainConfig
-from arm_a3c.a3c.evaluator import evaluate_policy
+from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.metrics import CSV_FIELDS, MetricsLog, plot_learning_curve
@@ -261,6 +261,18 @@ def monitor_until_stop(monitor: Monitor, workers: WorkerSet, signals: "StopSigna
     return reason, fault
 
 
+def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str]) -> dict:
+    """best.pt on the held-out test episodes: summary.json's `test_*` figures (none when --test-episodes is 0)."""
+    best = run_dir / "checkpoints" / "best.pt"
+    if not cfg.test_episodes or not best.exists():
+        return {}
+    result = evaluate_checkpoint(best, cfg.test_episodes, cfg.test_seed)
+    return {"test_checkpoint": "checkpoints/best.pt", "test_checkpoint_env_steps": result["env_steps"],
+            "test_episodes": cfg.test_episodes, "test_seed": cfg.test_seed,
+            **{f"test_{name}": result[name] for name in ("success_rate", "mean_final_distance_m", "reached_rate",
+                                                          *columns)}}
+
+
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
            fault: str | None, restarts: int) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
@@ -296,6 +308,8 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m",
                                            *columns) if k in r} for r in log.rows],
     }
+    test = held_out_test(cfg, run_dir, columns)
+    summary.update(test)
     try:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         plot_learning_curve(log.rows, run_dir / "learning_curve.png",
@@ -305,6 +319,10 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
                         f"free some disk space") from None
     print(f"stopped: {reason}. Final success rate {final['success_rate']:.0%}, best {monitor.best_success:.0%}, "
           f"{final['env_steps']:,} steps in {session_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
+    if test:
+        print(f"held-out test: best.pt succeeded on {test['test_success_rate']:.1%} of {cfg.test_episodes} episodes "
+              f"(seeds {cfg.test_seed}..{cfg.test_seed + cfg.test_episodes - 1}, never used to stop the run or pick "
+              f"best.pt), mean final distance {test['test_mean_final_distance_m']:.3f} m", flush=True)
     if fault:
         print(f"error: the run stopped because {fault}; the final checkpoint is saved: fix the cause and continue "
               f"with --resume {run_dir}", file=sys.stderr, flush=True)

@@ -1,6 +1,12 @@
 """The Actor-Critic: a Gaussian policy whose mean lies in [-1, 1] and whose log standard deviation is a
-learned, clamped parameter, beside a separate value network (no shared trunk, so the value loss's scale cannot
+learned parameter bounded to [log_std_min, log_std_max], beside a separate value network (no shared trunk, so the value loss's scale cannot
 disturb the policy's features).
+
+The bound: with `log_std_bound="tanh"` (the default since 2026-11-25) the parameter `log_std` holds an unbounded
+value x and the log-std is min + (max - min) * (tanh(x) + 1) / 2 (the squashing of CleanRL's SAC): its gradient is
+never zero, so a log-std pushed against a bound comes back when the gradient turns. With "clamp" (every run saved
+before) it is clamp(x, min, max), whose gradient is zero outside the bounds: once Adam's momentum carried x past a
+bound it stayed there for good.
 
 `ActorCritic` is the torch module: the definition, what checkpoints hold, and the autograd reference that the
 tests hold the fast path to. Its parameters are slices of one flat float32 vector (`flat`), so that sharing,
@@ -19,6 +25,16 @@ import torch
 from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
+LOG_STD_BOUNDS = ("tanh", "clamp")
+SQUASH_LIMIT = 0.999  # an initial log-std on or beyond a bound starts this far along tanh's range
+
+
+def raw_log_std(log_std: float, low: float, high: float, bound: str) -> float:
+    """The parameter value that gives this log-std under the bound (the inverse of the squashing)."""
+    if bound == "clamp" or high <= low:
+        return float(log_std)
+    fraction = 2.0 * (log_std - low) / (high - low) - 1.0
+    return math.atanh(min(max(fraction, -SQUASH_LIMIT), SQUASH_LIMIT))
 
 
 def layer(n_in: int, n_out: int, gain: float = math.sqrt(2)) -> nn.Linear:
@@ -31,8 +47,10 @@ def layer(n_in: int, n_out: int, gain: float = math.sqrt(2)) -> nn.Linear:
 
 class ActorCritic(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64, log_std_init: float = -0.5,
-                 log_std_min: float = -3.0, log_std_max: float = 0.0):
+                 log_std_min: float = -3.0, log_std_max: float = 0.0, log_std_bound: str = "tanh"):
         super().__init__()
+        if log_std_bound not in LOG_STD_BOUNDS:
+            raise ValueError(f"log_std_bound must be one of {LOG_STD_BOUNDS}, not {log_std_bound!r}")
         self.actor = nn.Sequential(
             layer(obs_dim, hidden_size), nn.Tanh(), layer(hidden_size, hidden_size), nn.Tanh(),
             layer(hidden_size, action_dim, gain=0.01),  # small: the first actions are near zero
@@ -41,8 +59,9 @@ class ActorCritic(nn.Module):
             layer(obs_dim, hidden_size), nn.Tanh(), layer(hidden_size, hidden_size), nn.Tanh(),
             layer(hidden_size, 1, gain=1.0),
         )
-        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        raw = raw_log_std(log_std_init, log_std_min, log_std_max, log_std_bound)
+        self.log_std = nn.Parameter(torch.full((action_dim,), raw))
+        self.log_std_min, self.log_std_max, self.log_std_bound = log_std_min, log_std_max, log_std_bound
         self.flat = self._flatten()
 
     def _flatten(self, into: torch.Tensor | None = None, keep: bool = False) -> torch.Tensor:
@@ -63,7 +82,8 @@ class ActorCritic(nn.Module):
     @classmethod
     def from_config(cls, cfg, obs_dim: int, action_dim: int) -> "ActorCritic":
         """The Actor-Critic that a `TrainConfig` describes, for these observation and action sizes."""
-        return cls(obs_dim, action_dim, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min, cfg.log_std_max)
+        return cls(obs_dim, action_dim, cfg.hidden_size, cfg.log_std_init, cfg.log_std_min, cfg.log_std_max,
+                   cfg.log_std_bound)
 
     def use_memory(self, flat: torch.Tensor, keep: bool) -> "ActorCritic":
         """Keep the parameters in `flat` (a float32 vector of `flat.numel()` values in shared memory): with `keep`,
@@ -79,9 +99,16 @@ class ActorCritic(nn.Module):
         """Mean action in [-1, 1]: (batch, action_dim)."""
         return torch.tanh(self.actor(obs))
 
+    def bounded_log_std(self) -> torch.Tensor:
+        """The log standard deviation per action dimension, within its bounds: (action_dim,)."""
+        low, high = self.log_std_min, self.log_std_max
+        if self.log_std_bound == "clamp":
+            return self.log_std.clamp(low, high)
+        return low + 0.5 * (high - low) * (torch.tanh(self.log_std) + 1.0)
+
     def action_std(self) -> torch.Tensor:
-        """Standard deviation per action dimension, from the clamped log-std: (action_dim,)."""
-        return self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        """Standard deviation per action dimension: (action_dim,)."""
+        return self.bounded_log_std().exp()
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         """State value: (batch,)."""
@@ -90,7 +117,7 @@ class ActorCritic(nn.Module):
     def get_action_and_value(self, obs: torch.Tensor, action: torch.Tensor | None = None):
         """(action, log-probability, entropy, value) for a batch of observations; samples the action when
         none is given. Log-probability and entropy are summed over action dimensions: (batch,)."""
-        mean, log_std = self.action_mean(obs), self.log_std.clamp(self.log_std_min, self.log_std_max)
+        mean, log_std = self.action_mean(obs), self.bounded_log_std()
         std = log_std.exp()
         if action is None:
             action = torch.normal(mean, std.expand_as(mean))
@@ -115,7 +142,7 @@ class NumpyActorCritic:
     def __init__(self, model: ActorCritic, own_copy: bool = False):
         self.flat = model.flat.detach().numpy().copy() if own_copy else model.flat.detach().numpy()
         self.grad = np.zeros_like(self.flat)
-        self.log_std_min, self.log_std_max = model.log_std_min, model.log_std_max
+        self.log_std_min, self.log_std_max, self.log_std_bound = model.log_std_min, model.log_std_max, model.log_std_bound
         views, grads, offset = {}, {}, 0
         for name, p in model.named_parameters():  # the order of param_list, hence of flat
             n = p.numel()
@@ -136,11 +163,21 @@ class NumpyActorCritic:
             h = np.tanh(h @ weight.T + bias)  # the last tanh is the mean's squashing into [-1, 1]
         return h
 
-    def clamped_log_std(self) -> np.ndarray:
-        return np.clip(self.log_std, self.log_std_min, self.log_std_max)
+    def bounded_log_std(self) -> np.ndarray:
+        low, high = self.log_std_min, self.log_std_max
+        if self.log_std_bound == "clamp":
+            return np.clip(self.log_std, low, high)
+        return low + 0.5 * (high - low) * (np.tanh(self.log_std) + 1.0)
+
+    def log_std_slope(self) -> np.ndarray:
+        """d bounded log-std / d parameter: the clamp's 0 or 1, or the squashing's (max - min) / 2 * (1 - tanh^2)."""
+        low, high = self.log_std_min, self.log_std_max
+        if self.log_std_bound == "clamp":
+            return ((self.log_std >= low) & (self.log_std <= high)).astype(self.log_std.dtype)
+        return 0.5 * (high - low) * (1.0 - np.tanh(self.log_std) ** 2)
 
     def std(self) -> np.ndarray:
-        return np.exp(self.clamped_log_std())
+        return np.exp(self.bounded_log_std())
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """State values (batch,) of normalised observations (batch, obs_dim)."""
@@ -165,7 +202,7 @@ class NumpyActorCritic:
         h1 = np.tanh(obs @ w1.T + b1)
         h2 = np.tanh(h1 @ w2.T + b2)
         mean = np.tanh(h2 @ w3.T + b3)
-        log_std = self.clamped_log_std()
+        log_std = self.bounded_log_std()
         inv_var = np.exp(-2.0 * log_std)
         diff = actions - mean
         logprob = (-0.5 * diff**2 * inv_var - log_std - 0.5 * LOG_2PI).sum(axis=1)
@@ -181,8 +218,7 @@ class NumpyActorCritic:
         d_logprob = (-advantages / batch)[:, None]
         d_mean = d_logprob * diff * inv_var
         d_log_std = (d_logprob * (diff**2 * inv_var - 1.0)).sum(axis=0) - entropy_coef
-        inside = (self.log_std >= self.log_std_min) & (self.log_std <= self.log_std_max)  # clamp's gradient
-        self.log_std_grad[:] = np.where(inside, d_log_std, 0.0)
+        self.log_std_grad[:] = d_log_std * self.log_std_slope()
         d3 = d_mean * (1.0 - mean**2)
         self._linear_backward(self.actor, self.actor_grad, [obs, h1, h2], d3)
         # critic backward: d loss / d value_i = value_coef * (value_i - returns_i) / T
