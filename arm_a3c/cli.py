@@ -416,27 +416,32 @@ def bench_viewer_main(argv: Sequence[str] | None = None) -> int:
 
 
 def bench_main(argv: Sequence[str] | None = None) -> int:
-    """`scripts/bench.py`: the training benchmark: the machine's limit, A3C throughput and scaling, time to 80%
-    success beside Stable-Baselines3 A2C and PPO, and peak memory; prints a table and writes bench.json."""
+    """`scripts/bench.py`: the training benchmark, per robot: the machine's limits (random actions and the policy's
+    own), A3C throughput and scaling, time and steps to 80% and 95% success beside tuned SB3/sb3-contrib peers
+    (A2C, PPO, SAC, TD3, TQC), held-out success and peak memory; prints tables, writes bench.json and bench.png."""
     import os
     from pathlib import Path
 
-    from arm_a3c.bench.training import QUICK, BenchOptions, format_table, run_benchmark
+    from arm_a3c.bench.peers import PEERS
+    from arm_a3c.bench.training import QUICK, TUNED_PEERS, BenchOptions, format_table, plot_benchmark, run_benchmark
 
     parser = ArgumentParser(prog="bench.py", description=bench_main.__doc__)
-    parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
+    parser.add_argument("--robots", nargs="+", default=["light_arm", "kuka_iiwa"], metavar="NAME",
+                        help="robots to benchmark, one after the other (default light_arm kuka_iiwa)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="A3C workers, random-action processes and SB3 environments (default: the cores)")
-    parser.add_argument("--budget-minutes", type=float, default=5.0,
-                        help="time budget of each time-to-success run: arm-a3c, A2C, PPO (default 5)")
+                        help="A3C workers, limit processes, and the peers' environments or torch threads (default: "
+                             "the cores)")
+    parser.add_argument("--budget-minutes", type=float, default=10.0,
+                        help="time budget of each time-to-success run, arm-a3c and every peer (default 10)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
                         help="one time-to-success run per seed and algorithm; medians are compared (default 0 1 2)")
-    parser.add_argument("--baselines", nargs="*", choices=["a2c", "ppo"], default=["a2c", "ppo"],
-                        help="SB3 algorithms to compare with (default: a2c ppo; none: only arm-a3c)")
+    parser.add_argument("--peers", nargs="*", choices=sorted(PEERS), default=list(TUNED_PEERS),
+                        help="algorithms to compare with (default: the tuned a2c ppo sac td3 tqc; a2c-defaults and "
+                             "ppo-defaults run the library defaults; none: only arm-a3c)")
     parser.add_argument("--quick", action="store_true",
                         help="seconds instead of minutes: a smoke test of the benchmark, not a measurement")
     parser.add_argument("--json", type=Path, default=Path("bench.json"), metavar="PATH",
-                        help="where to write the results (default bench.json)")
+                        help="where to write the results (default bench.json; the picture goes beside it as .png)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench", metavar="DIR",
                         help="where the benchmark's training runs go (default runs/bench)")
     args = parser.parse_args(argv)
@@ -444,11 +449,22 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if args.budget_minutes <= 0:
         parser.error("--budget-minutes must be positive")
-    options = BenchOptions(robot=args.robot, workers=args.workers, budget_seconds=args.budget_minutes * 60,
-                           seeds=tuple(args.seeds), baselines=tuple(args.baselines))
+    options = BenchOptions(robots=tuple(args.robots), workers=args.workers, budget_seconds=args.budget_minutes * 60,
+                           seeds=tuple(args.seeds), peers=tuple(args.peers))
     if args.quick:
         options = BenchOptions(**{**options.__dict__, **QUICK})
-    return _run_benchmark(args, lambda work_dir, log: run_benchmark(options, work_dir, log), format_table)
+
+    def run_and_plot(work_dir, log):
+        result = run_benchmark(options, work_dir, log)
+        picture = args.json.with_suffix(".png")
+        try:
+            plot_benchmark(result, picture)
+        except OSError as err:
+            raise UserError(f"cannot write {picture} ({err.strerror}); pass --json PATH") from None
+        log(f"wrote {picture}")
+        return result
+
+    return _run_benchmark(args, run_and_plot, format_table)
 
 
 def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str]) -> int:
@@ -456,7 +472,8 @@ def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callab
     and write it with the results to --json."""
     import json
 
-    _make_env(argparse.Namespace(urdf=None, robot=args.robot, ee_link=None)).close()  # a bad robot fails here
+    for robot in getattr(args, "robots", None) or [args.robot]:  # a bad robot fails here
+        _make_env(argparse.Namespace(urdf=None, robot=robot, ee_link=None)).close()
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -1,18 +1,25 @@
 """The training benchmark (`scripts/bench.py`): how close arm-a3c comes to the machine's limit, and how fast it
-gets to a trained arm beside Stable-Baselines3, all measured in one run on one machine.
+gets to a trained arm beside the strongest peers, all measured in one run on one machine, for each robot.
 
-1. The limit: N processes (N = cores) stepping the environment with random actions, no learning; measured
-   before and after the A3C throughput runs, and averaged (this machine's speed drifts by 10% and more).
+1. The limits: N processes (N = cores) stepping the environment, no learning, (a) with uniform random actions,
+   measured before and after the A3C throughput runs and averaged (this machine's speed drifts by 10% and more),
+   and (b) with the actions of the policy being trained (its stochastic policy: untrained, after the throughput
+   run, and the time-to-success run's best.pt): random actions cost more physics than a policy's motions, so (b)
+   is the limit for the motions training really makes.
 2. A3C training throughput with N workers and with 1 worker: steady-state environment steps per second of
    a real `train_arm.py` run (between its second and last evaluations, so process start-up is left out).
-3. Their ratio to the limit, and the scaling from 1 to N workers.
-4. Time to 80% evaluator success: arm-a3c with N workers, and SB3 A2C and PPO with N subprocess
-   environments (`sb3_baseline.py`), the same time budget each, evaluated on the same seeded episodes;
-   each algorithm trains once per seed (the time varies by a factor of 3 between seeds), and the medians are
-   compared. A run that does not reach the target counts as taking longer than the budget.
+3. Their ratio to both limits, and the scaling from 1 to N workers.
+4. Time and environment steps to 80% and to 95% evaluator success: arm-a3c with N workers, and each peer
+   (`peers.py`: SB3 A2C, PPO, SAC, TD3 and sb3-contrib TQC with rl-baselines3-zoo's tuned settings) on the same
+   cores, the same time budget each, evaluated on the same seeded episodes; each algorithm trains once per seed
+   and the medians are compared. A run that does not reach a target counts as taking longer than the budget.
+   Every run's best policy then plays the held-out test episodes (seeds disjoint from the evaluator's): the
+   success figures of the table are those.
 5. Peak memory of the N-worker training: all its processes together, as proportional set size (shared pages
    divided among the processes that share them) and as the plain sum of resident sizes (which counts shared
    libraries once per process, an upper bound).
+6. A picture (PNG): evaluator success against wall-clock time and against environment steps, every algorithm,
+   the median over seeds drawn and the seeds' range shaded.
 """
 
 from __future__ import annotations
@@ -35,51 +42,78 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding arm_a3c
 MEMORY_POLL_SECONDS = 2.0  # reading every process's smaps costs ~16 ms of CPU: rarely, to not slow the run
 
 
+TUNED_PEERS = ("a2c", "ppo", "sac", "td3", "tqc")
+GOALS = {"time_ratio": 0.5, "policy_limit_ratio": 0.9, "pss_mb": 1024.0}
+
+
 @dataclass
 class BenchOptions:
-    robot: str = "light_arm"
+    robots: tuple[str, ...] = ("light_arm", "kuka_iiwa")
     workers: int = os.cpu_count() or 1
-    limit_seconds: float = 30.0  # how long the random-action processes step
+    limit_seconds: float = 30.0  # how long the limit's processes step
     throughput_seconds: float = 90.0  # length of each throughput training run
     throughput_steps: int = 0  # ... or this many environment steps, if that comes first (0: no step limit)
-    budget_seconds: float = 300.0  # time budget of each time-to-success run (arm-a3c, A2C, PPO)
-    target_success: float = 0.8
+    budget_seconds: float = 600.0  # time budget of each time-to-success run (arm-a3c and every peer)
+    first_target: float = 0.8
+    target_success: float = 0.95  # the runs stop here
     seeds: tuple[int, ...] = (0, 1, 2)  # one time-to-success run per seed and algorithm
-    baselines: tuple[str, ...] = ("a2c", "ppo")
+    peers: tuple[str, ...] = TUNED_PEERS
+    test_episodes: int = 200
 
 
 # A smoke test of the benchmark, not a measurement: the throughput runs end after a few thousand steps, so they
 # step for a while after their processes' start-up however long that takes (4-second runs once made 37 steps/s).
-QUICK = dict(limit_seconds=1.0, throughput_seconds=60.0, throughput_steps=20_000, budget_seconds=4.0, seeds=(0,))
+QUICK = dict(limit_seconds=1.0, throughput_seconds=60.0, throughput_steps=20_000, budget_seconds=4.0, seeds=(0,),
+             test_episodes=10)
 
 
 # ---- 1. the limit -------------------------------------------------------------------------------------------
 
-def _random_steps(robot: str, seconds: float, seed: int, barrier, results) -> None:
-    from arm_a3c.envs.arm_env import make_env
-
-    env = make_env(robot=robot)
+def _stepping(robot: str, checkpoint: str | None, seconds: float, seed: int, barrier, results) -> None:
+    """Step `robot` for `seconds`: uniform random actions, or a checkpoint's stochastic policy (as a worker acts:
+    normalised observation, mean plus Gaussian noise of the policy's std; no learning)."""
     rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, (4096, env.robot.dof)).astype(np.float32)
-    env.reset(seed=seed)
+    if checkpoint is None:
+        from arm_a3c.envs.arm_env import make_env
+
+        env = make_env(robot=robot)
+        actions = rng.uniform(-1, 1, (4096, env.robot.dof)).astype(np.float32)
+        act = None
+    else:
+        from arm_a3c.a3c.evaluator import load_policy
+        from arm_a3c.a3c.model import NumpyActorCritic
+
+        _, _, env, model, normalizer = load_policy(Path(checkpoint))
+        actor, norm = NumpyActorCritic(model), normalizer.snapshot()
+        std, dof = actor.std(), env.robot.dof
+
+        def act(obs):
+            return actor.mean(normalizer.normalize(obs, norm)) + std * rng.standard_normal(dof).astype(np.float32)
+    obs, _ = env.reset(seed=seed)
     barrier.wait()
     steps, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         for _ in range(50):
-            if env.step(actions[steps % len(actions)])[3]:
-                env.reset()
+            obs, _, terminated, truncated, _ = env.step(actions[steps % len(actions)] if act is None else act(obs))
+            if terminated or truncated:
+                obs, _ = env.reset()
             steps += 1
     results.put(steps)
     env.close()
 
 
-def limit_rate(robot: str, processes: int, seconds: float) -> float:
-    """Environment steps per second of `processes` processes stepping at once with random actions."""
+def limit_rate(robot: str, processes: int, seconds: float, checkpoint: Path | None = None) -> float:
+    """Environment steps per second of `processes` processes stepping at once with random actions, or with the
+    stochastic policy of `checkpoint`."""
     import multiprocessing
 
+    from arm_a3c.a3c.shared import single_threaded_children
+
+    single_threaded_children()  # one BLAS thread per process, as training's workers have
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
-    children = [ctx.Process(target=_random_steps, args=(robot, seconds, rank, barrier, results))
+    where = None if checkpoint is None else str(checkpoint)
+    children = [ctx.Process(target=_stepping, args=(robot, where, seconds, rank, barrier, results))
                 for rank in range(processes)]
     for child in children:
         child.start()
@@ -129,42 +163,51 @@ def _checked(result: dict, what: str) -> dict:
     return result
 
 
-# ---- 2-5. arm-a3c and the baselines -------------------------------------------------------------------------
 
-def a3c_run(opts: BenchOptions, workers: int, seconds: float, target: float, run_dir: Path, seed: int = 0,
-            extra: tuple[str, ...] = (), max_steps: int = 0) -> dict:
-    """A real training run through train_arm.py, for `seconds` (or until `max_steps` environment steps if that
-    comes first); its steady-state rate, time to the target, and memory."""
+# ---- 2-6. arm-a3c and the peers -----------------------------------------------------------------------------
+
+def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target: float, run_dir: Path,
+            seed: int = 0, max_steps: int = 0) -> dict:
+    """A real training run through `arm-a3c train`, for `seconds` (or until `max_steps` environment steps if that
+    comes first); its steady-state rate, times to the targets, held-out test and memory."""
     from arm_a3c.a3c.metrics import read_metrics, time_to_success
 
-    command = [sys.executable, "-m", "arm_a3c", "train", "--robot", opts.robot,
+    command = [sys.executable, "-m", "arm_a3c", "train", "--robot", robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
                "--target-success", str(target), "--target-streak", "1", "--seed", str(seed), "--run-dir", str(run_dir),
-               "--force", *extra]  # streak 1: stop at the first evaluation on target, as the SB3 runs do
-    watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training with {workers} worker(s)")
+               "--test-episodes", str(opts.test_episodes), "--force"]  # streak 1: stop at the first evaluation
+    watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training of {robot} with {workers} worker(s)")
     rows = read_metrics(run_dir / "metrics.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
     steady = rows[1:-1] if len(rows) >= 4 else rows  # the last row is the final evaluation, after the stop
     rate = ((steady[-1]["env_steps"] - steady[0]["env_steps"]) / (steady[-1]["wall_seconds"] - steady[0]["wall_seconds"])
             if len(steady) >= 2 and steady[-1]["wall_seconds"] > steady[0]["wall_seconds"] else summary["steps_per_second"])
-    reached = time_to_success(rows, target)
-    return {"workers": workers, "seed": seed, "steps_per_second": round(rate, 1), "env_steps": summary["env_steps"],
-            "wall_seconds": summary["wall_seconds"], "best_success_rate": summary["best_success_rate"],
+    reached, first = time_to_success(rows, opts.target_success), time_to_success(rows, opts.first_target)
+    return {"peer": "arm-a3c", "robot": robot, "workers": workers, "seed": seed, "steps_per_second": round(rate, 1),
+            "env_steps": summary["env_steps"], "wall_seconds": summary["wall_seconds"],
+            "best_success_rate": summary["best_success_rate"], "test_success_rate": summary.get("test_success_rate"),
+            "test_mean_final_distance_m": summary.get("test_mean_final_distance_m"),
             "time_to_target_s": reached[0] if reached else None, "steps_to_target": reached[1] if reached else None,
-            "peak_pss_mb": watched["peak_pss_mb"], "peak_rss_mb": watched["peak_rss_mb"]}
+            "time_to_first_target_s": first[0] if first else None, "steps_to_first_target": first[1] if first else None,
+            "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate")} for r in rows],
+            "run_dir": str(run_dir), "peak_pss_mb": watched["peak_pss_mb"], "peak_rss_mb": watched["peak_rss_mb"]}
 
 
-def sb3_run(opts: BenchOptions, algo: str, out: Path, seed: int) -> dict:
-    command = [sys.executable, "-m", "arm_a3c.bench.sb3_baseline", algo, "--robot", opts.robot, "--seed", str(seed),
-               "--envs", str(opts.workers), "--seconds", str(opts.budget_seconds),
-               "--target-success", str(opts.target_success), "--out", str(out)]
-    watched = _checked(run_watched(command, opts.budget_seconds * 3 + 300), f"SB3 {algo.upper()}")
+def peer_run(opts: BenchOptions, robot: str, peer: str, out: Path, seed: int) -> dict:
+    command = [sys.executable, "-m", "arm_a3c.bench.peers", peer, "--robot", robot, "--seed", str(seed),
+               "--cores", str(opts.workers), "--seconds", str(opts.budget_seconds),
+               "--target-success", str(opts.target_success), "--first-target", str(opts.first_target),
+               "--test-episodes", str(opts.test_episodes), "--out", str(out)]
+    watched = _checked(run_watched(command, opts.budget_seconds * 4 + 600), f"{peer} on {robot}")
     return {**json.loads(out.read_text()), "peak_pss_mb": watched["peak_pss_mb"], "peak_rss_mb": watched["peak_rss_mb"]}
 
 
-def check_baseline_dependencies(opts: BenchOptions) -> None:
+def check_peer_dependencies(opts: BenchOptions) -> None:
+    from arm_a3c.bench.peers import PEERS
+
+    modules = {"psutil", "matplotlib", *(PEERS[name].algo.split(":")[0] for name in opts.peers)}
     missing = []
-    for module in ["psutil", *(["stable_baselines3"] if opts.baselines else [])]:
+    for module in sorted(modules):
         try:
             __import__(module)
         except ImportError:
@@ -173,89 +216,169 @@ def check_baseline_dependencies(opts: BenchOptions) -> None:
         raise UserError(f"the benchmark needs {', '.join(missing)}: python -m pip install -r requirements-bench.txt")
 
 
-def median_time(runs: list[dict]) -> float:
-    """The median time to the target over seeds; a run that did not reach it counts as infinitely long."""
-    return float(np.median([math.inf if r["time_to_target_s"] is None else r["time_to_target_s"] for r in runs]))
+def median_of(runs: list[dict], key: str) -> float:
+    """The median over seeds of a time or step count to a target; a run that did not reach it counts as
+    infinitely long."""
+    return float(np.median([math.inf if r[key] is None else r[key] for r in runs]))
 
 
-def run_benchmark(opts: BenchOptions, work_dir: Path, log=print) -> dict:
-    check_baseline_dependencies(opts)
-    n = opts.workers
-    log(f"1/4 the limit: {n} process(es) stepping {opts.robot} with random actions for {opts.limit_seconds:g} s")
-    limit_before = limit_rate(opts.robot, n, opts.limit_seconds)
+def ratio_text(ours: float, theirs: float, budget: float) -> str | None:
+    if ours == math.inf:
+        return None
+    if theirs < math.inf:
+        return f"{ours / theirs:.3f}"
+    return f"< {ours / budget:.3f}"  # the peer's median is beyond the budget
+
+
+def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log) -> dict:
+    from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
+
+    n, seeds = opts.workers, ", ".join(map(str, opts.seeds))
+    log(f"[{robot}] 1/5 the random-action limit: {n} process(es) for {opts.limit_seconds:g} s")
+    limit_before = limit_rate(robot, n, opts.limit_seconds)
     steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
-    log(f"2/4 A3C throughput: {n} worker(s), then 1, {opts.throughput_seconds:g} s{steps} each; then the limit again")
-    many = a3c_run(opts, n, opts.throughput_seconds, 1.01, work_dir / f"a3c-{n}-workers", max_steps=opts.throughput_steps)
-    one = a3c_run(opts, 1, opts.throughput_seconds, 1.01, work_dir / "a3c-1-worker", max_steps=opts.throughput_steps)
-    limit_after = limit_rate(opts.robot, n, opts.limit_seconds)
+    log(f"[{robot}] 2/5 A3C throughput: {n} worker(s), then 1, {opts.throughput_seconds:g} s{steps} each; then the "
+        f"random-action limit again")
+    many = a3c_run(opts, robot, n, opts.throughput_seconds, 1.01, work_dir / f"a3c-{n}-workers",
+                   max_steps=opts.throughput_steps)
+    one = a3c_run(opts, robot, 1, opts.throughput_seconds, 1.01, work_dir / "a3c-1-worker",
+                  max_steps=opts.throughput_steps)
+    limit_after = limit_rate(robot, n, opts.limit_seconds)
     limit = (limit_before + limit_after) / 2
-    seeds = ", ".join(map(str, opts.seeds))
-    log(f"3/4 time to {opts.target_success:.0%} success, arm-a3c with {n} workers, seeds {seeds} "
-        f"(budget {opts.budget_seconds:g} s each)")
-    a3c = [a3c_run(opts, n, opts.budget_seconds, opts.target_success, work_dir / f"a3c-time-to-success-{seed}", seed)
-           for seed in opts.seeds]
-    baselines = {}
-    for algo in opts.baselines:
-        log(f"4/4 time to {opts.target_success:.0%} success, SB3 {algo.upper()} with {n} environments, seeds "
-            f"{seeds} (budget {opts.budget_seconds:g} s each)")
-        baselines[algo] = [sb3_run(opts, algo, work_dir / f"sb3-{algo}-{seed}.json", seed) for seed in opts.seeds]
-    medians = {"arm-a3c": median_time(a3c), **{algo: median_time(runs) for algo, runs in baselines.items()}}
-    fastest = min((medians[algo] for algo in baselines), default=None)
-    ours = medians["arm-a3c"]
-    if ours == math.inf or fastest is None:
-        time_ratio = None
-    elif fastest < math.inf:
-        time_ratio = f"{ours / fastest:.3f}"
-    else:  # no baseline reached the target in most seeds: its median time is more than the budget
-        time_ratio = f"< {ours / opts.budget_seconds:.3f}"
+    log(f"[{robot}] 3/5 time to {opts.first_target:.0%} and {opts.target_success:.0%}: arm-a3c with {n} workers, "
+        f"seeds {seeds} (budget {opts.budget_seconds:g} s each)")
+    a3c = [a3c_run(opts, robot, n, opts.budget_seconds, opts.target_success, work_dir / f"a3c-time-to-success-{seed}",
+                   seed) for seed in opts.seeds]
+    log(f"[{robot}] 4/5 the policy-action limit: {n} process(es) with the untrained policy, the throughput run's and "
+        f"seed {opts.seeds[0]}'s best.pt, {opts.limit_seconds:g} s each")
+    policies = {"untrained": save_untrained_checkpoint(robot, work_dir / "untrained.pt"),
+                "after_throughput_run": Path(many["run_dir"]) / "checkpoints" / "latest.pt",
+                "best": Path(a3c[0]["run_dir"]) / "checkpoints" / "best.pt"}
+    policy_limits = {name: round(limit_rate(robot, n, opts.limit_seconds, path), 1) for name, path in policies.items()}
+    # The throughput run's policy moved from untrained to what it was after the run: its limit lies between
+    policy_limit = (policy_limits["untrained"] + policy_limits["after_throughput_run"]) / 2
+    peers = {}
+    for peer in opts.peers:
+        log(f"[{robot}] 5/5 time to {opts.first_target:.0%} and {opts.target_success:.0%}: {peer}, seeds {seeds} "
+            f"(budget {opts.budget_seconds:g} s each)")
+        peers[peer] = [peer_run(opts, robot, peer, work_dir / f"{peer}-{seed}.json", seed) for seed in opts.seeds]
+    everyone = {"arm-a3c": a3c, **peers}
+    medians = {name: {key: median_of(runs, key) for key in ("time_to_first_target_s", "steps_to_first_target",
+                                                            "time_to_target_s", "steps_to_target")}
+               for name, runs in everyone.items()}
+    tuned = [name for name in peers if name in TUNED_PEERS]
+    fastest = min(tuned, key=lambda name: medians[name]["time_to_target_s"], default=None)
+    time_ratio = (ratio_text(medians["arm-a3c"]["time_to_target_s"], medians[fastest]["time_to_target_s"],
+                             opts.budget_seconds) if fastest else None)
     return {
-        "options": asdict(opts), "cpu_count": os.cpu_count(),
-        "limit_steps_per_second": round(limit, 1),
+        "robot": robot, "limit_steps_per_second": round(limit, 1),
         "limit_before_after": [round(limit_before, 1), round(limit_after, 1)],
+        "policy_limit_steps_per_second": round(policy_limit, 1), "policy_limits": policy_limits,
         "a3c_n_workers": many, "a3c_1_worker": one,
         "throughput_ratio": round(many["steps_per_second"] / limit, 3),
+        "policy_limit_ratio": round(many["steps_per_second"] / policy_limit, 3),
         "scaling_1_to_n": round(many["steps_per_second"] / one["steps_per_second"], 2),
-        "a3c_time_to_success": a3c, "baselines": baselines,
-        "median_time_to_target_s": {name: (None if t == math.inf else t) for name, t in medians.items()},
-        "time_ratio_to_fastest_baseline": time_ratio,
+        "runs": everyone,
+        "medians": {name: {k: (None if v == math.inf else v) for k, v in m.items()} for name, m in medians.items()},
+        "median_test_success_rate": {name: float(np.median([r["test_success_rate"] for r in runs]))
+                                     for name, runs in everyone.items()},
+        "fastest_tuned_peer": fastest, "time_ratio_to_fastest_tuned_peer": time_ratio,
         "peak_memory_mb": {"pss": many["peak_pss_mb"], "rss_sum": many["peak_rss_mb"]},
     }
 
 
+def run_benchmark(opts: BenchOptions, work_dir: Path, log=print) -> dict:
+    check_peer_dependencies(opts)
+    robots = {robot: bench_robot(opts, robot, work_dir / robot, log) for robot in opts.robots}
+    return {"options": asdict(opts), "cpu_count": os.cpu_count(), "goals": GOALS, "robots": robots}
+
+
 def format_table(result: dict) -> str:
-    opts, n = result["options"], result["options"]["workers"]
-    target = f"{opts['target_success']:.0%}"
-
-    def seconds(value) -> str:
-        return f"{value:.0f} s" if value is not None else f"not reached in {opts['budget_seconds']:.0f} s"
-
-    lines = [
-        f"robot {opts['robot']}, {n} worker(s) on {result['cpu_count']} core(s)",
-        "",
-        "| measure | value | goal |",
-        "|---|---|---|",
-        f"| limit: {n} processes, random actions | {result['limit_steps_per_second']:,.0f} steps/s (before "
-        f"{result['limit_before_after'][0]:,.0f}, after {result['limit_before_after'][1]:,.0f}) | |",
-        f"| A3C training, {n} workers | {result['a3c_n_workers']['steps_per_second']:,.0f} steps/s | |",
-        f"| A3C training, 1 worker | {result['a3c_1_worker']['steps_per_second']:,.0f} steps/s | |",
-        f"| training / limit at {n} workers | {result['throughput_ratio']:.2f} | >= 0.7 |",
-        f"| scaling 1 -> {n} workers | {result['scaling_1_to_n']:.2f}x | >= 1.8x |",
-    ]
-    medians = result["median_time_to_target_s"]
+    opts = result["options"]
+    n, budget = opts["workers"], opts["budget_seconds"]
+    first, target = f"{opts['first_target']:.0%}", f"{opts['target_success']:.0%}"
     seeds = ", ".join(map(str, opts["seeds"]))
 
-    def runs(label: str, name: str, entries: list[dict]) -> str:
-        each = ", ".join(f"{r['time_to_target_s']:.0f}" if r["time_to_target_s"] is not None else "-" for r in entries)
-        best = max(r["best_success_rate"] for r in entries)
-        return (f"| time to {target}: {label} | median {seconds(medians[name])} (seeds {seeds}: {each} s; "
-                f"best success {best:.0%}) | |")
+    def seconds(value) -> str:
+        return f"{value:.0f} s" if value is not None else f"> {budget:.0f} s"
 
-    lines.append(runs("arm-a3c", "arm-a3c", result["a3c_time_to_success"]))
-    for algo, entries in result["baselines"].items():
-        lines.append(runs(f"SB3 {algo.upper()}", algo, entries))
-    ratio = result["time_ratio_to_fastest_baseline"]
-    lines.append(f"| arm-a3c time / fastest SB3 | {ratio or 'n/a'} | <= 0.5 |")
-    memory = result["peak_memory_mb"]
-    lines.append(f"| peak memory, {n}-worker training | {memory['pss']:,.0f} MB PSS ({memory['rss_sum']:,.0f} MB "
-                 f"summed RSS) | < 1,500 MB |")
+    def steps(value) -> str:
+        return f"{value / 1000:.0f}k" if value is not None else "-"
+
+    lines = [f"{n} worker(s) / cores of {result['cpu_count']}; seeds {seeds}; budget {budget:.0f} s per run; "
+             f"success figures on {opts['test_episodes']} held-out episodes"]
+    for robot, r in result["robots"].items():
+        lines += [
+            "", f"**{robot}**", "",
+            "| measure | value | goal |", "|---|---|---|",
+            f"| limit, random actions, {n} processes | {r['limit_steps_per_second']:,.0f} steps/s (before "
+            f"{r['limit_before_after'][0]:,.0f}, after {r['limit_before_after'][1]:,.0f}) | |",
+            f"| limit, the policy's actions, {n} processes | {r['policy_limit_steps_per_second']:,.0f} steps/s "
+            f"(untrained {r['policy_limits']['untrained']:,.0f}, after the throughput run "
+            f"{r['policy_limits']['after_throughput_run']:,.0f}, trained {r['policy_limits']['best']:,.0f}) | |",
+            f"| A3C training, {n} workers | {r['a3c_n_workers']['steps_per_second']:,.0f} steps/s | |",
+            f"| A3C training, 1 worker | {r['a3c_1_worker']['steps_per_second']:,.0f} steps/s | |",
+            f"| training / random-action limit | {r['throughput_ratio']:.2f} | |",
+            f"| training / policy-action limit | {r['policy_limit_ratio']:.2f} | >= {GOALS['policy_limit_ratio']} |",
+            f"| scaling 1 -> {n} workers | {r['scaling_1_to_n']:.2f}x | |",
+            f"| peak memory, {n}-worker training | {r['peak_memory_mb']['pss']:,.0f} MB PSS "
+            f"({r['peak_memory_mb']['rss_sum']:,.0f} MB summed RSS) | < {GOALS['pss_mb']:,.0f} MB PSS |",
+            "",
+            f"| algorithm | median time to {first} | to {target} | median steps to {first} | to {target} | "
+            f"held-out success (median; each seed) | settings |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, runs in r["runs"].items():
+            m = r["medians"][name]
+            each = ", ".join(f"{x['test_success_rate']:.1%}" for x in runs)
+            source = runs[0].get("settings_from", "arm-a3c defaults")
+            lines.append(f"| {name} | {seconds(m['time_to_first_target_s'])} | {seconds(m['time_to_target_s'])} | "
+                         f"{steps(m['steps_to_first_target'])} | {steps(m['steps_to_target'])} | "
+                         f"{r['median_test_success_rate'][name]:.1%} ({each}) | {source} |")
+        lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({r['fastest_tuned_peer']}): "
+                     f"{r['time_ratio_to_fastest_tuned_peer'] or 'n/a'} (goal <= {GOALS['time_ratio']})")
     return "\n".join(lines)
+
+
+def success_curve(runs: list[dict], key: str, grid: np.ndarray) -> np.ndarray:
+    """(seeds, grid) evaluator success of each run at each grid point: the last evaluation at or before it (a
+    run that stopped keeps its last figure; before its first evaluation, 0)."""
+    curves = np.zeros((len(runs), len(grid)))
+    for i, run in enumerate(runs):
+        xs = np.array([e[key] for e in run["evaluations"]], float)
+        ys = np.array([e["success_rate"] for e in run["evaluations"]], float)
+        index = np.searchsorted(xs, grid, side="right") - 1
+        curves[i] = np.where(index >= 0, ys[np.clip(index, 0, None)], 0.0)
+    return curves
+
+
+def plot_benchmark(result: dict, path: Path) -> None:
+    """Success against wall-clock time and against environment steps, per robot: medians over seeds, the seeds'
+    range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    robots = result["robots"]
+    fig, axes = plt.subplots(len(robots), 2, figsize=(12, 4.2 * len(robots)), squeeze=False)
+    for row, (robot, r) in zip(axes, robots.items()):
+        for ax, key, label in ((row[0], "wall_seconds", "training wall-clock time (s)"),
+                               (row[1], "env_steps", "environment steps")):
+            end = max(e[key] for runs in r["runs"].values() for run in runs for e in run["evaluations"])
+            grid = np.linspace(0, end, 400)
+            for name, runs in r["runs"].items():
+                curves = success_curve(runs, key, grid)
+                line, = ax.plot(grid, np.median(curves, axis=0), label=name, lw=2.2 if name == "arm-a3c" else 1.4)
+                ax.fill_between(grid, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.15)
+            if key == "env_steps":
+                ax.set_xscale("symlog", linthresh=10_000)
+            ax.axhline(result["options"]["target_success"], color="grey", ls=":", lw=1)
+            ax.set(xlabel=label, ylabel="evaluator success", ylim=(-0.02, 1.02), title=robot)
+            ax.grid(alpha=0.3)
+        row[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{result['options']['workers']} cores, seeds {', '.join(map(str, result['options']['seeds']))}: "
+                 f"median and range over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
