@@ -120,3 +120,48 @@ def test_robots_are_found_by_file_or_folder_name(tmp_path):
         resolve_robot("foldered", assets_dir=tmp_path)
     with pytest.raises(UserError, match="available in .*: flat"):
         resolve_robot("nope", assets_dir=tmp_path)
+
+
+@pytest.mark.parametrize("robot", ["kuka_iiwa", "light_arm", "panda", "xarm6"])
+def test_the_analytic_end_effector_jacobian_agrees_with_finite_differences(robot):
+    """PyBullet's Jacobian, moved to the tool point (the Panda's lies 0.1034 m beyond its link's origin), against
+    central differences of forward kinematics, at random configurations."""
+    from arm_a3c.envs.arm_env import make_env
+    from arm_a3c.tasks.pose import pose_jacobian
+
+    env = make_env(robot=robot)
+    rng = np.random.default_rng(0)
+    try:
+        for _ in range(3):
+            q = env.robot.random_configuration(rng)
+            env.robot.reset(q)
+            linear, angular = env.robot.ee_jacobian()
+            reference = pose_jacobian(env.robot, q)
+            assert np.abs(linear - reference[:3]).max() < 2e-3 * max(1.0, np.abs(reference[:3]).max())
+            assert np.abs(angular - reference[3:]).max() < 5e-3
+    finally:
+        env.close()
+
+
+def test_the_observation_ends_with_the_jacobian_transpose_of_the_goals_error():
+    from arm_a3c.envs.arm_env import make_env
+    from arm_a3c.tasks.pose import rotation_vector
+
+    env = make_env(robot="kuka_iiwa", task="pose")
+    plain = make_env(robot="kuka_iiwa", task="pose", jacobian_observation=False)
+    try:
+        dof = env.robot.dof
+        obs, _ = env.reset(seed=3)
+        for _ in range(4):
+            obs, *_ = env.step(np.full(dof, 0.5, np.float32))
+        layout = {part["name"]: part for part in env.observation_layout()}
+        linear, angular = env.robot.ee_jacobian()
+        error, _ = rotation_vector(env.task.target_orientation, env.robot.ee_link_pose()[1])
+        part = layout["jacobian_t_position_error"]
+        np.testing.assert_allclose(obs[part["start"]:part["start"] + dof], linear.T @ (env.target - env.ee), atol=1e-5)
+        part = layout["jacobian_t_rotation_error"]
+        np.testing.assert_allclose(obs[part["start"]:part["start"] + dof], angular.T @ np.array(error), atol=1e-4)
+        assert env.obs_dim == plain.obs_dim + 2 * dof and plain.reset(seed=3)[0].shape == (plain.obs_dim,)
+    finally:
+        env.close()
+        plain.close()

@@ -24,7 +24,7 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 # started at zero and reached with its end-effector link's origin; before the action cost was a setting,
 # actions cost a hundredth of what they cost now).
 SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
-                             "log_std_bound": "clamp"}
+                             "log_std_bound": "clamp", "jacobian_observation": False}
 
 
 @dataclass
@@ -40,6 +40,9 @@ class TrainConfig:
     action_cost: float = param(EnvConfig.action_cost, "reward penalty per unit of mean squared action (the "
                                                       "environment's)")
     # the tasks' own settings (each task reads its own; see arm_a3c/tasks/)
+    jacobian_observation: bool = param(EnvConfig.jacobian_observation,
+                                       "end the observation with the Jacobian transpose of the goal's error (per "
+                                       "controlled joint, the direction that closes it; pose adds the orientation's)")
     orientation_tolerance_deg: float = param(EnvConfig.orientation_tolerance_deg,
                                              "pose: success also needs the orientation within this angle")
     orientation_cost_m_per_rad: float = param(EnvConfig.orientation_cost_m_per_rad,

