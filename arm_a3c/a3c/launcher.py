@@ -236,7 +236,8 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
             if viewer is not None:  # its own process: closing it never touches the training
                 ctx.Process(target=viewer, args=(run_dir,), name="a3c-viewer", daemon=True).start()
             reason, fault = monitor_until_stop(monitor, workers, signals)
-            return finish(cfg, shared, monitor, probe, run_dir, signals.reason or reason, fault, workers.restarts)
+            return finish(cfg, shared, monitor, probe, run_dir, signals.reason or reason, fault, workers.restarts,
+                          run_test=signals.reason is None)
     finally:
         backend.release(shared)
 
@@ -274,9 +275,10 @@ def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str]) -> dict:
 
 
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
-           fault: str | None, restarts: int) -> dict:
+           fault: str | None, restarts: int, run_test: bool = True) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
-    checkpoint, the learning curve and summary.json, and say why the run stopped."""
+    checkpoint, the learning curve and summary.json, and say why the run stopped. The held-out test runs unless
+    `run_test` is false (a stop asked for by Ctrl-C or SIGTERM should be quick: it says how to run the test later)."""
     torch.set_num_threads(1)
     final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
     final["env_steps"], final["wall_seconds"] = shared.global_steps(), round(shared.wall_seconds(), 2)
@@ -308,7 +310,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m",
                                            *columns) if k in r} for r in log.rows],
     }
-    test = held_out_test(cfg, run_dir, columns)
+    test = held_out_test(cfg, run_dir, columns) if run_test else {}
     summary.update(test)
     try:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -319,6 +321,9 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
                         f"free some disk space") from None
     print(f"stopped: {reason}. Final success rate {final['success_rate']:.0%}, best {monitor.best_success:.0%}, "
           f"{final['env_steps']:,} steps in {session_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
+    if cfg.test_episodes and not run_test:
+        print(f"held-out test skipped (the run was stopped by a signal): python scripts/evaluate.py --checkpoint "
+              f"{run_dir / 'checkpoints' / 'best.pt'} --test", flush=True)
     if test:
         print(f"held-out test: best.pt succeeded on {test['test_success_rate']:.1%} of {cfg.test_episodes} episodes "
               f"(seeds {cfg.test_seed}..{cfg.test_seed + cfg.test_episodes - 1}, never used to stop the run or pick "

@@ -101,14 +101,14 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) ->
 
 
 def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
-    bench = BenchOptions(robot=opts.robot, workers=opts.workers)
+    bench = BenchOptions(robots=(opts.robot,), workers=opts.workers)
     n, seconds = opts.workers, opts.throughput_seconds
     runs = {}
     for name, flags in [("local", ()), ("ray", ("--backend", "ray")),
                         ("ray_through_server", ("--backend", "ray", "--no-ray-shared-memory"))]:
         steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
         log(f"training throughput: {name}, {n} workers, {seconds:g} s{steps}")
-        runs[name] = a3c_run(bench, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
+        runs[name] = a3c_run(bench, opts.robot, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
                              max_steps=opts.throughput_steps)
     log(f"parameter server capacity: {n} clients flooding it for {opts.server_seconds:g} s")
     capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir)

@@ -167,7 +167,7 @@ def _checked(result: dict, what: str) -> dict:
 # ---- 2-6. arm-a3c and the peers -----------------------------------------------------------------------------
 
 def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target: float, run_dir: Path,
-            seed: int = 0, max_steps: int = 0) -> dict:
+            seed: int = 0, max_steps: int = 0, extra: tuple[str, ...] = ()) -> dict:
     """A real training run through `arm-a3c train`, for `seconds` (or until `max_steps` environment steps if that
     comes first); its steady-state rate, times to the targets, held-out test and memory."""
     from arm_a3c.a3c.metrics import read_metrics, time_to_success
@@ -175,7 +175,7 @@ def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target
     command = [sys.executable, "-m", "arm_a3c", "train", "--robot", robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
                "--target-success", str(target), "--target-streak", "1", "--seed", str(seed), "--run-dir", str(run_dir),
-               "--test-episodes", str(opts.test_episodes), "--force"]  # streak 1: stop at the first evaluation
+               "--test-episodes", str(opts.test_episodes), "--force", *extra]  # streak 1: stop at the first evaluation
     watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training of {robot} with {workers} worker(s)")
     rows = read_metrics(run_dir / "metrics.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
