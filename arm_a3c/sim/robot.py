@@ -415,12 +415,12 @@ class Robot:
         state = pb.getLinkState(self.body, self.ee_link, physicsClientId=self.client)
         return np.array(pb.multiplyTransforms(state[4], state[5], self._ee_offset_list, (0.0, 0.0, 0.0, 1.0))[0])
 
-    def ee_jacobian(self) -> tuple[np.ndarray, np.ndarray]:
+    def ee_jacobian(self, ee_point: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """At the current state: (3, dof) Jacobian of the end-effector point (m/rad or m/m) and (3, dof) angular
         Jacobian of its link (rad/rad), over the controlled joints, world frame. PyBullet's analytic Jacobian
         (given the positions of every movable joint), moved from the link frame's origin, where PyBullet puts it,
         to the tool point: v_point = v_origin + w x r. Agrees with central differences of forward kinematics
-        (tested)."""
+        (tested). `ee_point`: the end-effector point if the caller has it already (the observation does)."""
         if self.ee_link < 0:
             return np.zeros((3, self.dof)), np.zeros((3, self.dof))
         states = pb.getJointStates(self.body, self._movable, physicsClientId=self.client)
@@ -431,7 +431,8 @@ class Robot:
         linear, angular = np.array(linear)[:, self._ctrl_columns], np.array(angular)[:, self._ctrl_columns]
         if self._ee_offset_list is None:
             return linear, angular
-        rx, ry, rz = self.ee_position() - self._link_position(self.ee_link)
+        point = self.ee_position() if ee_point is None else np.asarray(ee_point)
+        rx, ry, rz = point - self._link_position(self.ee_link)
         return linear - np.array([[0.0, -rz, ry], [rz, 0.0, -rx], [-ry, rx, 0.0]]) @ angular, angular
 
     def ee_link_pose(self) -> tuple[np.ndarray, np.ndarray]:
