@@ -44,6 +44,7 @@ MEMORY_POLL_SECONDS = 2.0  # reading every process's smaps costs ~16 ms of CPU: 
 
 TUNED_PEERS = ("a2c", "ppo", "sac", "td3", "tqc")
 GOALS = {"time_ratio": 0.5, "policy_limit_ratio": 0.9, "pss_mb": 1024.0}
+STEPS_LINEAR_UP_TO = 10_000  # bench.png's steps axis: linear below, logarithmic above (when the runs go far beyond)
 
 
 @dataclass
@@ -371,8 +372,9 @@ def plot_benchmark(result: dict, path: Path) -> None:
                 curves = success_curve(runs, key, grid)
                 line, = ax.plot(grid, np.median(curves, axis=0), label=name, lw=2.2 if name == "arm-a3c" else 1.4)
                 ax.fill_between(grid, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.15)
-            if key == "env_steps":
-                ax.set_xscale("symlog", linthresh=10_000)
+            if key == "env_steps" and end > 10 * STEPS_LINEAR_UP_TO:  # off-policy peers' first 10^4 steps visible
+                ax.set_xscale("symlog", linthresh=STEPS_LINEAR_UP_TO)
+            ax.set_xlim(0, end)
             ax.axhline(result["options"]["target_success"], color="grey", ls=":", lw=1)
             ax.set(xlabel=label, ylabel="evaluator success", ylim=(-0.02, 1.02), title=robot)
             ax.grid(alpha=0.3)
