@@ -143,12 +143,15 @@ def test_the_analytic_end_effector_jacobian_agrees_with_finite_differences(robot
         env.close()
 
 
-def test_the_observation_ends_with_the_jacobian_transpose_of_the_goals_error():
+@pytest.mark.parametrize("robot", ["kuka_iiwa", "panda"])
+def test_the_observation_ends_with_the_jacobian_transpose_of_the_goals_error(robot):
+    """The observation's plain-Python products against the numpy Jacobian's, on the KUKA and on the Panda (a tool
+    point beyond its link's origin, finger joints that move but are not controlled)."""
     from arm_a3c.envs.arm_env import make_env
     from arm_a3c.tasks.pose import rotation_vector
 
-    env = make_env(robot="kuka_iiwa", task="pose")
-    plain = make_env(robot="kuka_iiwa", task="pose", jacobian_observation=False)
+    env = make_env(robot=robot, task="pose")
+    plain = make_env(robot=robot, task="pose", jacobian_observation=False)
     try:
         dof = env.robot.dof
         obs, _ = env.reset(seed=3)

@@ -141,7 +141,7 @@ class ArmEnv(gymnasium.Env):
         scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(q, self._q_mid, self._q_inv_half)]
         values = scaled_q + [s[1] for s in states] + ee + self.task.observe(ee)
         if self._jacobian_size:
-            values += self.task.jacobian_observe(*robot.ee_jacobian(ee))
+            values += self.task.jacobian_observe(robot.ee_jacobian_products(ee, q))
         obs = np.array(values, dtype=np.float32)
         self._q, self.ee = q, ee
         return obs

@@ -27,7 +27,7 @@ import numpy as np
 
 from arm_a3c.errors import UserError
 from arm_a3c.sim.render import add_marker, move_marker
-from arm_a3c.sim.robot import Robot
+from arm_a3c.sim.robot import EndEffectorJacobian, Robot
 
 TARGET_SAMPLING_TRIES = 1000  # random configurations tried before giving up on a robot's workspace
 TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)  # the goal's marker in PyBullet pictures
@@ -128,10 +128,9 @@ class Task(ABC):
                  "J^T (goal - end-effector point), J the end-effector point's Jacobian over the controlled joints: "
                  "per joint, how fast moving it closes the distance (m^2/rad or m^2/m)")]
 
-    def jacobian_observe(self, linear: np.ndarray, angular: np.ndarray) -> list[float]:
-        """The Jacobian parts, after `observe` (it keeps the goal's error) and given the end effector's (3, dof)
-        linear and angular Jacobians."""
-        return (linear.T @ np.array(self._to_target)).tolist()
+    def jacobian_observe(self, jacobian: EndEffectorJacobian) -> list[float]:
+        """The Jacobian parts, after `observe` (it keeps the goal's error), given the end effector's Jacobian."""
+        return jacobian.linear_t(self._to_target)
 
     @abstractmethod
     def observe(self, ee: list[float]) -> list[float]:

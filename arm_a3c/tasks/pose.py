@@ -27,6 +27,7 @@ import numpy as np
 
 from arm_a3c.errors import UserError
 from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.robot import EndEffectorJacobian
 from arm_a3c.tasks.base import Frame, Sphere, Task, sample_configuration
 
 RANK_PROBES = 8  # random configurations at which the pose Jacobian's rank is measured
@@ -122,8 +123,8 @@ class PoseTask(Task):
             ("jacobian_t_rotation_error", self.robot.dof, "J_w^T (rotation error), J_w the end effector's angular "
                                                           "Jacobian: per joint, how fast moving it closes the angle")]
 
-    def jacobian_observe(self, linear: np.ndarray, angular: np.ndarray) -> list[float]:
-        return super().jacobian_observe(linear, angular) + (angular.T @ np.array(self._rotation_error)).tolist()
+    def jacobian_observe(self, jacobian: EndEffectorJacobian) -> list[float]:
+        return super().jacobian_observe(jacobian) + jacobian.angular_t(self._rotation_error)
 
     def judge(self, action: list[float], step: int) -> tuple[float, bool, dict]:
         cfg, d, angle = self.config, self._distance, self._angle
