@@ -20,6 +20,7 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
     assert list(bench["robots"]) == ["light_arm"]
+    assert "commit" in bench and bench["table"].startswith(f"arm-a3c commit {bench['commit'] or 'unknown'}, started")
     r = bench["robots"]["light_arm"]
     assert r["limit_steps_per_second"] > 1000
     assert set(r["policy_limits"]) == {"untrained", "after_throughput_run", "best"}

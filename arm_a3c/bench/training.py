@@ -288,10 +288,26 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log) -> dict:
     }
 
 
+def source_commit() -> str | None:
+    """The git commit the measured arm-a3c is at ("-dirty" if its files differ from it), or None outside a
+    checkout: a benchmark's figures name the code they came from."""
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(PACKAGE_ROOT), *args], capture_output=True, text=True,
+                                  check=True, timeout=30).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def run_benchmark(opts: BenchOptions, work_dir: Path, log=print) -> dict:
     check_peer_dependencies(opts)
+    started, commit = time.strftime("%Y-%m-%d %H:%M %Z"), source_commit()
+    log(f"arm-a3c at commit {commit or 'unknown (not a git checkout)'}, {started}")
     robots = {robot: bench_robot(opts, robot, work_dir / robot, log) for robot in opts.robots}
-    return {"options": asdict(opts), "cpu_count": os.cpu_count(), "goals": GOALS, "robots": robots}
+    return {"options": asdict(opts), "cpu_count": os.cpu_count(), "goals": GOALS, "commit": commit,
+            "started": started, "robots": robots}
 
 
 def format_table(result: dict) -> str:
@@ -306,8 +322,9 @@ def format_table(result: dict) -> str:
     def steps(value) -> str:
         return f"{value / 1000:.0f}k" if value is not None else "-"
 
-    lines = [f"{n} worker(s) / cores of {result['cpu_count']}; seeds {seeds}; budget {budget:.0f} s per run; "
-             f"success figures on {opts['test_episodes']} held-out episodes"]
+    lines = [f"arm-a3c commit {result.get('commit') or 'unknown'}, started {result.get('started', '?')}; {n} worker(s) "
+             f"/ cores of {result['cpu_count']}; seeds {seeds}; budget {budget:.0f} s per run; success figures on "
+             f"{opts['test_episodes']} held-out episodes"]
     for robot, r in result["robots"].items():
         lines += [
             "", f"**{robot}**", "",
