@@ -489,6 +489,39 @@ def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callab
     return 0
 
 
+def profile_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/profile_training.py`: run a training under py-spy (every process) and say where its CPU went: per
+    process role, and inside the workers per part of the loop and per function. Arguments it does not know go to
+    train_arm.py, e.g. `profile_training.py --robot kuka_iiwa --max-minutes 1`."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from arm_a3c.bench.profile import format_profile, profile_training
+
+    parser = ArgumentParser(prog="profile_training.py", description=profile_main.__doc__)
+    parser.add_argument("--rate", type=int, default=100, help="samples per second of each process (default 100)")
+    parser.add_argument("--raw", type=Path, metavar="PATH",
+                        help="keep py-spy's raw samples here (default: a temporary file)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
+    parser.add_argument("--top", type=int, default=25, help="functions listed (default 25)")
+    args, train_args = parser.parse_known_args(argv)
+    if args.rate < 1 or args.top < 1:
+        parser.error("--rate and --top must be at least 1")
+    if not any(a == "--max-minutes" or a.startswith("--max-minutes=") or a == "--max-steps" or
+               a.startswith("--max-steps=") for a in train_args):
+        train_args += ["--max-minutes", "1"]
+    train_args = ["--target-success", "1.01", "--test-episodes", "0", *train_args]  # later flags win
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = args.raw or Path(scratch) / "profile.txt"
+        result = profile_training(train_args, raw, args.rate)
+    result["top"], result["train_args"] = args.top, train_args
+    print(format_profile(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench_ray.py`: the Ray backend's throughput beside the local backend's, and how many workers one
     parameter server can serve; prints a table and writes bench_ray.json."""
@@ -503,6 +536,9 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=90.0, help="length of each training run (default 90)")
     parser.add_argument("--server-seconds", type=float, default=20.0,
                         help="how long the clients flood the parameter server (default 20)")
+    parser.add_argument("--learning-seeds", type=int, nargs="*", default=[], metavar="SEED",
+                        help="also train to 80%% with the local backend and behind a sync agent, one run per seed "
+                             "each, and compare time and environment steps (default: none)")
     parser.add_argument("--quick", action="store_true",
                         help="runs of 5,000 steps and 1 s of flooding: a smoke test of the benchmark, not a measurement")
     parser.add_argument("--json", type=Path, default=Path("bench_ray.json"), metavar="PATH",
@@ -514,6 +550,7 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be at least 1, --seconds and --server-seconds positive")
     import_ray()
     options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds,
+                              learning_seeds=tuple(args.learning_seeds),
                               server_seconds=args.server_seconds)
     if args.quick:
         options = RayBenchOptions(**{**options.__dict__, **QUICK})

@@ -66,3 +66,53 @@ def test_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers must be at least 1")
     assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "my_arm"), "unknown robot 'my_arm'")
     assert_user_error(run_in_process("bench.py", "--seeds"), "--seeds: expected at least one argument")
+
+
+# ---- where a training's CPU goes (py-spy) -------------------------------------------------------------------
+
+RAW_PROFILE = "\n".join([
+    'process 1:"python scripts/train_arm.py";<module> (train_arm.py:9);train_main (cli.py:1);time.sleep (x:1) 10',
+    'process 1:"python scripts/train_arm.py";process 2:"python -c spawn";<module> (x:1);_find_and_load (x:1) 5',
+    # a worker: 30 samples stepping, 10 updating, 5 acting, 5 in the loop's own lines
+    'process 1:"train";process 2:"spawn";spawn_main (x:1);worker_loop (worker.py:1);train_worker (worker.py:2);'
+    'ArmEnv.step (arm_env.py:187) 30',
+    'process 1:"train";process 2:"spawn";worker_loop (worker.py:1);train_worker (worker.py:2);'
+    'a3c_update (worker.py:9);NumpyActorCritic.loss_gradients (model.py:1) 10',
+    'process 1:"train";process 2:"spawn";worker_loop (worker.py:1);train_worker (worker.py:2);'
+    'NumpyActorCritic.mean (model.py:163) 5',
+    'process 1:"train";process 2:"spawn";worker_loop (worker.py:1);train_worker (worker.py:128) 5',
+    'process 1:"train";process 3:"spawn";evaluator_loop (evaluator.py:1);run_episodes (e.py:1);ArmEnv.step (a:1) 20',
+    "",
+])
+
+
+def test_a_profile_is_summed_per_process_role_and_per_part_of_the_workers_loop():
+    from arm_a3c.bench.profile import summarize
+
+    result = summarize(RAW_PROFILE)
+    assert result["samples"] == 85
+    assert result["roles"] == {"worker": round(50 / 85, 4), "evaluator": round(20 / 85, 4),
+                               "launcher": round(10 / 85, 4), "child start-up": round(5 / 85, 4)}
+    parts = result["worker_parts"]
+    assert parts["environment (physics, observation, reward)"] == 0.6
+    assert parts["learning and syncing (advantages, gradients, pull, push, statistics)"] == 0.2
+    assert parts["acting (normalise, policy mean)"] == 0.1 and parts["the loop itself, reports, live board"] == 0.1
+    assert result["worker_functions"]["a3c_update"] == 0.2 == result["worker_functions"][
+        "NumpyActorCritic.loss_gradients"]
+    assert "train_worker" not in result["worker_functions"]
+
+
+def test_profiling_a_short_training_finds_its_workers_and_evaluator(tmp_path):
+    """A real run under py-spy (skipped where py-spy cannot attach, e.g. a container without ptrace)."""
+    out = tmp_path / "profile.json"
+    result = run_script("profile_training.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "20000",
+                        "--rate", "50", "--json", str(out), "--run-dir", str(tmp_path / "run"), timeout=300)
+    if result.returncode == 2 and any(why in result.stderr for why in ("Permission denied", "Operation not permitted")):
+        import pytest
+
+        pytest.skip(result.stderr.strip()[-300:])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    profile = json.loads(out.read_text())
+    assert profile["roles"]["worker"] > 0.3 and "evaluator" in profile["roles"], profile["roles"]
+    assert profile["worker_parts"]["environment (physics, observation, reward)"] > 0.3, profile["worker_parts"]
+    assert "| inside the workers: part of the loop |" in result.stdout

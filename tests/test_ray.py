@@ -136,12 +136,38 @@ def test_a_worker_through_the_parameter_server_pulls_what_it_and_the_others_push
     assert not link.running()
 
 
+def test_a_nodes_statistics_are_the_global_ones_plus_what_it_has_not_sent():
+    """The node normaliser's base is set so that base + its writers' sums (sent and unsent) are the moments of
+    every observation: the global ones (other nodes' and the sent ones) and the unsent."""
+    from arm_a3c.a3c.normalizer import RunningNormalizer
+    from arm_a3c.backends.ray_sync import node_base_statistics
+
+    rng = np.random.default_rng(0)
+    elsewhere, sent, unsent = (rng.normal(loc, 2.0, (n, 4)) for loc, n in ((1.0, 300), (-2.0, 50), (5.0, 20)))
+    everything = RunningNormalizer(4)
+    everything.update(np.concatenate([elsewhere, sent]))
+    g_mean, g_var, g_count = everything.moments()
+    node = RunningNormalizer(4, writers=1)
+    node.update(np.concatenate([sent, unsent]))
+    mean, var, count = node_base_statistics(g_mean, g_var, g_count, len(sent), sent.sum(axis=0),
+                                            np.square(sent).sum(axis=0))
+    node.base_mean.numpy()[:], node.base_var.numpy()[:] = mean, var
+    node.base_count.fill_(count)
+    all_seen = np.concatenate([elsewhere, sent, unsent])
+    got_mean, got_var, got_count = node.moments()
+    assert got_count == len(all_seen)
+    np.testing.assert_allclose(got_mean, all_seen.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(got_var, all_seen.var(axis=0), rtol=1e-9)
+    assert node_base_statistics(g_mean, g_var, 50.0, 50.0, sent.sum(axis=0), np.square(sent).sum(axis=0)) is None
+
+
 # ---- flags --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flags, fragment", [
     (["--backend", "spark"], "--backend must be one of local, ray, not 'spark'"),
     (["--ray-address", "auto"], "--ray-address needs --backend ray"),
     (["--backend", "ray", "--lock-updates"], "--lock-updates works with the local backend only"),
+    (["--backend", "ray", "--ray-sync-ms", "-1"], "--ray-sync-ms must be 0 (an exchange per update) or positive"),
 ])
 def test_ray_flag_mistakes_are_one_line_errors(flags, fragment):
     assert_user_error(run_in_process("train_arm.py", "--robot", "light_arm", *flags), fragment)
@@ -183,7 +209,7 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     `test_a_worker_through_the_parameter_server_pulls_what_it_and_the_others_pushed`.)"""
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, "--backend", "ray", "--no-ray-shared-memory", *UNTIL_STOPPED,
+    process = start_training(run_dir, "--backend", "ray", "--no-ray-shared-memory", "--ray-sync-ms", "0", *UNTIL_STOPPED,
                              "--eval-every-steps", "10000", "--seed", "3", env=dict([RUN_TAG.split("=")]))
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
@@ -249,7 +275,12 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
                         "--work-dir", str(tmp_path / "runs"), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
-    assert set(bench["throughput"]) == {"local", "ray", "ray_through_server"}
+    assert set(bench["throughput"]) == {"local", "ray", "ray_sync_agent", "ray_through_server"}
+    agent = summary_of(tmp_path / "runs" / "throughput-ray_sync_agent")
+    assert agent["error"] is None and "step budget" in agent["stop_reason"]
+    sync = agent["sync"]  # the workers behind this machine's sync agent: every update they made went as a delta
+    assert sync["machines"] == 1 and sync["updates_sent"] == sync["updates_applied"] == sync["node_updates"] > 0
+    assert agent["optimizer_steps"] == 0 and bench["sync_agent_run"]["updates_sent"] == sync["updates_sent"]
     for name in ("ray", "ray_through_server"):  # each a Ray run stopped by its budget: a clean stop
         summary = summary_of(tmp_path / "runs" / f"throughput-{name}")
         assert summary["error"] is None and "step budget" in summary["stop_reason"]
@@ -272,8 +303,105 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert server["max_exchanges_per_second"] >= server["exchanges_per_second"] * 0.9
     assert not (tmp_path / "runs" / "server-memory.bin").exists()
     assert bench["workers_one_server_serves"]["through_server"] >= 0
+    syncs = bench["sync_server"]
+    assert syncs["exchanges"] == syncs["client_count"] > 20, "every sync a client sent was applied"
+    assert bench["machines_one_server_serves"]["50"] == int(syncs["max_exchanges_per_second"] * 0.05)
     assert bench["table"] in result.stdout
 
 
 def test_ray_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench_ray.py", "--workers", "0"), "--workers must be at least 1")
+
+
+# ---- two simulated machines behind sync agents ----------------------------------------------------------------
+
+@pytest.fixture
+def two_machines(monkeypatch):
+    """A Ray cluster on this host: a head with no CPU (the launcher's machine: no worker lands there) and two
+    nodes of one CPU each, so each worker runs on a machine of its own, behind that machine's sync agent."""
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv(*RUN_TAG.split("="))  # the nodes' processes, and so the actors, carry it
+    store = 80 * 2**20
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": store})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, object_store_memory=store)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def sync_agents() -> list[int]:
+    """Pids of this session's sync agents (Ray titles an actor's process after its class)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if (b"SyncAgent" in cmdline.read_bytes() and alive(int(cmdline.parent.name))
+                    and RUN_TAG.encode() in (cmdline.parent / "environ").read_bytes().split(b"\0")):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_resume_locally(tmp_path,
+                                                                                              two_machines):
+    """Each worker on a node of its own, training that node's copy of the model, which its sync agent exchanges
+    with the parameter server: the run learns clearly (against its own untrained evaluation), every update an
+    agent sent was applied, none was lost, the agents used two copies (one per node, none of them the global
+    model's memory), and the local backend resumes the run."""
+    run_dir = tmp_path / "run"
+    result = run_script("train_arm.py", "--backend", "ray", "--ray-address", two_machines.address, "--robot",
+                        "light_arm", "--workers", "2", "--max-steps", "300000", "--target-success", "1.01",
+                        "--test-episodes", "0", "--seed", "0", "--run-dir", str(run_dir), timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    summary = summary_of(run_dir)
+    sync = summary["sync"]
+    assert sync["machines"] == 2 and len({m["node_id"] for m in sync["per_machine"]}) == 2, sync
+    assert sync["updates_sent"] == sync["updates_applied"] == sync["node_updates"] > 1000, sync
+    assert sync["lost_updates"] == 0 and sync["agent_restarts"] == 0, sync
+    assert sync["syncs"] > 100 and sync["bytes_per_sync"] > 2 * summary_params(run_dir), sync  # deltas went
+    assert summary["optimizer_steps"] == 0  # nothing stepped the global Adam: every update came as a delta
+    assert summary["env_steps"] >= 300_000
+    untrained = summary["evaluations"][0]
+    assert untrained["env_steps"] < 20_000, summary["evaluations"][:2]
+    assert summary["best_success_rate"] >= untrained["success_rate"] + 0.2, summary["evaluations"]
+    assert not list(Path("/dev/shm").glob("arm-a3c-*-node-*")), "a node's copy outlived the run"
+
+    resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
+                         "--max-steps", str(summary["env_steps"] + 10_000), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert summary_of(run_dir)["resumed_from_steps"] == summary["env_steps"]
+
+
+def summary_params(run_dir: Path) -> int:
+    """Parameters of the run's network (a delta is that many float32)."""
+    return sum(t.numel() for t in load_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"].values())
+
+
+def test_a_killed_sync_agent_and_worker_are_replaced_and_the_machines_go_on(tmp_path, two_machines):
+    """SIGKILL one machine's sync agent and one worker: Ray restarts both, the launcher says so, training goes
+    on through the restarted agent, and at the stop every update is accounted for (sent and applied, or counted
+    lost with the dead agent)."""
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, "--backend", "ray", "--ray-address", two_machines.address, *UNTIL_STOPPED,
+                             "--eval-every-steps", "10000", "--test-episodes", "0")
+    wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
+    agents = wait_for(lambda: len(sync_agents()) == 2 and sync_agents(), "two sync agents", process)
+    os.kill(agents[0], signal.SIGKILL)
+    wait_for(lambda: len(sync_agents()) == 2 and agents[0] not in sync_agents(), "a restarted agent", process)
+    victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: [pid for pid in processes_named("a3c-worker-1") if pid != victim], "a restarted worker",
+             process)
+    steps = checkpoint_steps(run_dir)
+    wait_for(lambda: checkpoint_steps(run_dir) > steps, "a checkpoint after the restarts", process)
+    err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)
+
+    assert process.returncode == 0, err[-3000:]
+    assert "sync agent of machine" in err and "worker 1 (a Ray actor) died" in err, err[-3000:]
+    sync = summary_of(run_dir)["sync"]
+    assert sync["agent_restarts"] == 1 and sync["machines"] == 2, sync
+    assert sync["updates_sent"] == sync["updates_applied"] > 0, sync
+    assert sync["node_updates"] == sync["updates_sent"] + sync["lost_updates"], sync

@@ -89,6 +89,10 @@ class TrainConfig:
     ray_shared_memory: bool = param(True, "with --backend ray: workers on the launcher's machine update the global "
                                           "model in its memory; --no-ray-shared-memory: through the parameter "
                                           "server, as workers on other machines do")
+    ray_sync_ms: float = param(50.0, "with --backend ray: workers on other machines train a copy of the global model "
+                                     "on their machine, which one sync agent per machine exchanges with the "
+                                     "parameter server every this many milliseconds; 0: every worker update is one "
+                                     "exchange with the server")
     # evaluation and output
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
     eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; 100 since 2026-11-24, "
@@ -138,6 +142,7 @@ class TrainConfig:
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
             (self.log_std_bound in ("tanh", "clamp"), "--log-std-bound must be tanh or clamp"),
             (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
+            (self.ray_sync_ms >= 0, "--ray-sync-ms must be 0 (an exchange per update) or positive"),
             (self.action_cost >= 0, "--action-cost must be 0 or positive"),
             (0 < self.orientation_tolerance_deg <= 180, "--orientation-tolerance-deg must be in (0, 180]"),
             (self.orientation_cost_m_per_rad >= 0, "--orientation-cost-m-per-rad must be 0 or positive"),

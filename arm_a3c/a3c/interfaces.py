@@ -11,7 +11,8 @@
 
 A report is a tuple whose first item says what it is: `("update", rank, skipped_updates, loss_means,
 episodes)` (episodes: (return, length, success, {the task's episode figures}) each) from a worker every `worker.UPDATE_REPORT_EVERY` updates, `("eval", result)` and
-`("checkpoint_failed", message)` from the evaluator.
+`("checkpoint_failed", message)` from the evaluator, `("sync_agent_restarted", node_id, lost_updates)` from a
+Ray sync agent that was restarted.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class WorkerSet(Protocol):
     """The running workers and the evaluator of one run."""
 
     restarts: int  # workers (or the evaluator) replaced after dying, so far
+    figures: dict  # the backend's own figures after the stop, for summary.json (the Ray sync agents'); {}: none
 
     def start_all(self) -> None:
         """Start every worker and the evaluator."""

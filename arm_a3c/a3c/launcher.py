@@ -93,6 +93,10 @@ class Monitor:
             self.record_eval(event[1])
         elif kind == "checkpoint_failed":
             notice(f"warning: {event[1]}; training goes on")
+        elif kind == "sync_agent_restarted":
+            _, node, lost = event
+            notice(f"the sync agent of machine {node[:12]} died and was restarted; its workers carry on "
+                   f"({lost} update(s) they made since its last sync are lost)")
 
     def log_tick(self) -> None:
         """Write the means of the figures received since the last tick to TensorBoard, once per monitor cycle
@@ -237,7 +241,7 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
                 ctx.Process(target=viewer, args=(run_dir,), name="a3c-viewer", daemon=True).start()
             reason, fault = monitor_until_stop(monitor, workers, signals)
             return finish(cfg, shared, monitor, probe, run_dir, signals.reason or reason, fault, workers.restarts,
-                          run_test=signals.reason is None)
+                          run_test=signals.reason is None, backend_figures=workers.figures)
     finally:
         backend.release(shared)
 
@@ -275,7 +279,7 @@ def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str]) -> dict:
 
 
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
-           fault: str | None, restarts: int, run_test: bool = True) -> dict:
+           fault: str | None, restarts: int, run_test: bool = True, backend_figures: dict | None = None) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
     checkpoint, the learning curve and summary.json, and say why the run stopped. The held-out test runs unless
     `run_test` is false (a stop asked for by Ctrl-C or SIGTERM should be quick: it says how to run the test later)."""
@@ -310,6 +314,8 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m",
                                            *columns) if k in r} for r in log.rows],
     }
+    if backend_figures:
+        summary["sync"] = backend_figures  # the Ray backend's sync agents: syncs, bytes, staleness, lost updates
     test = held_out_test(cfg, run_dir, columns) if run_test else {}
     summary.update(test)
     try:

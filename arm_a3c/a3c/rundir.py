@@ -79,6 +79,8 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
     if overrides.get("run_dir") is not None and Path(overrides["run_dir"]) != run_dir:
         raise UserError(f"--run-dir {overrides['run_dir']} and --resume {run_dir} name different runs; give one")
     changes = {k: v for k, v in overrides.items() if k != "run_dir" and getattr(saved, k) != v}
+    if changes.get("backend", "ray") != "ray" and saved.ray_address and "ray_address" not in overrides:
+        changes["ray_address"] = None  # the cluster a Ray run joined means nothing to the local backend
     if changes:
         print("resuming with changed settings: " + ", ".join(
             f"{k} {getattr(saved, k)} -> {v}" for k, v in changes.items()), flush=True)

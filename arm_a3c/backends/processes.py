@@ -69,6 +69,7 @@ class Children:
         self.deaths = DeathLog()
         self.starts: dict = {}  # role -> processes started for it so far
         self.restarts = 0
+        self.figures: dict = {}  # nothing of its own for summary.json
 
     def start(self, role: int | str) -> None:
         reader, writer = self.ctx.Pipe(duplex=False)

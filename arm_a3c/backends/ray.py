@@ -12,8 +12,10 @@ The picture is the local backend's, with processes that Ray places:
 - `RayWorker` (one actor per worker, one CPU each, anywhere in the cluster) runs the local backend's worker
   loop, `worker.train_worker`. On the launcher's machine it maps the parameter server's memory and pushes and
   pulls there directly (`shared.SharedMemoryLink`, as the local backend's processes do: a Ray call per update
-  costs more than the update itself, measured in the README); elsewhere, or with `--no-ray-shared-memory`, it
-  goes through the server (`RayLink`).
+  costs more than the update itself, measured in the README). Elsewhere (or with `--no-ray-shared-memory`) it
+  does the same in its machine's copy of the model, which that machine's sync agent keeps in step with the
+  server every `--ray-sync-ms` (`ray_sync.py`: one message per machine and period, not one per update); with
+  `--ray-sync-ms 0`, each of its updates is one exchange with the server (`RayLink`).
 - The launcher (`a3c.launcher.train`, handed a `RayBackend`) keeps everything else: the evaluator process,
   checkpoints, metrics, the progress line, the stopping rules; they read the mapped memory as they read the
   local backend's.
@@ -43,6 +45,7 @@ from arm_a3c.a3c.interfaces import EvaluatorArgs, Report
 from arm_a3c.a3c.shared import ONE_THREAD_ENV, MappedShared, SharedMemoryLink, attach_shared, become_child, build_shared
 from arm_a3c.a3c.worker import train_worker, worker_seed
 from arm_a3c.backends.processes import DEATH_WINDOW_SECONDS, EVALUATOR, JOIN_SECONDS, MAX_DEATHS, Children, DeathLog
+from arm_a3c.backends.ray_sync import agent_name, sync_agent_for
 from arm_a3c.errors import UserError, notice
 from arm_a3c.sim.assets import ASSETS_VARIABLE
 
@@ -72,6 +75,8 @@ class ParameterServer:
         self.put_version, self.put_ref = -1, None
         self.events: list = []  # workers' reports, until the launcher drains them
         self.busy_seconds, self.exchanges = 0.0, 0
+        self.sync_seconds, self.syncs, self.delta_updates = 0.0, 0, 0  # the sync agents' exchanges
+        self.node_totals: dict[str, dict] = {}  # node id -> the running totals of its syncs applied so far
 
     def exchange(self, rank: int, grad: np.ndarray | None, lr: float, raw_obs: np.ndarray | None, steps: int,
                  events: list, have_version: int):
@@ -99,6 +104,52 @@ class ParameterServer:
         self.exchanges += 1
         return answer
 
+    def sync(self, node_id: str, delta: np.ndarray | None, updates: int, totals: tuple, events: list):
+        """A sync agent's exchange (`ray_sync.SyncAgent`): add its node's parameter `delta` to the global weights,
+        and its node's running totals: `updates` (Adam steps of the node's workers so far), and (ranks, their
+        environment steps, writers, their observation counts, sums and sums of squares); of each total, the part
+        this server has not applied yet is applied (a sync repeated by a restarted agent counts once). A sync
+        without a delta sets the node's update count without applying it (a new or restarted agent: updates not
+        applied by now are dropped). Keep the reports. Answer with the global weights, the normaliser's (mean,
+        var, count), the global steps, the stop flag, the global update count before and after this delta (the
+        global Adam's steps plus every node's applied updates), and the node's updates applied so far."""
+        began = time.perf_counter()
+        shared, workers, obs_dim = self.shared, self.shared.steps.numel() - 1, self.shared.normalizer.total.shape[1]
+        node = self.node_totals.get(node_id)
+        if node is None:
+            node = self.node_totals[node_id] = {
+                "updates": 0, "steps": np.zeros(workers, np.int64), "count": np.zeros(workers),
+                "total": np.zeros((workers, obs_dim)), "total_sq": np.zeros((workers, obs_dim))}
+        applied_before = shared.optimizer.step_count() + self.delta_updates
+        applied = node["updates"]
+        if delta is not None:
+            self.weights += delta
+            self.delta_updates += updates - node["updates"]
+            applied = updates
+        node["updates"] = updates
+        ranks, steps, writers, count, total, total_sq = totals
+        if len(ranks):
+            shared.steps.numpy()[ranks + 1] += steps - node["steps"][ranks]  # only these slots: the launcher's
+            node["steps"][ranks] = steps  # machine's workers write theirs
+        if len(writers):
+            normalizer = shared.normalizer
+            normalizer.count.numpy()[writers] += count - node["count"][writers]
+            normalizer.total.numpy()[writers] += total - node["total"][writers]
+            normalizer.total_sq.numpy()[writers] += total_sq - node["total_sq"][writers]
+            node["count"][writers], node["total"][writers], node["total_sq"][writers] = count, total, total_sq
+        self.events.extend(events)
+        answer = (self.weights.copy(), shared.normalizer.moments(), shared.global_steps(), not shared.running(),
+                  applied_before, shared.optimizer.step_count() + self.delta_updates, applied)
+        self.sync_seconds += time.perf_counter() - began
+        self.syncs += 1
+        return answer
+
+    def optimizer_state(self) -> dict:
+        """The global Adam's moments and step count (a new node's Adam starts from them)."""
+        optimizer = self.shared.optimizer
+        return {"exp_avg": optimizer.exp_avg.numpy().copy(), "exp_avg_sq": optimizer.exp_avg_sq.numpy().copy(),
+                "steps": optimizer.step_count()}
+
     def report(self, event: tuple) -> None:
         """A report of a worker that trains in the mapped memory."""
         self.events.append(event)
@@ -111,7 +162,10 @@ class ParameterServer:
     def load_figures(self) -> dict:
         """How busy the server has been: exchanges applied, the seconds spent inside them, and the CPU seconds
         of its whole process (Ray's handling of the calls included)."""
-        return {"exchanges": self.exchanges, "busy_seconds": self.busy_seconds, "cpu_seconds": time.process_time()}
+        return {"exchanges": self.exchanges, "busy_seconds": self.busy_seconds, "syncs": self.syncs,
+                "sync_busy_seconds": self.sync_seconds, "delta_updates": self.delta_updates,
+                "updates_per_node": {node: totals["updates"] for node, totals in self.node_totals.items()},
+                "cpu_seconds": time.process_time()}
 
 
 # ---- the workers --------------------------------------------------------------------------------------------
@@ -174,8 +228,9 @@ class RayWorker:
 
         self.rank, self.cfg, self.resumed_steps = rank, cfg, resumed_steps
         self.server = ray.get_actor(server_name)  # by name: a handle among the arguments defeats restarts
-        self.shared_spec = shared_spec
-        self.on_launcher_machine = ray.get_runtime_context().get_node_id() == launcher_node
+        self.server_name, self.shared_spec = server_name, shared_spec
+        self.node = ray.get_runtime_context().get_node_id()
+        self.on_launcher_machine = self.node == launcher_node
 
     def run(self, starts: int) -> None:
         """Train until the run stops; `starts` counts this rank's earlier loops (each loop gets a seed of its
@@ -185,6 +240,12 @@ class RayWorker:
         if self.on_launcher_machine and self.cfg.ray_shared_memory:
             shared = attach_shared(self.shared_spec, launcher_pid=None)
             link = SharedMemoryLink(shared, self.rank, self.server.report.remote)
+        elif self.cfg.ray_sync_ms > 0:  # this machine's copy of the model, kept in sync by its agent
+            import ray
+
+            self.agent = sync_agent_for(ray, self.cfg, self.server_name, self.shared_spec, self.node)  # kept alive
+            node_memory = attach_shared(ray.get(self.agent.attach.remote()), launcher_pid=None)
+            link = SharedMemoryLink(node_memory, self.rank, self.agent.report.remote)
         else:
             link = RayLink(self.server, self.rank)
         # The viewer's live board is a file in the run directory, for workers on the launcher's machine only.
@@ -291,9 +352,20 @@ class RayWorkers:
         self.starts: dict = {}
         self.deaths = DeathLog()
         self.restarts = 0
+        self.figures: dict = {}  # the sync agents' and the server's figures, after the stop (summary.json's "sync")
+        self.agents: list = []  # the sync agents this launcher made (and owns)
+        self.machines_gone: set[str] = {node["NodeID"] for node in self.ray.nodes() if not node["Alive"]}
 
     def start_all(self) -> None:
         self.ray.get(self.server.drain.remote())  # the server is up (and named) before workers look it up
+        if self.cfg.ray_sync_ms > 0:
+            # One sync agent per machine with CPUs for workers, made here so that it lives as long as the run (an
+            # actor lives as long as its owner); a machine that joins later gets one from its first worker.
+            for node in self.ray.nodes():
+                if node["Alive"] and node["Resources"].get("CPU", 0) > 0 and (
+                        node["NodeID"] != self.node or not self.cfg.ray_shared_memory):
+                    self.agents.append(sync_agent_for(self.ray, self.cfg, self.server_name, self.spec, node["NodeID"]))
+            self.ray.get([agent.attach.remote() for agent in self.agents])
         for rank in range(self.cfg.workers):
             self.actors[rank] = self.worker_class.remote(rank, self.cfg, self.server_name, self.spec, self.node,
                                                          self.resumed_steps)
@@ -319,6 +391,7 @@ class RayWorkers:
                 continue  # the loop ended because the run is stopping
             except self.ray.exceptions.RayActorError as err:
                 how = type(err).__name__
+            self.notice_machines_gone()
             deaths = self.deaths.record(rank)
             if deaths > MAX_DEATHS:
                 return f"worker {rank + 1} died {deaths} times within {DEATH_WINDOW_SECONDS:.0f} s (last: {how})"
@@ -328,6 +401,15 @@ class RayWorkers:
             self._run(rank)
         return self.evaluator.replace_dead()
 
+    def notice_machines_gone(self) -> None:
+        """Say once of each machine that left the cluster (its workers die with it; Ray starts them again where
+        a CPU is free, or they wait for one, and the run goes on without them)."""
+        gone = {node["NodeID"] for node in self.ray.nodes() if not node["Alive"]} - self.machines_gone
+        for node in sorted(gone):
+            notice(f"machine {node[:12]} left the Ray cluster: its workers are restarted where a CPU is free, "
+                   f"or wait for one; training goes on")
+        self.machines_gone |= gone
+
     def stop(self, on_report) -> None:
         """Set the stop flag, wait for the workers' loops, take their last reports, stop the evaluator, and shut
         Ray down."""
@@ -335,6 +417,7 @@ class RayWorkers:
         self.shared.request_stop()
         ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
         try:
+            self.figures = self.flush_agents()
             for event in self.reports(timeout=JOIN_SECONDS):
                 on_report(event)
         except ray.exceptions.RayError as err:
@@ -343,6 +426,47 @@ class RayWorkers:
         self.evaluator.stop(on_report)
         ray.shutdown()
 
+    def flush_agents(self) -> dict:
+        """The workers have stopped: every sync agent sends what its machine still holds; their figures and the
+        server's, summed (summary.json's "sync"). A machine that left the cluster has no agent to ask: it is
+        counted in `machines_lost`, and what it had not synced is gone with it."""
+        ray = self.ray
+        nodes = list(ray.get(self.server.load_figures.remote(), timeout=JOIN_SECONDS)["updates_per_node"])
+        if not nodes:
+            return {}
+        flushes = []
+        for node in nodes:
+            try:
+                flushes.append(ray.get_actor(agent_name(self.server_name, node)).flush.remote())
+            except ValueError:  # no such actor any more: its machine left
+                pass
+        agents = []
+        for ref in flushes:
+            try:
+                agents.append(ray.get(ref, timeout=JOIN_SECONDS))
+            except ray.exceptions.RayError:
+                pass
+        server = ray.get(self.server.load_figures.remote(), timeout=JOIN_SECONDS)
+        if not agents:
+            return {"machines": 0, "machines_lost": len(nodes), "updates_applied": server["delta_updates"]}
+        total = {key: int(sum(a[key] for a in agents)) for key in (
+            "syncs", "updates_sent", "bytes_sent", "lost_updates", "restarts", "staleness_sum", "staleness_syncs",
+            "node_updates")}
+        round_trips = sum(a["round_trip_seconds"] for a in agents)
+        return {
+            "machines": len(agents), "machines_lost": len(nodes) - len(agents), "sync_ms": self.cfg.ray_sync_ms,
+            "syncs": total["syncs"],
+            "node_updates": total["node_updates"], "updates_sent": total["updates_sent"],
+            "updates_applied": server["delta_updates"],
+            "lost_updates": total["lost_updates"], "agent_restarts": total["restarts"],
+            "bytes_per_sync": round(total["bytes_sent"] / max(total["syncs"], 1)),
+            "round_trip_ms": round(1000 * round_trips / max(total["syncs"], 1), 3),
+            "server_ms_per_sync": round(1000 * server["sync_busy_seconds"] / max(server["syncs"], 1), 4),
+            "staleness_updates_mean": round(total["staleness_sum"] / max(total["staleness_syncs"], 1), 1),
+            "staleness_updates_max": int(max(a["staleness_max"] for a in agents)),
+            "per_machine": agents,
+        }
+
     def abandon(self) -> None:
         """For an exit at once (a second Ctrl-C): remove the mapped file and end a local Ray instance's processes
         (its agents outlive a driver that exits without this). Not with `ray.shutdown()`: this runs in a signal
@@ -350,6 +474,7 @@ class RayWorkers:
         (a CI run hung 60 s so). The processes of a local instance are this process's descendants: they are
         killed. A joined cluster ends the actors of a driver that exits by itself."""
         Path(self.shared.spec["path"]).unlink(missing_ok=True)
+        remove_node_files(self.shared.spec)
         if not self.cfg.ray_address:
             if not kill_descendants():
                 self.ray.shutdown()  # no /proc to find them in (not Linux)
@@ -377,3 +502,12 @@ class RayBackend:
 
     def release(self, shared: MappedShared) -> None:
         Path(shared.spec["path"]).unlink(missing_ok=True)
+        remove_node_files(shared.spec)
+
+
+def remove_node_files(spec: dict) -> None:
+    """Remove the node-local copies on this machine that no agent removed (simulated nodes on one host, or an
+    agent that could not flush); other machines' agents remove theirs."""
+    path = Path(spec["path"])
+    for leftover in path.parent.glob(f"{path.stem}-node-*"):
+        leftover.unlink(missing_ok=True)

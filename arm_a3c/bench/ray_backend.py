@@ -1,17 +1,28 @@
 """The Ray backend's benchmark (`scripts/bench_ray.py`), measured in one run on one machine:
 
 1. Training throughput with N workers: the local backend, then `--backend ray` (workers on this machine map
-   the global model's memory), then `--backend ray --no-ray-shared-memory` (every update through the
-   parameter server, as a worker on another machine does); steady-state steps per second of real
-   `train_arm.py` runs, and each Ray figure's ratio to the local one.
-2. The parameter server's capacity: N client actors send it real-sized exchanges (a gradient, 20 observations,
-   the weights pulled back) as fast as they can. Its CPU time per exchange (the whole server process: the
-   update, the `ray.put` and Ray's own handling of the call) gives the exchanges per second one server can
-   apply at most, and with the workers' own update rate from (1), how many workers one server can serve.
+   the global model's memory), then `--backend ray --no-ray-shared-memory` (the workers treated as another
+   machine's: behind a sync agent, `backends.ray_sync`), then the same with `--ray-sync-ms 0` (every update
+   through the parameter server, the way before sync agents); steady-state steps per second of real
+   `train_arm.py` runs, and each Ray figure's ratio to the local one. The sync-agent run's summary gives the
+   syncs, bytes per sync, round trip and staleness.
+2. The parameter server's capacity for per-update exchanges: N client actors send it real-sized exchanges (a
+   gradient, 20 observations, the weights pulled back) as fast as they can. Its CPU time per exchange (the
+   whole server process: the update, the `ray.put` and Ray's own handling of the call) gives the exchanges per
+   second one server can apply at most, and with the workers' own update rate from (1), how many workers one
+   server can serve that way.
+4. With `--learning-seeds`: learning per environment step behind sync agents against the local backend: one
+   run per seed with each (workers behind this machine's sync agent: `--no-ray-shared-memory`), time and
+   environment steps to the evaluator's `learning_target`, medians and ranges.
+3. Its capacity for sync agents: N clients send real-sized syncs (a parameter delta, the observation sums of
+   16 workers, the weights answered back) as fast as they can; the server's CPU per sync gives the syncs per
+   second one core applies, and with one sync per machine every `--ray-sync-ms`, the machines it serves (each
+   machine's workers train at the local pace: they never wait for a sync).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +40,9 @@ class RayBenchOptions:
     throughput_seconds: float = 90.0  # length of each training run
     throughput_steps: int = 0  # ... or this many environment steps, if that comes first (0: no step limit)
     server_seconds: float = 20.0  # how long the clients flood the parameter server
+    learning_seeds: tuple[int, ...] = ()  # with seeds: time and steps to `learning_target`, local vs sync agents
+    learning_target: float = 0.8
+    learning_seconds: float = 300.0  # budget of each of those runs
 
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
@@ -61,8 +75,41 @@ class ExchangeClient:
         return sent if weights is not None else 0
 
 
-def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) -> dict:
-    """Flood one parameter server (`backends.ray.ParameterServer`) with `clients` clients; its CPU per exchange."""
+class SyncClient:
+    """Sends a sync agent's syncs, with a fixed delta and the running totals of `writers` workers (each sync one
+    update and `n_steps` steps more per worker), as fast as the server answers."""
+
+    def __init__(self, server_name: str, rank: int, params: int, obs_dim: int, writers: int, n_steps: int):
+        import ray
+
+        self.server, self.node, self.n_steps = ray.get_actor(server_name), f"bench-node-{rank}", n_steps
+        rng = np.random.default_rng(rank)
+        self.delta = (rng.standard_normal(params) * 1e-6).astype(np.float32)
+        self.ranks = np.arange(writers)
+        self.row = rng.standard_normal((writers, obs_dim))
+        self.syncs = 0  # over every flood: the totals only grow
+
+    def flood(self, seconds: float) -> int:
+        import ray
+
+        sent, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.syncs += 1
+            k = self.syncs
+            totals = (self.ranks, np.full(len(self.ranks), k * self.n_steps, np.int64), self.ranks,
+                      np.full(len(self.ranks), float(k * self.n_steps)), k * self.row, k * self.row**2)
+            weights = ray.get(self.server.sync.remote(self.node, self.delta, k, totals, []))[0]
+            np.array(weights)  # copied, as an agent does
+            sent += 1
+        return sent
+
+
+SYNC_WRITERS = 16  # observation rows a sync of the capacity test carries: a machine of 16 workers
+
+
+def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, syncs: bool = False) -> dict:
+    """Flood one parameter server (`backends.ray.ParameterServer`) with `clients` clients: per-update exchanges,
+    or with `syncs` sync agents' syncs; its CPU per call."""
     from arm_a3c.a3c.shared import build_shared
     from arm_a3c.backends.ray import ParameterServer, start_ray
     from arm_a3c.envs.arm_env import make_env
@@ -77,9 +124,19 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) ->
         shared = build_shared(cfg, obs_dim, action_dim, None, None, mapped=memory)
         server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-server").remote(shared.spec)
         ray.get(server.drain.remote())
-        client_class = ray.remote(num_cpus=1)(ExchangeClient)
-        actors = [client_class.remote("bench-server", rank, shared.model.flat.numel(), obs_dim, cfg.n_steps)
-                  for rank in range(clients)]
+        params = shared.model.flat.numel()
+        if syncs:
+            cfg = TrainConfig(robot=robot, workers=SYNC_WRITERS)  # the server's normaliser has a slot per writer
+            shared = build_shared(cfg, obs_dim, action_dim, None, None, mapped=memory.with_suffix(".sync.bin"))
+            ray.kill(server)
+            server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-sync-server").remote(shared.spec)
+            ray.get(server.drain.remote())
+            actors = [ray.remote(num_cpus=1)(SyncClient).remote("bench-sync-server", rank, params, obs_dim,
+                                                                SYNC_WRITERS, cfg.n_steps) for rank in range(clients)]
+        else:
+            client_class = ray.remote(num_cpus=1)(ExchangeClient)
+            actors = [client_class.remote("bench-server", rank, params, obs_dim, cfg.n_steps)
+                      for rank in range(clients)]
         ray.get([a.flood.remote(1.0) for a in actors])  # warm up
         before = ray.get(server.load_figures.remote())
         started = time.monotonic()
@@ -89,9 +146,11 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path) ->
     finally:
         ray.shutdown()
         memory.unlink(missing_ok=True)
-    exchanges = after["exchanges"] - before["exchanges"]
+        memory.with_suffix(".sync.bin").unlink(missing_ok=True)
+    calls, busy = ("syncs", "sync_busy_seconds") if syncs else ("exchanges", "busy_seconds")
+    exchanges = after[calls] - before[calls]
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
-    inside = after["busy_seconds"] - before["busy_seconds"]
+    inside = after[busy] - before[busy]
     return {"clients": clients, "seconds": round(elapsed, 1), "exchanges": exchanges, "client_count": sent,
             "exchanges_per_second": round(exchanges / elapsed, 1),
             "server_cpu_ms_per_exchange": round(1e3 * cpu / exchanges, 3),
@@ -105,13 +164,18 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     n, seconds = opts.workers, opts.throughput_seconds
     runs = {}
     for name, flags in [("local", ()), ("ray", ("--backend", "ray")),
-                        ("ray_through_server", ("--backend", "ray", "--no-ray-shared-memory"))]:
+                        ("ray_sync_agent", ("--backend", "ray", "--no-ray-shared-memory")),
+                        ("ray_through_server", ("--backend", "ray", "--no-ray-shared-memory", "--ray-sync-ms", "0"))]:
         steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
         log(f"training throughput: {name}, {n} workers, {seconds:g} s{steps}")
         runs[name] = a3c_run(bench, opts.robot, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
                              max_steps=opts.throughput_steps)
-    log(f"parameter server capacity: {n} clients flooding it for {opts.server_seconds:g} s")
+    log(f"parameter server capacity: {n} clients flooding it with exchanges for {opts.server_seconds:g} s")
     capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir)
+    log(f"parameter server capacity: {n} clients flooding it with syncs for {opts.server_seconds:g} s")
+    sync_capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir, syncs=True)
+    agent_run = json.loads((Path(runs["ray_sync_agent"]["run_dir"]) / "summary.json").read_text()).get("sync", {})
+    sync_ms = TrainConfig().ray_sync_ms
     local_rate, remote_rate = runs["local"]["steps_per_second"], runs["ray_through_server"]["steps_per_second"]
     n_steps = TrainConfig().n_steps  # one update per n_steps steps of a worker
     fast, slow = local_rate / n / n_steps, remote_rate / n / n_steps
@@ -125,11 +189,44 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
         "updates_per_second_per_worker": {"local_pace": round(fast, 1), "through_server": round(slow, 1)},
         "workers_one_server_serves": {"local_pace": int(capacity["max_exchanges_per_second"] // fast),
                                       "through_server": int(capacity["max_exchanges_per_second"] // slow)},
+        "ray_sync_agent_to_local": round(runs["ray_sync_agent"]["steps_per_second"] / local_rate, 3),
+        "sync_agent_run": {k: v for k, v in agent_run.items() if k != "per_machine"},
+        "sync_server": sync_capacity,
+        # One sync per machine every sync_ms, whatever its workers: machines one server core serves.
+        "machines_one_server_serves": {str(ms): int(sync_capacity["max_exchanges_per_second"] * ms / 1000)
+                                       for ms in (20, 50, 100)},
+        "sync_ms_default": sync_ms,
+        "learning": learning_comparison(opts, bench, work_dir, log) if opts.learning_seeds else None,
     }
+
+
+def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Path, log) -> dict:
+    """Time and environment steps to `opts.learning_target` with the local backend and behind a sync agent, one
+    run per seed each."""
+    from arm_a3c.a3c.metrics import read_metrics, time_to_success
+
+    result = {}
+    for name, flags in [("local", ()), ("ray_sync_agent", ("--backend", "ray", "--no-ray-shared-memory"))]:
+        runs = []
+        for seed in opts.learning_seeds:
+            log(f"learning: {name}, seed {seed}, to {opts.learning_target:.0%} (budget {opts.learning_seconds:g} s)")
+            run_dir = work_dir / f"learning-{name}-{seed}"
+            a3c_run(BenchOptions(**{**bench.__dict__, "target_success": opts.learning_target, "test_episodes": 0}),
+                    opts.robot, opts.workers, opts.learning_seconds, opts.learning_target, run_dir, seed=seed,
+                    extra=flags)
+            reached = time_to_success(read_metrics(run_dir / "metrics.csv"), opts.learning_target)
+            runs.append({"seed": seed, "seconds": reached[0] if reached else None,
+                         "env_steps": reached[1] if reached else None})
+        done = [r for r in runs if r["env_steps"] is not None]
+        result[name] = {"runs": runs, "reached": len(done),
+                        "median_env_steps": float(np.median([r["env_steps"] for r in done])) if done else None,
+                        "median_seconds": float(np.median([r["seconds"] for r in done])) if done else None}
+    return result
 
 
 def format_table(result: dict) -> str:
     opts, runs, server = result["options"], result["throughput"], result["server"]
+    sync, agent, learning = result["sync_server"], result["sync_agent_run"], result.get("learning")
     pace, served = result["updates_per_second_per_worker"], result["workers_one_server_serves"]
     n = opts["workers"]
     return "\n".join([
@@ -152,6 +249,29 @@ def format_table(result: dict) -> str:
         f"{pace['local_pace']:,.0f}; {pace['through_server']:,.0f} |",
         f"| workers one parameter server serves: at the local pace; at the pace through it | "
         f"{served['local_pace']}; {served['through_server']} |",
-        "| peak memory (PSS, all processes, Ray's own included): local; Ray; Ray through the server | "
-        + "; ".join(f"{runs[name]['peak_pss_mb']:,.0f} MB" for name in ("local", "ray", "ray_through_server")) + " |",
+        f"| Ray backend, {n} workers behind a sync agent (--no-ray-shared-memory, sync every "
+        f"{result['sync_ms_default']:g} ms) | {runs['ray_sync_agent']['steps_per_second']:,.0f} steps/s "
+        f"({result['ray_sync_agent_to_local']:.2f} of local) |",
+        f"| that run: syncs; bytes per sync (sent); round trip; staleness (global updates between a pull and the "
+        f"delta's application: mean, max) | {agent.get('syncs', 0):,}; {agent.get('bytes_per_sync', 0):,} B; "
+        f"{agent.get('round_trip_ms', 0):.2f} ms; {agent.get('staleness_updates_mean', 0):g}, "
+        f"{agent.get('staleness_updates_max', 0)} |",
+        f"| that run: updates sent by the agent; applied by the server; lost | {agent.get('updates_sent', 0):,}; "
+        f"{agent.get('updates_applied', 0):,}; {agent.get('lost_updates', 0)} |",
+        f"| parameter server: CPU per sync ({SYNC_WRITERS} workers' statistics; process total; inside the method) | "
+        f"{sync['server_cpu_ms_per_exchange']:.3f} ms; {sync['server_method_ms_per_exchange']:.3f} ms |",
+        f"| parameter server: at most, one core | {sync['max_exchanges_per_second']:,.0f} syncs/s |",
+        "| machines (any number of workers each) one server core serves, one sync each per: "
+        + "; ".join(f"{ms} ms: {count:,}" for ms, count in result["machines_one_server_serves"].items()) + " |",
+        "| peak memory (PSS, all processes, Ray's own included): local; Ray; behind a sync agent; through the "
+        "server | " + "; ".join(f"{runs[name]['peak_pss_mb']:,.0f} MB"
+                                for name in ("local", "ray", "ray_sync_agent", "ray_through_server")) + " |",
+        *([f"| steps to {opts['learning_target']:.0%}, each seed ({', '.join(map(str, opts['learning_seeds']))}): "
+           f"local; behind a sync agent | "
+           + "; ".join(", ".join("-" if r["env_steps"] is None else f"{r['env_steps'] / 1000:.0f}k"
+                                 for r in learning[name]["runs"]) for name in ("local", "ray_sync_agent")) + " |",
+           f"| time to {opts['learning_target']:.0%}, each seed: local; behind a sync agent | "
+           + "; ".join(", ".join("-" if r["seconds"] is None else f"{r['seconds']:.0f} s"
+                                 for r in learning[name]["runs"]) for name in ("local", "ray_sync_agent")) + " |"]
+          if learning else []),
     ])

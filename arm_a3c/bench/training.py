@@ -353,7 +353,10 @@ def format_table(result: dict) -> str:
             lines.append(f"| {name} | {seconds(m['time_to_first_target_s'])} | {seconds(m['time_to_target_s'])} | "
                          f"{steps(m['steps_to_first_target'])} | {steps(m['steps_to_target'])} | "
                          f"{r['median_test_success_rate'][name]:.1%} ({each}) | {source} |")
-        lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({r['fastest_tuned_peer']}): "
+        fastest = r["fastest_tuned_peer"]
+        if fastest and r["medians"][fastest]["time_to_target_s"] is None:
+            fastest = f"none of the tuned peers reached {target} within {budget:.0f} s: the budget is the bound"
+        lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({fastest}): "
                      f"{r['time_ratio_to_fastest_tuned_peer'] or 'n/a'} (goal <= {GOALS['time_ratio']})")
     return "\n".join(lines)
 
