@@ -105,7 +105,7 @@ def test_a_profile_is_summed_per_process_role_and_per_part_of_the_workers_loop()
 def test_profiling_a_short_training_finds_its_workers_and_evaluator(tmp_path):
     """A real run under py-spy (skipped where py-spy cannot attach, e.g. a container without ptrace)."""
     out = tmp_path / "profile.json"
-    result = run_script("profile_training.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "20000",
+    result = run_script("profile_training.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "50000",
                         "--rate", "50", "--json", str(out), "--run-dir", str(tmp_path / "run"), timeout=300)
     if result.returncode == 2 and any(why in result.stderr for why in ("Permission denied", "Operation not permitted")):
         import pytest
@@ -113,6 +113,7 @@ def test_profiling_a_short_training_finds_its_workers_and_evaluator(tmp_path):
         pytest.skip(result.stderr.strip()[-300:])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     profile = json.loads(out.read_text())
-    assert profile["roles"]["worker"] > 0.3 and "evaluator" in profile["roles"], profile["roles"]
+    # A seconds-long run: the processes' start-up takes much of it (0.39 of the samples at 20,000 steps once)
+    assert profile["roles"]["worker"] > 0.2 and "evaluator" in profile["roles"], profile["roles"]
     assert profile["worker_parts"]["environment (physics, observation, reward)"] > 0.3, profile["worker_parts"]
     assert "| inside the workers: part of the loop |" in result.stdout
