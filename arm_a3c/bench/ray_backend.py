@@ -120,19 +120,16 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, sy
     cfg = TrainConfig(robot=robot, workers=clients)
     ray = start_ray(cfg)  # a local instance with one CPU per client, as a training run starts it
     memory = work_dir / "server-memory.bin"
+    # The server's normaliser has a slot per worker: with syncs, those of a machine of SYNC_WRITERS workers.
+    server_cfg = TrainConfig(robot=robot, workers=SYNC_WRITERS) if syncs else cfg
     try:
-        shared = build_shared(cfg, obs_dim, action_dim, None, None, mapped=memory)
+        shared = build_shared(server_cfg, obs_dim, action_dim, None, None, mapped=memory)
         server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-server").remote(shared.spec)
         ray.get(server.drain.remote())
         params = shared.model.flat.numel()
         if syncs:
-            cfg = TrainConfig(robot=robot, workers=SYNC_WRITERS)  # the server's normaliser has a slot per writer
-            shared = build_shared(cfg, obs_dim, action_dim, None, None, mapped=memory.with_suffix(".sync.bin"))
-            ray.kill(server)
-            server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-sync-server").remote(shared.spec)
-            ray.get(server.drain.remote())
-            actors = [ray.remote(num_cpus=1)(SyncClient).remote("bench-sync-server", rank, params, obs_dim,
-                                                                SYNC_WRITERS, cfg.n_steps) for rank in range(clients)]
+            actors = [ray.remote(num_cpus=1)(SyncClient).remote("bench-server", rank, params, obs_dim, SYNC_WRITERS,
+                                                                cfg.n_steps) for rank in range(clients)]
         else:
             client_class = ray.remote(num_cpus=1)(ExchangeClient)
             actors = [client_class.remote("bench-server", rank, params, obs_dim, cfg.n_steps)
@@ -146,7 +143,6 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, sy
     finally:
         ray.shutdown()
         memory.unlink(missing_ok=True)
-        memory.with_suffix(".sync.bin").unlink(missing_ok=True)
     calls, busy = ("syncs", "sync_busy_seconds") if syncs else ("exchanges", "busy_seconds")
     exchanges = after[calls] - before[calls]
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
