@@ -537,8 +537,15 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-seconds", type=float, default=20.0,
                         help="how long the clients flood the parameter server (default 20)")
     parser.add_argument("--learning-seeds", type=int, nargs="*", default=[], metavar="SEED",
-                        help="also train to 80%% with the local backend and behind a sync agent, one run per seed "
-                             "each, and compare time and environment steps (default: none)")
+                        help="also train to 80%% with the local backend and with the workers spread over simulated "
+                             "machines (Ray nodes on this host) behind sync agents, one run per seed each, and compare "
+                             "time and environment steps (default: none)")
+    parser.add_argument("--machines", type=int, default=2,
+                        help="simulated machines of the learning comparison (default 2; at most --workers)")
+    parser.add_argument("--sync-periods", type=float, nargs="+", default=[], metavar="MS",
+                        help="sync periods (--ray-sync-ms) the learning comparison tries (default: the default period)")
+    parser.add_argument("--learning-only", action="store_true",
+                        help="run only the learning comparison (needs --learning-seeds)")
     parser.add_argument("--quick", action="store_true",
                         help="runs of 5,000 steps and 1 s of flooding: a smoke test of the benchmark, not a measurement")
     parser.add_argument("--json", type=Path, default=Path("bench_ray.json"), metavar="PATH",
@@ -548,9 +555,17 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1 or args.seconds <= 0 or args.server_seconds <= 0:
         parser.error("--workers must be at least 1, --seconds and --server-seconds positive")
+    if args.learning_seeds and not 1 <= args.machines <= args.workers:
+        parser.error(f"--machines must be between 1 and --workers ({args.workers}): each machine runs a worker or more")
+    if any(ms <= 0 for ms in args.sync_periods):
+        parser.error("--sync-periods must be positive milliseconds (the per-update path is measured by the "
+                     "throughput part)")
+    if args.learning_only and not args.learning_seeds:
+        parser.error("--learning-only needs --learning-seeds SEED [SEED ...]")
     import_ray()
     options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds,
-                              learning_seeds=tuple(args.learning_seeds),
+                              learning_seeds=tuple(args.learning_seeds), learning_machines=args.machines,
+                              sync_periods=tuple(args.sync_periods), learning_only=args.learning_only,
                               server_seconds=args.server_seconds)
     if args.quick:
         options = RayBenchOptions(**{**options.__dict__, **QUICK})

@@ -309,8 +309,37 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert bench["table"] in result.stdout
 
 
+def test_ray_benchmarks_learning_comparison_runs_on_two_simulated_machines(tmp_path):
+    """`--learning-only`: a local run, then the same two workers on two simulated machines (two Ray nodes of one
+    CPU, a head with none), each behind its sync agent; half-minute runs, so only what was run and how it is
+    reported is checked, not whether they learned."""
+    pytest.importorskip("ray")
+    out = tmp_path / "bench_ray.json"
+    result = run_script("bench_ray.py", "--quick", "--learning-only", "--learning-seeds", "0", "--sync-periods", "100",
+                        "--json", str(out), "--work-dir", str(tmp_path / "runs"), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    learning = json.loads(out.read_text())["learning"]
+    assert set(learning["configs"]) == {"local", "machines_100ms"} and learning["machines"] == 2
+    local, machines = learning["configs"]["local"], learning["configs"]["machines_100ms"]
+    assert machines["sync_ms"] == 100 and isinstance(machines["within_local_spread"], bool)
+    run = machines["runs"][0]
+    assert run["machines"] == 2 and run["syncs"] > 0 and run["lost_updates"] == 0, run
+    summary = summary_of(tmp_path / "runs" / "learning-machines_100ms-0")
+    assert summary["sync"]["sync_ms"] == 100 and len({m["node_id"] for m in summary["sync"]["per_machine"]}) == 2
+    assert summary["optimizer_steps"] == 0  # every update went through an agent: none from the launcher's machine
+    assert not summary_of(tmp_path / "runs" / "learning-local-0").get("sync")  # the local run: no agent
+    for config in (local, machines):  # the figures are the runs' own
+        steps = [r["env_steps"] for r in config["runs"] if r["env_steps"] is not None]
+        assert config["env_steps"]["median"] == (steps[0] if steps else None)
+    assert "behind sync agents, every 100 ms" in result.stdout and not list(Path("/dev/shm").glob("arm-a3c-*"))
+
+
 def test_ray_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench_ray.py", "--workers", "0"), "--workers must be at least 1")
+    assert_user_error(run_in_process("bench_ray.py", "--learning-only"), "--learning-only needs --learning-seeds")
+    assert_user_error(run_in_process("bench_ray.py", "--learning-seeds", "0", "--machines", "3"),
+                      "--machines must be between 1 and --workers (2)")
+    assert_user_error(run_in_process("bench_ray.py", "--sync-periods", "0"), "--sync-periods must be positive")
 
 
 # ---- two simulated machines behind sync agents ----------------------------------------------------------------

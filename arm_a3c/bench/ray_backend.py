@@ -11,13 +11,15 @@
    whole server process: the update, the `ray.put` and Ray's own handling of the call) gives the exchanges per
    second one server can apply at most, and with the workers' own update rate from (1), how many workers one
    server can serve that way.
-4. With `--learning-seeds`: learning per environment step behind sync agents against the local backend: one
-   run per seed with each (workers behind this machine's sync agent: `--no-ray-shared-memory`), time and
-   environment steps to the evaluator's `learning_target`, medians and ranges.
 3. Its capacity for sync agents: N clients send real-sized syncs (a parameter delta, the observation sums of
    16 workers, the weights answered back) as fast as they can; the server's CPU per sync gives the syncs per
    second one core applies, and with one sync per machine every `--ray-sync-ms`, the machines it serves (each
    machine's workers train at the local pace: they never wait for a sync).
+4. With `--learning-seeds`: learning per environment step behind sync agents against the local backend: one
+   run per seed with the local backend, and with the same workers spread over `learning_machines` simulated
+   machines (Ray nodes on this host, `ray.cluster_utils.Cluster`, a head with no CPU), each behind its own sync
+   agent, for each sync period of `--sync-periods`; time and environment steps to the evaluator's
+   `learning_target`, medians and ranges, the agents' staleness. `--learning-only` runs this part alone.
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ class RayBenchOptions:
     learning_seeds: tuple[int, ...] = ()  # with seeds: time and steps to `learning_target`, local vs sync agents
     learning_target: float = 0.8
     learning_seconds: float = 300.0  # budget of each of those runs
+    learning_machines: int = 2  # simulated machines (Ray nodes on this host) the sync configurations spread over
+    sync_periods: tuple[float, ...] = ()  # sync periods (ms) to compare; none: the default
+    learning_only: bool = False  # only the learning comparison (no throughput or capacity parts)
 
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
-QUICK = dict(throughput_steps=5_000, server_seconds=1.0)
+QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=30.0)
 
 
 class ExchangeClient:
@@ -157,6 +162,8 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, sy
 
 def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     bench = BenchOptions(robots=(opts.robot,), workers=opts.workers)
+    if opts.learning_only:
+        return {"options": opts.__dict__, "learning": learning_comparison(opts, bench, work_dir, log)}
     n, seconds = opts.workers, opts.throughput_seconds
     runs = {}
     for name, flags in [("local", ()), ("ray", ("--backend", "ray")),
@@ -196,31 +203,84 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     }
 
 
-def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Path, log) -> dict:
-    """Time and environment steps to `opts.learning_target` with the local backend and behind a sync agent, one
-    run per seed each."""
-    from arm_a3c.a3c.metrics import read_metrics, time_to_success
+def simulated_machines(machines: int, workers: int):
+    """A Ray cluster on this host (`ray.cluster_utils.Cluster`): a head with no CPU (the launcher's machine: no
+    worker lands there) and `machines` nodes sharing `workers` CPUs, so the workers run on machines of their own,
+    each behind its machine's sync agent, as on a real cluster (no memory shared between nodes)."""
+    from ray.cluster_utils import Cluster
 
-    result = {}
-    for name, flags in [("local", ()), ("ray_sync_agent", ("--backend", "ray", "--no-ray-shared-memory"))]:
-        runs = []
-        for seed in opts.learning_seeds:
-            log(f"learning: {name}, seed {seed}, to {opts.learning_target:.0%} (budget {opts.learning_seconds:g} s)")
-            run_dir = work_dir / f"learning-{name}-{seed}"
-            a3c_run(BenchOptions(**{**bench.__dict__, "target_success": opts.learning_target, "test_episodes": 0}),
-                    opts.robot, opts.workers, opts.learning_seconds, opts.learning_target, run_dir, seed=seed,
-                    extra=flags)
-            reached = time_to_success(read_metrics(run_dir / "metrics.csv"), opts.learning_target)
-            runs.append({"seed": seed, "seconds": reached[0] if reached else None,
-                         "env_steps": reached[1] if reached else None})
-        done = [r for r in runs if r["env_steps"] is not None]
-        result[name] = {"runs": runs, "reached": len(done),
-                        "median_env_steps": float(np.median([r["env_steps"] for r in done])) if done else None,
-                        "median_seconds": float(np.median([r["seconds"] for r in done])) if done else None}
+    store = 80 * 2**20
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": store})
+    for index in range(machines):
+        cluster.add_node(num_cpus=workers // machines + (index < workers % machines), object_store_memory=store)
+    cluster.wait_for_nodes()
+    return cluster
+
+
+def spread(values: list) -> dict:
+    """Median over seeds (a run that did not reach the target counts as infinitely long: None when that is the
+    median) and the range of the runs that reached it."""
+    done = [v for v in values if v is not None]
+    median = float(np.median([np.inf if v is None else v for v in values])) if values else np.inf
+    return {"median": None if median == np.inf else median, "min": min(done) if done else None,
+            "max": max(done) if done else None}
+
+
+def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Path, log) -> dict:
+    """Time and environment steps to `opts.learning_target`, one run per seed each: the local backend, and the
+    same workers spread over `opts.learning_machines` simulated machines behind sync agents, for each sync period
+    of `opts.sync_periods` (the default period if none). Says whether each sync configuration's median steps lie
+    within the local runs' seed-to-seed range."""
+    import ray
+
+    periods = opts.sync_periods or (TrainConfig().ray_sync_ms,)
+    configs = [("local", (), None)] + [(f"machines_{ms:g}ms", ("--backend", "ray", "--ray-sync-ms", f"{ms:g}"), ms)
+                                       for ms in periods]
+    options = BenchOptions(**{**bench.__dict__, "target_success": opts.learning_target,
+                              "first_target": opts.learning_target, "test_episodes": 0})
+    result = {"machines": opts.learning_machines, "target": opts.learning_target, "configs": {}}
+    cluster = None
+    try:
+        for name, flags, ms in configs:
+            if ms is not None and cluster is None:
+                if ray.is_initialized():
+                    ray.shutdown()
+                cluster = simulated_machines(opts.learning_machines, opts.workers)
+            address = ("--ray-address", cluster.address) if ms is not None else ()
+            runs = []
+            for seed in opts.learning_seeds:
+                log(f"learning: {name}, seed {seed}, to {opts.learning_target:.0%} "
+                    f"(budget {opts.learning_seconds:g} s)")
+                run_dir = work_dir / f"learning-{name}-{seed}"
+                run = a3c_run(options, opts.robot, opts.workers, opts.learning_seconds, opts.learning_target,
+                              run_dir, seed=seed, extra=(*flags, *address))
+                sync = json.loads((run_dir / "summary.json").read_text()).get("sync") or {}
+                runs.append({"seed": seed, "seconds": run["time_to_first_target_s"],
+                             "env_steps": run["steps_to_first_target"], "steps_per_second": run["steps_per_second"],
+                             **({"machines": sync.get("machines"), "syncs": sync.get("syncs"),
+                                 "staleness_updates_mean": sync.get("staleness_updates_mean"),
+                                 "staleness_updates_max": sync.get("staleness_updates_max"),
+                                 "lost_updates": sync.get("lost_updates")} if ms is not None else {})})
+            result["configs"][name] = {"sync_ms": ms, "runs": runs, "reached": sum(r["env_steps"] is not None
+                                                                                   for r in runs),
+                                       "env_steps": spread([r["env_steps"] for r in runs]),
+                                       "seconds": spread([r["seconds"] for r in runs])}
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+    local = result["configs"]["local"]["env_steps"]
+    for name, config in result["configs"].items():
+        if name != "local":
+            median = config["env_steps"]["median"]
+            config["within_local_spread"] = (median is not None and local["min"] is not None
+                                             and local["min"] <= median <= local["max"])
     return result
 
 
 def format_table(result: dict) -> str:
+    if result["options"].get("learning_only"):
+        return f"robot {result['options']['robot']}, {result['options']['workers']} workers\n\n" + format_learning(
+            result["learning"])
     opts, runs, server = result["options"], result["throughput"], result["server"]
     sync, agent, learning = result["sync_server"], result["sync_agent_run"], result.get("learning")
     pace, served = result["updates_per_second_per_worker"], result["workers_one_server_serves"]
@@ -262,12 +322,35 @@ def format_table(result: dict) -> str:
         "| peak memory (PSS, all processes, Ray's own included): local; Ray; behind a sync agent; through the "
         "server | " + "; ".join(f"{runs[name]['peak_pss_mb']:,.0f} MB"
                                 for name in ("local", "ray", "ray_sync_agent", "ray_through_server")) + " |",
-        *([f"| steps to {opts['learning_target']:.0%}, each seed ({', '.join(map(str, opts['learning_seeds']))}): "
-           f"local; behind a sync agent | "
-           + "; ".join(", ".join("-" if r["env_steps"] is None else f"{r['env_steps'] / 1000:.0f}k"
-                                 for r in learning[name]["runs"]) for name in ("local", "ray_sync_agent")) + " |",
-           f"| time to {opts['learning_target']:.0%}, each seed: local; behind a sync agent | "
-           + "; ".join(", ".join("-" if r["seconds"] is None else f"{r['seconds']:.0f} s"
-                                 for r in learning[name]["runs"]) for name in ("local", "ray_sync_agent")) + " |"]
-          if learning else []),
-    ])
+    ]) + ("\n\n" + format_learning(learning) if learning else "")
+
+
+def format_learning(learning: dict) -> str:
+    """The learning comparison's table: per configuration, each seed's steps and time to the target, medians with
+    the seeds' range, and the sync agents' staleness."""
+    def each(runs, key, unit):
+        return ", ".join("-" if r[key] is None else (f"{r[key] / 1000:.0f}k" if unit == "k" else f"{r[key]:.0f} s")
+                         for r in runs)
+
+    def middle(figure, unit):
+        if figure["median"] is None:
+            return "not reached"
+        show = (lambda v: f"{v / 1000:.0f}k") if unit == "k" else (lambda v: f"{v:.0f} s")
+        return f"{show(figure['median'])} ({show(figure['min'])}-{show(figure['max'])})"
+
+    seeds = ", ".join(str(r["seed"]) for r in learning["configs"]["local"]["runs"])
+    lines = [f"to {learning['target']:.0%} success (evaluator), seeds {seeds}; sync configurations on "
+             f"{learning['machines']} simulated machines (Ray nodes on this host)", "",
+             "| configuration | steps, each seed | median steps (range) | time, each seed | median time (range) | "
+             "staleness mean, max (global updates) | median steps within the local spread |",
+             "|---|---|---|---|---|---|---|"]
+    for name, config in learning["configs"].items():
+        runs = config["runs"]
+        label = "local backend" if config["sync_ms"] is None else f"behind sync agents, every {config['sync_ms']:g} ms"
+        stale = ("" if config["sync_ms"] is None else "; ".join(
+            f"{r['staleness_updates_mean']:g}, {r['staleness_updates_max']}" for r in runs
+            if r.get("staleness_updates_mean") is not None))
+        within = "" if config["sync_ms"] is None else ("yes" if config["within_local_spread"] else "no")
+        lines.append(f"| {label} | {each(runs, 'env_steps', 'k')} | {middle(config['env_steps'], 'k')} | "
+                     f"{each(runs, 'seconds', 's')} | {middle(config['seconds'], 's')} | {stale} | {within} |")
+    return "\n".join(lines)
