@@ -296,6 +296,9 @@ def start_ray(cfg: TrainConfig):
     return ray
 
 
+MACHINES_CHECK_SECONDS = 5.0  # how often the launcher asks Ray which machines left the cluster
+
+
 def kill_descendants() -> bool:
     """SIGKILL every process descended from this one (a local Ray instance's servers, agents and workers; the
     tree is read from /proc first, so no process is reparented away while it is killed). False where there is
@@ -355,6 +358,7 @@ class RayWorkers:
         self.figures: dict = {}  # the sync agents' and the server's figures, after the stop (summary.json's "sync")
         self.agents: list = []  # the sync agents this launcher made (and owns)
         self.machines_gone: set[str] = {node["NodeID"] for node in self.ray.nodes() if not node["Alive"]}
+        self.machines_checked = time.monotonic()
 
     def start_all(self) -> None:
         self.ray.get(self.server.drain.remote())  # the server is up (and named) before workers look it up
@@ -381,7 +385,11 @@ class RayWorkers:
         return self.ray.get(self.server.drain.remote(), timeout=timeout) + self.evaluator.reports()
 
     def replace_dead(self) -> str | None:
-        """Start the loop again on every worker actor Ray restarted; the reason to stop if one keeps dying."""
+        """Start the loop again on every worker actor Ray restarted; the reason to stop if one keeps dying. Every
+        few seconds, look for machines that left the cluster (a worker's call may hang rather than fail then)."""
+        if time.monotonic() - self.machines_checked >= MACHINES_CHECK_SECONDS:
+            self.machines_checked = time.monotonic()
+            self.notice_machines_gone()
         ready, _ = self.ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=0)
         for rank, ref in list(self.runs.items()):
             if ref not in ready:
