@@ -334,6 +334,22 @@ def test_ray_benchmarks_learning_comparison_runs_on_two_simulated_machines(tmp_p
     assert "behind sync agents, every 100 ms" in result.stdout and not list(Path("/dev/shm").glob("arm-a3c-*"))
 
 
+def test_the_learning_comparisons_medians_count_misses_and_its_verdict_allows_fewer_steps_not_more():
+    from arm_a3c.bench.ray_backend import judge, spread
+
+    assert spread([300, None, 100]) == {"median": 300.0, "min": 100, "max": 300}  # a miss counts as longest
+    assert spread([None, None, 100])["median"] is None and spread([None])["min"] is None
+
+    def config(steps, ms=50):
+        return {"sync_ms": ms, "env_steps": spread(steps)}
+
+    learning = {"configs": {"local": config([304, 254, 302], None), "a": config([252, 303, 252]),
+                            "b": config([302, 310, 200]), "c": config([454, 356, 455]), "d": config([None, None, 1])}}
+    judge(learning)
+    verdicts = {name: c.get("within_local_spread") for name, c in learning["configs"].items()}
+    assert verdicts == {"local": None, "a": True, "b": True, "c": False, "d": False}
+
+
 def test_ray_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench_ray.py", "--workers", "0"), "--workers must be at least 1")
     assert_user_error(run_in_process("bench_ray.py", "--learning-only"), "--learning-only needs --learning-seeds")

@@ -230,7 +230,7 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
     """Time and environment steps to `opts.learning_target`, one run per seed each: the local backend, and the
     same workers spread over `opts.learning_machines` simulated machines behind sync agents, for each sync period
     of `opts.sync_periods` (the default period if none). Says whether each sync configuration's median steps lie
-    within the local runs' seed-to-seed range."""
+    within the local runs' seed-to-seed range or below it (`judge`)."""
     import ray
 
     periods = opts.sync_periods or (TrainConfig().ray_sync_ms,)
