@@ -365,14 +365,10 @@ def two_machines(monkeypatch):
     """A Ray cluster on this host: a head with no CPU (the launcher's machine: no worker lands there) and two
     nodes of one CPU each, so each worker runs on a machine of its own, behind that machine's sync agent."""
     pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
+    from arm_a3c.bench.ray_backend import simulated_machines
 
     monkeypatch.setenv(*RUN_TAG.split("="))  # the nodes' processes, and so the actors, carry it
-    store = 80 * 2**20
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": store})
-    for _ in range(2):
-        cluster.add_node(num_cpus=1, object_store_memory=store)
-    cluster.wait_for_nodes()
+    cluster = simulated_machines(machines=2, workers=2)
     yield cluster
     cluster.shutdown()
 

@@ -231,8 +231,6 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
     same workers spread over `opts.learning_machines` simulated machines behind sync agents, for each sync period
     of `opts.sync_periods` (the default period if none). Says whether each sync configuration's median steps lie
     within the local runs' seed-to-seed range or below it (`judge`)."""
-    import ray
-
     periods = opts.sync_periods or (TrainConfig().ray_sync_ms,)
     configs = [("local", (), None)] + [(f"machines_{ms:g}ms", ("--backend", "ray", "--ray-sync-ms", f"{ms:g}"), ms)
                                        for ms in periods]
@@ -243,8 +241,6 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
     try:
         for name, flags, ms in configs:
             if ms is not None and cluster is None:
-                if ray.is_initialized():
-                    ray.shutdown()
                 cluster = simulated_machines(opts.learning_machines, opts.workers)
             address = ("--ray-address", cluster.address) if ms is not None else ()
             runs = []
