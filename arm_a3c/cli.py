@@ -306,7 +306,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
     add_assets_argument(parser)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
-    parser.add_argument("--episodes", type=int, help="episodes (default: the evaluator's number)")
+    parser.add_argument("--episodes", type=int, help="episodes (default: as many as the checkpoint's own "
+                                                       "evaluation played, so its figures are reproduced)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, help="seed of the first episode (default: the evaluator's)")
     seeds.add_argument("--test", action="store_true",

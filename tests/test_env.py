@@ -82,6 +82,75 @@ def test_episodes_that_reach_but_do_not_stay_are_counted_apart():
     assert leaving["reached_rate"] == staying["reached_rate"] and leaving["success_rate"] <= 0.3
 
 
+class SeededOutcomes(gymnasium.Env):
+    """One-step episodes whose success is fixed by their seed: the evaluator's screen against known outcomes."""
+
+    observation_space = gymnasium.spaces.Box(-1, 1, (1,))
+    action_space = gymnasium.spaces.Box(-1, 1, (1,))
+
+    def __init__(self, succeeds: set[int]):
+        self.succeeds, self.played = succeeds, []
+
+    def reset(self, seed=None, options=None):
+        self.seed_now = seed
+        self.played.append(seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 0.0, True, False, {"is_success": self.seed_now in self.succeeds, "distance": 0.0}
+
+
+@pytest.mark.parametrize("target", [0.95, 0.8, 0.5])
+def test_a_screened_out_evaluation_could_not_have_reached_the_target_and_says_how_many_it_played(target):
+    from arm_a3c.a3c.config import TrainConfig
+
+    cfg = TrainConfig(target_success=target, eval_episodes=40, eval_screen_episodes=10)
+    screen = cfg.eval_screen()
+    rng = np.random.default_rng(0)
+    screened = full = 0
+    for trial in range(300):
+        rate = rng.uniform(0.0, 1.0)
+        succeeds = {s for s in range(100, 140) if rng.uniform() < rate}
+        env = SeededOutcomes(succeeds)
+        result = run_episodes(env, lambda obs: np.zeros(1), 40, 100, screen=screen)
+        whole = len(succeeds) / 40
+        if result["episodes"] == 10:  # stopped after the screen: its figures are those 10 episodes'
+            screened += 1
+            assert env.played == list(range(100, 110))
+            assert result["success_rate"] == len(succeeds & set(range(100, 110))) / 10
+            assert whole < target, "a screened-out evaluation would have reached the target"
+        else:
+            full += 1
+            assert result["episodes"] == 40 and result["success_rate"] == whole
+    assert full > 30
+    if screen[1] < 10:
+        assert screened > 30  # both branches were taken
+    else:  # 50% of 40 allows 20 failures: 10 episodes can never rule the target out
+        assert screened == 0
+
+
+def test_the_evaluators_screen_allows_the_targets_failures_and_is_off_without_a_target():
+    from arm_a3c.a3c.config import TrainConfig
+
+    assert TrainConfig().eval_screen() == (25, 5)  # 95% of 100 episodes: at most 5 failures
+    assert TrainConfig(target_success=0.8, eval_episodes=50, eval_screen_episodes=10).eval_screen() == (10, 10)
+    assert TrainConfig(target_success=1.01).eval_screen() is None  # never stops: full evaluations for best.pt
+    assert TrainConfig(eval_screen_episodes=0).eval_screen() is None
+    assert TrainConfig(eval_episodes=20).eval_screen() is None  # the screen would be the whole evaluation
+    # A run saved before the screen existed resumes without one.
+    assert TrainConfig.from_dict({"robot": "light_arm"}).eval_screen() is None
+
+
+def test_a_policy_that_never_reaches_is_screened_out_on_a_real_arm_and_the_oracle_is_not():
+    env = ArmReachEnv("light_arm")
+    oracle = IKReacher(env)
+    still = run_episodes(env, lambda obs: np.zeros(env.robot.dof), 12, seed=1000, screen=(4, 1))
+    solved = run_episodes(env, lambda obs: oracle.act(), 12, seed=1000, screen=(4, 1))
+    env.close()
+    assert still["episodes"] == 4 and still["success_rate"] == 0.0
+    assert solved["episodes"] == 12 and solved["success_rate"] >= 0.9
+
+
 def _rollout(env: ArmReachEnv, seed: int, steps: int = 30) -> np.ndarray:
     actions = np.random.default_rng(123).uniform(-1, 1, (steps, env.robot.dof))
     obs, _ = env.reset(seed=seed)

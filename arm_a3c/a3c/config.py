@@ -24,7 +24,8 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 # started at zero and reached with its end-effector link's origin; before the action cost was a setting,
 # actions cost a hundredth of what they cost now).
 SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
-                             "log_std_bound": "clamp", "jacobian_observation": False}
+                             "log_std_bound": "clamp", "jacobian_observation": False,
+                             "eval_screen_episodes": 0}
 
 
 @dataclass
@@ -97,6 +98,10 @@ class TrainConfig:
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
     eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; 100 since 2026-11-24, "
                                     "50 before: too few to stop the Panda's runs on time)")
+    eval_screen_episodes: int = param(25, "an evaluation that has failed more of its first this many episodes than "
+                                          "--target-success allows in all of them stops there (it could not reach the "
+                                          "target) and reports their figures; 0: every evaluation plays all its "
+                                          "episodes (so does every evaluation when the target is above 1)")
     eval_seed: int = param(1_000_000, "seed of the first evaluation episode")
     test_episodes: int = param(200, "held-out test episodes that best.pt plays when the run ends (summary.json's "
                                     "test_* figures; 0: none). They never stop the run or pick best.pt")
@@ -107,6 +112,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def eval_screen(self) -> tuple[int, int] | None:
+        """The evaluator's screen (`envs.episodes.run_episodes`): after `eval_screen_episodes` episodes, stop if more
+        failed than the target allows in all `eval_episodes` (so a screened-out evaluation could not have reached
+        it). None when every evaluation plays all its episodes: no screen, a screen as long as the evaluation, or a
+        target above 1 (nothing to reach: the evaluations serve best.pt and the curves, at full length)."""
+        if not 0 < self.eval_screen_episodes < self.eval_episodes or self.target_success > 1:
+            return None
+        allowed = self.eval_episodes - math.ceil(self.target_success * self.eval_episodes - 1e-9)
+        return self.eval_screen_episodes, allowed
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -133,6 +148,7 @@ class TrainConfig:
             (self.eval_episodes >= 1, "--eval-episodes must be at least 1"),
             (self.target_streak >= 1, "--target-streak must be at least 1"),
             (self.eval_every_steps >= 1, "--eval-every-steps must be at least 1"),
+            (self.eval_screen_episodes >= 0, "--eval-screen-episodes must be 0 or more"),
             (self.test_episodes >= 0, "--test-episodes must be 0 (no held-out test) or positive"),
             (self.test_episodes == 0 or self.test_seed >= self.eval_seed + self.eval_episodes
              or self.eval_seed >= self.test_seed + self.test_episodes,

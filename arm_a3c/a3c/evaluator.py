@@ -1,6 +1,13 @@
 """The evaluator process (the "test" process of ikostrikov/pytorch-a3c): every `eval_every_steps` global
 steps it copies the global policy and runs it deterministically (mean action) on the same seeded episodes,
-reports `success_rate` and the mean final distance, and writes the checkpoints of exactly those weights."""
+reports `success_rate` and the mean final distance, and writes the checkpoints of exactly those weights.
+
+An evaluation that cannot reach the run's target stops early (`TrainConfig.eval_screen`): once more of its first
+`eval_screen_episodes` (25) episodes failed than the target allows in all `eval_episodes` (100), the rest could not
+lift it to the target, and its figures are those of the episodes played (`episodes` in the result, the
+`eval_episodes` column of metrics.csv). The decision to stop the run is exactly what full evaluations would give;
+best.pt is chosen among the evaluations' success rates, some of them over 25 episodes. Far from the target this
+quarters the evaluator's CPU (measured: see the README's Performance section)."""
 
 from __future__ import annotations
 
@@ -33,10 +40,11 @@ DEFAULT_TEST_EPISODES = TrainConfig.test_episodes
 
 
 def evaluate_policy(model: ActorCritic, normalizer: RunningNormalizer, env: ArmEnv, episodes: int,
-                    seed: int, keep_going: Callable[[], bool] = lambda: True) -> dict | None:
+                    seed: int, keep_going: Callable[[], bool] = lambda: True,
+                    screen: tuple[int, int] | None = None) -> dict | None:
     """The policy's mean action on deterministic episodes with seeds seed, seed+1, ... (see
-    `envs.episodes.run_episodes`)."""
-    return run_episodes(env, policy_action(model, normalizer), episodes, seed, keep_going)
+    `envs.episodes.run_episodes`, which also says what `screen` does)."""
+    return run_episodes(env, policy_action(model, normalizer), episodes, seed, keep_going, screen)
 
 
 def policy_action(model: ActorCritic, normalizer: RunningNormalizer) -> Callable[[np.ndarray], np.ndarray]:
@@ -52,7 +60,8 @@ def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: Acto
     env_steps = shared.global_steps()
     local.load_state_dict(shared.model.state_dict())
     normalizer.load_state_dict(shared.normalizer.state_dict())
-    result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed, shared.running)
+    result = evaluate_policy(local, normalizer, env, cfg.eval_episodes, cfg.eval_seed, shared.running,
+                             cfg.eval_screen())
     if result is None:
         return None
     result["env_steps"], result["wall_seconds"] = env_steps, round(shared.wall_seconds(), 2)
@@ -124,6 +133,8 @@ def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | Non
     data, cfg, env, model, normalizer = load_policy(path)
     if test:
         seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES
+    elif seed is None and episodes is None:  # as many as the checkpoint's evaluation played (a screened one: 25)
+        episodes = (data.get("eval") or {}).get("episodes")
     try:
         result = evaluate_policy(model, normalizer, env, episodes or cfg.eval_episodes,
                                  cfg.eval_seed if seed is None else seed)

@@ -121,7 +121,7 @@ class Monitor:
             "train_return": round(float(train[:, 0].mean()), 3) if train is not None else "",
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
             "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
-            "reached_rate": result.get("reached_rate", ""),
+            "reached_rate": result.get("reached_rate", ""), "eval_episodes": result.get("episodes", ""),
             **{name: round(result[name], 5) for name in self.task_columns if name in result},
         })
 
@@ -312,7 +312,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         "train_episodes": monitor.episode_count, "skipped_updates": monitor.skipped,
         "worker_restarts": restarts, "optimizer_steps": shared.optimizer.step_count(),
         "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m",
-                                           *columns) if k in r} for r in log.rows],
+                                           "eval_episodes", *columns) if k in r} for r in log.rows],
     }
     if backend_figures:
         summary["sync"] = backend_figures  # the Ray backend's sync agents: syncs, bytes, staleness, lost updates

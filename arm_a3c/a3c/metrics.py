@@ -15,6 +15,7 @@ from arm_a3c.errors import notice
 CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
     "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates", "reached_rate",
+    "eval_episodes",  # episodes the evaluation played: all of them, or the screen's first ones (evaluator.py)
 ]
 
 

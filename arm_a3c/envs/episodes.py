@@ -52,20 +52,27 @@ def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: 
 
 
 def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
-                 keep_going: Callable[[], bool] = lambda: True) -> dict | None:
+                 keep_going: Callable[[], bool] = lambda: True, screen: tuple[int, int] | None = None) -> dict | None:
     """Episodes with seeds seed, seed+1, ...: `success_rate`, `mean_return`, `reached_rate` (the share that met
     the success test on some step: above `success_rate`, the policy reaches but does not stay), `episodes`, `seed`,
     and `mean_<name>` of each of the task's episode figures (every task has `mean_final_distance_m`, m). None if
-    `keep_going` turned false between two episodes (a run that is stopping has no time for the rest)."""
+    `keep_going` turned false between two episodes (a run that is stopping has no time for the rest).
+
+    `screen` = (k, f): after the first k episodes, stop if more than f of them failed, and give the figures of
+    those k (`episodes` says how many were played). The evaluator screens with f = the failures its target allows
+    in all the episodes: a screened-out evaluation could not have reached the target."""
     results = []
     for episode in range(episodes):
         if not keep_going():
             return None
         results.append(run_episode(env, act, seed + episode))
-    summary = {"success_rate": sum(r.success for r in results) / episodes,
+        if screen is not None and len(results) == screen[0] and sum(not r.success for r in results) > screen[1]:
+            break  # screened out: the figures are those of the first screen[0] episodes
+    summary = {"success_rate": sum(r.success for r in results) / len(results),
                "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
                "mean_return": float(np.mean([r.episode_return for r in results])),
-               "reached_rate": sum(r.reached for r in results) / episodes, "episodes": episodes, "seed": seed}
+               "reached_rate": sum(r.reached for r in results) / len(results), "episodes": len(results),
+               "seed": seed}
     for name in results[0].metrics:
         summary[f"mean_{name}"] = float(np.mean([r.metrics[name] for r in results]))
     return summary
