@@ -11,25 +11,40 @@ import torch.multiprocessing as mp
 
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
-from arm_a3c.a3c.normalizer import RunningNormalizer
+from arm_a3c.a3c.normalizer import RunningNormalizer, normalize
 from arm_a3c.a3c.optim import SharedAdam
 from arm_a3c.a3c.shared import SharedMemoryLink, build_shared
-from arm_a3c.a3c.worker import a3c_update, compute_gae
+from arm_a3c.a3c.worker import Rollout, a3c_update, compute_gae
 
 OBS_DIM, ACTION_DIM = 15, 3
 CTX = mp.get_context("spawn")
 
 
 def fake_rollout(n: int = 20, seed: int = 0):
+    """Arrays of a rollout as a worker sees it: step t + 1's observation followed step t, except at the episode
+    end (step n // 2, truncated, with its own final observation); the last step's next observation is new."""
     rng = np.random.default_rng(seed)
-    return dict(
-        obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
-        actions=rng.normal(size=(n, ACTION_DIM)).astype(np.float32),
-        rewards=rng.normal(size=n).astype(np.float32),
-        next_obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
-        terminated=np.zeros(n, bool),
-        episode_end=np.arange(n) == n // 2,
-    )
+    obs = rng.normal(size=(n, OBS_DIM)).astype(np.float32)
+    next_obs = np.concatenate([obs[1:], rng.normal(size=(1, OBS_DIM)).astype(np.float32)])
+    next_obs[n // 2] = rng.normal(size=OBS_DIM)  # the ended episode's final observation, not the next one's first
+    return dict(obs=obs, actions=rng.normal(size=(n, ACTION_DIM)).astype(np.float32),
+                rewards=rng.normal(size=n).astype(np.float32), next_obs=next_obs,
+                terminated=np.zeros(n, bool), episode_end=np.arange(n) == n // 2)
+
+
+def played(learner: NumpyActorCritic, arrays: dict, norm=None, clip: float = 10.0) -> Rollout:
+    """`arrays` (fake_rollout's) played through a worker's `Rollout`: acting (whose actions are then replaced by
+    the given ones, as if the noise had drawn them) and recording."""
+    n = len(arrays["rewards"])
+    rollout = Rollout(learner, n, OBS_DIM, ACTION_DIM, clip)
+    rollout.begin(norm or (np.zeros(OBS_DIM, np.float32), np.ones(OBS_DIM, np.float32)), learner.std(),
+                  np.random.default_rng(0))
+    for t in range(n):
+        rollout.act(t, arrays["obs"][t])
+        rollout.actions[t] = arrays["actions"][t]
+        rollout.record(t, arrays["next_obs"][t], arrays["rewards"][t], arrays["terminated"][t],
+                       arrays["episode_end"][t] and not arrays["terminated"][t])
+    return rollout
 
 
 # ---- shared optimizer ---------------------------------------------------------------------------------------
@@ -123,11 +138,64 @@ def test_numpy_forward_matches_the_torch_module(bound):
         np.testing.assert_allclose(fast.std(), model.action_std().numpy())
 
 
+@pytest.mark.parametrize("ended", ["truncated", "terminated", "last step"])
+def test_the_rollouts_update_equals_the_reference_on_every_observation_and_its_successor(ended):
+    """The worker's update reuses the actor's activations from acting and values only the next observations that
+    are not the following step's: its gradient must be the one computed from scratch on all n observations and
+    all n next observations, whatever the normaliser's snapshot (clipping included)."""
+    torch.manual_seed(0)
+    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    with torch.no_grad():
+        model.flat.normal_(0, 0.3)
+    arrays = fake_rollout(seed=4)
+    if ended == "terminated":
+        arrays["terminated"][10] = True
+    elif ended == "last step":
+        arrays["episode_end"][:] = False
+        arrays["episode_end"][-1] = True
+        arrays["next_obs"][10] = arrays["obs"][11]
+    rng = np.random.default_rng(5)
+    norm = (rng.normal(size=OBS_DIM).astype(np.float32), rng.uniform(0.2, 3.0, OBS_DIM).astype(np.float32))
+    cfg = TrainConfig(max_grad_norm=1e9, obs_clip=2.0)
+
+    reference = NumpyActorCritic(model, own_copy=True)
+    obs, next_obs = (normalize(arrays[k], norm, cfg.obs_clip) for k in ("obs", "next_obs"))
+    assert (np.abs(obs) == cfg.obs_clip).any()  # the clip is exercised
+    values = reference.value(np.concatenate([obs, next_obs]))
+    advantages, returns = compute_gae(arrays["rewards"] * cfg.reward_scale, values[:20], values[20:],
+                                      arrays["terminated"], arrays["episode_end"], cfg.gamma, cfg.gae_lambda)
+    expected = reference.loss_gradients(obs, arrays["actions"], advantages, returns, cfg.value_coef,
+                                        cfg.entropy_coef)
+
+    learner = NumpyActorCritic(model, own_copy=True)
+    pushed = []
+    link = type("Link", (), {"push": lambda self, grad, lr: pushed.append(grad.copy())})()
+    rollout = played(learner, arrays, norm, cfg.obs_clip)
+    np.testing.assert_allclose(rollout.mean, learner.mean(obs), atol=1e-6)  # acting's activations are the policy's
+    stats = a3c_update(cfg, learner, link, rollout, 0)
+    assert stats["policy_loss"] == pytest.approx(expected["policy_loss"], rel=1e-5)
+    assert stats["value_loss"] == pytest.approx(expected["value_loss"], rel=1e-5)
+    # float32 sums of terms up to ~300 in size: absolute agreement to a millionth of the largest element
+    np.testing.assert_allclose(pushed[0], reference.grad, rtol=1e-4, atol=1e-6 * np.abs(reference.grad).max())
+
+
+def test_acting_draws_the_policys_gaussian_around_its_mean():
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=-1.0)
+    learner = NumpyActorCritic(model)
+    rollout = Rollout(learner, 4000, OBS_DIM, ACTION_DIM, 10.0)
+    obs = np.random.default_rng(1).normal(size=OBS_DIM).astype(np.float32)
+    rollout.begin((np.zeros(OBS_DIM, np.float32), np.ones(OBS_DIM, np.float32)), learner.std(),
+                  np.random.default_rng(2))
+    actions = np.array([rollout.act(t, obs).copy() for t in range(4000)])
+    np.testing.assert_allclose(actions.mean(axis=0), learner.mean(obs), atol=0.02)
+    np.testing.assert_allclose(actions.std(axis=0), np.exp(-1.0), rtol=0.05)
+
+
 # ---- worker update ------------------------------------------------------------------------------------------
 
 def _update_in_child(cfg: TrainConfig, shared) -> None:
     learner = NumpyActorCritic(shared.model, own_copy=True)
-    stats = a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=cfg.n_steps, **fake_rollout())
+    stats = a3c_update(cfg, learner, SharedMemoryLink(shared, 0), played(learner, fake_rollout()), cfg.n_steps)
     assert stats is not None
 
 
@@ -147,11 +215,11 @@ def test_one_worker_update_in_a_child_process_changes_the_shared_parameters_in_t
 def test_local_gradients_are_fresh_on_every_update():
     shared = build_shared(TrainConfig(), OBS_DIM, ACTION_DIM, CTX)
     learner = NumpyActorCritic(shared.model, own_copy=True)
-    rollout = fake_rollout()
+    rollout = played(learner, fake_rollout())
     cfg = TrainConfig(lr=1e-12, lr_final_fraction=1.0, max_grad_norm=1e9)  # weights barely move; no clipping
-    a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=0, **rollout)
+    a3c_update(cfg, learner, SharedMemoryLink(shared, 0), rollout, 0)
     first = learner.grad.copy()
-    a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=0, **rollout)
+    a3c_update(cfg, learner, SharedMemoryLink(shared, 0), rollout, 0)
     np.testing.assert_allclose(learner.grad, first, rtol=1e-5)  # accumulated gradients would be twice as large
     assert np.abs(first).sum() > 0
 
@@ -159,7 +227,8 @@ def test_local_gradients_are_fresh_on_every_update():
 def test_gradients_are_clipped_to_the_maximum_norm_before_they_reach_the_shared_optimizer():
     shared = build_shared(TrainConfig(), OBS_DIM, ACTION_DIM, CTX)
     learner = NumpyActorCritic(shared.model, own_copy=True)
-    stats = a3c_update(TrainConfig(max_grad_norm=0.01), learner, SharedMemoryLink(shared, 0), global_steps=0, **fake_rollout())
+    stats = a3c_update(TrainConfig(max_grad_norm=0.01), learner, SharedMemoryLink(shared, 0),
+                       played(learner, fake_rollout()), 0)
     assert stats["grad_norm"] > 0.01
     assert np.linalg.norm(learner.grad) == pytest.approx(0.01, rel=1e-3)
 
@@ -169,9 +238,9 @@ def test_a_non_finite_loss_is_skipped_and_never_reaches_the_shared_model():
     shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)
     before = shared.model.flat.clone()
     learner = NumpyActorCritic(shared.model, own_copy=True)
-    rollout = fake_rollout()
-    rollout["rewards"][3] = np.nan
-    assert a3c_update(cfg, learner, SharedMemoryLink(shared, 0), global_steps=0, **rollout) is None
+    arrays = fake_rollout()
+    arrays["rewards"][3] = np.nan
+    assert a3c_update(cfg, learner, SharedMemoryLink(shared, 0), played(learner, arrays), 0) is None
     assert torch.equal(before, shared.model.flat)
     assert shared.optimizer.step_count() == 0
 

@@ -190,25 +190,32 @@ class NumpyActorCritic:
         return [obs, h1, h2, h2 @ w3.T + b3]
 
     def loss_gradients(self, obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray, returns: np.ndarray,
-                       value_coef: float, entropy_coef: float) -> dict:
+                       value_coef: float, entropy_coef: float, actor_forward: tuple | None = None,
+                       critic_forward: list | None = None) -> dict:
         """Write into `grad` the gradient of
             loss = -mean(logprob * advantages) + value_coef * 0.5 * mean((returns - value)^2)
                    - entropy_coef * mean(entropy)
         for a rollout (obs: (T, obs_dim) normalised, actions (T, action_dim), advantages and returns (T,)),
-        and return the loss and its parts."""
+        and return the loss and its parts. `actor_forward` = (h1, h2, mean) and `critic_forward` (as
+        `_critic_forward` returns it) are these observations' activations when the caller has them already (the
+        worker's rollout keeps the actor's from acting); by default they are computed here."""
         batch = obs.shape[0]
         # actor forward
-        (w1, b1), (w2, b2), (w3, b3) = self.actor
-        h1 = np.tanh(obs @ w1.T + b1)
-        h2 = np.tanh(h1 @ w2.T + b2)
-        mean = np.tanh(h2 @ w3.T + b3)
+        if actor_forward is None:
+            (w1, b1), (w2, b2), (w3, b3) = self.actor
+            h1 = np.tanh(obs @ w1.T + b1)
+            h2 = np.tanh(h1 @ w2.T + b2)
+            mean = np.tanh(h2 @ w3.T + b3)
+        else:
+            h1, h2, mean = actor_forward
         log_std = self.bounded_log_std()
         inv_var = np.exp(-2.0 * log_std)
         diff = actions - mean
-        logprob = (-0.5 * diff**2 * inv_var - log_std - 0.5 * LOG_2PI).sum(axis=1)
+        z2 = diff * diff * inv_var  # squared standardised deviations, used twice
+        logprob = (-0.5 * z2 - log_std - 0.5 * LOG_2PI).sum(axis=1)
         entropy = float((log_std + 0.5 * (1.0 + LOG_2PI)).sum())
         # critic forward
-        c_obs, c1, c2, c_out = self._critic_forward(obs)
+        c_obs, c1, c2, c_out = critic_forward if critic_forward is not None else self._critic_forward(obs)
         values = c_out[:, 0]
         policy_loss = -float(np.mean(logprob * advantages))
         value_loss = 0.5 * float(np.mean((returns - values) ** 2))
@@ -217,7 +224,7 @@ class NumpyActorCritic:
         # actor backward: d loss / d logprob_i = -advantages_i / T
         d_logprob = (-advantages / batch)[:, None]
         d_mean = d_logprob * diff * inv_var
-        d_log_std = (d_logprob * (diff**2 * inv_var - 1.0)).sum(axis=0) - entropy_coef
+        d_log_std = (d_logprob * (z2 - 1.0)).sum(axis=0) - entropy_coef
         self.log_std_grad[:] = d_log_std * self.log_std_slope()
         d3 = d_mean * (1.0 - mean**2)
         self._linear_backward(self.actor, self.actor_grad, [obs, h1, h2], d3)
@@ -234,6 +241,6 @@ class NumpyActorCritic:
             weight, _ = layers[k]
             grad_w, grad_b = grads[k]
             np.matmul(d_out.T, inputs[k], out=grad_w)
-            grad_b[:] = d_out.sum(axis=0)
+            np.sum(d_out, axis=0, out=grad_b)
             if k:
                 d_out = (d_out @ weight) * (1.0 - inputs[k] ** 2)

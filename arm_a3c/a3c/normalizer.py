@@ -37,22 +37,36 @@ class RunningNormalizer:
         return {"base_mean": (obs_dim,), "base_var": (obs_dim,), "base_count": (), "count": (writers,),
                 "total": (writers, obs_dim), "total_sq": (writers, obs_dim)}
 
+    def _views(self) -> dict[str, np.ndarray]:
+        """numpy views of the shared tensors, made once per process: between a worker's physics steps, every call
+        into torch (even `.numpy()`) cost several microseconds of cold caches."""
+        views = self.__dict__.get("_numpy")
+        if views is None:
+            views = self._numpy = {name: getattr(self, name).numpy() for name in
+                                   ("base_mean", "base_var", "base_count", "count", "total", "total_sq")}
+        return views
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_numpy"}  # each process makes its own views
+
     def update(self, batch: np.ndarray, writer: int = 0) -> None:
         """Add a batch of raw observations (n, obs_dim) to the statistics, in the writer's own slot."""
         batch = np.asarray(batch, dtype=np.float64)
-        self.total.numpy()[writer] += batch.sum(axis=0)  # numpy views of the shared tensors: written in place
-        self.total_sq.numpy()[writer] += np.square(batch).sum(axis=0)
-        self.count.numpy()[writer] += batch.shape[0]
+        v = self._views()  # numpy views of the shared tensors: written in place
+        v["total"][writer] += batch.sum(axis=0)
+        v["total_sq"][writer] += np.square(batch).sum(axis=0)
+        v["count"][writer] += batch.shape[0]
 
     def moments(self) -> tuple[np.ndarray, np.ndarray, float]:
         """(mean, variance, count) of all observations; mean 0 and variance 1 before any."""
-        base_mean, base_var, base_count = self.base_mean.numpy(), self.base_var.numpy(), float(self.base_count)
-        added = float(self.count.numpy().sum())
+        v = self._views()
+        base_mean, base_var, base_count = v["base_mean"], v["base_var"], float(v["base_count"])
+        added = float(v["count"].sum())
         if added == 0:
             return base_mean.copy(), base_var.copy(), base_count
         count = base_count + added
-        mean = (base_count * base_mean + self.total.numpy().sum(axis=0)) / count
-        mean_sq = (base_count * (base_var + base_mean**2) + self.total_sq.numpy().sum(axis=0)) / count
+        mean = (base_count * base_mean + v["total"].sum(axis=0)) / count
+        mean_sq = (base_count * (base_var + base_mean**2) + v["total_sq"].sum(axis=0)) / count
         return mean, np.maximum(mean_sq - mean**2, 0.0), count
 
     @property

@@ -29,17 +29,31 @@ class SharedAdam:
 
     def step(self, grad: np.ndarray, lr: float) -> None:
         """One Adam step with learning rate `lr` of the shared parameters along `grad` (a flat float32 vector
-        laid out like them)."""
+        laid out like them). In place, through one scratch vector of this process: no temporary arrays."""
         beta1, beta2 = self.betas
-        params, exp_avg, exp_avg_sq = self.params.numpy(), self.exp_avg.numpy(), self.exp_avg_sq.numpy()
-        steps = self.steps.numpy()
+        views = self.__dict__.get("_numpy")  # numpy views of the shared tensors and a scratch vector, made once per
+        if views is None:                    # process (calls into torch are slow between physics steps)
+            views = self._numpy = (self.params.numpy(), self.exp_avg.numpy(), self.exp_avg_sq.numpy(),
+                                   self.steps.numpy(), np.empty(self.params.shape, np.float32))
+        params, exp_avg, exp_avg_sq, steps, scratch = views
         steps += 1  # in place in shared memory; concurrent workers may rarely lose an increment (Hogwild)
         t = float(steps)
-        exp_avg += (1.0 - beta1) * (grad - exp_avg)
+        np.subtract(grad, exp_avg, out=scratch)  # exp_avg += (1 - beta1) * (grad - exp_avg): torch's lerp
+        scratch *= 1.0 - beta1
+        exp_avg += scratch
         exp_avg_sq *= beta2
-        exp_avg_sq += (1.0 - beta2) * grad * grad
-        denom = np.sqrt(exp_avg_sq) / np.sqrt(1.0 - beta2**t) + self.eps
-        params -= (lr / (1.0 - beta1**t)) * exp_avg / denom
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1.0 - beta2
+        exp_avg_sq += scratch
+        np.sqrt(exp_avg_sq, out=scratch)  # the denominator: sqrt(v) / sqrt(1 - beta2^t) + eps
+        scratch /= np.sqrt(1.0 - beta2**t)
+        scratch += self.eps
+        np.divide(exp_avg, scratch, out=scratch)
+        scratch *= lr / (1.0 - beta1**t)
+        params -= scratch
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_numpy"}  # each process makes its own
 
     def step_count(self) -> int:
         """Optimizer steps taken so far, by all processes together."""

@@ -26,7 +26,6 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import WorkerLink
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
-from arm_a3c.a3c.normalizer import normalize
 from arm_a3c.a3c.shared import Shared, SharedMemoryLink, become_child, exit_child
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import task_metrics
@@ -43,32 +42,112 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     follows and no bootstrap. `episode_end[t]`: terminated or truncated; the advantage recursion stops there.
     A truncated step therefore bootstraps from its own next value, as if the episode went on.
     """
-    advantages = np.zeros_like(rewards)
+    # Over Python floats: indexing numpy arrays element by element cost twice as much at T = 20.
+    r, v, nv = rewards.tolist(), values.tolist(), next_values.tolist()
+    term, end = terminated.tolist(), episode_end.tolist()
+    advantages = [0.0] * len(r)
     running = 0.0
-    for t in reversed(range(len(rewards))):
-        bootstrap = 0.0 if terminated[t] else gamma * next_values[t]
-        delta = rewards[t] + bootstrap - values[t]
-        running = delta + gamma * lam * (0.0 if episode_end[t] else running)
+    for t in reversed(range(len(r))):
+        bootstrap = 0.0 if term[t] else gamma * nv[t]
+        delta = r[t] + bootstrap - v[t]
+        running = delta + (0.0 if end[t] else gamma * lam * running)
         advantages[t] = running
+    advantages = np.array(advantages, dtype=rewards.dtype)
     return advantages, advantages + values
 
 
-def a3c_update(cfg: TrainConfig, learner: NumpyActorCritic, link: WorkerLink, obs: np.ndarray, actions: np.ndarray,
-               rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
+class Rollout:
+    """A worker's n steps between two updates, kept the way the update needs them, in buffers reused every time.
+
+    Acting computes, for each step, the normalised observation and the actor's activations (`act`); the update
+    uses those instead of computing them again. Of the observations that followed each step, only those that
+    are not the next step's own observation are kept (`record`): the final observations of the episodes that
+    ended and the one after the rollout's last step. Their values are the only ones the returns need beyond the
+    steps' own (every other step's next observation is the following step's), so the critic's forward pass
+    covers n + (episodes ended) + 1 rows, not 2n. The noise of all n actions is drawn at once (`begin`).
+    `bench.training` acts through this class too, so its policy-action limit costs what a worker's acting does.
+    """
+
+    def __init__(self, learner: NumpyActorCritic, n: int, obs_dim: int, action_dim: int, clip: float):
+        hidden = learner.actor[0][0].shape[0]
+        self.learner, self.n, self.clip = learner, n, clip
+        self.critic_in = np.zeros((2 * n, obs_dim), np.float32)  # the steps' normalised observations, then the
+        self.obs = self.critic_in[:n]                            # kept next observations (`tail`), normalised
+        self.raw_obs = np.zeros((n, obs_dim), np.float32)
+        self.h1, self.h2 = np.zeros((n, hidden), np.float32), np.zeros((n, hidden), np.float32)
+        self.mean, self.actions = np.zeros((n, action_dim), np.float32), np.zeros((n, action_dim), np.float32)
+        self.noise = np.zeros((n, action_dim), np.float32)
+        self.rewards = np.zeros(n, np.float32)
+        self.terminated, self.episode_end = np.zeros(n, bool), np.zeros(n, bool)
+        self.tail: list[int] = []  # the steps whose next observation is critic_in[n + i]
+        self.norm = (np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32))
+
+    def begin(self, norm: tuple[np.ndarray, np.ndarray], std: np.ndarray, rng: np.random.Generator) -> None:
+        """Start a rollout with the normaliser's snapshot (mean, 1/std) and the policy's standard deviation."""
+        self.norm = norm
+        self.tail.clear()
+        np.multiply(rng.standard_normal(self.noise.shape, dtype=np.float32), std, out=self.noise)
+
+    def _normalize_into(self, raw: np.ndarray, out: np.ndarray) -> None:
+        mean, inv_std = self.norm  # `normalizer.normalize`, written into the buffer
+        np.subtract(raw, mean, out=out)
+        out *= inv_std
+        np.maximum(out, -self.clip, out=out)
+        np.minimum(out, self.clip, out=out)
+
+    def act(self, t: int, raw_obs: np.ndarray) -> np.ndarray:
+        """Step t's action for this raw observation: the policy's mean plus the rollout's noise (a view into the
+        rollout's buffer)."""
+        self.raw_obs[t] = raw_obs
+        x, h1, h2, mean = self.obs[t], self.h1[t], self.h2[t], self.mean[t]
+        self._normalize_into(raw_obs, x)
+        (w1, b1), (w2, b2), (w3, b3) = self.learner.actor
+        np.matmul(w1, x, out=h1)
+        h1 += b1
+        np.tanh(h1, out=h1)
+        np.matmul(w2, h1, out=h2)
+        h2 += b2
+        np.tanh(h2, out=h2)
+        np.matmul(w3, h2, out=mean)
+        mean += b3
+        np.tanh(mean, out=mean)  # the mean's squashing into [-1, 1]
+        return np.add(mean, self.noise[t], out=self.actions[t])
+
+    def record(self, t: int, next_obs: np.ndarray, reward: float, terminated: bool, truncated: bool) -> None:
+        """What followed step t's action (`next_obs`: the episode's final observation if it ended)."""
+        self.rewards[t], self.terminated[t], self.episode_end[t] = reward, terminated, terminated or truncated
+        if terminated or truncated or t == self.n - 1:
+            self._normalize_into(next_obs, self.critic_in[self.n + len(self.tail)])
+            self.tail.append(t)
+
+    def next_values(self, values: np.ndarray) -> np.ndarray:
+        """The values of the observations that followed each step, from the critic's values of `critic_in`'s
+        first n + len(tail) rows."""
+        n = self.n
+        following = np.empty(n, values.dtype)
+        following[:-1] = values[1:n]  # step t + 1's own observation followed step t ...
+        following[self.tail] = values[n:n + len(self.tail)]  # ... except where an episode ended, and at the end
+        return following
+
+
+def a3c_update(cfg: TrainConfig, learner: NumpyActorCritic, link: WorkerLink, rollout: Rollout,
                global_steps: int) -> dict | None:
-    """One A3C update from a rollout of normalised observations, with the worker's local weights in `learner`;
+    """One A3C update from a rollout, with the worker's local weights in `learner` (those the rollout acted with);
     the clipped gradient is pushed through `link`.
     Returns loss figures, or None when the loss or gradient was not finite and the update was skipped
     (nothing reaches the global model then)."""
-    n = len(rewards)
-    values_all = learner.value(np.concatenate([obs, next_obs]))  # one pass for both
+    n = rollout.n
+    critic = learner._critic_forward(rollout.critic_in[:n + len(rollout.tail)])  # the steps' and the kept next obs
+    values_all = critic[-1][:, 0]
     advantages, returns = compute_gae(
-        rewards * cfg.reward_scale, values_all[:n], values_all[n:], terminated, episode_end,
-        cfg.gamma, cfg.gae_lambda,
+        rollout.rewards * cfg.reward_scale, values_all[:n], rollout.next_values(values_all), rollout.terminated,
+        rollout.episode_end, cfg.gamma, cfg.gae_lambda,
     )
     # The gradient is computed afresh into learner.grad (every element overwritten, nothing accumulates
     # across updates: the zeroing of the local gradients before each backward pass).
-    losses = learner.loss_gradients(obs, actions, advantages, returns, cfg.value_coef, cfg.entropy_coef)
+    losses = learner.loss_gradients(rollout.obs, rollout.actions, advantages, returns, cfg.value_coef,
+                                    cfg.entropy_coef, actor_forward=(rollout.h1, rollout.h2, rollout.mean),
+                                    critic_forward=[c[:n] for c in critic])
     grad = learner.grad
     grad_norm = float(np.sqrt(np.dot(grad, grad)))
     if not (np.isfinite(losses["loss"]) and np.isfinite(grad_norm)):
@@ -109,11 +188,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     env = make_env(cfg)
     n, obs_dim, action_dim = cfg.n_steps, env.obs_dim, env.robot.dof
     learner = NumpyActorCritic(ActorCritic.from_config(cfg, obs_dim, action_dim), own_copy=True)  # local copy
-    raw_obs = np.zeros((n, obs_dim), np.float32)
-    raw_next_obs = np.zeros((n, obs_dim), np.float32)
-    actions = np.zeros((n, action_dim), np.float32)
-    rewards = np.zeros(n, np.float32)
-    terminated, episode_end = np.zeros(n, bool), np.zeros(n, bool)
+    rollout = Rollout(learner, n, obs_dim, action_dim, cfg.obs_clip)
     board = LiveBoard.attach(run_dir) if run_dir else None  # what a viewer shows
     recorder = board.recorder() if board else None
     episodes, task = 0, env.task
@@ -123,12 +198,10 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     while link.running():
         norm = link.pull(learner.flat)  # 1. pull
         std = learner.std()
+        rollout.begin(norm, std, rng)
         for t in range(n):  # 2. act
-            mean = learner.mean(normalize(obs, norm, cfg.obs_clip))
-            action = mean + std * rng.standard_normal(action_dim).astype(np.float32)
-            next_obs, reward, term, trunc, info = env.step(action)
-            raw_obs[t], actions[t], rewards[t], raw_next_obs[t] = obs, action, reward, next_obs
-            terminated[t], episode_end[t] = term, term or trunc
+            next_obs, reward, term, trunc, info = env.step(rollout.act(t, obs))
+            rollout.record(t, next_obs, reward, term, trunc)
             episode_return += reward
             episode_length += 1
             if recorder:
@@ -142,11 +215,8 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
                 next_obs, _ = env.reset()
             obs = next_obs
         global_steps = link.add_steps(n)
-        stats = a3c_update(  # 3-6. advantages, loss, gradients, push
-            cfg, learner, link, normalize(raw_obs, norm, cfg.obs_clip), actions, rewards,
-            normalize(raw_next_obs, norm, cfg.obs_clip), terminated, episode_end, global_steps,
-        )
-        link.observe(raw_obs)
+        stats = a3c_update(cfg, learner, link, rollout, global_steps)  # 3-6. advantages, loss, gradients, push
+        link.observe(rollout.raw_obs)
         updates += 1
         if stats is None:
             skipped += 1
