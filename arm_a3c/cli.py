@@ -512,7 +512,8 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
     if not any(a == "--max-minutes" or a.startswith("--max-minutes=") or a == "--max-steps" or
                a.startswith("--max-steps=") for a in train_args):
         train_args += ["--max-minutes", "1"]
-    train_args = ["--target-success", "1.01", "--test-episodes", "0", *train_args]  # later flags win
+    # The default target, which the run never stops at: the evaluator screens as in a default run (later flags win).
+    train_args = ["--target-streak", "1000000", "--test-episodes", "0", *train_args]
     with tempfile.TemporaryDirectory() as scratch:
         raw = args.raw or Path(scratch) / "profile.txt"
         result = profile_training(train_args, raw, args.rate)

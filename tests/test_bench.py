@@ -79,7 +79,7 @@ RAW_PROFILE = "\n".join([
     'process 1:"train";process 2:"spawn";worker_loop (worker.py:1);train_worker (worker.py:2);'
     'a3c_update (worker.py:9);NumpyActorCritic.loss_gradients (model.py:1) 10',
     'process 1:"train";process 2:"spawn";worker_loop (worker.py:1);train_worker (worker.py:2);'
-    'NumpyActorCritic.mean (model.py:163) 5',
+    'Rollout.act (worker.py:90) 5',
     'process 1:"train";process 2:"spawn";worker_loop (worker.py:1);train_worker (worker.py:128) 5',
     'process 1:"train";process 3:"spawn";evaluator_loop (evaluator.py:1);run_episodes (e.py:1);ArmEnv.step (a:1) 20',
     "",
@@ -96,7 +96,7 @@ def test_a_profile_is_summed_per_process_role_and_per_part_of_the_workers_loop()
     parts = result["worker_parts"]
     assert parts["environment (physics, observation, reward)"] == 0.6
     assert parts["learning and syncing (advantages, gradients, pull, push, statistics)"] == 0.2
-    assert parts["acting (normalise, policy mean)"] == 0.1 and parts["the loop itself, reports, live board"] == 0.1
+    assert parts["acting (normalise, policy mean, noise)"] == 0.1 and parts["the loop itself, reports, live board"] == 0.1
     assert result["worker_functions"]["a3c_update"] == 0.2 == result["worker_functions"][
         "NumpyActorCritic.loss_gradients"]
     assert "train_worker" not in result["worker_functions"]

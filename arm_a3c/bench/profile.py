@@ -24,7 +24,7 @@ PROCESS_FRAME = re.compile(r'\s*process (\d+):')
 ROLES = (("worker", ("worker_loop", "RayWorker.run")), ("evaluator", ("evaluator_loop",)))
 # What a worker's sample is doing: the outermost of these frames below `train_worker` decides.
 PARTS = (("environment (physics, observation, reward)", ("ArmEnv.step", "ArmEnv.reset")),
-         ("acting (normalise, policy mean)", ("NumpyActorCritic.mean", "normalize", "NumpyActorCritic.std")),
+         ("acting (normalise, policy mean, noise)", ("Rollout.act", "Rollout.begin", "NumpyActorCritic.std")),
          ("learning and syncing (advantages, gradients, pull, push, statistics)",
           ("a3c_update", "SharedMemoryLink.pull", "SharedMemoryLink.push", "SharedMemoryLink.observe",
            "SharedMemoryLink.add_steps", "RayLink.pull", "RayLink.add_steps", "RayLink.observe", "RayLink.push")))
