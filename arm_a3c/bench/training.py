@@ -3,9 +3,10 @@ gets to a trained arm beside the strongest peers, all measured in one run on one
 
 1. The limits: N processes (N = cores) stepping the environment, no learning, (a) with uniform random actions,
    measured before and after the A3C throughput runs and averaged (this machine's speed drifts by 10% and more),
-   and (b) with the actions of the policy being trained (its stochastic policy: untrained, after the throughput
-   run, and the time-to-success run's best.pt): random actions cost more physics than a policy's motions, so (b)
-   is the limit for the motions training really makes.
+   and (b) with the actions of the policy being trained (its stochastic policy: untrained, right before the
+   N-worker throughput run, and the policy it ended with, right after it; also the time-to-success run's best.pt):
+   random actions cost more physics than a policy's motions, so (b) is the limit for the motions training really
+   makes.
 2. A3C training throughput with N workers and with 1 worker: steady-state environment steps per second of
    a real `train_arm.py` run (between its second and last evaluations, so process start-up is left out), with
    the default target, so that the evaluator screens its evaluations as in a default run, and a streak that never
@@ -249,15 +250,23 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log) -> dict:
     from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
 
     n, seeds = opts.workers, ", ".join(map(str, opts.seeds))
-    log(f"[{robot}] 1/5 the random-action limit: {n} process(es) for {opts.limit_seconds:g} s")
+    # The policy-action limits that the N-worker throughput is held to are measured right before it (the untrained
+    # policy it starts from) and right after it (the policy it ended with): this machine's speed drifts by up to a
+    # fifth within one benchmark, and measurements far apart in time would compare different machines.
+    untrained = save_untrained_checkpoint(robot, work_dir / "untrained.pt")
+    log(f"[{robot}] 1/5 the limits: {n} process(es), {opts.limit_seconds:g} s each, with random actions and with the "
+        f"untrained policy")
     limit_before = limit_rate(robot, n, opts.limit_seconds)
+    policy_limits = {"untrained": round(limit_rate(robot, n, opts.limit_seconds, untrained), 1)}
     steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
-    log(f"[{robot}] 2/5 A3C throughput: {n} worker(s), then 1, {opts.throughput_seconds:g} s{steps} each; then the "
-        f"random-action limit again")
+    log(f"[{robot}] 2/5 A3C throughput: {n} worker(s), {opts.throughput_seconds:g} s{steps}; the limit with the policy "
+        f"it ended with; 1 worker; the random-action limit again")
     # The default target and a streak no run reaches: the evaluator screens its evaluations as in a default run
     # (evaluations that pass the screen play all their episodes), and the run does not stop.
     many = a3c_run(opts, robot, n, opts.throughput_seconds, opts.target_success, work_dir / f"a3c-{n}-workers",
                    max_steps=opts.throughput_steps, streak=NEVER_STOPS)
+    policy_limits["after_throughput_run"] = round(
+        limit_rate(robot, n, opts.limit_seconds, Path(many["run_dir"]) / "checkpoints" / "latest.pt"), 1)
     one = a3c_run(opts, robot, 1, opts.throughput_seconds, opts.target_success, work_dir / "a3c-1-worker",
                   max_steps=opts.throughput_steps, streak=NEVER_STOPS)
     limit_after = limit_rate(robot, n, opts.limit_seconds)
@@ -266,12 +275,9 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log) -> dict:
         f"seeds {seeds} (budget {opts.budget_seconds:g} s each)")
     a3c = [a3c_run(opts, robot, n, opts.budget_seconds, opts.target_success, work_dir / f"a3c-time-to-success-{seed}",
                    seed) for seed in opts.seeds]
-    log(f"[{robot}] 4/5 the policy-action limit: {n} process(es) with the untrained policy, the throughput run's and "
-        f"seed {opts.seeds[0]}'s best.pt, {opts.limit_seconds:g} s each")
-    policies = {"untrained": save_untrained_checkpoint(robot, work_dir / "untrained.pt"),
-                "after_throughput_run": Path(many["run_dir"]) / "checkpoints" / "latest.pt",
-                "best": Path(a3c[0]["run_dir"]) / "checkpoints" / "best.pt"}
-    policy_limits = {name: round(limit_rate(robot, n, opts.limit_seconds, path), 1) for name, path in policies.items()}
+    log(f"[{robot}] 4/5 the policy-action limit with seed {opts.seeds[0]}'s best.pt, {opts.limit_seconds:g} s")
+    policy_limits["best"] = round(
+        limit_rate(robot, n, opts.limit_seconds, Path(a3c[0]["run_dir"]) / "checkpoints" / "best.pt"), 1)
     # The throughput run's policy moved from untrained to what it was after the run: its limit lies between
     policy_limit = (policy_limits["untrained"] + policy_limits["after_throughput_run"]) / 2
     peers = {}
