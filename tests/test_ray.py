@@ -472,3 +472,56 @@ def test_a_killed_sync_agent_and_worker_are_replaced_and_the_machines_go_on(tmp_
     assert sync["agent_restarts"] == 1 and sync["machines"] == 2, sync
     assert sync["updates_sent"] == sync["updates_applied"] > 0, sync
     assert sync["node_updates"] == sync["updates_sent"] + sync["lost_updates"], sync
+
+
+def test_a_restarting_worker_actor_is_one_death_however_often_it_is_unavailable(monkeypatch):
+    """Ray answers a call to an actor it is restarting (or that waits for a CPU, its machine gone) with
+    ActorUnavailableError at once. One death must count once, not once per retry: counted per retry, a worker
+    that waited for a CPU stopped the run ("died 6 times within 60 s") in a CI run of the machine-leaving test."""
+    from arm_a3c.backends import ray as ray_backend
+    from arm_a3c.backends.processes import DeathLog
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+
+    class Died(Exception):
+        pass
+
+    class Unavailable(Died):
+        pass
+
+    outcomes = []  # what each new call of the worker's loop does: an exception, or None (it keeps running)
+
+    class Ref:
+        def __init__(self):
+            self.outcome = outcomes.pop(0)
+
+    class FakeRay:
+        exceptions = types.SimpleNamespace(RayActorError=Died, ActorUnavailableError=Unavailable)
+
+        @staticmethod
+        def wait(refs, num_returns, timeout):
+            return [r for r in refs if r.outcome is not None], [r for r in refs if r.outcome is None]
+
+        @staticmethod
+        def get(ref):
+            raise ref.outcome
+
+    actor = types.SimpleNamespace(run=types.SimpleNamespace(remote=lambda starts: Ref()))
+    workers = object.__new__(ray_backend.RayWorkers)
+    workers.__dict__.update(ray=FakeRay, actors={0: actor}, runs={}, starts={}, unavailable={}, recovering={},
+                            deaths=DeathLog(), restarts=0, machines_checked=clock[0], machines_gone=set(),
+                            evaluator=types.SimpleNamespace(replace_dead=lambda: None))
+    monkeypatch.setattr(workers, "notice_machines_gone", lambda: None, raising=False)
+    outcomes.append(Unavailable())  # the first loop: its actor dies (Ray restarts it)
+    workers._run(0)
+    outcomes.extend([Unavailable()] * 12 + [None])  # 12 answers "not there yet", then the loop runs
+    for _ in range(40):  # 40 s of the launcher's checks, one a second
+        assert workers.replace_dead() is None, "one death stopped the run"
+        clock[0] += 1.0
+    assert workers.restarts == 1 and not outcomes  # every retry was made, one death counted
+    assert 0 not in workers.recovering  # the loop has run for seconds: the worker is back
+    workers.runs[0].outcome = Died()  # it dies again: a second death
+    outcomes.append(None)
+    assert workers.replace_dead() is None
+    assert workers.restarts == 2

@@ -297,6 +297,8 @@ def start_ray(cfg: TrainConfig):
 
 
 MACHINES_CHECK_SECONDS = 5.0  # how often the launcher asks Ray which machines left the cluster
+UNAVAILABLE_RETRY_SECONDS = 2.0  # a worker actor Ray is restarting (or that waits for a CPU) is asked again after this
+BACK_AFTER_SECONDS = 5.0  # a restarted worker whose loop has run this long is back: its next failure is a new death
 
 
 def kill_descendants() -> bool:
@@ -352,6 +354,8 @@ class RayWorkers:
         self.worker_class = self.ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(RayWorker)
         self.actors: dict = {}
         self.runs: dict = {}  # rank -> ObjectRef of its running loop
+        self.unavailable: dict = {}  # rank -> when to start its loop again (its actor was not available)
+        self.recovering: dict = {}  # rank -> when its loop was last started, for workers coming back from a death
         self.starts: dict = {}
         self.deaths = DeathLog()
         self.restarts = 0
@@ -390,15 +394,29 @@ class RayWorkers:
         if time.monotonic() - self.machines_checked >= MACHINES_CHECK_SECONDS:
             self.machines_checked = time.monotonic()
             self.notice_machines_gone()
-        ready, _ = self.ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=0)
+        now = time.monotonic()
+        for rank, when in list(self.unavailable.items()):
+            if now >= when:
+                del self.unavailable[rank]
+                self._run(rank)
+                self.recovering[rank] = now
+        ready = self.ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=0)[0] if self.runs else []
         for rank, ref in list(self.runs.items()):
             if ref not in ready:
+                if rank in self.recovering and now - self.recovering[rank] >= BACK_AFTER_SECONDS:
+                    del self.recovering[rank]  # its loop has been running: the worker is back
                 continue
             try:
                 self.ray.get(ref)
                 continue  # the loop ended because the run is stopping
             except self.ray.exceptions.RayActorError as err:
                 how = type(err).__name__
+                if rank in self.recovering and isinstance(err, self.ray.exceptions.ActorUnavailableError):
+                    # Not a new death: Ray is still restarting the actor after the one counted, or the restarted
+                    # actor waits for a free CPU (its machine left). Ask again shortly, without counting.
+                    del self.runs[rank]
+                    self.unavailable[rank] = time.monotonic() + UNAVAILABLE_RETRY_SECONDS
+                    continue
             self.notice_machines_gone()
             deaths = self.deaths.record(rank)
             if deaths > MAX_DEATHS:
@@ -407,6 +425,7 @@ class RayWorkers:
                    f"({deaths} death(s) of it in the last minute)")
             self.restarts += 1
             self._run(rank)
+            self.recovering[rank] = time.monotonic()
         return self.evaluator.replace_dead()
 
     def notice_machines_gone(self) -> None:
@@ -423,7 +442,8 @@ class RayWorkers:
         Ray down."""
         ray = self.ray
         self.shared.request_stop()
-        ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
+        if self.runs:
+            ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=JOIN_SECONDS)
         try:
             self.figures = self.flush_agents()
             for event in self.reports(timeout=JOIN_SECONDS):
