@@ -513,7 +513,9 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
                a.startswith("--max-steps=") for a in train_args):
         train_args += ["--max-minutes", "1"]
     # The default target, which the run never stops at: the evaluator screens as in a default run (later flags win).
-    train_args = ["--target-streak", "1000000", "--test-episodes", "0", *train_args]
+    from arm_a3c.bench.training import NEVER_STOPS
+
+    train_args = ["--target-streak", str(NEVER_STOPS), "--test-episodes", "0", *train_args]
     with tempfile.TemporaryDirectory() as scratch:
         raw = args.raw or Path(scratch) / "profile.txt"
         result = profile_training(train_args, raw, args.rate)

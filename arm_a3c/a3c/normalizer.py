@@ -101,9 +101,12 @@ class RunningNormalizer:
         self.clip = float(state["clip"])
 
 
-def normalize(obs: np.ndarray, snapshot: tuple[np.ndarray, np.ndarray], clip: float) -> np.ndarray:
-    """Observations (..., obs_dim) standardised with a `snapshot` (mean, 1/std) and clipped to [-clip, clip]."""
+def normalize(obs: np.ndarray, snapshot: tuple[np.ndarray, np.ndarray], clip: float,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Observations (..., obs_dim) standardised with a `snapshot` (mean, 1/std) and clipped to [-clip, clip];
+    written into `out` when given (a worker's rollout buffer)."""
     mean, inv_std = snapshot
-    normalized = (obs - mean) * inv_std
+    normalized = np.subtract(obs, mean, out=out)
+    normalized *= inv_std
     np.maximum(normalized, -clip, out=normalized)  # np.clip's wrapper costs more than these two here
     return np.minimum(normalized, clip, out=normalized)

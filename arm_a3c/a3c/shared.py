@@ -45,32 +45,29 @@ class Shared:
         """True until the stop flag is set or the launcher is gone (a killed launcher cannot signal; its
         orphaned children would otherwise train forever). A Ray actor is not the launcher's child, and has no
         `launcher_pid`: Ray ends it when the launcher dies."""
-        flag = self.__dict__.get("_stop_numpy")
-        if flag is None:
-            flag = self._stop_numpy = self.stop_flag.numpy()
-        return not flag[0] and (self.launcher_pid is None or os.getppid() == self.launcher_pid)
+        return not self._views()[1][0] and (self.launcher_pid is None or os.getppid() == self.launcher_pid)
 
     def request_stop(self) -> None:
         self.stop_flag[0] = 1
 
-    def _counts(self) -> np.ndarray:
-        """A numpy view of `steps`, made once per process (numpy on the shared tensor: a few times cheaper than
-        torch, and no call into torch between a worker's physics steps)."""
-        counts = self.__dict__.get("_steps_numpy")
-        if counts is None:
-            counts = self._steps_numpy = self.steps.numpy()
-        return counts
+    def _views(self) -> tuple[np.ndarray, np.ndarray]:
+        """numpy views of `steps` and `stop_flag`, made once per process (numpy on the shared tensors: a few times
+        cheaper than torch, and no call into torch between a worker's physics steps)."""
+        views = self.__dict__.get("_numpy")
+        if views is None:
+            views = self._numpy = (self.steps.numpy(), self.stop_flag.numpy())
+        return views
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_steps_numpy", "_stop_numpy")}  # per process
+        return {k: v for k, v in self.__dict__.items() if k != "_numpy"}  # each process makes its own views
 
     def global_steps(self) -> int:
         """Environment steps taken by all workers, in this session and before it."""
-        return int(self._counts().sum())
+        return int(self._views()[0].sum())
 
     def add_steps(self, rank: int, n: int) -> int:
         """Count n steps of worker `rank` (only that worker writes its slot) and return the new total."""
-        counts = self._counts()
+        counts = self._views()[0]
         counts[rank + 1] += n
         return int(counts.sum())
 

@@ -26,6 +26,7 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import WorkerLink
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
+from arm_a3c.a3c.normalizer import normalize
 from arm_a3c.a3c.shared import Shared, SharedMemoryLink, become_child, exit_child
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import task_metrics
@@ -88,19 +89,12 @@ class Rollout:
         self.tail.clear()
         np.multiply(rng.standard_normal(self.noise.shape, dtype=np.float32), std, out=self.noise)
 
-    def _normalize_into(self, raw: np.ndarray, out: np.ndarray) -> None:
-        mean, inv_std = self.norm  # `normalizer.normalize`, written into the buffer
-        np.subtract(raw, mean, out=out)
-        out *= inv_std
-        np.maximum(out, -self.clip, out=out)
-        np.minimum(out, self.clip, out=out)
-
     def act(self, t: int, raw_obs: np.ndarray) -> np.ndarray:
         """Step t's action for this raw observation: the policy's mean plus the rollout's noise (a view into the
         rollout's buffer)."""
         self.raw_obs[t] = raw_obs
         x, h1, h2, mean = self.obs[t], self.h1[t], self.h2[t], self.mean[t]
-        self._normalize_into(raw_obs, x)
+        normalize(raw_obs, self.norm, self.clip, out=x)
         (w1, b1), (w2, b2), (w3, b3) = self.learner.actor
         np.matmul(w1, x, out=h1)
         h1 += b1
@@ -117,7 +111,7 @@ class Rollout:
         """What followed step t's action (`next_obs`: the episode's final observation if it ended)."""
         self.rewards[t], self.terminated[t], self.episode_end[t] = reward, terminated, terminated or truncated
         if terminated or truncated or t == self.n - 1:
-            self._normalize_into(next_obs, self.critic_in[self.n + len(self.tail)])
+            normalize(next_obs, self.norm, self.clip, out=self.critic_in[self.n + len(self.tail)])
             self.tail.append(t)
 
     def next_values(self, values: np.ndarray) -> np.ndarray:

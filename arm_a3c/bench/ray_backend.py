@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +176,7 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir)
     log(f"parameter server capacity: {n} clients flooding it with syncs for {opts.server_seconds:g} s")
     sync_capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir, syncs=True)
-    agent_run = json.loads((Path(runs["ray_sync_agent"]["run_dir"]) / "summary.json").read_text()).get("sync", {})
+    agent_run = runs["ray_sync_agent"]["sync"]
     sync_ms = TrainConfig().ray_sync_ms
     local_rate, remote_rate = runs["local"]["steps_per_second"], runs["ray_through_server"]["steps_per_second"]
     n_steps = TrainConfig().n_steps  # one update per n_steps steps of a worker
@@ -250,7 +249,7 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
                 run_dir = work_dir / f"learning-{name}-{seed}"
                 run = a3c_run(options, opts.robot, opts.workers, opts.learning_seconds, opts.learning_target,
                               run_dir, seed=seed, extra=(*flags, *address))
-                sync = json.loads((run_dir / "summary.json").read_text()).get("sync") or {}
+                sync = run["sync"]
                 runs.append({"seed": seed, "seconds": run["time_to_first_target_s"],
                              "env_steps": run["steps_to_first_target"], "steps_per_second": run["steps_per_second"],
                              **({"machines": sync.get("machines"), "syncs": sync.get("syncs"),

@@ -205,7 +205,7 @@ def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target
             "time_to_target_s": reached[0] if reached else None, "steps_to_target": reached[1] if reached else None,
             "time_to_first_target_s": first[0] if first else None, "steps_to_first_target": first[1] if first else None,
             "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate")} for r in rows],
-            "steady_eval_episodes": played,
+            "steady_eval_episodes": played, "sync": summary.get("sync") or {},
             "run_dir": str(run_dir), "peak_pss_mb": watched["peak_pss_mb"], "peak_rss_mb": watched["peak_rss_mb"]}
 
 
