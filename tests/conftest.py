@@ -175,6 +175,8 @@ def training_running(shared_training) -> SharedTraining:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         board = LiveBoard.attach(shared_training.run_dir)
+        if board:
+            board.watch()  # as a viewer does: the workers record only while somebody watches
         if (board and board.latest(0) and board.latest(1)
                 and (shared_training.run_dir / "checkpoints" / "latest.pt").exists()):
             return shared_training

@@ -199,6 +199,15 @@ def test_joining_a_cluster_that_is_not_there_is_one_line(tmp_path, address, frag
 
 # ---- real trainings -----------------------------------------------------------------------------------------
 
+def watched_episodes(run_dir) -> bool:
+    """Watch the run's live board as view.py does; True once both workers have published an episode on it."""
+    board = LiveBoard.attach(run_dir)
+    if board is None:
+        return False
+    board.watch()
+    return all(board.latest(rank) is not None for rank in (0, 1))
+
+
 def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_a_second_ctrl_c_and_resumes_locally(
         tmp_path):
     """Every update through the parameter server (as workers on other machines make them): a killed worker actor
@@ -218,13 +227,12 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     # The actor names itself when the launcher starts its loop again, so a new one means the death was noticed.
     wait_for(lambda: [pid for pid in processes_named("a3c-worker-1") if pid != victim], "a restarted actor", process)
     wait_for(lambda: checkpoint_steps(run_dir) > 0, "a checkpoint of trained weights", process)
+    wait_for(lambda: watched_episodes(run_dir), "both worker actors' episodes on the watched live board", process)
     err, seconds = signal_and_wait(process, interrupt, signal.SIGINT)
 
     assert process.returncode == 130 and "exiting at once" in err, err[-2000:]
     assert seconds < 5, f"{seconds:.1f} s from the second Ctrl-C to the exit"
     assert "worker 1 (a Ray actor) died" in err, err[-2000:]
-    board = LiveBoard.attach(run_dir)  # what view.py shows: both worker actors published their episodes
-    assert board is not None and all(board.latest(rank) is not None for rank in (0, 1))
     assert_ray_is_gone(process)
 
     saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]

@@ -147,3 +147,39 @@ def test_viewer_without_a_display_says_so_instead_of_drawing_nowhere(tmp_path):
     # SDL prints its own warning about XDG_RUNTIME_DIR on such machines; ours is the line that matters.
     result.stderr = "\n".join(l for l in result.stderr.splitlines() if l.startswith("error: there is no display"))
     assert_user_error(result, "no display", "--record OUT.gif")
+
+
+def test_a_worker_records_its_episodes_for_the_live_board_only_while_a_viewer_watches(tmp_path):
+    import torch.multiprocessing as mp
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.live import LiveBoard
+    from arm_a3c.a3c.shared import SharedMemoryLink, build_shared
+    from arm_a3c.a3c.worker import UPDATE_REPORT_EVERY, train_worker
+    from arm_a3c.envs.arm_env import ArmEnv
+
+    cfg = TrainConfig(robot="light_arm", workers=1, n_steps=20)
+    probe = ArmEnv("light_arm")
+    shared = build_shared(cfg, probe.obs_dim, probe.robot.dof, mp.get_context("spawn"))
+    board = LiveBoard.create(tmp_path, 1, probe.robot.dof, probe.config.episode_steps, probe.task.draw_size)
+    episode_steps = probe.config.episode_steps
+    probe.close()
+    shared.launcher_pid = os.getppid()  # the worker runs in this process, whose parent stands in for the launcher
+    shown = []  # what a reader of the board found at each of the worker's reports
+
+    def send(event) -> None:
+        if event[0] != "update":
+            return
+        shown.append(board.latest(0))
+        if len(shown) == 2:
+            board.watch()  # a viewer comes, after 2 x 400 steps (16 episodes) nobody watched
+        elif len(shown) == 3:
+            shared.request_stop()
+
+    train_worker(0, cfg, SharedMemoryLink(shared, 0, send), seed=0, run_dir=tmp_path)
+    assert shown[:2] == [None, None], "nothing is recorded while nobody watches"
+    unwatched_episodes = 2 * UPDATE_REPORT_EVERY * cfg.n_steps // episode_steps
+    episode = board.latest(0)
+    assert episode is not None, "a watched worker publishes its episodes"
+    assert episode.episode > unwatched_episodes and len(episode.joint_positions) == episode_steps, \
+        "a whole episode, begun after the viewer came"

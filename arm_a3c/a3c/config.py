@@ -98,10 +98,10 @@ class TrainConfig:
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
     eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; 100 since 2026-11-24, "
                                     "50 before: too few to stop the Panda's runs on time)")
-    eval_screen_episodes: int = param(25, "an evaluation that has failed more of its first this many episodes than "
-                                          "--target-success allows in all of them stops there (it could not reach the "
-                                          "target) and reports their figures; 0: every evaluation plays all its "
-                                          "episodes (so does every evaluation when the target is above 1)")
+    eval_screen_episodes: int = param(25, "from this many episodes on, an evaluation that has failed more episodes "
+                                          "than --target-success allows in all of them stops (it could no longer reach "
+                                          "the target) and reports the episodes played; 0: every evaluation plays all "
+                                          "its episodes (so does every evaluation when the target is above 1)")
     eval_seed: int = param(1_000_000, "seed of the first evaluation episode")
     test_episodes: int = param(200, "held-out test episodes that best.pt plays when the run ends (summary.json's "
                                     "test_* figures; 0: none). They never stop the run or pick best.pt")
@@ -114,8 +114,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def eval_screen(self) -> tuple[int, int] | None:
-        """The evaluator's screen (`envs.episodes.run_episodes`): after `eval_screen_episodes` episodes, stop if more
-        failed than the target allows in all `eval_episodes` (so a screened-out evaluation could not have reached
+        """The evaluator's screen (`envs.episodes.run_episodes`): from `eval_screen_episodes` episodes on, stop once more
+        have failed than the target allows in all `eval_episodes` (so a screened-out evaluation could not have reached
         it). None when every evaluation plays all its episodes: no screen, a screen as long as the evaluation, or a
         target above 1 (nothing to reach: the evaluations serve best.pt and the curves, at full length)."""
         if not 0 < self.eval_screen_episodes < self.eval_episodes or self.target_success > 1:

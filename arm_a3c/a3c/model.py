@@ -208,39 +208,53 @@ class NumpyActorCritic:
             mean = np.tanh(h2 @ w3.T + b3)
         else:
             h1, h2, mean = actor_forward
+        # Sums over the batch are products with a row of ones, and means of products are dot products: numpy's
+        # reductions (np.sum with an axis, np.mean) cost several times a small matmul's dispatch at T = 20.
+        ones = self._ones(batch)
         log_std = self.bounded_log_std()
         inv_var = np.exp(-2.0 * log_std)
         diff = actions - mean
         z2 = diff * diff * inv_var  # squared standardised deviations, used twice
-        logprob = (-0.5 * z2 - log_std - 0.5 * LOG_2PI).sum(axis=1)
-        entropy = float((log_std + 0.5 * (1.0 + LOG_2PI)).sum())
+        logprob = z2 @ self._ones(z2.shape[1], -0.5) - float(log_std.sum() + 0.5 * LOG_2PI * log_std.size)
+        entropy = float(log_std.sum()) + 0.5 * (1.0 + LOG_2PI) * log_std.size
         # critic forward
         c_obs, c1, c2, c_out = critic_forward if critic_forward is not None else self._critic_forward(obs)
-        values = c_out[:, 0]
-        policy_loss = -float(np.mean(logprob * advantages))
-        value_loss = 0.5 * float(np.mean((returns - values) ** 2))
+        value_error = c_out[:, 0] - returns
+        policy_loss = -float(np.dot(logprob, advantages)) / batch
+        value_loss = 0.5 * float(np.dot(value_error, value_error)) / batch
         loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
 
         # actor backward: d loss / d logprob_i = -advantages_i / T
-        d_logprob = (-advantages / batch)[:, None]
+        d_logprob = (advantages * (-1.0 / batch))[:, None]
         d_mean = d_logprob * diff * inv_var
-        d_log_std = (d_logprob * (z2 - 1.0)).sum(axis=0) - entropy_coef
+        d_log_std = ones @ (d_logprob * (z2 - 1.0)) - entropy_coef
         self.log_std_grad[:] = d_log_std * self.log_std_slope()
-        d3 = d_mean * (1.0 - mean**2)
-        self._linear_backward(self.actor, self.actor_grad, [obs, h1, h2], d3)
+        d3 = d_mean * (1.0 - mean * mean)
+        self._linear_backward(self.actor, self.actor_grad, [obs, h1, h2], d3, ones)
         # critic backward: d loss / d value_i = value_coef * (value_i - returns_i) / T
-        d_out = (value_coef * (values - returns) / batch)[:, None]
-        self._linear_backward(self.critic, self.critic_grad, [c_obs, c1, c2], d_out)
+        d_out = (value_error * (value_coef / batch))[:, None]
+        self._linear_backward(self.critic, self.critic_grad, [c_obs, c1, c2], d_out, ones)
         return {"loss": loss, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
+    def _ones(self, n: int, value: float = 1.0) -> np.ndarray:
+        """A vector of n times `value` (float32), made once per size."""
+        cache = self.__dict__.setdefault("_ones_cache", {})
+        key = (n, value)
+        if key not in cache:
+            cache[key] = np.full(n, value, np.float32)
+        return cache[key]
+
     @staticmethod
-    def _linear_backward(layers, grads, inputs, d_out: np.ndarray) -> None:
+    def _linear_backward(layers, grads, inputs, d_out: np.ndarray, ones: np.ndarray) -> None:
         """Back through three tanh-separated linear layers; `inputs` are each layer's input (the tanh
-        outputs of the layer before), `d_out` the gradient at the last layer's pre-activation output."""
+        outputs of the layer before), `d_out` the gradient at the last layer's pre-activation output, `ones` a
+        vector of ones as long as the batch."""
         for k in (2, 1, 0):
             weight, _ = layers[k]
             grad_w, grad_b = grads[k]
             np.matmul(d_out.T, inputs[k], out=grad_w)
-            np.sum(d_out, axis=0, out=grad_b)
+            np.matmul(ones, d_out, out=grad_b)
             if k:
-                d_out = (d_out @ weight) * (1.0 - inputs[k] ** 2)
+                h = inputs[k]
+                d_out = d_out @ weight
+                d_out *= 1.0 - h * h

@@ -188,23 +188,26 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     episodes, task = 0, env.task
     obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
+    watched = recording = False  # a viewer reads the board; this episode is being recorded for it
 
     while link.running():
         norm = link.pull(learner.flat)  # 1. pull
         std = learner.std()
         rollout.begin(norm, std, rng)
+        watched = board is not None and board.watched()  # looked at once per update: recording starts with an episode
         for t in range(n):  # 2. act
             next_obs, reward, term, trunc, info = env.step(rollout.act(t, obs))
             rollout.record(t, next_obs, reward, term, trunc)
             episode_return += reward
             episode_length += 1
-            if recorder:
+            if recording:
                 recorder.record(env.joint_positions, env.ee, task.draw_data())
             if term or trunc:
                 finished.append((episode_return, episode_length, info["is_success"], task_metrics(env, info)))
                 episodes += 1
-                if board:
+                if recording:
                     board.publish(rank, episodes, episode_return, info["is_success"], info["distance"], recorder)
+                recording = watched
                 episode_return, episode_length = 0.0, 0
                 next_obs, _ = env.reset()
             obs = next_obs

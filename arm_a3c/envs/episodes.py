@@ -58,16 +58,17 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
     and `mean_<name>` of each of the task's episode figures (every task has `mean_final_distance_m`, m). None if
     `keep_going` turned false between two episodes (a run that is stopping has no time for the rest).
 
-    `screen` = (k, f): after the first k episodes, stop if more than f of them failed, and give the figures of
-    those k (`episodes` says how many were played). The evaluator screens with f = the failures its target allows
-    in all the episodes: a screened-out evaluation could not have reached the target."""
-    results = []
+    `screen` = (k, f): from the k-th episode on, stop as soon as more than f episodes have failed, and give the
+    figures of the episodes played (`episodes` says how many: k or more). The evaluator screens with f = the
+    failures its target allows in all the episodes: a screened-out evaluation could not have reached the target."""
+    results, failures = [], 0
     for episode in range(episodes):
         if not keep_going():
             return None
         results.append(run_episode(env, act, seed + episode))
-        if screen is not None and len(results) == screen[0] and sum(not r.success for r in results) > screen[1]:
-            break  # screened out: the figures are those of the first screen[0] episodes
+        failures += not results[-1].success
+        if screen is not None and len(results) >= screen[0] and failures > screen[1]:
+            break  # screened out: the figures are those of the episodes played
     summary = {"success_rate": sum(r.success for r in results) / len(results),
                "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
                "mean_return": float(np.mean([r.episode_return for r in results])),

@@ -1,7 +1,7 @@
 """Where the viewer's episodes come from:
 
-- `LiveSource`: a running training's live board (`a3c/live.py`). Each worker publishes every episode it
-  completes; the viewer replays the chosen worker's newest episode at the control rate (24 steps per second),
+- `LiveSource`: a running training's live board (`a3c/live.py`). While a viewer reads it, each worker
+  publishes every episode it completes; the viewer replays the chosen worker's newest episode at the control rate (24 steps per second),
   then takes the next newest. It only reads a file, so closing it never stops or slows the training.
 - `ReplaySource`: a checkpoint's policy, acting deterministically in the viewer's own environment on fresh
   random targets (`envs.episodes.run_episode`, the loop the evaluator uses). A click in the scene (or `t`)
@@ -42,7 +42,9 @@ class LiveSource:
         return False
 
     def next_episode(self) -> Episode | None:
-        """The worker's newest completed episode if it is not the one shown last."""
+        """The worker's newest completed episode if it is not the one shown last (asked every frame: it also tells
+        the workers that somebody watches, so they keep recording)."""
+        self.board.watch()
         episode = self.board.latest(self.rank)
         if episode is None or (episode.rank, episode.episode) == self._shown:
             return None
