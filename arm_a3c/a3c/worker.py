@@ -188,7 +188,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     episodes, task = 0, env.task
     obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
-    watched = recording = False  # a viewer reads the board; this episode is being recorded for it
+    recording = False  # this episode is being recorded for a viewer (one watched the board when it began)
 
     while link.running():
         norm = link.pull(learner.flat)  # 1. pull

@@ -1,8 +1,9 @@
 """Where the viewer's episodes come from:
 
 - `LiveSource`: a running training's live board (`a3c/live.py`). While a viewer reads it, each worker
-  publishes every episode it completes; the viewer replays the chosen worker's newest episode at the control rate (24 steps per second),
-  then takes the next newest. It only reads a file, so closing it never stops or slows the training.
+  publishes every episode it completes; the viewer replays the chosen worker's newest episode at the control
+  rate (24 steps per second), then takes the next newest. It reads the file and marks it watched, so closing
+  it never stops the training (the workers stop recording 2 seconds later).
 - `ReplaySource`: a checkpoint's policy, acting deterministically in the viewer's own environment on fresh
   random targets (`envs.episodes.run_episode`, the loop the evaluator uses). A click in the scene (or `t`)
   moves the target, and the policy chases it.
