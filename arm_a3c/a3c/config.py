@@ -116,8 +116,9 @@ class TrainConfig:
     def eval_screen(self) -> tuple[int, int] | None:
         """The evaluator's screen (`envs.episodes.run_episodes`): from `eval_screen_episodes` episodes on, stop once
         more have failed than the target allows in all `eval_episodes` (so a screened-out evaluation could not have
-        reached it). None when every evaluation plays all its episodes: no screen, a screen as long as the evaluation, or a
-        target above 1 (nothing to reach: the evaluations serve best.pt and the curves, at full length)."""
+        reached it). None when every evaluation plays all its episodes: no screen, a screen as long as the
+        evaluation, or a target above 1 (nothing to reach: the evaluations serve best.pt and the curves, at full
+        length)."""
         if not 0 < self.eval_screen_episodes < self.eval_episodes or self.target_success > 1:
             return None
         allowed = self.eval_episodes - math.ceil(self.target_success * self.eval_episodes - 1e-9)

@@ -155,6 +155,7 @@ class NumpyActorCritic:
         self.actor_grad = [(grads[f"{k}.weight"], grads[f"{k}.bias"]) for k in layers[:3]]
         self.critic_grad = [(grads[f"{k}.weight"], grads[f"{k}.bias"]) for k in layers[3:]]
         self.log_std, self.log_std_grad = views["log_std"], grads["log_std"]
+        self._ones_cache: dict[tuple[int, float], np.ndarray] = {}  # `_ones`' vectors, by (length, value)
 
     def mean(self, obs: np.ndarray) -> np.ndarray:
         """Mean action in [-1, 1] for normalised observations: (obs_dim,) -> (action_dim,), or batches."""
@@ -238,11 +239,10 @@ class NumpyActorCritic:
 
     def _ones(self, n: int, value: float = 1.0) -> np.ndarray:
         """A vector of n times `value` (float32), made once per size."""
-        cache = self.__dict__.setdefault("_ones_cache", {})
-        key = (n, value)
-        if key not in cache:
-            cache[key] = np.full(n, value, np.float32)
-        return cache[key]
+        vector = self._ones_cache.get((n, value))
+        if vector is None:
+            vector = self._ones_cache[(n, value)] = np.full(n, value, np.float32)
+        return vector
 
     @staticmethod
     def _linear_backward(layers, grads, inputs, d_out: np.ndarray, ones: np.ndarray) -> None:
