@@ -445,6 +445,10 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
                         help="where to write the results (default bench.json; the picture goes beside it as .png)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench", metavar="DIR",
                         help="where the benchmark's training runs go (default runs/bench)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with an interrupted benchmark: the parts it finished (kept in the --json file's "
+                             ".progress.json twin while it runs) are taken as they are and the rest runs; same flags "
+                             "and same commit required")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -454,9 +458,10 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
                            seeds=tuple(args.seeds), peers=tuple(args.peers))
     if args.quick:
         options = BenchOptions(**{**options.__dict__, **QUICK})
+    progress = bench_progress(args.json, options, args.resume)
 
     def run_and_plot(work_dir, log):
-        result = run_benchmark(options, work_dir, log)
+        result = run_benchmark(options, work_dir, log, progress)
         picture = args.json.with_suffix(".png")
         try:
             plot_benchmark(result, picture)
@@ -465,10 +470,35 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         log(f"wrote {picture}")
         return result
 
-    return _run_benchmark(args, run_and_plot, format_table)
+    return _run_benchmark(args, run_and_plot, format_table, written=progress.remove)
 
 
-def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str]) -> int:
+def bench_progress(json_path, options, resume: bool):
+    """Where bench.py keeps its finished parts while it runs (beside --json, `.progress.json`): those of an
+    interrupted benchmark with --resume, or a new file (a file left by an interrupted benchmark is never overwritten
+    without being asked: `UserError` saying how to go on or start over)."""
+    import json
+    import time
+
+    from arm_a3c.bench.training import BenchProgress, source_commit
+
+    path, commit = json_path.with_name(json_path.stem + ".progress.json"), source_commit()
+    if resume:
+        return BenchProgress.resume(path, options, commit)
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())
+            what = (f"{len(kept['parts'])} finished part(s) of a benchmark started {kept['started']} at commit "
+                    f"{kept['commit'] or 'unknown'}")
+        except (OSError, ValueError, KeyError, TypeError):
+            what = "what looks like an interrupted benchmark's parts"
+        raise UserError(f"{path} holds {what}: --resume goes on with them (same flags), or delete the file to start "
+                        f"over")
+    return BenchProgress(path, options, commit, time.strftime("%Y-%m-%d %H:%M %Z"))
+
+
+def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str],
+                   written: Callable[[], None] = lambda: None) -> int:
     """What the training benchmarks share: check --robot and --work-dir, `run(work_dir, log)`, print its table
     and write it with the results to --json."""
     import json
@@ -487,6 +517,7 @@ def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callab
     except OSError as err:
         raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
     print(f"wrote {args.json}")
+    written()
     return 0
 
 

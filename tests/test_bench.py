@@ -42,6 +42,7 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert 100 < r["peak_memory_mb"]["pss"] <= r["peak_memory_mb"]["rss_sum"]
     assert "| training / policy-action limit" in result.stdout and bench["table"] in result.stdout
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "bench.progress.json").exists(), "a finished benchmark leaves nothing to resume"
 
 
 def test_success_curves_hold_each_runs_last_evaluation():
@@ -66,6 +67,130 @@ def test_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers must be at least 1")
     assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "my_arm"), "unknown robot 'my_arm'")
     assert_user_error(run_in_process("bench.py", "--seeds"), "--seeds: expected at least one argument")
+
+
+# ---- an interrupted benchmark goes on (--resume) --------------------------------------------------------------
+
+class FakeMeasurements:
+    """Stand-ins for the benchmark's measurements (the real ones take minutes each): each call is counted and gives
+    figures that depend on its arguments only, so an interrupted-then-resumed benchmark and an uninterrupted one can
+    be compared figure by figure. `fail_at`: the call that raises, as a killed benchmark stops."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.calls: list[str] = []
+        self.fail_at = fail_at
+
+    def _count(self, what: str) -> None:
+        self.calls.append(what)
+        if self.fail_at is not None and len(self.calls) == self.fail_at:
+            raise KeyboardInterrupt(f"stopped during {what}")
+
+    def run(self, name: str, seed: int, work_dir) -> dict:
+        reached = None if name == "sac" else 50.0 + 10 * seed + (5 if name == "ppo" else 0)
+        return {"peer": name, "seed": seed, "steps_per_second": 1000.0 + seed, "run_dir": str(work_dir),
+                "time_to_target_s": reached, "steps_to_target": reached and reached * 1000,
+                "time_to_first_target_s": reached, "steps_to_first_target": reached and reached * 1000,
+                "test_success_rate": 0.9, "evaluations": [{"wall_seconds": 1.0, "env_steps": 10, "success_rate": 0.5}],
+                "peak_pss_mb": 500.0, "peak_rss_mb": 700.0}
+
+    def install(self, monkeypatch) -> None:
+        from arm_a3c.bench import training
+
+        def block(opts, robot, work_dir):
+            self._count(f"{robot}/limits-and-throughput")
+            return {"limit_before": 100.0, "limit_after": 120.0, "policy_limits": {"untrained": 90.0,
+                    "after_throughput_run": 110.0}, "many": self.run("arm-a3c", 0, work_dir),
+                    "one": self.run("arm-a3c", 0, work_dir)}
+
+        def a3c_run(opts, robot, workers, seconds, target, run_dir, seed=0, **_):
+            self._count(f"{robot}/arm-a3c/seed-{seed}")
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (run_dir / "checkpoints" / "best.pt").touch()
+            return self.run("arm-a3c", seed, run_dir)
+
+        def limit_rate(robot, processes, seconds, checkpoint=None):
+            self._count(f"{robot}/policy-limit-best")
+            return 95.0
+
+        def peer_run(opts, robot, peer, out, seed):
+            self._count(f"{robot}/{peer}/seed-{seed}")
+            return self.run(peer, seed, out.parent)
+
+        monkeypatch.setattr(training, "throughput_block", block)
+        monkeypatch.setattr(training, "a3c_run", a3c_run)
+        monkeypatch.setattr(training, "limit_rate", limit_rate)
+        monkeypatch.setattr(training, "peer_run", peer_run)
+        monkeypatch.setattr(training, "check_peer_dependencies", lambda opts: None)
+
+
+def test_an_interrupted_benchmark_resumes_with_the_parts_it_finished_and_runs_only_the_rest(tmp_path, monkeypatch):
+    import pytest
+
+    from arm_a3c.bench.training import BenchOptions, BenchProgress, format_table, run_benchmark
+
+    opts = BenchOptions(robots=("light_arm", "kuka_iiwa"), workers=2, seeds=(0, 1), peers=("ppo", "sac"))
+    every_part = [f"{robot}/{part}" for robot in opts.robots for part in (
+        "limits-and-throughput", "arm-a3c/seed-0", "arm-a3c/seed-1", "policy-limit-best", "ppo/seed-0", "ppo/seed-1",
+        "sac/seed-0", "sac/seed-1")]
+    whole = FakeMeasurements()
+    whole.install(monkeypatch)
+    reference = run_benchmark(opts, tmp_path / "runs", log=lambda line: None,
+                              progress=BenchProgress(None, opts, "abc1234", "then"))
+    assert whole.calls == every_part
+
+    path = tmp_path / "bench.progress.json"
+    first = FakeMeasurements(fail_at=11)  # killed during the KUKA's second arm-a3c run
+    first.install(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(opts, tmp_path / "runs", log=lambda line: None,
+                      progress=BenchProgress(path, opts, "abc1234", "then"))
+    kept = json.loads(path.read_text())
+    assert list(kept["parts"]) == every_part[:10] and kept["commit"] == "abc1234"
+
+    second, logged = FakeMeasurements(), []
+    second.install(monkeypatch)
+    result = run_benchmark(opts, tmp_path / "runs", log=logged.append,
+                           progress=BenchProgress.resume(path, opts, "abc1234"))
+    assert second.calls == every_part[10:], "only the parts the first sitting did not finish run again"
+    assert sum("kept from an earlier sitting" in line for line in logged) == 10
+    assert result["robots"] == reference["robots"], "the same figures as a benchmark that was never interrupted"
+    assert result["started"] == "then" and len(result["sittings"]) == 2
+    assert "(resumed " in format_table(result)
+
+    # Parts measured with other settings or other code are not one benchmark
+    from arm_a3c.errors import UserError
+
+    kept["parts"] = {k: v for k, v in kept["parts"].items() if k.startswith("light_arm/") and "best" not in k}
+    path.write_text(json.dumps(kept))  # the light arm's best.pt limit not measured, its seed-0 run's files gone
+    (tmp_path / "runs" / "light_arm" / "a3c-time-to-success-0" / "checkpoints" / "best.pt").unlink()
+    with pytest.raises(UserError, match="best.pt is gone.*remove the part light_arm/arm-a3c/seed-0 from"):
+        run_benchmark(opts, tmp_path / "runs", log=lambda line: None,
+                      progress=BenchProgress.resume(path, opts, "abc1234"))
+
+    with pytest.raises(UserError, match="other options .*budget_seconds 600.0 there, 300.0 now"):
+        BenchProgress.resume(path, BenchOptions(**{**opts.__dict__, "budget_seconds": 300.0}), "abc1234")
+    with pytest.raises(UserError, match="measured at commit abc1234, this arm-a3c is at def5678"):
+        BenchProgress.resume(path, opts, "def5678")
+    with pytest.raises(UserError, match="uncommitted changes"):
+        BenchProgress(path, opts, "abc1234-dirty", "then").save()
+        BenchProgress.resume(path, opts, "abc1234-dirty")
+
+
+def test_bench_py_never_overwrites_an_interrupted_benchmarks_parts_unasked(tmp_path):
+    out = tmp_path / "bench.json"
+    assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "--json", str(out), "--resume"),
+                      "nothing to resume", "bench.progress.json does not exist")
+    progress = tmp_path / "bench.progress.json"
+    progress.write_text(json.dumps({"options": {}, "commit": "0000000", "started": "2026-12-01 10:00 UTC",
+                                    "parts": {"light_arm/limits-and-throughput": {}}}))
+    assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "--json", str(out)),
+                      "holds 1 finished part(s) of a benchmark started 2026-12-01 10:00 UTC at commit 0000000",
+                      "--resume goes on with them")
+    assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "--json", str(out), "--resume"),
+                      "cannot resume", "other options")
+    progress.write_text("{not json")
+    assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "--json", str(out), "--resume"),
+                      "not a benchmark's progress file")
 
 
 # ---- where a training's CPU goes (py-spy) -------------------------------------------------------------------

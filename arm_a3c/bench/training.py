@@ -246,21 +246,18 @@ def ratio_text(ours: float, theirs: float, budget: float) -> str | None:
     return f"< {ours / budget:.3f}"  # the peer's median is beyond the budget
 
 
-def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log) -> dict:
+def throughput_block(opts: BenchOptions, robot: str, work_dir: Path) -> dict:
+    """Steps 1-2, measured back to back (one part of a resumed benchmark: never split): the limits, the N-worker
+    and 1-worker throughput runs, and the limits again."""
     from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
 
-    n, seeds = opts.workers, ", ".join(map(str, opts.seeds))
+    n = opts.workers
     # The policy-action limits that the N-worker throughput is held to are measured right before it (the untrained
     # policy it starts from) and right after it (the policy it ended with): this machine's speed drifts by up to a
     # fifth within one benchmark, and measurements far apart in time would compare different machines.
     untrained = save_untrained_checkpoint(robot, work_dir / "untrained.pt")
-    log(f"[{robot}] 1/5 the limits: {n} process(es), {opts.limit_seconds:g} s each, with random actions and with the "
-        f"untrained policy")
     limit_before = limit_rate(robot, n, opts.limit_seconds)
     policy_limits = {"untrained": round(limit_rate(robot, n, opts.limit_seconds, untrained), 1)}
-    steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
-    log(f"[{robot}] 2/5 A3C throughput: {n} worker(s), {opts.throughput_seconds:g} s{steps}; the limit with the policy "
-        f"it ended with; 1 worker; the random-action limit again")
     # The default target and a streak no run reaches: the evaluator screens its evaluations as in a default run
     # (evaluations that pass the screen play all their episodes), and the run does not stop.
     many = a3c_run(opts, robot, n, opts.throughput_seconds, opts.target_success, work_dir / f"a3c-{n}-workers",
@@ -270,21 +267,44 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log) -> dict:
     one = a3c_run(opts, robot, 1, opts.throughput_seconds, opts.target_success, work_dir / "a3c-1-worker",
                   max_steps=opts.throughput_steps, streak=NEVER_STOPS)
     limit_after = limit_rate(robot, n, opts.limit_seconds)
+    return {"limit_before": limit_before, "limit_after": limit_after, "policy_limits": policy_limits,
+            "many": many, "one": one}
+
+
+def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log, progress: "BenchProgress | None" = None) -> dict:
+    progress = progress or BenchProgress(None, opts)  # nothing kept: every part runs
+    n, seeds = opts.workers, ", ".join(map(str, opts.seeds))
+    steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
+    log(f"[{robot}] 1-2/5 the limits ({n} process(es), {opts.limit_seconds:g} s each, random actions and the "
+        f"untrained policy); A3C throughput: {n} worker(s), {opts.throughput_seconds:g} s{steps}; the limit with the "
+        f"policy it ended with; 1 worker; the random-action limit again")
+    block = progress.part(f"{robot}/limits-and-throughput", lambda: throughput_block(opts, robot, work_dir), log)
+    limit_before, limit_after, many, one = (block[k] for k in ("limit_before", "limit_after", "many", "one"))
+    policy_limits = dict(block["policy_limits"])
     limit = (limit_before + limit_after) / 2
     log(f"[{robot}] 3/5 time to {opts.first_target:.0%} and {opts.target_success:.0%}: arm-a3c with {n} workers, "
         f"seeds {seeds} (budget {opts.budget_seconds:g} s each)")
-    a3c = [a3c_run(opts, robot, n, opts.budget_seconds, opts.target_success, work_dir / f"a3c-time-to-success-{seed}",
-                   seed) for seed in opts.seeds]
+    a3c = [progress.part(f"{robot}/arm-a3c/seed-{seed}", lambda seed=seed: a3c_run(
+        opts, robot, n, opts.budget_seconds, opts.target_success, work_dir / f"a3c-time-to-success-{seed}", seed), log)
+        for seed in opts.seeds]
     log(f"[{robot}] 4/5 the policy-action limit with seed {opts.seeds[0]}'s best.pt, {opts.limit_seconds:g} s")
-    policy_limits["best"] = round(
-        limit_rate(robot, n, opts.limit_seconds, Path(a3c[0]["run_dir"]) / "checkpoints" / "best.pt"), 1)
+
+    def best_limit() -> float:
+        best = Path(a3c[0]["run_dir"]) / "checkpoints" / "best.pt"
+        if not best.exists():  # its run was kept from an earlier sitting, and its files are gone since
+            raise UserError(f"{best} is gone, so its policy-action limit cannot be measured: remove the part "
+                            f"{robot}/arm-a3c/seed-{opts.seeds[0]} from {progress.path} to run it again")
+        return round(limit_rate(robot, n, opts.limit_seconds, best), 1)
+
+    policy_limits["best"] = progress.part(f"{robot}/policy-limit-best", best_limit, log)
     # The throughput run's policy moved from untrained to what it was after the run: its limit lies between
     policy_limit = (policy_limits["untrained"] + policy_limits["after_throughput_run"]) / 2
     peers = {}
     for peer in opts.peers:
         log(f"[{robot}] 5/5 time to {opts.first_target:.0%} and {opts.target_success:.0%}: {peer}, seeds {seeds} "
             f"(budget {opts.budget_seconds:g} s each)")
-        peers[peer] = [peer_run(opts, robot, peer, work_dir / f"{peer}-{seed}.json", seed) for seed in opts.seeds]
+        peers[peer] = [progress.part(f"{robot}/{peer}/seed-{seed}", lambda peer=peer, seed=seed: peer_run(
+            opts, robot, peer, work_dir / f"{peer}-{seed}.json", seed), log) for seed in opts.seeds]
     everyone = {"arm-a3c": a3c, **peers}
     medians = {name: {key: median_of(runs, key) for key in ("time_to_first_target_s", "steps_to_first_target",
                                                             "time_to_target_s", "steps_to_target")}
@@ -323,13 +343,104 @@ def source_commit() -> str | None:
         return None
 
 
-def run_benchmark(opts: BenchOptions, work_dir: Path, log=print) -> dict:
+class BenchProgress:
+    """A benchmark's finished parts, kept in a JSON file as each one ends, so an interrupted benchmark (hours long at
+    the defaults) can go on where it stopped (`bench.py --resume`) instead of starting over.
+
+    A part is one measurement that stands on its own: a robot's limits and throughput runs (measured back to back,
+    never split), one time-to-success run of one algorithm and seed, the best policy's limit. A resumed benchmark
+    takes its finished parts as they are and runs the rest: the same options and the same commit are required,
+    so the results are those of one benchmark of one version of the code, only measured in more than one sitting.
+    The file also says when each part ended (`sittings` lists when each sitting began)."""
+
+    def __init__(self, path: Path | None, opts: BenchOptions, commit: str | None = None, started: str = ""):
+        self.path, self.options = path, _jsonable(asdict(opts))
+        self.state = {"options": self.options, "commit": commit, "started": started, "sittings": [started],
+                      "parts": {}, "ended": {}}
+
+    @classmethod
+    def resume(cls, path: Path, opts: BenchOptions, commit: str | None) -> "BenchProgress":
+        """The progress kept in `path`, checked against this benchmark's options and commit (`UserError` if they
+        differ: parts measured with other settings or other code would not be one benchmark)."""
+        try:
+            state = json.loads(path.read_text())
+            parts, kept_options, kept_commit = state["parts"], state["options"], state["commit"]
+        except FileNotFoundError:
+            raise UserError(f"nothing to resume: {path} does not exist (it is written while a benchmark runs, and "
+                            f"removed when it ends)") from None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"cannot resume from {path}: not a benchmark's progress file ({err})") from None
+        progress = cls(path, opts, kept_commit, state.get("started", ""))
+        differ = [f"{k} {kept_options.get(k)!r} there, {v!r} now" for k, v in progress.options.items()
+                  if kept_options.get(k) != v]
+        if differ:
+            raise UserError(f"cannot resume from {path}: it was started with other options ({'; '.join(differ)}); "
+                            f"give the same flags, or delete it to start over")
+        if kept_commit != commit:
+            raise UserError(f"cannot resume from {path}: its parts were measured at commit {kept_commit or 'unknown'}, "
+                            f"this arm-a3c is at {commit or 'an unknown commit'}; check that commit out, or delete the "
+                            f"file to start over")
+        if commit is not None and commit.endswith("-dirty"):
+            raise UserError(f"cannot resume from {path}: this checkout has uncommitted changes, so the code its parts "
+                            f"were measured with is not known to be this one; commit or stash them, or delete the "
+                            f"file to start over")
+        progress.state = {**state, "sittings": [*state.get("sittings", []), time.strftime("%Y-%m-%d %H:%M %Z")]}
+        progress.save()
+        return progress
+
+    @property
+    def started(self) -> str:
+        return self.state["started"]
+
+    @property
+    def commit(self) -> str | None:
+        return self.state["commit"]
+
+    def finished(self) -> list[str]:
+        return list(self.state["parts"])
+
+    def part(self, key: str, measure, log=print):
+        """The result of part `key`: kept from an earlier sitting, or measured now (`measure()`) and kept."""
+        if key in self.state["parts"]:
+            log(f"  {key}: kept from an earlier sitting (ended {self.state['ended'].get(key, '?')})")
+            return self.state["parts"][key]
+        result = _jsonable(measure())
+        self.state["parts"][key] = result
+        self.state["ended"][key] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.save()
+        return result
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        try:
+            temporary.write_text(json.dumps(self.state, indent=1) + "\n")
+            temporary.replace(self.path)  # whole or not at all, if the benchmark is killed while writing
+        except OSError as err:
+            raise UserError(f"cannot write {self.path} ({err.strerror}); pass --json PATH") from None
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _jsonable(value):
+    """`value` as JSON gives it back (tuples become lists): a part kept in the file and a part measured now are the
+    same thing."""
+    return json.loads(json.dumps(value))
+
+
+def run_benchmark(opts: BenchOptions, work_dir: Path, log=print, progress: BenchProgress | None = None) -> dict:
     check_peer_dependencies(opts)
-    started, commit = time.strftime("%Y-%m-%d %H:%M %Z"), source_commit()
-    log(f"arm-a3c at commit {commit or 'unknown (not a git checkout)'}, {started}")
-    robots = {robot: bench_robot(opts, robot, work_dir / robot, log) for robot in opts.robots}
+    if progress is None:
+        progress = BenchProgress(None, opts, source_commit(), time.strftime("%Y-%m-%d %H:%M %Z"))
+    commit, started = progress.commit, progress.started
+    log(f"arm-a3c at commit {commit or 'unknown (not a git checkout)'}, {started}"
+        + (f"; resumed with {len(progress.finished())} finished part(s)" if progress.finished() else ""))
+    robots = {robot: bench_robot(opts, robot, work_dir / robot, log, progress) for robot in opts.robots}
     return {"options": asdict(opts), "cpu_count": os.cpu_count(), "goals": GOALS, "commit": commit,
-            "started": started, "robots": robots}
+            "started": started, "sittings": progress.state["sittings"], "robots": robots}
 
 
 def format_table(result: dict) -> str:
@@ -344,9 +455,11 @@ def format_table(result: dict) -> str:
     def steps(value) -> str:
         return f"{value / 1000:.0f}k" if value is not None else "-"
 
-    lines = [f"arm-a3c commit {result.get('commit') or 'unknown'}, started {result.get('started', '?')}; {n} worker(s) "
-             f"/ cores of {result['cpu_count']}; seeds {seeds}; budget {budget:.0f} s per run; success figures on "
-             f"{opts['test_episodes']} held-out episodes"]
+    resumed = result.get("sittings", [])[1:]
+    resumed = f" (resumed {', '.join(resumed)})" if resumed else ""
+    lines = [f"arm-a3c commit {result.get('commit') or 'unknown'}, started {result.get('started', '?')}{resumed}; "
+             f"{n} worker(s) / cores of {result['cpu_count']}; seeds {seeds}; budget {budget:.0f} s per run; success "
+             f"figures on {opts['test_episodes']} held-out episodes"]
     for robot, r in result["robots"].items():
         lines += [
             "", f"**{robot}**", "",
