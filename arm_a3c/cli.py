@@ -424,7 +424,8 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     from pathlib import Path
 
     from arm_a3c.bench.peers import PEERS
-    from arm_a3c.bench.training import QUICK, TUNED_PEERS, BenchOptions, format_table, plot_benchmark, run_benchmark
+    from arm_a3c.bench.training import (QUICK, TUNED_PEERS, BenchOptions, BenchProgress, format_table, plot_benchmark,
+                                        run_benchmark, source_commit)
 
     parser = ArgumentParser(prog="bench.py", description=bench_main.__doc__)
     parser.add_argument("--robots", nargs="+", default=["light_arm", "kuka_iiwa"], metavar="NAME",
@@ -458,7 +459,8 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
                            seeds=tuple(args.seeds), peers=tuple(args.peers))
     if args.quick:
         options = BenchOptions(**{**options.__dict__, **QUICK})
-    progress = bench_progress(args.json, options, args.resume)
+    progress = BenchProgress.start(args.json.with_name(args.json.stem + ".progress.json"), options, source_commit(),
+                                   args.resume)
 
     def run_and_plot(work_dir, log):
         result = run_benchmark(options, work_dir, log, progress)
@@ -471,30 +473,6 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         return result
 
     return _run_benchmark(args, run_and_plot, format_table, written=progress.remove)
-
-
-def bench_progress(json_path, options, resume: bool):
-    """Where bench.py keeps its finished parts while it runs (beside --json, `.progress.json`): those of an
-    interrupted benchmark with --resume, or a new file (a file left by an interrupted benchmark is never overwritten
-    without being asked: `UserError` saying how to go on or start over)."""
-    import json
-    import time
-
-    from arm_a3c.bench.training import BenchProgress, source_commit
-
-    path, commit = json_path.with_name(json_path.stem + ".progress.json"), source_commit()
-    if resume:
-        return BenchProgress.resume(path, options, commit)
-    if path.exists():
-        try:
-            kept = json.loads(path.read_text())
-            what = (f"{len(kept['parts'])} finished part(s) of a benchmark started {kept['started']} at commit "
-                    f"{kept['commit'] or 'unknown'}")
-        except (OSError, ValueError, KeyError, TypeError):
-            what = "what looks like an interrupted benchmark's parts"
-        raise UserError(f"{path} holds {what}: --resume goes on with them (same flags), or delete the file to start "
-                        f"over")
-    return BenchProgress(path, options, commit, time.strftime("%Y-%m-%d %H:%M %Z"))
 
 
 def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str],

@@ -359,12 +359,31 @@ class BenchProgress:
                       "parts": {}, "ended": {}}
 
     @classmethod
+    def start(cls, path: Path, opts: BenchOptions, commit: str | None, resume: bool) -> "BenchProgress":
+        """The progress of the benchmark `bench.py` runs: that of an interrupted one kept in `path` with `resume`,
+        or a new one (a file left by an interrupted benchmark is never overwritten unasked: `UserError` saying how
+        to go on or start over)."""
+        if resume:
+            return cls.resume(path, opts, commit)
+        if path.exists():
+            try:
+                kept = json.loads(path.read_text())
+                what = (f"{len(kept['parts'])} finished part(s) of a benchmark started {kept['started']} at commit "
+                        f"{kept['commit'] or 'unknown'}")
+            except (OSError, ValueError, KeyError, TypeError):
+                what = "what looks like an interrupted benchmark's parts"
+            raise UserError(f"{path} holds {what}: --resume goes on with them (same flags), or delete the file to "
+                            f"start over")
+        return cls(path, opts, commit, _now())
+
+    @classmethod
     def resume(cls, path: Path, opts: BenchOptions, commit: str | None) -> "BenchProgress":
         """The progress kept in `path`, checked against this benchmark's options and commit (`UserError` if they
         differ: parts measured with other settings or other code would not be one benchmark)."""
         try:
             state = json.loads(path.read_text())
-            parts, kept_options, kept_commit = state["parts"], state["options"], state["commit"]
+            state["parts"]  # a progress file has its parts, options and commit
+            kept_options, kept_commit = state["options"], state["commit"]
         except FileNotFoundError:
             raise UserError(f"nothing to resume: {path} does not exist (it is written while a benchmark runs, and "
                             f"removed when it ends)") from None
@@ -384,7 +403,7 @@ class BenchProgress:
             raise UserError(f"cannot resume from {path}: this checkout has uncommitted changes, so the code its parts "
                             f"were measured with is not known to be this one; commit or stash them, or delete the "
                             f"file to start over")
-        progress.state = {**state, "sittings": [*state.get("sittings", []), time.strftime("%Y-%m-%d %H:%M %Z")]}
+        progress.state = {**state, "sittings": [*state.get("sittings", []), _now()]}
         progress.save()
         return progress
 
@@ -425,6 +444,10 @@ class BenchProgress:
             self.path.unlink(missing_ok=True)
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M %Z")
+
+
 def _jsonable(value):
     """`value` as JSON gives it back (tuples become lists): a part kept in the file and a part measured now are the
     same thing."""
@@ -434,7 +457,7 @@ def _jsonable(value):
 def run_benchmark(opts: BenchOptions, work_dir: Path, log=print, progress: BenchProgress | None = None) -> dict:
     check_peer_dependencies(opts)
     if progress is None:
-        progress = BenchProgress(None, opts, source_commit(), time.strftime("%Y-%m-%d %H:%M %Z"))
+        progress = BenchProgress(None, opts, source_commit(), _now())
     commit, started = progress.commit, progress.started
     log(f"arm-a3c at commit {commit or 'unknown (not a git checkout)'}, {started}"
         + (f"; resumed with {len(progress.finished())} finished part(s)" if progress.finished() else ""))
