@@ -373,3 +373,45 @@ def test_time_to_success_finds_the_first_evaluation_at_the_threshold(tmp_path):
     assert time_to_success(rows, 0.8) == (20.0, 50000.0)
     assert time_to_success(rows, 0.9) == (50.0, 150000.0)
     assert time_to_success(rows, 0.95) is None
+
+
+def test_cpu_cores_are_cpu_seconds_over_wall_seconds_between_the_first_and_last_rows():
+    from arm_a3c.a3c.metrics import cpu_cores
+
+    def row(seconds, worker, evaluator, launcher):
+        return {"wall_seconds": seconds, "worker_cpu_seconds": worker, "evaluator_cpu_seconds": evaluator,
+                "launcher_cpu_seconds": launcher}
+
+    rows = [row(10.0, 15.0, 2.0, 0.5), row(20.0, 30.0, 3.0, 0.6), row(30.0, 51.0, 4.5, 0.7)]
+    assert cpu_cores(rows) == {"worker": 1.8, "evaluator": 0.125, "launcher": 0.01}
+    assert cpu_cores(rows[:1]) == {}, "one row spans no time"
+    old = [{k: (v if k == "wall_seconds" else "") for k, v in r.items()} for r in rows]
+    assert cpu_cores(old) == {}, "a run written before the CPU columns"
+
+
+def test_the_monitor_sums_the_reports_cpu_and_a_resumed_run_goes_on_from_its_last_row(tmp_path):
+    import torch.multiprocessing as mp
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.launcher import Monitor
+    from arm_a3c.a3c.live import LiveBoard
+    from arm_a3c.a3c.metrics import MetricsLog, read_metrics
+    from arm_a3c.a3c.shared import build_shared
+
+    cfg = TrainConfig(robot="light_arm", workers=2)
+    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, mp.get_context("spawn"))
+    board = LiveBoard.create(tmp_path, 2, 3, 50, 3)
+    earlier = {"wall_seconds": 40.0, "env_steps": 100_000, "success_rate": 0.5, "worker_cpu_seconds": 70.0,
+               "evaluator_cpu_seconds": 6.0, "launcher_cpu_seconds": 0.25}
+    log = MetricsLog(tmp_path, rows=[earlier], env_steps=100_000)
+    monitor = Monitor(cfg, shared, log, board, None)
+    for rank, cpu in ((0, 1.5), (1, 2.0), (0, 0.5)):
+        monitor.handle(("update", rank, 0, {}, [], cpu))
+    monitor.handle(("eval", {"env_steps": 120_000, "success_rate": 0.6, "mean_final_distance_m": 0.1,
+                             "mean_return": -1.0, "cpu_seconds": 0.75}))
+    log.close()
+    last = read_metrics(tmp_path / "metrics.csv")[-1]
+    assert last["worker_cpu_seconds"] == 74.0 and last["evaluator_cpu_seconds"] == 6.75
+    assert last["launcher_cpu_seconds"] >= 0.25
+    cores = monitor.session_cpu_cores()
+    assert cores["worker"] == pytest.approx(4.0 / monitor.elapsed(), rel=0.05), "this session's CPU only"

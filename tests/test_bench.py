@@ -29,6 +29,8 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
         assert r[key]["steps_per_second"] > 500 and r[key]["env_steps"] > 0
     # Seconds-long runs: their ratios are not measurements (start-up weighs on them), only present and positive.
     assert r["throughput_ratio"] > 0 and r["policy_limit_ratio"] > 0 and r["scaling_1_to_n"] > 0
+    assert r["cpu_cores"]["worker"] > 0 and 0 <= r["evaluator_cpu_share"] < 1
+    assert r["policy_limit_ratio_on_worker_cpu"] > 0
     assert list(r["runs"]) == ["arm-a3c", "ppo", "sac"]
     for name, runs in r["runs"].items():
         assert [x["seed"] for x in runs] == [0]  # quick mode: one seed
@@ -41,6 +43,7 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert set(r["medians"]) == {"arm-a3c", "ppo", "sac"}
     assert 100 < r["peak_memory_mb"]["pss"] <= r["peak_memory_mb"]["rss_sum"]
     assert "| training / policy-action limit" in result.stdout and bench["table"] in result.stdout
+    assert f"| CPU of the {bench['options']['workers']}-worker training: workers, evaluator, launcher |" in bench["table"]
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "bench.progress.json").exists(), "a finished benchmark leaves nothing to resume"
 

@@ -437,6 +437,8 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     assert skipped == updates // 5, "every fifth rollout of 20 steps held a NaN reward"
     assert shared.optimizer.step_count() == updates - skipped
     assert all(torch.isfinite(p).all() for p in shared.model.parameters())
+    worker_cpu = [e[5] for e in reports.events if e[0] == "update"]
+    assert all(seconds > 0 for seconds in worker_cpu), "each report brings the CPU the worker spent since the last"
 
     # The launcher's side: the counts reach metrics.csv.
     board = LiveBoard.create(tmp_path, 1, 3, 50, 3)
@@ -448,7 +450,9 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     monitor.record_eval({"env_steps": shared.global_steps(), "success_rate": 0.0, "mean_final_distance_m": 0.3,
                          "mean_return": -10.0})
     log.close()
-    assert read_metrics(tmp_path / "metrics.csv")[-1]["skipped_updates"] == skipped
+    row = read_metrics(tmp_path / "metrics.csv")[-1]
+    assert row["skipped_updates"] == skipped
+    assert row["worker_cpu_seconds"] == pytest.approx(sum(worker_cpu), abs=0.01)
 
 
 def test_a_worker_killed_while_publishing_its_episode_does_not_hide_its_replacements_episodes(tmp_path):

@@ -56,6 +56,29 @@ def test_training_lowers_the_final_distance_clearly_below_the_untrained_policy(t
     assert after < 0.6 * before, f"mean final distance {before:.3f} m -> {after:.3f} m"
 
 
+def test_the_run_accounts_for_the_cpu_of_its_workers_evaluator_and_launcher(training_finished):
+    """metrics.csv's CPU columns only grow, the workers' and the evaluator's between the evaluations, and the
+    cores they add up to fit in the machine (a part counted twice would not)."""
+    import os
+
+    from arm_a3c.a3c.metrics import CPU_PARTS, cpu_cores, read_metrics
+
+    run_dir = training_finished.run_dir
+    rows = read_metrics(run_dir / "metrics.csv")
+    columns = [f"{part}_cpu_seconds" for part in CPU_PARTS]
+    for earlier, later in zip(rows, rows[1:]):
+        assert all(later[c] >= earlier[c] for c in columns), (earlier, later)
+    steady = rows[:-1]  # the last row is the launcher's final evaluation
+    assert steady[-1]["worker_cpu_seconds"] > steady[0]["worker_cpu_seconds"]
+    assert steady[-1]["evaluator_cpu_seconds"] > steady[0]["evaluator_cpu_seconds"], "the evaluator's evaluations"
+    cores = cpu_cores(steady)
+    assert cores["worker"] > 0.2 and cores["evaluator"] > 0
+    assert sum(cores.values()) < 1.15 * os.cpu_count()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["cpu_cores"]) == set(CPU_PARTS) and summary["cpu_cores"]["worker"] > 0.2
+    assert sum(summary["cpu_cores"].values()) < 1.15 * os.cpu_count()
+
+
 def test_evaluate_reproduces_the_evaluators_numbers_from_the_checkpoint(training_finished):
     run_dir = training_finished.run_dir
     for name in ("best.pt", "latest.pt"):

@@ -80,6 +80,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     env = make_env(cfg)
     local = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
     normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
+    cpu_mark = time.process_time()  # CPU seconds at the last report: each evaluation reports those since
     try:
         while shared.running():
             if shared.global_steps() < next_eval:
@@ -96,6 +97,8 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
                 break
             best = max(best, result["success_rate"])
             result["eval_seconds"] = time.monotonic() - started
+            cpu_now = time.process_time()
+            result["cpu_seconds"], cpu_mark = cpu_now - cpu_mark, cpu_now  # its own and the waits' since the last
             reports.send(("eval", result))
             next_eval = result["env_steps"] + cfg.eval_every_steps
     except BrokenPipeError:  # the launcher is gone

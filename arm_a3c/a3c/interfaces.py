@@ -10,7 +10,9 @@
   by its `--backend` name.
 
 A report is a tuple whose first item says what it is: `("update", rank, skipped_updates, loss_means,
-episodes)` (episodes: (return, length, success, {the task's episode figures}) each) from a worker every `worker.UPDATE_REPORT_EVERY` updates, `("eval", result)` and
+episodes, cpu_seconds)` (episodes: (return, length, success, {the task's episode figures}) each; cpu_seconds:
+the worker process's CPU time since its last report) from a worker every `worker.UPDATE_REPORT_EVERY` updates,
+`("eval", result)` (result["cpu_seconds"]: the evaluator's CPU time since its last evaluation) and
 `("checkpoint_failed", message)` from the evaluator, `("sync_agent_restarted", node_id, lost_updates)` from a
 Ray sync agent that was restarted.
 """

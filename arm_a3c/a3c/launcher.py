@@ -29,7 +29,7 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
-from arm_a3c.a3c.metrics import CSV_FIELDS, MetricsLog, plot_learning_curve
+from arm_a3c.a3c.metrics import CPU_PARTS, CSV_FIELDS, MetricsLog, plot_learning_curve
 from arm_a3c.a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
 from arm_a3c.a3c.shared import Shared, single_threaded_children
 from arm_a3c.envs.arm_env import ArmEnv, make_env
@@ -59,6 +59,11 @@ class Monitor:
         self.policy_std = float("nan")
         self.lr = cfg.lr
         self._tick: defaultdict = defaultdict(list)  # TensorBoard figures received since the last tick
+        # CPU seconds of the workers, the evaluator and this launcher, over the whole run (a resumed run's go on
+        # from its last row), as the reports bring them; and where this session's began
+        self.cpu = {part: float(last.get(f"{part}_cpu_seconds") or 0.0) for part in CPU_PARTS}
+        self.session_cpu_start = dict(self.cpu)
+        self._launcher_cpu_mark = time.process_time()
         self.streak = 0  # evaluations in a row at or above the target success
         self._last_line = 0.0
         self._tty = sys.stdout.isatty()
@@ -76,8 +81,9 @@ class Monitor:
     def handle(self, event: Report) -> None:
         kind = event[0]
         if kind == "update":
-            _, rank, skipped, stats, episodes = event
+            _, rank, skipped, stats, episodes, cpu_seconds = event
             self.skipped += skipped
+            self.cpu["worker"] += cpu_seconds
             self.policy_std = stats.get("policy_std", self.policy_std)
             self.lr = stats.get("lr", self.lr)
             for ret, length, success, figures in episodes:
@@ -90,6 +96,7 @@ class Monitor:
                 if name not in ("lr", "policy_std"):
                     self._tick[f"losses/{name}"].append(value)
         elif kind == "eval":
+            self.cpu["evaluator"] += event[1].get("cpu_seconds", 0.0)
             self.record_eval(event[1])
         elif kind == "checkpoint_failed":
             notice(f"warning: {event[1]}; training goes on")
@@ -113,6 +120,9 @@ class Monitor:
         self.best_success = max(self.best_success, result["success_rate"])
         self.next_eval = result["env_steps"] + self.cfg.eval_every_steps
         train = np.array(self.episodes) if self.episodes else None
+        cpu_now = time.process_time()
+        self.cpu["launcher"] += cpu_now - self._launcher_cpu_mark
+        self._launcher_cpu_mark = cpu_now
         self.log.evaluation({
             "wall_seconds": round(self.shared.wall_seconds(), 2), "env_steps": result["env_steps"],
             "steps_per_second": round(self.steps_per_second(), 1), "success_rate": result["success_rate"],
@@ -122,8 +132,15 @@ class Monitor:
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
             "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
             "reached_rate": result.get("reached_rate", ""), "eval_episodes": result.get("episodes", ""),
+            **{f"{part}_cpu_seconds": round(seconds, 2) for part, seconds in self.cpu.items()},
             **{name: round(result[name], 5) for name in self.task_columns if name in result},
         })
+
+    def session_cpu_cores(self) -> dict:
+        """Cores each part of the run kept busy on average in this session, as far as the reports have come:
+        {"worker": all workers together, "evaluator", "launcher"}."""
+        seconds = max(self.elapsed(), 1e-9)
+        return {part: round((self.cpu[part] - self.session_cpu_start[part]) / seconds, 3) for part in CPU_PARTS}
 
     def progress(self, final: bool = False) -> None:
         now = self.elapsed()
@@ -309,6 +326,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         "wall_seconds": final["wall_seconds"], "resumed_from_steps": monitor.start_steps,
         "session_seconds": round(session_seconds, 2),
         "steps_per_second": round((final["env_steps"] - monitor.start_steps) / session_seconds, 1),
+        "cpu_cores": monitor.session_cpu_cores(),
         "train_episodes": monitor.episode_count, "skipped_updates": monitor.skipped,
         "worker_restarts": restarts, "optimizer_steps": shared.optimizer.step_count(),
         "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate", "mean_final_distance_m",

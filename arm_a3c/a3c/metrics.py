@@ -16,7 +16,11 @@ CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
     "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates", "reached_rate",
     "eval_episodes",  # episodes the evaluation played: all of them, or the screen's first ones (evaluator.py)
+    # CPU seconds the run's processes spent up to the row, all workers together, the evaluator, the launcher
+    # (`CPU_PARTS`): a window's cores in use are its difference over the wall_seconds' difference
+    "worker_cpu_seconds", "evaluator_cpu_seconds", "launcher_cpu_seconds",
 ]
+CPU_PARTS = ("worker", "evaluator", "launcher")
 
 
 def task_columns(metric_names) -> list[str]:
@@ -111,6 +115,19 @@ def read_metrics(path: Path) -> list[dict]:
 
     with open(path, newline="") as f:
         return [{k: number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def cpu_cores(rows: list[dict]) -> dict:
+    """Cores each part of a run (`CPU_PARTS`) kept busy on average between the first and the last of `rows`:
+    {part: cores}; {} when the rows span no time or come from a run written before the CPU columns."""
+    if len(rows) < 2 or rows[-1]["wall_seconds"] <= rows[0]["wall_seconds"]:
+        return {}
+    first, last = rows[0], rows[-1]
+    if any(row.get(f"{part}_cpu_seconds", "") == "" for row in (first, last) for part in CPU_PARTS):
+        return {}
+    seconds = last["wall_seconds"] - first["wall_seconds"]
+    return {part: round((last[f"{part}_cpu_seconds"] - first[f"{part}_cpu_seconds"]) / seconds, 3)
+            for part in CPU_PARTS}
 
 
 def time_to_success(rows: list[dict], threshold: float) -> tuple[float, float] | None:

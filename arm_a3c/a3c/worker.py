@@ -16,6 +16,7 @@ has the formula; tests hold its gradients to autograd's).
 
 from __future__ import annotations
 
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -189,6 +190,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
     recording = False  # this episode is being recorded for a viewer (one watched the board when it began)
+    cpu_mark = time.process_time()  # this process's CPU seconds at its last report (the loop's, not the start-up's)
 
     while link.running():
         norm = link.pull(learner.flat)  # 1. pull
@@ -223,7 +225,9 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
             summary = {k: float(np.mean([s[k] for s in losses])) for k in losses[0]} if losses else {}
             summary["policy_std"] = float(std.mean())
             # One report per UPDATE_REPORT_EVERY updates: the episodes finished and updates skipped since the last.
-            link.report(("update", rank, skipped, summary, finished))
+            cpu_now = time.process_time()
+            link.report(("update", rank, skipped, summary, finished, cpu_now - cpu_mark))
+            cpu_mark = cpu_now
             losses.clear()
             skipped, finished = 0, []
     link.close()

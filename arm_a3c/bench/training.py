@@ -182,7 +182,7 @@ def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target
     """A real training run through `arm-a3c train`, for `seconds` (or until `max_steps` environment steps if that
     comes first); its steady-state rate, times to the targets, held-out test and memory. It stops at the first
     evaluation at or above `target` (`streak` 1), or after `streak` of them in a row."""
-    from arm_a3c.a3c.metrics import read_metrics, time_to_success
+    from arm_a3c.a3c.metrics import cpu_cores, read_metrics, time_to_success
 
     command = [sys.executable, "-m", "arm_a3c", "train", "--robot", robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
@@ -205,7 +205,7 @@ def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target
             "time_to_target_s": reached[0] if reached else None, "steps_to_target": reached[1] if reached else None,
             "time_to_first_target_s": first[0] if first else None, "steps_to_first_target": first[1] if first else None,
             "evaluations": [{k: r[k] for k in ("env_steps", "wall_seconds", "success_rate")} for r in rows],
-            "steady_eval_episodes": played, "sync": summary.get("sync") or {},
+            "steady_eval_episodes": played, "cpu_cores": cpu_cores(steady), "sync": summary.get("sync") or {},
             "run_dir": str(run_dir), "peak_pss_mb": watched["peak_pss_mb"], "peak_rss_mb": watched["peak_rss_mb"]}
 
 
@@ -313,8 +313,14 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log, progress: "
     fastest = min(tuned, key=lambda name: medians[name]["time_to_target_s"], default=None)
     time_ratio = (ratio_text(medians["arm-a3c"]["time_to_target_s"], medians[fastest]["time_to_target_s"],
                              opts.budget_seconds) if fastest else None)
+    # Where the N cores went in the throughput run's steady window: the workers' share of the machine times how
+    # near the limit they ran on it. The evaluator's share is CPU no worker had.
+    cores = many.get("cpu_cores") or {}
     return {
         "robot": robot, "limit_steps_per_second": round(limit, 1),
+        "cpu_cores": cores, "evaluator_cpu_share": round(cores["evaluator"] / n, 3) if cores else None,
+        "policy_limit_ratio_on_worker_cpu": (round(many["steps_per_second"] / (policy_limit * cores["worker"] / n), 3)
+                                             if cores and cores["worker"] > 0 else None),
         "limit_before_after": [round(limit_before, 1), round(limit_after, 1)],
         "policy_limit_steps_per_second": round(policy_limit, 1), "policy_limits": policy_limits,
         "a3c_n_workers": many, "a3c_1_worker": one,
@@ -496,6 +502,7 @@ def format_table(result: dict) -> str:
             f"| A3C training, 1 worker | {r['a3c_1_worker']['steps_per_second']:,.0f} steps/s | |",
             f"| training / random-action limit | {r['throughput_ratio']:.2f} | |",
             f"| training / policy-action limit | {r['policy_limit_ratio']:.2f} | >= {GOALS['policy_limit_ratio']} |",
+            *cpu_rows(r, n),
             f"| scaling 1 -> {n} workers | {r['scaling_1_to_n']:.2f}x | |",
             f"| peak memory, {n}-worker training | {r['peak_memory_mb']['pss']:,.0f} MB PSS "
             f"({r['peak_memory_mb']['rss_sum']:,.0f} MB summed RSS) | < {GOALS['pss_mb']:,.0f} MB PSS |",
@@ -517,6 +524,18 @@ def format_table(result: dict) -> str:
         lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({fastest}): "
                      f"{r['time_ratio_to_fastest_tuned_peer'] or 'n/a'} (goal <= {GOALS['time_ratio']})")
     return "\n".join(lines)
+
+
+def cpu_rows(r: dict, n: int) -> list[str]:
+    """The table's account of the N-worker run's CPU (none for a bench.json written before it was measured)."""
+    cores = r.get("cpu_cores")
+    if not cores:
+        return []
+    return [f"| CPU of the {n}-worker training: workers, evaluator, launcher | {cores['worker']:.2f}, "
+            f"{cores['evaluator']:.2f}, {cores['launcher']:.3f} cores of {n} (evaluator: "
+            f"{r['evaluator_cpu_share']:.1%} of the machine) | |",
+            f"| training / policy-action limit on the workers' CPU (the limit x workers' cores / {n}) | "
+            f"{r['policy_limit_ratio_on_worker_cpu']:.2f} | |"]
 
 
 def success_curve(runs: list[dict], key: str, grid: np.ndarray) -> np.ndarray:
