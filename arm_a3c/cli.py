@@ -437,9 +437,9 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
                         help="time budget of each time-to-success run, arm-a3c and every peer (default 10)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
                         help="one time-to-success run per seed and algorithm; medians are compared (default 0 1 2)")
-    parser.add_argument("--peers", nargs="*", choices=sorted(PEERS), default=list(TUNED_PEERS),
+    parser.add_argument("--peers", nargs="*", choices=[*sorted(PEERS), "none"], default=list(TUNED_PEERS),
                         help="algorithms to compare with (default: the tuned a2c ppo sac td3 tqc; a2c-defaults and "
-                             "ppo-defaults run the library defaults; none: only arm-a3c)")
+                             "ppo-defaults run the library defaults; none, or no name: only arm-a3c)")
     parser.add_argument("--quick", action="store_true",
                         help="seconds instead of minutes: a smoke test of the benchmark, not a measurement")
     parser.add_argument("--json", type=Path, default=Path("bench.json"), metavar="PATH",
@@ -455,6 +455,10 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if args.budget_minutes <= 0:
         parser.error("--budget-minutes must be positive")
+    if "none" in args.peers:
+        if len(args.peers) > 1:
+            parser.error("--peers none means only arm-a3c: give it alone, or name the peers")
+        args.peers = []
     options = BenchOptions(robots=tuple(args.robots), workers=args.workers, budget_seconds=args.budget_minutes * 60,
                            seeds=tuple(args.seeds), peers=tuple(args.peers))
     if args.quick:

@@ -70,6 +70,9 @@ def test_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers must be at least 1")
     assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "my_arm"), "unknown robot 'my_arm'")
     assert_user_error(run_in_process("bench.py", "--seeds"), "--seeds: expected at least one argument")
+    assert_user_error(run_in_process("bench.py", "--peers", "none", "sac"), "--peers none means only arm-a3c")
+    # "none" is taken (the run then gets as far as checking the robots)
+    assert_user_error(run_in_process("bench.py", "--peers", "none", "--robots", "my_arm"), "unknown robot 'my_arm'")
 
 
 # ---- an interrupted benchmark goes on (--resume) --------------------------------------------------------------
