@@ -29,7 +29,7 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
-from arm_a3c.a3c.metrics import CPU_PARTS, CSV_FIELDS, MetricsLog, plot_learning_curve
+from arm_a3c.a3c.metrics import CPU_COLUMNS, CPU_PARTS, CSV_FIELDS, MetricsLog, plot_learning_curve
 from arm_a3c.a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
 from arm_a3c.a3c.shared import Shared, single_threaded_children
 from arm_a3c.envs.arm_env import ArmEnv, make_env
@@ -61,7 +61,7 @@ class Monitor:
         self._tick: defaultdict = defaultdict(list)  # TensorBoard figures received since the last tick
         # CPU seconds of the workers, the evaluator and this launcher, over the whole run (a resumed run's go on
         # from its last row), as the reports bring them; and where this session's began
-        self.cpu = {part: float(last.get(f"{part}_cpu_seconds") or 0.0) for part in CPU_PARTS}
+        self.cpu = {part: float(last.get(column) or 0.0) for part, column in CPU_COLUMNS.items()}
         self.session_cpu_start = dict(self.cpu)
         self._launcher_cpu_mark = time.process_time()
         self.streak = 0  # evaluations in a row at or above the target success
@@ -96,7 +96,7 @@ class Monitor:
                 if name not in ("lr", "policy_std"):
                     self._tick[f"losses/{name}"].append(value)
         elif kind == "eval":
-            self.cpu["evaluator"] += event[1].get("cpu_seconds", 0.0)
+            self.cpu["evaluator"] += event[1]["cpu_seconds"]
             self.record_eval(event[1])
         elif kind == "checkpoint_failed":
             notice(f"warning: {event[1]}; training goes on")
@@ -132,7 +132,7 @@ class Monitor:
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
             "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
             "reached_rate": result.get("reached_rate", ""), "eval_episodes": result.get("episodes", ""),
-            **{f"{part}_cpu_seconds": round(seconds, 2) for part, seconds in self.cpu.items()},
+            **{CPU_COLUMNS[part]: round(seconds, 2) for part, seconds in self.cpu.items()},
             **{name: round(result[name], 5) for name in self.task_columns if name in result},
         })
 

@@ -12,15 +12,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from arm_a3c.errors import notice
 
+CPU_PARTS = ("worker", "evaluator", "launcher")
+CPU_COLUMNS = {part: f"{part}_cpu_seconds" for part in CPU_PARTS}  # each part's metrics.csv column
+
 CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
     "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates", "reached_rate",
     "eval_episodes",  # episodes the evaluation played: all of them, or the screen's first ones (evaluator.py)
     # CPU seconds the run's processes spent up to the row, all workers together, the evaluator, the launcher
     # (`CPU_PARTS`): a window's cores in use are its difference over the wall_seconds' difference
-    "worker_cpu_seconds", "evaluator_cpu_seconds", "launcher_cpu_seconds",
+    *CPU_COLUMNS.values(),
 ]
-CPU_PARTS = ("worker", "evaluator", "launcher")
 
 
 def task_columns(metric_names) -> list[str]:
@@ -123,11 +125,10 @@ def cpu_cores(rows: list[dict]) -> dict:
     if len(rows) < 2 or rows[-1]["wall_seconds"] <= rows[0]["wall_seconds"]:
         return {}
     first, last = rows[0], rows[-1]
-    if any(row.get(f"{part}_cpu_seconds", "") == "" for row in (first, last) for part in CPU_PARTS):
+    if any(row.get(column, "") == "" for row in (first, last) for column in CPU_COLUMNS.values()):
         return {}
     seconds = last["wall_seconds"] - first["wall_seconds"]
-    return {part: round((last[f"{part}_cpu_seconds"] - first[f"{part}_cpu_seconds"]) / seconds, 3)
-            for part in CPU_PARTS}
+    return {part: round((last[column] - first[column]) / seconds, 3) for part, column in CPU_COLUMNS.items()}
 
 
 def time_to_success(rows: list[dict], threshold: float) -> tuple[float, float] | None:
