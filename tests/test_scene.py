@@ -61,6 +61,29 @@ def test_renderer_draws_the_arm_and_the_target_and_follows_the_joints():
     env.close()
 
 
+def _green(pixels: np.ndarray) -> np.ndarray:
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return (g > 120) & (g > 2 * r) & (g > 2 * b)
+
+
+def test_a_goal_behind_the_robot_is_outlined_over_it_and_an_obstacle_is_not():
+    env = ArmReachEnv("kuka_iiwa")
+    inside_the_base = env.robot.base_position + [0.0, 0.0, 0.08]  # within the base link's mesh, hidden by it
+    camera = OrbitCamera(look_at=np.array([0.0, 0.0, 0.2]), distance=1.2)
+    renderer = SceneRenderer(RobotDrawing(env.robot), camera)
+    drawn = {}
+    for ring in (True, False):
+        surface = pygame.Surface((400, 300))
+        renderer.draw(surface, env.robot.home, [Sphere(inside_the_base, 0.04, ring=ring)])
+        drawn[ring] = pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
+    assert _green(drawn[False]).sum() == 0, "the sphere is not hidden in the base: the test proves nothing"
+    ring = np.argwhere(_green(drawn[True]))
+    (centre,), _ = renderer.project(inside_the_base[None], (400, 300))
+    assert len(ring) > 20, "the hidden goal's ring is not drawn"
+    assert np.abs(ring.mean(0)[::-1] - centre).max() < 2.0, "the ring is not around the goal"
+    env.close()
+
+
 def test_the_kuka_meshes_are_drawn_simplified():
     env = ArmReachEnv("kuka_iiwa")
     drawing = RobotDrawing(env.robot)

@@ -102,6 +102,25 @@ def test_replay_moves_the_target_on_key_and_click(tmp_path):
 
 
 @pytest.mark.parametrize("robot", ["kuka_iiwa", "light_arm"])
+def test_a_goal_high_at_the_edge_of_the_reach_is_drawn_clear_of_the_heads_up_display(robot, tmp_path):
+    pygame.init()
+    source, _, _ = open_source(None, write_untrained_checkpoint(robot, tmp_path / "policy.pt"), 0, 0)
+    env = source.env
+    viewer = Viewer(source, None, note="a note: the heads-up display at its tallest")
+    # High and to the camera's left, where the text is: 70 degrees above the horizon, at the edge of the reach
+    left = -viewer.camera.eye_and_axes()[1][0]
+    direction = np.cos(np.radians(70)) * left + [0.0, 0.0, np.sin(np.radians(70))]
+    highest = env.robot.base_position + 0.98 * env.reach_m * direction
+    source.place_target(highest)
+    surface = pygame.Surface(viewer.size)
+    viewer.draw(surface, now=0.0)
+    np.testing.assert_allclose(viewer.episode.target, highest)
+    frame = pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
+    r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
+    assert ((g > 120) & (g > 2 * r) & (g > 2 * b)).sum() > 30, "the goal is hidden (under the heads-up display?)"
+
+
+@pytest.mark.parametrize("robot", ["kuka_iiwa", "light_arm"])
 def test_record_a_replayed_checkpoint_as_gif(robot, tmp_path):
     checkpoint = write_untrained_checkpoint(robot, tmp_path / "policy.pt")
     gif = tmp_path / "replay.gif"

@@ -144,7 +144,7 @@ class AvoidTask(Task):
         for k in range(self.count):
             centre, radius = row[4 + 4 * k:7 + 4 * k], row[7 + 4 * k]
             if centre[2] > AWAY[2] / 2:
-                shapes.append(Sphere(centre, radius, colour))
+                shapes.append(Sphere(centre, radius, colour, ring=False))
         return shapes
 
     def hud(self, draw: np.ndarray, index: int, ee: np.ndarray) -> str:

@@ -39,6 +39,7 @@ class Sphere:
     centre: np.ndarray  # (3,) m
     radius: float  # m
     rgb: tuple[int, int, int] = GOAL_RGB
+    ring: bool = True  # the viewer also outlines it over everything drawn: a goal stays seen behind the robot
 
 
 @dataclass(frozen=True)

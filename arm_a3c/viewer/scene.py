@@ -1,6 +1,7 @@
 """A fast software drawing of a robot scene with pygame: the robot's URDF visuals as simplified, flat-shaded
 triangles sorted back to front (painter's algorithm), a checkered floor, the task's shapes (`tasks.base`: target
-spheres, obstacle boxes, coordinate frames, paths) and a trail. PyBullet's
+spheres, outlined over the robot so that a goal behind it stays in sight; obstacles, coordinate frames, paths)
+and a trail. PyBullet's
 TinyRenderer needs about 80 ms for a KUKA frame on this machine; this needs a few milliseconds.
 
 The robot is posed in the viewer's own PyBullet client (forward kinematics of the joint positions a worker
@@ -144,9 +145,14 @@ class SceneRenderer:
         return local + np.asarray(shape.centre), np.tile(shape.rgb, (len(local), 1)).astype(float)
 
     def _lines(self, surface: pygame.Surface, shapes: list[Shape], size: tuple[int, int]) -> None:
-        """Frames (x red, y green, z blue) and paths, drawn over the solids."""
+        """Frames (x red, y green, z blue), paths and the rings of goal spheres, drawn over the solids."""
         for shape in shapes:
-            if isinstance(shape, Polyline) and len(shape.points) > 1:
+            if isinstance(shape, Sphere) and shape.ring:
+                (centre,), (depth,) = self.project(np.asarray([shape.centre]), size)
+                if depth > NEAR_M:
+                    radius = max(self.focal_length(size[1]) * shape.radius / depth, 3.0)
+                    pygame.draw.circle(surface, shape.rgb, centre.tolist(), radius, 2)
+            elif isinstance(shape, Polyline) and len(shape.points) > 1:
                 points, depth = self.project(np.asarray(shape.points), size)
                 if depth.min() > NEAR_M:
                     pygame.draw.lines(surface, shape.rgb, False, points.tolist(), 2)

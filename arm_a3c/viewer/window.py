@@ -28,6 +28,9 @@ FRAMES_PER_SECOND = 30
 HOLD_FINAL_POSE_S = 0.6  # pause on an episode's last pose before the next one
 TRAIL_STEPS = 25  # end-effector positions drawn behind the arm
 METRICS_RELOAD_S = 5.0
+# The camera, in units of the robot's reach: the highest goal it can be given (straight above the base, a reach up)
+# is drawn below the heads-up display (about 100 pixels tall) and the base above the bottom line.
+LOOK_AT_HEIGHT, CAMERA_DISTANCE = 0.45, 2.2
 CURVE_RECT = (WINDOW_SIZE[0] - 230, 10, 220, 110)  # learning-curve inset: x, y, width, height
 TEXT_RGB, DIM_RGB, PANEL_RGBA = (25, 30, 40), (90, 96, 110), (255, 255, 255, 190)
 HELP_LINES = [
@@ -51,8 +54,8 @@ class Viewer:
     def __init__(self, source, run_dir: Path | None, note: str = "", size: tuple[int, int] = WINDOW_SIZE):
         self.source, self.run_dir, self.note = source, run_dir, note
         env = source.env
-        self.camera = OrbitCamera(look_at=env.robot.base_position + [0.0, 0.0, 0.3 * env.reach_m],
-                                  distance=1.9 * env.reach_m)
+        self.camera = OrbitCamera(look_at=env.robot.base_position + [0.0, 0.0, LOOK_AT_HEIGHT * env.reach_m],
+                                  distance=CAMERA_DISTANCE * env.reach_m)
         self.renderer = SceneRenderer(RobotDrawing(env.robot), self.camera)
         self.task = env.task  # what the episodes' draw data means
         self.control_hz = env.config.control_hz
