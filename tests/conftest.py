@@ -107,6 +107,12 @@ def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
+def goal_pixels(frame):
+    """Where an RGB frame (H, W, 3) shows the goal's green (`tasks.base.GOAL_RGB`, shaded or not)."""
+    r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
+    return (g > 120) & (g > 2 * r) & (g > 2 * b)
+
+
 def write_untrained_checkpoint(robot: str, path: Path) -> Path:
     from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
 

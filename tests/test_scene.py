@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import pygame  # noqa: E402
-from conftest import REPO  # noqa: E402
+from conftest import REPO, goal_pixels  # noqa: E402
 
 from arm_a3c.envs.arm_env import ArmReachEnv  # noqa: E402
 from arm_a3c.tasks.base import Sphere
@@ -50,7 +50,7 @@ def test_renderer_draws_the_arm_and_the_target_and_follows_the_joints():
     env = ArmReachEnv("light_arm")
     upright = _render(env, [0.0, 0.0, 0.0], np.array([0.3, 0.3, 0.4]))
     r, g, b = upright[..., 0], upright[..., 1], upright[..., 2]
-    assert ((g > 120) & (g > 2 * r) & (g > 2 * b)).sum() > 30, "target not drawn"
+    assert goal_pixels(upright).sum() > 30, "target not drawn"
     orange = (r > 120) & (r > 1.6 * g) & (b < 80)
     assert orange.sum() > 100, "arm not drawn"
 
@@ -59,11 +59,6 @@ def test_renderer_draws_the_arm_and_the_target_and_follows_the_joints():
     moved = np.abs(np.argwhere(orange).mean(0) - np.argwhere(bent_orange).mean(0)).max()
     assert moved > 10, "the drawn upper arm did not move with the shoulder joint"
     env.close()
-
-
-def _green(pixels: np.ndarray) -> np.ndarray:
-    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    return (g > 120) & (g > 2 * r) & (g > 2 * b)
 
 
 def test_a_goal_behind_the_robot_is_outlined_over_it_and_an_obstacle_is_not():
@@ -76,8 +71,8 @@ def test_a_goal_behind_the_robot_is_outlined_over_it_and_an_obstacle_is_not():
         surface = pygame.Surface((400, 300))
         renderer.draw(surface, env.robot.home, [Sphere(inside_the_base, 0.04, ring=ring)])
         drawn[ring] = pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
-    assert _green(drawn[False]).sum() == 0, "the sphere is not hidden in the base: the test proves nothing"
-    ring = np.argwhere(_green(drawn[True]))
+    assert goal_pixels(drawn[False]).sum() == 0, "the sphere is not hidden in the base: the test proves nothing"
+    ring = np.argwhere(goal_pixels(drawn[True]))
     (centre,), _ = renderer.project(inside_the_base[None], (400, 300))
     assert len(ring) > 20, "the hidden goal's ring is not drawn"
     assert np.abs(ring.mean(0)[::-1] - centre).max() < 2.0, "the ring is not around the goal"

@@ -1,8 +1,7 @@
 """A fast software drawing of a robot scene with pygame: the robot's URDF visuals as simplified, flat-shaded
 triangles sorted back to front (painter's algorithm), a checkered floor, the task's shapes (`tasks.base`: target
 spheres, outlined over the robot so that a goal behind it stays in sight; obstacles, coordinate frames, paths)
-and a trail. PyBullet's
-TinyRenderer needs about 80 ms for a KUKA frame on this machine; this needs a few milliseconds.
+and a trail. PyBullet's TinyRenderer needs about 80 ms for a KUKA frame on this machine; this needs a few milliseconds.
 
 The robot is posed in the viewer's own PyBullet client (forward kinematics of the joint positions a worker
 publishes); nothing here runs inside a worker."""

@@ -28,8 +28,8 @@ FRAMES_PER_SECOND = 30
 HOLD_FINAL_POSE_S = 0.6  # pause on an episode's last pose before the next one
 TRAIL_STEPS = 25  # end-effector positions drawn behind the arm
 METRICS_RELOAD_S = 5.0
-# The camera, in units of the robot's reach: the highest goal it can be given (straight above the base, a reach up)
-# is drawn below the heads-up display (about 100 pixels tall) and the base above the bottom line.
+# The camera, in units of the robot's reach: goals high in the reach (the top of it is drawn at y = 135 of 600) stay
+# below the heads-up display (about 100 pixels tall), and the base above the bottom line.
 LOOK_AT_HEIGHT, CAMERA_DISTANCE = 0.45, 2.2
 CURVE_RECT = (WINDOW_SIZE[0] - 230, 10, 220, 110)  # learning-curve inset: x, y, width, height
 TEXT_RGB, DIM_RGB, PANEL_RGBA = (25, 30, 40), (90, 96, 110), (255, 255, 255, 190)
