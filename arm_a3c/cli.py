@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from arm_a3c.errors import UserError
+from arm_a3c.limits import MAX_EPISODES, MAX_FRAMES, MAX_SEED
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 
 USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own convention)
@@ -26,6 +27,25 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], the range named in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: between {low:,} and {high:,}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its message
+    return parse
+
+
+EPISODES = bounded_int(1, MAX_EPISODES)
+SEED = bounded_int(0, MAX_SEED)
+
+
 def _assets_folder(text: str) -> str:
     from arm_a3c.sim.assets import add_assets_dir
 
@@ -37,6 +57,12 @@ def add_assets_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assets", metavar="DIR", type=_assets_folder, action="append",
                         help="another folder of robots, searched before the shipped ones (repeatable; the variable "
                              "ARM_A3C_ASSETS does the same, folders separated like PATH)")
+
+
+def add_moved_urdf_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--urdf", metavar="PATH",
+                        help="the robot's .urdf file, when it is no longer where the run found it (default: the "
+                             "path the run recorded)")
 
 
 def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +145,7 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--snapshot", metavar="PNG", type=Path,
                         help="where to write the snapshot (default runs/inspect/ROBOT.png)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the snapshot's pose and target")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the snapshot's pose and target")
     parser.add_argument("--gallery", metavar="PNG", type=Path,
                         help="write one picture of every robot in assets/ at its home pose (or of ROBOT only)")
     args = parser.parse_args(argv)
@@ -224,7 +250,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_robot_arguments(parser)
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("robot", "ee_link", "ee_offset_m", "home"):
+        if f.name in ("robot", "ee_link", "ee_offset_m", "home", "robot_file"):
             continue
         flag, default = "--" + f.name.replace("_", "-"), f.default
         help_text = f"{f.metadata['help']} (default {default})"
@@ -306,19 +332,19 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
     add_assets_argument(parser)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
-    parser.add_argument("--episodes", type=int, help="episodes (default: as many as the checkpoint's own "
-                                                       "evaluation played, so its figures are reproduced)")
+    parser.add_argument("--episodes", type=EPISODES, help="episodes (default: as many as the checkpoint's own "
+                                                            "evaluation played, so its figures are reproduced)")
     seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, help="seed of the first episode (default: the evaluator's)")
+    seeds.add_argument("--seed", type=SEED, help="seed of the first episode (default: the evaluator's)")
     seeds.add_argument("--test", action="store_true",
                        help="play the run's held-out test episodes (--test-seed, 200 by default: seeds that never "
                             "stopped the run or picked best.pt) instead of the evaluator's")
+    add_moved_urdf_argument(parser)
     args = parser.parse_args(argv)
-    if args.episodes is not None and args.episodes < 1:
-        parser.error("--episodes must be at least 1")
     from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
 
-    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test), indent=2))
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf),
+                     indent=2))
     return 0
 
 
@@ -334,10 +360,11 @@ def export_main(argv: Sequence[str] | None = None) -> int:
                         help="the model file to write (policy.onnx); the description goes beside it as policy.json")
     parser.add_argument("--format", choices=["onnx", "torchscript"],
                         help="default: onnx for a .onnx file name, else torchscript")
+    add_moved_urdf_argument(parser)
     args = parser.parse_args(argv)
     from arm_a3c.export import export_policy  # torch loads here
 
-    info = export_policy(args.checkpoint, args.out, args.format)
+    info = export_policy(args.checkpoint, args.out, args.format, urdf=args.urdf)
     print(f"wrote {args.out} ({info['model_format']}: {info['input']['shape'][1]} observation floats in, "
           f"{info['output']['shape'][1]} actions in [-1, 1] out; normaliser inside) and "
           f"{args.out.with_suffix('.json')} ({info['robot']}, task {info['task']})")
@@ -354,11 +381,9 @@ def oracle_main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="oracle.py", description=oracle_main.__doc__)
     add_robot_arguments(parser)
     parser.add_argument("--task", default="reach", metavar="NAME", help=f"one of {', '.join(TASKS)} (default reach)")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
+    parser.add_argument("--episodes", type=EPISODES, default=100, help="episodes (default 100)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the first episode (default 0)")
     args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error("--episodes must be at least 1")
     from arm_a3c.envs.oracle import oracle_episodes
 
     env = _make_env(args)
@@ -380,22 +405,22 @@ def view_main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--run", type=Path, metavar="DIR", help="a run directory (runs/NAME) of a training")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="replay this checkpoint's policy")
     parser.add_argument("--worker", type=int, default=1, help="which worker to show first, from 1 (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the replay's targets (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the replay's targets (default 0)")
     parser.add_argument("--record", type=Path, metavar="OUT.gif|OUT.mp4",
                         help="write an animation (GIF) or a video (MP4) instead of opening a window")
-    parser.add_argument("--frames", type=int, default=120, help="frames to record, 30 per second (default 120)")
+    parser.add_argument("--frames", type=bounded_int(1, MAX_FRAMES), default=120,
+                        help="frames to record, 30 per second (default 120)")
+    add_moved_urdf_argument(parser)
     args = parser.parse_args(argv)
     if args.worker < 1:
         parser.error("--worker counts from 1")
-    if args.frames < 1:
-        parser.error("--frames must be at least 1")
     if args.record is not None and args.record.suffix.lower() not in (".gif", ".mp4"):
         parser.error(f"--record {args.record}: name the file with .gif or .mp4")
     if args.record is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # no window needed to record
     from arm_a3c.viewer.window import show  # after SDL_VIDEODRIVER: pygame reads it when it loads
 
-    return show(args.run, args.checkpoint, args.worker - 1, args.seed, args.record, args.frames)
+    return show(args.run, args.checkpoint, args.worker - 1, args.seed, args.record, args.frames, urdf=args.urdf)
 
 
 def bench_viewer_main(argv: Sequence[str] | None = None) -> int:

@@ -15,3 +15,8 @@ def notice(message: str) -> None:
     import sys
 
     print(("\n" if sys.stdout.isatty() else "") + message, file=sys.stderr, flush=True)
+
+
+class SettingError(UserError, ValueError):
+    """A setting out of its range (`EnvConfig`'s, say): a `ValueError` for code that builds one, one line for a
+    script's user."""

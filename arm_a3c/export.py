@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch import nn
 
 from arm_a3c.envs.arm_env import ROBOT_SETTINGS, EnvConfig
 from arm_a3c.errors import UserError
+from arm_a3c.files import refuse_foreign, temporary_beside
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 POLICY_FORMAT = "arm-a3c-policy/1"
@@ -47,11 +47,12 @@ class DeterministicPolicy(nn.Module):
         return torch.tanh(self.actor(normalized))
 
 
-def policy_from_checkpoint(path: Path):
-    """(DeterministicPolicy, description dict) of a checkpoint; its env is closed."""
+def policy_from_checkpoint(path: Path, urdf: str | None = None):
+    """(DeterministicPolicy, description dict) of a checkpoint (`urdf`: its robot's file, if it has moved); its
+    env is closed."""
     from arm_a3c.a3c.evaluator import load_policy
 
-    data, cfg, env, model, normalizer = load_policy(path)
+    data, cfg, env, model, normalizer = load_policy(path, urdf)
     try:
         actor = model.actor
         for p in actor.parameters():  # views of the model's flat vector: give each its own memory
@@ -100,9 +101,10 @@ def describe_policy(path: Path, data: dict, cfg, env) -> dict:
     }
 
 
-def export_policy(checkpoint: Path, out: Path, fmt: str | None = None) -> dict:
+def export_policy(checkpoint: Path, out: Path, fmt: str | None = None, urdf: str | None = None) -> dict:
     """Write the policy of `checkpoint` to `out` (format from `fmt`, else from out's suffix: .onnx is ONNX,
-    anything else TorchScript) and its description to out with the suffix .json; return the description."""
+    anything else TorchScript) and its description to out with the suffix .json; return the description. Either
+    file may replace only an earlier export's (never the checkpoint, never a file arm-a3c did not write)."""
     out = Path(out)
     fmt = fmt or ("onnx" if out.suffix.lower() == ".onnx" else "torchscript")
     if fmt not in FORMATS:
@@ -112,7 +114,10 @@ def export_policy(checkpoint: Path, out: Path, fmt: str | None = None) -> dict:
         raise UserError(f"--out {out}: the description goes to {meta_path}; give the model another suffix "
                         f"({FORMATS[fmt]})")
     _check_writable(out)
-    policy, description = policy_from_checkpoint(checkpoint)
+    _check_not_input(checkpoint, out, meta_path)
+    refuse_foreign(meta_path, _is_description, "--out")  # the description's name follows from --out
+    refuse_foreign(out, lambda path: _is_description(meta_path) and _described_model(meta_path) == path.name, "--out")
+    policy, description = policy_from_checkpoint(checkpoint, urdf)
     description["model_file"] = out.name
     description["model_format"] = fmt
     example = torch.zeros(1, description["input"]["shape"][1])
@@ -157,12 +162,27 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"--out {out}: the folder {folder} is not writable")
 
 
+def _check_not_input(checkpoint: Path, out: Path, meta_path: Path) -> None:
+    source = Path(checkpoint).resolve()
+    for written in (out, meta_path):
+        if written.resolve() == source:
+            raise UserError(f"--out {out} would write {written} over the checkpoint it exports; give another --out "
+                            f"(such as policy.onnx)")
+
+
+def _is_description(path: Path) -> bool:
+    """Whether `path` is the JSON description an export wrote."""
+    try:
+        return json.loads(path.read_text()).get("format") == POLICY_FORMAT
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def _described_model(path: Path) -> str | None:
+    return json.loads(path.read_text()).get("model_file")
+
+
 def _temporary(final: Path, temporaries: list[Path]) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent or ".")
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp's 0600 would make the result private
-    temporaries.append(Path(name))
-    return Path(name)
+    temporaries.append(temporary_beside(final))
+    return temporaries[-1]
 

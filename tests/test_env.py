@@ -208,12 +208,34 @@ def test_observation_layout_and_reward_follow_the_distance():
     env.close()
 
 
-def test_nan_action_is_refused():
+@pytest.mark.parametrize("action, message", [
+    ([np.nan, 0.0, 0.0], "not finite"),
+    ([np.inf, 0.0, 0.0], "not finite"),
+    ([0.1, 0.2, 0.3, 0.4], r"shape \(4,\): expected \(3,\)"),  # was cut to 3 values without a word
+    ([0.1, 0.2], r"shape \(2,\): expected \(3,\)"),
+    ([[0.1, 0.2, 0.3]], r"shape \(1, 3\): expected \(3,\)"),
+    (0.5, r"shape \(\): expected \(3,\)"),
+])
+def test_an_action_the_arm_cannot_take_is_a_value_error_naming_the_expected_shape(action, message):
     env = ArmReachEnv("light_arm")
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="NaN"):
-        env.step(np.array([np.nan, 0.0, 0.0]))
-    env.close()
+    try:
+        with pytest.raises(ValueError, match=message):
+            env.step(np.array(action))
+        obs, *_ = env.step(np.zeros(3))  # the refused action left the episode as it was
+        assert np.isfinite(obs).all()
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("substeps", 0), ("episode_steps", 0), ("substeps", 2.5), ("success_radius_m", -0.05),
+    ("obstacle_radius_fraction", -0.1), ("action_cost", float("nan")), ("max_joint_step_rad", float("inf")),
+    ("obstacles", 0), ("track_speed_fraction", 0.0), ("jacobian_observation", "yes"),
+])
+def test_env_config_refuses_a_field_out_of_its_range_when_built(field, value):
+    with pytest.raises(ValueError, match=f"EnvConfig.{field} must be"):
+        EnvConfig(**{field: value})
 
 
 def test_render_shows_the_arm_and_the_green_target():

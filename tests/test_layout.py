@@ -17,15 +17,17 @@ PACKAGE = REPO / "arm_a3c"
 # run or of pygame.
 MAY_IMPORT = {
     "errors": set(),
-    "sim": {"errors"},
-    "tasks": {"errors", "sim"},
-    "envs": {"errors", "sim", "tasks"},
-    "a3c": {"errors", "sim", "tasks", "envs"},
-    "backends": {"errors", "sim", "tasks", "envs", "a3c"},
-    "viewer": {"errors", "sim", "tasks", "envs", "a3c"},
-    "bench": {"errors", "sim", "tasks", "envs", "a3c", "backends", "viewer"},
-    "export": {"errors", "sim", "tasks", "envs", "a3c"},
-    "cli": {"errors", "sim", "tasks", "envs", "a3c", "backends", "viewer", "bench", "export"},
+    "limits": set(),
+    "files": {"errors"},
+    "sim": {"errors", "files"},
+    "tasks": {"errors", "files", "limits", "sim"},
+    "envs": {"errors", "files", "limits", "sim", "tasks"},
+    "a3c": {"errors", "files", "limits", "sim", "tasks", "envs"},
+    "backends": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
+    "viewer": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
+    "bench": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "backends", "viewer"},
+    "export": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
+    "cli": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "backends", "viewer", "bench", "export"},
     "__main__": {"cli"},
 }
 

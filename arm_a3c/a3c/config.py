@@ -7,10 +7,12 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from arm_a3c.envs.arm_env import EnvConfig
 from arm_a3c.errors import UserError
+from arm_a3c.limits import MAX_EPISODES, MAX_HIDDEN_SIZE, MAX_N_STEPS, MAX_SEED, MAX_WORKERS
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 from arm_a3c.tasks import task_class
 
@@ -36,6 +38,8 @@ class TrainConfig:
     ee_link: str | None = param(None, "end-effector link (default: the robot's sidecar, else the deepest link)")
     ee_offset_m: list | None = param(None, "tool point x y z (m) in the end-effector link's frame (default: the "
                                            "sidecar's, else the link's origin); the run records the one used")
+    robot_file: str | None = param(None, "the robot's file as an absolute path, recorded by the run: used when "
+                                         "`robot` (a relative path, say) no longer leads to it where the run is read")
     home: list | str | None = param(None, "start pose: one value per controlled joint, or auto or zero (default: "
                                           "the sidecar's, else auto); the run records the pose used")
     action_cost: float = param(EnvConfig.action_cost, "reward penalty per unit of mean squared action (the "
@@ -125,52 +129,109 @@ class TrainConfig:
         return self.eval_screen_episodes, allowed
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: object, source: str | None = None) -> "TrainConfig":
+        """The config saved in a run's config.json or a checkpoint. With `source` (the file, in words), it goes
+        through the command line's checks, so a damaged or crafted file is one line naming it."""
+        if not isinstance(values, dict):
+            raise UserError(f"{source or 'the saved config'}: its settings are not a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {**SAVED_BEFORE_FIELD_EXISTED, **values}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        cfg = cls(**{k: v for k, v in values.items() if k in known})
+        if source is not None:
+            try:
+                cfg.check()
+            except UserError as err:
+                raise UserError(f"{source} holds settings arm-a3c cannot use ({err}); it is damaged or was not "
+                                f"written by arm-a3c") from None
+        return cfg
+
+    def locate_robot(self, urdf: str | None = None) -> "TrainConfig":
+        """This saved config with its robot found again: `urdf` (the user's --urdf: the robot's file moved) if
+        given, else `robot` as it was given if that still leads to a file, else the absolute `robot_file` the run
+        recorded (a run trained with a relative --urdf, read from another folder)."""
+        if urdf is not None:
+            return dataclasses.replace(self, robot=str(urdf), robot_file=str(Path(urdf).expanduser().resolve()))
+        given = str(self.robot)
+        path_like = given.endswith((".urdf", ".toml")) or "/" in given or "\\" in given
+        if path_like and not Path(given).expanduser().is_file() and self.robot_file and Path(self.robot_file).is_file():
+            return dataclasses.replace(self, robot=self.robot_file)
+        return self
+
+    def _check_types(self) -> None:
+        """Each field holds what its default is (a number where a number goes): a config read from a file may not."""
+        for f in dataclasses.fields(self):
+            value, default = getattr(self, f.name), f.default
+            flag = "--" + f.name.replace("_", "-")
+            if value is None and (default is None or f.name in ("home", "ee_offset_m")):
+                continue
+            if isinstance(default, bool) or isinstance(value, bool):
+                ok = isinstance(value, bool) and isinstance(default, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float))
+            elif f.name == "ee_offset_m":
+                ok = isinstance(value, list) and len(value) == 3 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            elif f.name == "home":
+                ok = value in ("auto", "zero") or isinstance(value, list) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise UserError(f"{flag} cannot be {value!r:.60}")
 
     def check(self) -> None:
         """Reject settings that cannot work (`UserError` naming the flag to fix)."""
+        self._check_types()
         for name, value in self.to_dict().items():
-            if isinstance(value, float) and not math.isfinite(value):
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
         task_class(self.task)  # an unknown task: one line listing the known ones
         rules = [
-            (self.workers >= 1, "--workers must be at least 1"),
+            (1 <= self.workers <= MAX_WORKERS, f"--workers must be between 1 and {MAX_WORKERS}"),
             (self.lr > 0, "--lr must be positive"),
-            (self.n_steps >= 1, "--n-steps must be at least 1"),
+            (1 <= self.n_steps <= MAX_N_STEPS, f"--n-steps must be between 1 and {MAX_N_STEPS:,}"),
+            (0 <= self.seed <= MAX_SEED - MAX_WORKERS, f"--seed must be between 0 and {MAX_SEED - MAX_WORKERS:,}"),
+            (0 <= self.eval_seed <= MAX_SEED - self.eval_episodes,
+             f"--eval-seed must be between 0 and {MAX_SEED:,} less --eval-episodes"),
+            (0 <= self.test_seed <= MAX_SEED - self.test_episodes,
+             f"--test-seed must be between 0 and {MAX_SEED:,} less --test-episodes"),
+            (0 <= self.lr_final_fraction <= 1, "--lr-final-fraction must be in [0, 1]"),
+            (self.schedule_steps >= 0, "--schedule-steps must be 0 or positive"),
+            (self.adam_eps > 0, "--adam-eps must be positive"),
+            (self.value_coef >= 0 and self.entropy_coef >= 0, "--value-coef and --entropy-coef must be 0 or positive"),
+            (self.reward_scale > 0, "--reward-scale must be positive"),
+            (self.obs_clip > 0, "--obs-clip must be positive"),
             (0 < self.gamma <= 1, "--gamma must be in (0, 1]"),
             (0 <= self.gae_lambda <= 1, "--gae-lambda must be in [0, 1]"),
             (self.max_steps >= 0, "--max-steps must be 0 (no limit) or positive"),
             (self.max_minutes >= 0, "--max-minutes must be 0 (no limit) or positive"),
             (self.max_steps > 0 or self.max_minutes > 0 or self.target_success <= 1,
              "the run would never stop: set --max-steps, --max-minutes or --target-success <= 1"),
-            (self.eval_episodes >= 1, "--eval-episodes must be at least 1"),
+            (1 <= self.eval_episodes <= MAX_EPISODES, f"--eval-episodes must be between 1 and {MAX_EPISODES:,}"),
             (self.target_streak >= 1, "--target-streak must be at least 1"),
             (self.eval_every_steps >= 1, "--eval-every-steps must be at least 1"),
             (self.eval_screen_episodes >= 0, "--eval-screen-episodes must be 0 or more"),
-            (self.test_episodes >= 0, "--test-episodes must be 0 (no held-out test) or positive"),
+            (0 <= self.test_episodes <= MAX_EPISODES,
+             f"--test-episodes must be 0 (no held-out test) or up to {MAX_EPISODES:,}"),
             (self.test_episodes == 0 or self.test_seed >= self.eval_seed + self.eval_episodes
              or self.eval_seed >= self.test_seed + self.test_episodes,
              f"the held-out test's seeds ({self.test_seed}..{self.test_seed + self.test_episodes - 1}) overlap the "
              f"evaluator's ({self.eval_seed}..{self.eval_seed + self.eval_episodes - 1}): move --test-seed or --eval-seed"),
-            (self.hidden_size >= 1, "--hidden-size must be at least 1"),
+            (1 <= self.hidden_size <= MAX_HIDDEN_SIZE, f"--hidden-size must be between 1 and {MAX_HIDDEN_SIZE}"),
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
             (self.log_std_bound in ("tanh", "clamp"), "--log-std-bound must be tanh or clamp"),
             (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
             (self.ray_sync_ms >= 0, "--ray-sync-ms must be 0 (an exchange per update) or positive"),
-            (self.action_cost >= 0, "--action-cost must be 0 or positive"),
-            (0 < self.orientation_tolerance_deg <= 180, "--orientation-tolerance-deg must be in (0, 180]"),
-            (self.orientation_cost_m_per_rad >= 0, "--orientation-cost-m-per-rad must be 0 or positive"),
-            (0 < self.track_speed_fraction <= 1, "--track-speed-fraction must be in (0, 1]"),
-            (self.obstacles >= 1, "--obstacles must be at least 1"),
-            (0 < self.obstacle_radius_fraction < 0.5, "--obstacle-radius-fraction must be in (0, 0.5)"),
-            (self.collision_penalty >= 0, "--collision-penalty must be 0 or positive"),
         ]
         for ok, message in rules:
             if not ok:
                 raise UserError(message)
+        # the environment's own settings, checked where they are declared
+        EnvConfig.check_values({f.name: getattr(self, f.name) for f in dataclasses.fields(EnvConfig)
+                                if hasattr(self, f.name)}, lambda name: "--" + name.replace("_", "-"))
 
     def lr_at(self, global_steps: int) -> float:
         """The scheduled learning rate after `global_steps` environment steps."""

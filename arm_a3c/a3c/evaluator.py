@@ -37,6 +37,7 @@ from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.errors import UserError
 
 POLL_SECONDS = 0.2
+PROGRESS_SECONDS = 10.0  # a long evaluation or held-out test says how far it has got this often
 DEFAULT_TEST_EPISODES = TrainConfig.test_episodes
 
 
@@ -107,11 +108,14 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     exit_child()
 
 
-def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic, RunningNormalizer]:
+def load_policy(path: Path, urdf: str | None = None) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic,
+                                                              RunningNormalizer]:
     """Rebuild a checkpoint's robot (in a new environment) and policy: (checkpoint data, config, env, model,
-    normaliser). A checkpoint that no longer fits its robot is a `UserError`; the caller closes the env."""
+    normaliser); `urdf` is the robot's file when it has moved since the run. A checkpoint that no longer fits its
+    robot, or whose saved settings do not pass the command line's checks, is a `UserError`; the caller closes
+    the env."""
     data = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(data["config"])
+    cfg = TrainConfig.from_dict(data["config"], source=f"checkpoint {path}").locate_robot(urdf)
     env = make_env(cfg)
     try:
         warning = check_robot(path, data["robot"], env)
@@ -130,18 +134,41 @@ def load_policy(path: Path) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic, Run
     return data, cfg, env, model, normalizer
 
 
-def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False) -> dict:
+class EpisodeProgress:
+    """`keep_going` for `run_episodes` that says how far a long evaluation has got (a line on stderr every
+    `PROGRESS_SECONDS`) and ends it once `stop()` turns true."""
+
+    def __init__(self, total: int, what: str, stop: Callable[[], bool] = lambda: False):
+        self.total, self.what, self.stop = total, what, stop
+        self.played = -1
+        self._last = time.monotonic()
+
+    def __call__(self) -> bool:
+        self.played += 1
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            print(f"{self.what}: {self.played:,} of {self.total:,} episodes played", file=sys.stderr, flush=True)
+        return not self.stop()
+
+
+def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
+                        urdf: str | None = None, stop: Callable[[], bool] = lambda: False) -> dict | None:
     """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically: by default on
     the evaluator's own seeds (the numbers stored in the checkpoint are reproduced), with `test` on the run's
-    held-out test episodes (`test_seed`, `test_episodes` or 200), else from `seed`."""
-    data, cfg, env, model, normalizer = load_policy(path)
+    held-out test episodes (`test_seed`, `test_episodes` or 200), else from `seed`. `urdf`: the robot's file, if
+    it has moved. Says how far it has got every `PROGRESS_SECONDS`; None if `stop()` turned true before the end."""
+    data, cfg, env, model, normalizer = load_policy(path, urdf)
     if test:
         seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES
     elif seed is None and episodes is None:  # as many as the checkpoint's evaluation played (a screened one: 25)
         episodes = (data.get("eval") or {}).get("episodes")
+    episodes = episodes or cfg.eval_episodes
     try:
-        result = evaluate_policy(model, normalizer, env, episodes or cfg.eval_episodes,
-                                 cfg.eval_seed if seed is None else seed)
+        result = evaluate_policy(model, normalizer, env, episodes, cfg.eval_seed if seed is None else seed,
+                                 EpisodeProgress(episodes, f"evaluating {path}", stop))
     finally:
         env.close()
+    if result is None:
+        return None
     return {**result, "checkpoint": str(path), "robot": data["robot"]["name"], "env_steps": data["env_steps"]}

@@ -30,7 +30,8 @@ from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, Report, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.metrics import CPU_COLUMNS, CPU_PARTS, CSV_FIELDS, MetricsLog, plot_learning_curve
-from arm_a3c.a3c.rundir import Resumed, load_resume_state, new_run_dir, restore, write_config
+from arm_a3c.a3c.rundir import (Resumed, RunDir, claim_new_run_dir, claim_resumed_run_dir, load_resume_state,
+                                restore, write_config)
 from arm_a3c.a3c.shared import Shared, single_threaded_children
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.errors import UserError, notice
@@ -226,12 +227,27 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     # workers, its checkpoints and whoever replays them use exactly these, whatever the files or the rule become.
     cfg.home = [float(v) for v in probe.robot.home]
     cfg.ee_offset_m = [float(v) for v in probe.robot.ee_offset]
+    given = Path(str(cfg.robot)).expanduser()
+    cfg.robot_file = str(given.resolve() if given.is_file() else probe.robot.spec.urdf_path)
+    robot_name = probe.robot.name
+    # The folder is locked before anything is written to it, and stays locked until this launcher ends.
+    try:
+        claimed = claim_resumed_run_dir(Path(cfg.run_dir)) if resume else claim_new_run_dir(cfg, robot_name, force)
+    except BaseException:
+        probe.close()
+        raise
+    try:
+        return _train_in(cfg, backend, probe, claimed, resume, viewer)
+    finally:
+        claimed.release()
+
+
+def _train_in(cfg: TrainConfig, backend: Backend, probe: ArmEnv, claimed: RunDir, resume: bool,
+              viewer: Callable[[Path], None] | None) -> dict:
+    """`train` once its run directory is claimed."""
+    run_dir = claimed.path
     obs_dim, action_dim, robot_name = probe.obs_dim, probe.robot.dof, probe.robot.name
-    if resume:
-        run_dir = Path(cfg.run_dir)
-        resumed = load_resume_state(run_dir, probe)
-    else:
-        run_dir, resumed = new_run_dir(cfg, robot_name, force), None
+    resumed = load_resume_state(run_dir, probe) if resume else None
     write_config(run_dir, cfg)
 
     ctx = mp.get_context("spawn")
@@ -249,6 +265,7 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
         board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps, probe.task.draw_size)
         log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None,
                          probe.task.metrics)
+        claimed.add_files(log.event_files)
         monitor = Monitor(cfg, shared, log, board, resumed)
         # The backend started (or joined) Ray before the signal handlers below: Ray sets its own.
         workers = backend.workers(ctx, cfg, shared, run_dir, monitor.start_steps, monitor.evaluator_args)
@@ -258,7 +275,7 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
                 ctx.Process(target=viewer, args=(run_dir,), name="a3c-viewer", daemon=True).start()
             reason, fault = monitor_until_stop(monitor, workers, signals)
             return finish(cfg, shared, monitor, probe, run_dir, signals.reason or reason, fault, workers.restarts,
-                          run_test=signals.reason is None, backend_figures=workers.figures)
+                          stop=lambda: signals.reason is not None, backend_figures=workers.figures)
     finally:
         backend.release(shared)
 
@@ -283,12 +300,15 @@ def monitor_until_stop(monitor: Monitor, workers: WorkerSet, signals: "StopSigna
     return reason, fault
 
 
-def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str]) -> dict:
-    """best.pt on the held-out test episodes: summary.json's `test_*` figures (none when --test-episodes is 0)."""
+def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str], stop: Callable[[], bool]) -> dict | None:
+    """best.pt on the held-out test episodes: summary.json's `test_*` figures (none when --test-episodes is 0;
+    None when `stop()` turned true before the test's end: Ctrl-C or SIGTERM ends it between two episodes)."""
     best = run_dir / "checkpoints" / "best.pt"
     if not cfg.test_episodes or not best.exists():
         return {}
-    result = evaluate_checkpoint(best, cfg.test_episodes, cfg.test_seed)
+    result = evaluate_checkpoint(best, cfg.test_episodes, cfg.test_seed, stop=stop)
+    if result is None:
+        return None
     return {"test_checkpoint": "checkpoints/best.pt", "test_checkpoint_env_steps": result["env_steps"],
             "test_episodes": cfg.test_episodes, "test_seed": cfg.test_seed,
             **{f"test_{name}": result[name] for name in ("success_rate", "mean_final_distance_m", "reached_rate",
@@ -296,10 +316,13 @@ def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str]) -> dict:
 
 
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
-           fault: str | None, restarts: int, run_test: bool = True, backend_figures: dict | None = None) -> dict:
+           fault: str | None, restarts: int, stop: Callable[[], bool] = lambda: False,
+           backend_figures: dict | None = None) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
     checkpoint, the learning curve and summary.json, and say why the run stopped. The held-out test runs unless
-    `run_test` is false (a stop asked for by Ctrl-C or SIGTERM should be quick: it says how to run the test later)."""
+    `stop()` is true, and ends when it turns true (a stop asked for by Ctrl-C or SIGTERM should be quick: it says
+    how to run the test later)."""
+    run_test = not stop()
     torch.set_num_threads(1)
     final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
     final["env_steps"], final["wall_seconds"] = shared.global_steps(), round(shared.wall_seconds(), 2)
@@ -334,7 +357,9 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
     }
     if backend_figures:
         summary["sync"] = backend_figures  # the Ray backend's sync agents: syncs, bytes, staleness, lost updates
-    test = held_out_test(cfg, run_dir, columns) if run_test else {}
+    test = held_out_test(cfg, run_dir, columns, stop) if run_test else {}
+    if test is None:  # interrupted: the summary is written without it
+        run_test, test = False, {}
     summary.update(test)
     try:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -346,7 +371,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
     print(f"stopped: {reason}. Final success rate {final['success_rate']:.0%}, best {monitor.best_success:.0%}, "
           f"{final['env_steps']:,} steps in {session_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
     if cfg.test_episodes and not run_test:
-        print(f"held-out test skipped (the run was stopped by a signal): python scripts/evaluate.py --checkpoint "
+        print(f"held-out test not run (the run was stopped by a signal): python scripts/evaluate.py --checkpoint "
               f"{run_dir / 'checkpoints' / 'best.pt'} --test", flush=True)
     if test:
         print(f"held-out test: best.pt succeeded on {test['test_success_rate']:.1%} of {cfg.test_episodes} episodes "

@@ -48,7 +48,11 @@ class MetricsLog:
         self._file = open(self.csv_path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.fields)
         # purge_step: TensorBoard hides the points a crashed session logged after the checkpoint it resumes from.
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=None if env_steps is None else env_steps + 1)
+        tb_dir = run_dir / "tb"
+        before = set(os.listdir(tb_dir)) if tb_dir.is_dir() else set()
+        self.tb = SummaryWriter(str(tb_dir), purge_step=None if env_steps is None else env_steps + 1)
+        # The event file this session writes (its name holds the time, host and pid), for the run's run.json.
+        self.event_files = [tb_dir / name for name in sorted(set(os.listdir(tb_dir)) - before)]
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for name, value in values.items():

@@ -1,11 +1,17 @@
-"""Run directories: making a new run's (refusing one that holds another run, unless told to replace it), and
-picking an old run up again (`--resume`): its config, its latest checkpoint and how far it had got."""
+"""Run directories: claiming one for a launcher (an exclusive lock, so one launcher writes a folder at a time),
+making a new run's (refusing any file the run did not write itself), replacing a run with `--force` (only the
+files its `run.json` lists), and picking an old run up again (`--resume`): its config, its latest checkpoint and
+how far it had got.
+
+A run directory is recognised by `run.json`, which the run writes first: the project's format name, the launcher's
+process id, and every file the run writes there. Nothing else in the folder is ever deleted or overwritten.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,46 +22,185 @@ from arm_a3c.a3c.checkpoint import check_robot, load_checkpoint, remove_stale_te
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.metrics import read_metrics
 from arm_a3c.errors import UserError
+from arm_a3c.files import write_atomically
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks there; one launcher per folder is then the user's to keep
+    fcntl = None
 
 CONFIG_FILE = "config.json"
-RUN_FILES = ("config.json", "summary.json", "metrics.csv", "learning_curve.png", "live.bin")
-RUN_FOLDERS = ("checkpoints", "tb")
+MANIFEST_FILE = "run.json"
+RUN_FORMAT = "arm-a3c-run/1"
+# Every file a run writes into its directory, beside the TensorBoard event files it adds to run.json as it opens
+# them. A new run refuses a folder where one of these exists and run.json does not list it.
+RUN_FILES = (MANIFEST_FILE, CONFIG_FILE, "summary.json", "metrics.csv", "metrics.csv.tmp", "learning_curve.png",
+             "live.bin", "checkpoints/latest.pt", "checkpoints/best.pt")
+RUN_FOLDERS = ("checkpoints", "tb")  # removed by --force only when nothing else is left in them
 FIXED_ON_RESUME = ("task", "robot", "ee_link", "ee_offset_m", "home", "hidden_size")  # what the weights were trained for
+MAX_SAME_SECOND_RUNS = 1000  # default names tried per second (runs/ROBOT-DATE-TIME, then -2, -3, ...)
+
+
+def read_manifest(run_dir: Path) -> dict | None:
+    """The run.json of `run_dir` (None when there is none, or it is not an arm-a3c run's)."""
+    try:
+        data = json.loads((Path(run_dir) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT or not isinstance(data.get("files"), list):
+        return None
+    return data
 
 
 def holds_run(path: Path) -> bool:
-    return (path / CONFIG_FILE).exists() or (path / "checkpoints").is_dir()
+    """Whether `path` holds an arm-a3c run: its run.json, or (a run from before run.json) its config.json."""
+    return read_manifest(path) is not None or (Path(path) / CONFIG_FILE).is_file()
 
 
-def new_run_dir(cfg: TrainConfig, robot_name: str, force: bool) -> Path:
-    """The run directory of a new run, created and checked writable. One that already holds a run is refused
-    (its checkpoints would be overwritten) unless `force`, which deletes that run's files (and nothing else)."""
-    run_dir = Path(cfg.run_dir or Path("runs") / f"{robot_name}-{datetime.now():%Y%m%d-%H%M%S}")
-    if holds_run(run_dir):
-        if not force:
-            raise UserError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it, --force to "
-                            f"replace it, or another --run-dir")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        for name in RUN_FOLDERS:
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-    ensure_writable(run_dir)
-    return run_dir
+class RunDir:
+    """A run directory held by this launcher: an exclusive lock on the folder (`flock`, which the kernel releases
+    when the process dies, however it dies), and its run.json."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self._fd = Path(path), fd
+        self.files: list[str] = []
+
+    @classmethod
+    def lock(cls, path: Path) -> "RunDir":
+        """Lock `path` (an existing folder); a folder another live launcher holds is a `UserError` naming it."""
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as err:
+            raise UserError(f"cannot open run directory {path} ({err.strerror}); pass --run-dir PATH") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                pid = (read_manifest(path) or {}).get("launcher_pid")
+                by = f" (launcher process {pid})" if pid else ""
+                raise UserError(f"{path} is in use by a training that is running now{by}; watch it with "
+                                f"view.py --run {path}, stop it first, or pass another --run-dir") from None
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closes the lock with it
+            self._fd = -1
+
+    def write_manifest(self, files: list[str]) -> None:
+        self.files = sorted(set(files))
+        text = json.dumps({"format": RUN_FORMAT, "launcher_pid": os.getpid(), "files": self.files}, indent=2) + "\n"
+        try:
+            write_atomically(self.path / MANIFEST_FILE, text.encode())
+        except OSError as err:
+            raise UserError(f"cannot write to run directory {self.path} ({err.strerror}); pass --run-dir PATH or "
+                            f"free some disk space") from None
+
+    def add_files(self, paths) -> None:
+        """Record more files the run has written (TensorBoard's event files, whose names it cannot know before)."""
+        names = [Path(p).relative_to(self.path).as_posix() for p in paths]
+        if set(names) - set(self.files):
+            self.write_manifest(self.files + names)
 
 
-def ensure_writable(run_dir: Path) -> None:
+def _foreign(run_dir: Path, listed: set[str]) -> list[str]:
+    return [name for name in RUN_FILES if name not in listed and (run_dir / name).exists()]
+
+
+def _make_folder(path: Path, exist_ok: bool) -> None:
     try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        raise
     except OSError as err:
-        raise UserError(f"cannot write to run directory {run_dir} ({err.strerror}); pass --run-dir PATH") from None
+        raise UserError(f"cannot write to run directory {path} ({err.strerror}); pass --run-dir PATH") from None
+    if not path.is_dir():
+        raise UserError(f"cannot write to run directory {path} (not a folder); pass --run-dir PATH")
+
+
+def _default_run_dir(robot_name: str) -> Path:
+    """A new folder runs/ROBOT-DATE-TIME (with -2, -3, ... when launchers start in the same second), made here:
+    mkdir is atomic, so two launchers never get the same one."""
+    base = Path("runs") / f"{robot_name}-{datetime.now():%Y%m%d-%H%M%S}"
+    for n in range(1, MAX_SAME_SECOND_RUNS + 1):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            _make_folder(candidate, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"{MAX_SAME_SECOND_RUNS} runs named {base} already exist; pass --run-dir PATH")
+
+
+def claim_new_run_dir(cfg: TrainConfig, robot_name: str, force: bool) -> RunDir:
+    """The locked run directory of a new run. A folder that holds a run is refused (its checkpoints would be
+    overwritten) unless `force`, which deletes the files that run's run.json lists and nothing else; any file the
+    new run would write that no run.json lists is refused, `force` or not."""
+    if cfg.run_dir:
+        path = Path(cfg.run_dir)
+        _make_folder(path, exist_ok=True)
+    else:
+        path = _default_run_dir(robot_name)
+    run = RunDir.lock(path)
+    try:
+        manifest = read_manifest(path)
+        if manifest is not None and not force:
+            raise UserError(f"{path} already holds a run; pass --resume {path} to continue it, --force to replace "
+                            f"it, or another --run-dir")
+        if manifest is not None:
+            removed = _remove_listed(path, manifest["files"])
+            print(f"--force: deleted the {removed} file(s) of the earlier run in {path}", flush=True)
+        foreign = _foreign(path, set())
+        if foreign:
+            earlier = (f"; if it is a run of an earlier arm-a3c (before run.json), --resume {path} continues it"
+                       if (path / CONFIG_FILE).is_file() else "")
+            raise UserError(f"{path} holds {', '.join(foreign)}, which arm-a3c did not write there (no run.json lists "
+                            f"them), so a new run would overwrite them; nothing was deleted: move them away or pass "
+                            f"another --run-dir{earlier}")
+        run.write_manifest(list(RUN_FILES))
+        _make_folder(path / "checkpoints", exist_ok=True)
+    except BaseException:
+        run.release()
+        raise
+    return run
+
+
+def claim_resumed_run_dir(path: Path) -> RunDir:
+    """The locked directory of a run to continue; a run from before run.json gets one listing the files the
+    resumed run writes (it writes the same names, so they become its own)."""
+    run = RunDir.lock(Path(path))
+    try:
+        manifest = read_manifest(path)
+        run.write_manifest(list(RUN_FILES) + (manifest["files"] if manifest else []))
+    except BaseException:
+        run.release()
+        raise
+    return run
+
+
+def _remove_listed(run_dir: Path, files: list) -> int:
+    """Delete the files a run's run.json lists (never a folder's other contents); returns how many there were."""
+    removed = 0
+    root = run_dir.resolve()
+    for name in files:
+        target = (run_dir / str(name))
+        if not target.resolve().is_relative_to(root) or not target.is_file():
+            continue  # a list that was edited to point outside the run is ignored
+        target.unlink()
+        removed += 1
+    for folder in RUN_FOLDERS:
+        try:
+            (run_dir / folder).rmdir()  # only when empty
+        except OSError:
+            pass
+    return removed
 
 
 def write_config(run_dir: Path, cfg: TrainConfig) -> None:
     try:
-        (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_atomically(run_dir / CONFIG_FILE, (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
     except OSError as err:
         raise UserError(f"cannot write {run_dir / CONFIG_FILE} ({err.strerror}); free some disk space") from None
 
@@ -69,7 +214,7 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
         raise UserError(f"--resume {run_dir}: no run there ({CONFIG_FILE} missing); pass a directory that "
                         f"train_arm.py wrote, such as runs/NAME")
     try:
-        saved = TrainConfig.from_dict(json.loads(path.read_text()))
+        saved = TrainConfig.from_dict(json.loads(path.read_text()), source=str(path)).locate_robot()
     except (ValueError, TypeError) as err:
         raise UserError(f"{path} is not a readable run config ({err}); start a new run instead") from None
     for key in FIXED_ON_RESUME:
@@ -105,9 +250,12 @@ def load_resume_state(run_dir: Path, env) -> Resumed:
         print(f"removed {stale.name}, a checkpoint a killed run had not finished writing", flush=True)
     path = folder / "latest.pt"
     if not path.is_file():
-        raise UserError(f"--resume {run_dir}: the run has no checkpoint yet ({path} missing); start it again "
-                        f"with --force")
-    data = load_checkpoint(path)
+        raise UserError(f"--resume {run_dir}: the run has no checkpoint yet ({path} missing); "
+                        + _what_to_do_without_latest(folder))
+    try:
+        data = load_checkpoint(path)
+    except UserError as err:
+        raise UserError(f"--resume {run_dir}: {err}; " + _what_to_do_without_latest(folder)) from None
     warning = check_robot(path, data["robot"], env)
     if warning:
         print(warning, file=sys.stderr)
@@ -133,7 +281,19 @@ def restore(shared, resumed: Resumed) -> None:
         shared.optimizer.load_state_dict(data["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
         raise UserError(f"the latest checkpoint of {shared.run_dir} cannot be resumed ({str(err)[:160]}); "
-                        f"evaluate.py and view.py can still use it; start a new run with --force") from None
+                        f"evaluate.py and view.py can still use it; start a new run in another --run-dir") from None
     shared.normalizer.load_state_dict(data["normalizer"])
     shared.steps[0] = resumed.env_steps
     shared.clock_origin = time.time() - resumed.wall_seconds
+
+
+def _what_to_do_without_latest(folder: Path) -> str:
+    """Advice when latest.pt cannot be resumed: never --force where a best.pt would be lost with it."""
+    best = folder / "best.pt"
+    try:
+        load_checkpoint(best)
+    except UserError:
+        return (f"start a new run in another --run-dir, or replace this one with --force (it deletes the run's "
+                f"files)")
+    return (f"its {best} is intact: to continue from it, copy it to {folder / 'latest.pt'} and --resume again; "
+            f"or start a new run in another --run-dir (--force would delete best.pt)")

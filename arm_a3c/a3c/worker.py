@@ -32,6 +32,7 @@ from arm_a3c.a3c.shared import Shared, SharedMemoryLink, become_child, exit_chil
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import task_metrics
 
+BUDGET_SPENT_POLL_S = 0.05  # how often a worker whose run has used its --max-steps looks for the stop
 UPDATE_REPORT_EVERY = 20  # updates between reports to the launcher (400 steps: a few episodes)
 
 
@@ -194,6 +195,9 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
 
     while link.running():
         norm = link.pull(learner.flat)  # 1. pull
+        if cfg.max_steps and link.add_steps(0) >= cfg.max_steps:
+            time.sleep(BUDGET_SPENT_POLL_S)  # the step budget is spent: only the launcher's stop is awaited
+            continue
         std = learner.std()
         rollout.begin(norm, std, rng)
         watched = board is not None and board.watched()  # looked at once per update: recording starts with an episode

@@ -16,12 +16,17 @@ home pose (`Robot.home`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gymnasium
 import numpy as np
 
+from arm_a3c.errors import SettingError
+from arm_a3c.limits import MAX_OBSTACLES
 from arm_a3c.sim.assets import resolve_robot
 from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
 from arm_a3c.sim.client import pybullet as pb
@@ -58,9 +63,56 @@ class EnvConfig:
     obstacle_radius_fraction: float = 0.08  # avoid: each sphere's radius, as a fraction of the arm's reach
     collision_penalty: float = 20.0  # avoid: reward on the step that touches an obstacle (the episode ends there)
 
+    def __post_init__(self) -> None:
+        EnvConfig.check_values(dataclasses.asdict(self), lambda name: f"EnvConfig.{name}")
+
+    @staticmethod
+    def check_values(values: dict, spell: Callable[[str], str]) -> None:
+        """Refuse what the environment cannot use (`SettingError` naming the setting as `spell(field)` spells it:
+        `EnvConfig.substeps`, or `--substeps` for a flag). Only the fields present in `values` are checked."""
+        def number(name: str) -> bool:
+            value = values[name]
+            return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+        for name, ok, requirement in _RULES:
+            if name not in values:
+                continue
+            if name in _WHOLE_NUMBERS and (not isinstance(values[name], numbers.Integral)
+                                           or isinstance(values[name], bool)):
+                raise SettingError(f"{spell(name)} must be a whole number, not {values[name]!r:.40}")
+            if name not in _WHOLE_NUMBERS and name not in _NOT_NUMBERS and not number(name):
+                raise SettingError(f"{spell(name)} must be a finite number, not {values[name]!r:.40}")
+            if not ok(values[name]):
+                raise SettingError(f"{spell(name)} must be {requirement}, not {values[name]!r:.40}")
+
     @property
     def control_hz(self) -> float:
         return PHYSICS_HZ / self.substeps
+
+
+_NOT_NUMBERS = ("task", "jacobian_observation")
+_WHOLE_NUMBERS = ("substeps", "episode_steps", "obstacles")
+MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
+# (field, test, what the test asks for): the ranges an `EnvConfig` holds
+_RULES = (
+    ("task", lambda v: isinstance(v, str), "a task's name"),
+    ("jacobian_observation", lambda v: isinstance(v, bool), "true or false"),
+    ("substeps", lambda v: 1 <= v <= MAX_SUBSTEPS, f"between 1 and {MAX_SUBSTEPS}"),
+    ("episode_steps", lambda v: 1 <= v <= MAX_EPISODE_STEPS, f"between 1 and {MAX_EPISODE_STEPS:,}"),
+    ("max_joint_step_rad", lambda v: v > 0, "positive"),
+    ("max_joint_step_m", lambda v: v > 0, "positive"),
+    ("success_radius_m", lambda v: v > 0, "positive"),
+    ("min_target_height_m", lambda v: v >= 0, "0 or positive"),
+    ("min_target_radius_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("action_cost", lambda v: v >= 0, "0 or positive"),
+    ("success_bonus", lambda v: v >= 0, "0 or positive"),
+    ("orientation_tolerance_deg", lambda v: 0 < v <= 180, "in (0, 180]"),
+    ("orientation_cost_m_per_rad", lambda v: v >= 0, "0 or positive"),
+    ("track_speed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("obstacles", lambda v: 1 <= v <= MAX_OBSTACLES, f"between 1 and {MAX_OBSTACLES}"),
+    ("obstacle_radius_fraction", lambda v: 0 < v < 0.5, "in (0, 0.5)"),
+    ("collision_penalty", lambda v: v >= 0, "0 or positive"),
+)
 
 
 class ArmEnv(gymnasium.Env):
@@ -177,9 +229,14 @@ class ArmEnv(gymnasium.Env):
         self.task.set_target(target)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = [min(max(a, -1.0), 1.0) for a in np.asarray(action, dtype=np.float64).tolist()]
-        if any(a != a for a in action):  # NaN: it would poison the simulation state for good
-            raise ValueError(f"action contains NaN: {action}")
+        values = np.asarray(action, dtype=np.float64)
+        if values.shape != self.action_space.shape:
+            raise ValueError(f"action of shape {values.shape}: expected {self.action_space.shape}, one value in "
+                             f"[-1, 1] per controlled joint ({', '.join(j.name for j in self.robot.controlled)})")
+        action = values.tolist()
+        if not all(map(math.isfinite, action)):  # NaN or infinity: it would poison the simulation state for good
+            raise ValueError(f"action holds a value that is not finite: {action}")
+        action = [min(max(a, -1.0), 1.0) for a in action]
         self.robot.command([q + a * step for q, a, step in zip(self._q, action, self.max_joint_step)])
         self._steps += 1
         self.task.advance(self._steps)

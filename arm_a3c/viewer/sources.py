@@ -27,10 +27,15 @@ from arm_a3c.errors import UserError
 class LiveSource:
     """Episodes of a running (or finished) training, read from its live board."""
 
-    def __init__(self, run_dir: Path, board: LiveBoard, rank: int = 0):
+    def __init__(self, run_dir: Path, board: LiveBoard, rank: int = 0, urdf: str | None = None):
         self.run_dir, self.board = Path(run_dir), board
         self.rank = min(rank, board.workers - 1)
-        cfg = TrainConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+        config = self.run_dir / "config.json"
+        try:
+            saved = json.loads(config.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"{config} is not a readable run config ({err})") from None
+        cfg = TrainConfig.from_dict(saved, source=str(config)).locate_robot(urdf)
         self.env = make_env(cfg)
         self._shown: tuple[int, int] | None = None
 
@@ -64,8 +69,8 @@ class ReplaySource:
 
     label = "replay"
 
-    def __init__(self, checkpoint: Path, seed: int = 0):
-        data, _, self.env, model, normalizer = load_policy(checkpoint)
+    def __init__(self, checkpoint: Path, seed: int = 0, urdf: str | None = None):
+        data, _, self.env, model, normalizer = load_policy(checkpoint, urdf)
         self.act = policy_action(model, normalizer)
         self.rank, self.seed, self.count = 0, seed, 0
         self.env_steps = data["env_steps"]
@@ -99,19 +104,19 @@ class ReplaySource:
                 "finished": True}
 
 
-def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: int):
+def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: int, urdf: str | None = None):
     """The source a user asked for, and a note for the display: a live run, or a replayed checkpoint (also
-    when the run named has finished)."""
+    when the run named has finished); `urdf`: the robot's file, if it has moved since the run."""
     if checkpoint is not None:
-        return ReplaySource(checkpoint, seed), None, f"replaying {checkpoint}"
+        return ReplaySource(checkpoint, seed, urdf), None, f"replaying {checkpoint}"
     run = Path(run)
     if not (run / "config.json").is_file():
         raise UserError(f"{run} is not a training run directory (no config.json); pass --run runs/NAME")
     board = LiveBoard.attach(run)
     if board is not None and board.launcher_alive():
-        return LiveSource(run, board, worker), run, ""
+        return LiveSource(run, board, worker, urdf), run, ""
     best = run / "checkpoints" / "best.pt"
     if not best.is_file():
         raise UserError(f"the run in {run} is not running and has no checkpoints/best.pt to replay")
     print(f"the run in {run} has finished: replaying its best checkpoint {best}")
-    return ReplaySource(best, seed), run, "run finished: replaying best.pt"
+    return ReplaySource(best, seed, urdf), run, "run finished: replaying best.pt"

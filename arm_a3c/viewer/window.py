@@ -20,6 +20,7 @@ import pygame
 from arm_a3c.a3c.live import Episode
 from arm_a3c.a3c.shared import become_child
 from arm_a3c.errors import UserError
+from arm_a3c.viewer.recording import check_record_path, open_stream
 from arm_a3c.viewer.scene import OrbitCamera, RobotDrawing, SceneRenderer
 from arm_a3c.viewer.sources import open_source
 
@@ -281,70 +282,68 @@ def run_viewer(source, run_dir: Path | None, note: str, record: Path | None = No
     return drawn
 
 
-RECORD_FORMATS = (".gif", ".mp4")
+RECORD_PROGRESS_SECONDS = 5.0  # a long recording says how far it has got this often
 
 
 def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
-    """Draw `frames` frames at the viewer's frame rate on a simulated clock and write them as a GIF (.gif) or an
-    H.264 video (.mp4, through imageio's ffmpeg)."""
-    suffix = path.suffix.lower()
-    if suffix not in RECORD_FORMATS:
-        raise UserError(f"--record {path}: name the file with .gif or .mp4")
-    if suffix == ".mp4":
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio writes MP4 with)
-        except ImportError:
-            raise UserError("--record .mp4 needs imageio and imageio-ffmpeg: pip install -r requirements.txt") from None
+    """Draw `frames` frames at the viewer's frame rate on a simulated clock, streaming them into a GIF (.gif) or
+    an H.264 video (.mp4) as they are drawn (`viewer.recording`). Ctrl-C or SIGTERM ends it early, keeping the
+    frames written so far. Returns the frames written."""
+    import signal
+
+    check_record_path(path)
     surface = pygame.Surface(viewer.size)
     viewer.recording = True  # the HUD shows the animation's clock
-    images, clock = [], 0.0
+    stop: list[str] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: stop.append(signal.Signals(signum).name))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    stream, partial = open_stream(path, viewer.size, FRAMES_PER_SECOND)
+    written, clock = 0, 0.0
     deadline = time.monotonic() + 30.0  # a live run may need a moment to finish its first episode
-    while len(images) < frames:
-        viewer.draw(surface, clock)
-        if viewer.episode is None:
-            if time.monotonic() > deadline:
-                raise UserError("no episode to record: the run has not completed one within 30 s")
-            time.sleep(0.1)
-            continue
-        images.append(pygame.image.tobytes(surface, "RGB"))
-        clock += 1.0 / FRAMES_PER_SECOND
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial{suffix}")
+    last_line = time.monotonic()
     try:
-        if suffix == ".gif":
-            from PIL import Image
-
-            pictures = [Image.frombytes("RGB", viewer.size, data).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
-                        for data in images]
-            pictures[0].save(partial, save_all=True, append_images=pictures[1:],
-                             duration=int(1000 / FRAMES_PER_SECOND), loop=0)
-        else:
-            width, height = viewer.size
-            # H.264 in yuv420p needs even sizes: crop a pixel where one is odd.
-            even_w, even_h = width - width % 2, height - height % 2
-            with imageio.get_writer(partial, fps=FRAMES_PER_SECOND, codec="libx264", quality=8,
-                                    macro_block_size=1, ffmpeg_log_level="error",
-                                    output_params=["-pix_fmt", "yuv420p"]) as writer:
-                for data in images:
-                    frame = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-                    writer.append_data(frame[:even_h, :even_w])
-        partial.replace(path)
+        while written < frames and not stop:
+            viewer.draw(surface, clock)
+            if viewer.episode is None:
+                if time.monotonic() > deadline:
+                    raise UserError("no episode to record: the run has not completed one within 30 s")
+                time.sleep(0.1)
+                continue
+            stream.add(pygame.image.tobytes(surface, "RGB"))
+            written += 1
+            clock += 1.0 / FRAMES_PER_SECOND
+            if time.monotonic() - last_line >= RECORD_PROGRESS_SECONDS:
+                last_line = time.monotonic()
+                print(f"recording {path}: {written:,} of {frames:,} frames", file=sys.stderr, flush=True)
+        stream.close()
+        stream = None
+        if written:
+            partial.replace(path)
+        if stop:
+            print(f"recording stopped by {stop[0]} after {written:,} of {frames:,} frames", file=sys.stderr,
+                  flush=True)
     finally:
+        if stream is not None:  # an error: the half-written file goes
+            stream.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         partial.unlink(missing_ok=True)
-    return len(images)
+    return written
 
 
 def show(run: Path | None, checkpoint: Path | None, worker: int, seed: int, record: Path | None = None,
-         frames: int = 0) -> int:
-    """Open a viewer on a run or a checkpoint (`view.py`), or record `frames` frames of it into a GIF."""
-    source, run_dir, note = open_source(run, checkpoint, worker, seed)
+         frames: int = 0, urdf: str | None = None) -> int:
+    """Open a viewer on a run or a checkpoint (`view.py`), or record `frames` frames of it into a GIF or MP4;
+    `urdf`: the robot's file, if it has moved since the run."""
+    if record is not None:
+        check_record_path(record)  # before the robot and the policy load
+    source, run_dir, note = open_source(run, checkpoint, worker, seed, urdf)
     try:
         drawn = run_viewer(source, run_dir, note, record, frames)
     except pygame.error as err:
         raise UserError(f"cannot open a window ({err}); on a machine without a display use --record OUT.gif or OUT.mp4") from None
     if record is not None:
-        print(f"wrote {record} ({drawn} frames)")
+        print(f"wrote {record} ({drawn} frames)" if drawn else f"nothing recorded: {record} was not written")
     return 0
 
 
