@@ -1,0 +1,318 @@
+"""Nothing a user owns is lost, and nothing hangs: a run directory is the run's only by its run.json, --force
+deletes only what that lists, one launcher holds a folder at a time, an export never writes over its input or a
+file it did not write, a recording streams to disk and stops on SIGTERM, every count is bounded at the door, and a
+checkpoint's saved settings are checked as the command line's are."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import GRIPPER_ARM, REPO, run_in_process, run_script, write_untrained_checkpoint
+from test_cli import assert_user_error
+
+SHORT = ("--robot", "light_arm", "--workers", "1", "--max-steps", "400", "--eval-episodes", "2",
+         "--test-episodes", "0")
+
+
+def foreign_project(folder: Path) -> dict[str, str]:
+    """Another project's folder that happens to use the names a run writes; returns {relative path: content}."""
+    files = {"checkpoints/resnet_epoch90.ckpt": "weights", "tb/events.out": "events", "metrics.csv": "epoch,loss\n",
+             "summary.json": '{"top1": 0.76}', "config.json": '{"lr": 0.1}', "notes.txt": "mine"}
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return files
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*") if p.is_file()}
+
+
+# ---- run directories ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("force", [True, False])
+def test_a_foreign_project_folder_keeps_every_file_with_or_without_force(tmp_path, force):
+    files = foreign_project(tmp_path / "project")
+    result = run_in_process("train_arm.py", *SHORT, "--run-dir", str(tmp_path / "project"), *(["--force"] * force))
+    assert_user_error(result, "config.json, summary.json, metrics.csv", "did not write", "nothing was deleted")
+    assert contents(tmp_path / "project") == files
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "summary.json", "learning_curve.png", "checkpoints/best.pt"])
+def test_a_folder_holding_only_a_file_a_run_would_write_is_refused(tmp_path, name):
+    (tmp_path / "run" / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / name).write_text("the user's")
+    assert_user_error(run_in_process("train_arm.py", *SHORT, "--run-dir", str(tmp_path / "run")), name,
+                      "did not write")
+    assert (tmp_path / "run" / name).read_text() == "the user's"
+
+
+def test_force_replaces_a_run_deleting_only_the_files_its_run_json_lists(tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir))
+    assert first.returncode == 0, first.stderr
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["format"] == "arm-a3c-run/1"
+    written = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
+    assert written <= set(manifest["files"]), "the run wrote a file its run.json does not list"
+    old_events = {name for name in manifest["files"] if name.startswith("tb/")}
+    assert old_events and old_events <= written
+    (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "checkpoints" / "by-hand.pt").write_text("mine too")
+    (run_dir / "tb" / "my-plot.png").write_text("and this")
+    second = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir), "--force")
+    assert second.returncode == 0, second.stderr
+    assert (run_dir / "notes.txt").read_text() == "mine"
+    assert (run_dir / "checkpoints" / "by-hand.pt").read_text() == "mine too"
+    assert (run_dir / "tb" / "my-plot.png").read_text() == "and this"
+    assert not any((run_dir / name).exists() for name in old_events), "the first run's event file was kept"
+    assert (run_dir / "summary.json").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
+
+
+def test_default_run_directories_started_in_the_same_second_never_collide(tmp_path, monkeypatch):
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.rundir import claim_new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    claimed = [claim_new_run_dir(TrainConfig(), "arm", force=False) for _ in range(3)]
+    try:
+        assert len({c.path for c in claimed}) == 3
+        assert all(c.path.parent == Path("runs") and (c.path / "run.json").is_file() for c in claimed)
+    finally:
+        for c in claimed:
+            c.release()
+
+
+def wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            out, err = process.communicate()
+            pytest.fail(f"the training did not get going: {out[-1500:]} {err[-1500:]}")
+        time.sleep(0.2)
+
+
+def test_a_second_launcher_on_a_live_run_is_refused_while_the_first_keeps_writing(tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm", "--workers", "1",
+         "--run-dir", str(run_dir), "--max-minutes", "3", "--target-success", "1.01", "--eval-every-steps", "2000",
+         "--eval-episodes", "2", "--test-episodes", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        metrics = run_dir / "metrics.csv"
+        wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, 90, first)
+        for flags in (["--resume", str(run_dir)], [*SHORT, "--run-dir", str(run_dir), "--force"],
+                      [*SHORT, "--run-dir", str(run_dir)]):
+            result = run_in_process("train_arm.py", *flags)
+            assert_user_error(result, str(run_dir), "in use by a training that is running now",
+                              f"launcher process {first.pid}")
+        rows = len(metrics.read_text().splitlines())
+        wait_for(lambda: len(metrics.read_text().splitlines()) > rows, 60, first)  # the first goes on writing
+        assert (run_dir / "checkpoints" / "latest.pt").is_file()
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert json.loads((run_dir / "summary.json").read_text())["stop_reason"] == "stopped by SIGTERM"
+
+
+def test_resume_without_latest_pt_points_to_best_pt_and_never_advises_force(tmp_path):
+    from arm_a3c.a3c.config import TrainConfig
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(TrainConfig(robot="light_arm").to_dict()))
+    write_untrained_checkpoint("light_arm", run_dir / "checkpoints" / "best.pt")
+    result = run_in_process("train_arm.py", "--resume", str(run_dir))
+    assert_user_error(result, "best.pt is intact", "copy it to", "--force would delete best.pt")
+    (run_dir / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    assert_user_error(run_in_process("train_arm.py", "--resume", str(run_dir)), "not a readable",
+                      "best.pt is intact")
+
+
+def test_max_steps_stops_within_one_rollout_per_worker(tmp_path):
+    result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "100",
+                        "--eval-episodes", "2", "--test-episodes", "0", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    steps = json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"]
+    assert 100 <= steps <= 100 + 2 * 20  # it ran 4,500 steps before the workers watched the budget
+
+
+def test_a_held_out_test_shows_progress_and_stops_on_ctrl_c_with_the_summary_written(tmp_path):
+    run_dir, err_file = tmp_path / "run", tmp_path / "stderr.txt"
+    with open(err_file, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "train_arm.py"), *SHORT[:-2], "--test-episodes", "10000",
+             "--run-dir", str(run_dir)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: "of 10,000 episodes played" in err_file.read_text(), 120, process)  # 10 s into the test
+        os.killpg(process.pid, signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err_file.read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "the step budget of 400 environment steps was used"
+    assert "test_success_rate" not in summary
+    assert "held-out test not run" in out and "--test" in out
+
+
+# ---- bounded work -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("script, flags, fragment", [
+    ("train_arm.py", ["--hidden-size", "1000000"], "--hidden-size must be between 1 and 4096"),
+    ("train_arm.py", ["--workers", "1000000000000"], "--workers must be between 1 and 1024"),
+    ("train_arm.py", ["--seed", "-1"], "--seed must be between 0"),
+    ("train_arm.py", ["--test-episodes", "100000000"], "--test-episodes must be 0 (no held-out test) or up to 10,000"),
+    ("train_arm.py", ["--n-steps", "1000000000"], "--n-steps must be between 1 and 10,000"),
+    ("train_arm.py", ["--substeps", "0"], None),  # not a flag: argparse's own one line
+    ("evaluate.py", ["--checkpoint", "x.pt", "--episodes", "1000000000"], "between 1 and 10,000"),
+    ("evaluate.py", ["--checkpoint", "x.pt", "--seed", "-1"], "between 0 and"),
+    ("view.py", ["--checkpoint", "x.pt", "--record", "a.gif", "--frames", "100000000"], "between 1 and 108,000"),
+    ("view.py", ["--checkpoint", "x.pt", "--seed", "-1"], "between 0 and"),
+    ("inspect_robot.py", ["light_arm", "--seed", "-1"], "between 0 and"),
+    ("oracle.py", ["--robot", "light_arm", "--seed", "-1"], "between 0 and"),
+    ("oracle.py", ["--robot", "light_arm", "--episodes", "1000000000"], "between 1 and 10,000"),
+])
+def test_every_count_is_bounded_at_the_door_with_the_limit_named(tmp_path, monkeypatch, script, flags, fragment):
+    monkeypatch.chdir(tmp_path)
+    result = run_in_process(script, *flags)
+    assert_user_error(result, *([fragment] if fragment else []))
+    assert list(tmp_path.iterdir()) == [], "a run directory was made before the check"
+
+
+def test_the_limits_of_the_flags_are_the_configs(tmp_path):
+    from arm_a3c import cli, limits
+
+    assert cli.EPISODES("10000") == limits.MAX_EPISODES and cli.SEED(str(limits.MAX_SEED)) == limits.MAX_SEED
+
+
+# ---- exports ------------------------------------------------------------------------------------------------
+
+def test_an_export_never_writes_over_its_checkpoint_or_a_file_it_did_not_write(tmp_path):
+    from arm_a3c.a3c.checkpoint import load_checkpoint
+
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "X.pt")
+    before = checkpoint.read_bytes()
+    assert_user_error(run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(checkpoint)),
+                      "over the checkpoint it exports")
+    as_json = write_untrained_checkpoint("light_arm", tmp_path / "Y.json")
+    assert_user_error(run_in_process("export.py", "--checkpoint", str(as_json), "--out", str(tmp_path / "Y.onnx")),
+                      "over the checkpoint it exports")
+    (tmp_path / "policy.json").write_text('{"the user": "s own file"}')
+    assert_user_error(run_in_process("export.py", "--checkpoint", str(checkpoint), "--out",
+                                     str(tmp_path / "policy.onnx")), "policy.json", "did not write")
+    (tmp_path / "other.onnx").write_text("someone else's model")
+    assert_user_error(run_in_process("export.py", "--checkpoint", str(checkpoint), "--out",
+                                     str(tmp_path / "other.onnx")), "other.onnx", "did not write")
+    assert checkpoint.read_bytes() == before and load_checkpoint(checkpoint)["env_steps"] == 0
+    assert (tmp_path / "policy.json").read_text() == '{"the user": "s own file"}'
+    assert (tmp_path / "other.onnx").read_text() == "someone else's model"
+    (tmp_path / "policy.json").unlink()
+    for _ in range(2):  # an export may replace its own earlier one
+        result = run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "policy.onnx"))
+        assert result.returncode == 0, result.stderr
+
+
+# ---- recordings ---------------------------------------------------------------------------------------------
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_a_long_recording_keeps_its_memory_flat_and_stops_on_sigterm_with_a_playable_file(tmp_path, suffix):
+    import imageio.v3 as iio
+
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    out = tmp_path / f"long{suffix}"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "view.py"), "--checkpoint", str(checkpoint), "--record", str(out),
+         "--frames", "100000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    try:
+        time.sleep(7)  # past the start-up: frames are being drawn and written
+        early = rss_mb(process.pid)
+        time.sleep(6)  # some 150 more frames: 1.4 MB each (800x600 RGB) if they were held
+        late = rss_mb(process.pid)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert late - early < 40, f"memory grew from {early:.0f} MB to {late:.0f} MB"
+    assert "recording stopped by SIGTERM" in stderr and f"wrote {out}" in stdout
+    frames = iio.imread(out)  # the whole file decodes: it was closed properly
+    written = int(stdout.split("(")[-1].split()[0])
+    assert frames.shape[0] == written and written > 50
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "a partial file was left"
+
+
+def test_a_recording_replaces_only_a_recording_of_its_own(tmp_path):
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    (tmp_path / "holiday.gif").write_bytes(b"GIF89a the user's animation")
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(checkpoint), "--record",
+                                     str(tmp_path / "holiday.gif"), "--frames", "2"), "did not write")
+    assert (tmp_path / "holiday.gif").read_bytes() == b"GIF89a the user's animation"
+    for _ in range(2):
+        result = run_in_process("view.py", "--checkpoint", str(checkpoint), "--record", str(tmp_path / "mine.gif"),
+                                "--frames", "2")
+        assert result.returncode == 0, result.stderr
+
+
+# ---- saved settings -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"hidden_size": 10_000_000_000}, "--hidden-size must be between 1 and 4096"),
+    ({"hidden_size": "64"}, "--hidden-size cannot be '64'"),
+    ({"workers": None}, "--workers cannot be None"),
+    ({"n_steps": [1]}, "--n-steps cannot be [1]"),
+    ({"substeps": 0}, None),  # not a TrainConfig field: ignored as an unknown key
+])
+def test_a_checkpoints_saved_settings_are_checked_as_the_command_lines(tmp_path, change, fragment):
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "crafted.pt")
+    data = torch.load(checkpoint, weights_only=True)
+    data["config"].update(change)
+    torch.save(data, checkpoint)
+    result = run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--episodes", "1")
+    if fragment is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert_user_error(result, "crafted.pt", "holds settings arm-a3c cannot use", fragment)
+
+
+def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and_a_moved_one_with_urdf(tmp_path):
+    (tmp_path / "robots").mkdir()
+    (tmp_path / "robots" / "my_arm.urdf").write_text(GRIPPER_ARM)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--urdf", "robots/my_arm.urdf", *SHORT[2:],
+         "--run-dir", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["robot"] == "robots/my_arm.urdf"
+    assert config["robot_file"] == str((tmp_path / "robots" / "my_arm.urdf").resolve())
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    from_repo = run_in_process("evaluate.py", "--checkpoint", str(best), "--episodes", "2")  # cwd: not tmp_path
+    assert from_repo.returncode == 0, from_repo.stderr
+    (tmp_path / "robots" / "my_arm.urdf").rename(tmp_path / "my_arm.urdf")
+    lost = run_in_process("evaluate.py", "--checkpoint", str(best), "--episodes", "2")
+    assert_user_error(lost, "my_arm.urdf", "not found")
+    moved = run_in_process("evaluate.py", "--checkpoint", str(best), "--episodes", "2",
+                           "--urdf", str(tmp_path / "my_arm.urdf"))
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["episodes"] == 2
