@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from arm_a3c.errors import UserError
+from arm_a3c.files import is_our_png, json_with_keys, refuse_foreign
 from arm_a3c.limits import MAX_EPISODES, MAX_FRAMES, MAX_SEED
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 
@@ -157,6 +158,7 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
         from arm_a3c.sim.assets import available_robots
 
         robots = [args.urdf or args.robot] if (args.robot or args.urdf) else list(available_robots())
+        refuse_foreign(args.gallery, is_our_png, "--gallery")
         try:
             print(f"wrote {save_gallery(robots, args.gallery)} ({', '.join(map(str, robots))})")
         except OSError as err:
@@ -169,6 +171,7 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     try:
         info = describe(env)
         snapshot = args.snapshot or Path("runs") / "inspect" / f"{env.robot.name}.png"
+        refuse_foreign(snapshot, is_our_png, "--snapshot")
         try:
             info["snapshot"] = str(save_snapshot(env, snapshot, args.seed))
         except OSError as err:
@@ -226,6 +229,7 @@ def bench_env_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.rounds < 1:
         parser.error("--steps and --rounds must be at least 1")
+    refuse_foreign(args.json, json_with_keys("robot", "env_steps_per_s"), "--json")
 
     results = [measure_env_speed(robot, args.steps, args.rounds).as_dict()
                for robot in args.robots or available_robots()]
@@ -510,6 +514,9 @@ def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callab
     and write it with the results to --json."""
     import json
 
+    ours = json_with_keys("options", "table")
+    refuse_foreign(args.json, ours, "--json")
+    refuse_foreign(args.json.with_suffix(".png"), lambda png: is_our_png(png) or ours(args.json), "--json")
     for robot in getattr(args, "robots", None) or [args.robot]:  # a bad robot fails here
         _make_env(argparse.Namespace(urdf=None, robot=robot, ee_link=None)).close()
     try:
@@ -547,6 +554,10 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
     args, train_args = parser.parse_known_args(argv)
     if args.rate < 1 or args.top < 1:
         parser.error("--rate and --top must be at least 1")
+    if args.json:
+        refuse_foreign(args.json, json_with_keys("samples", "roles"), "--json")
+    if args.raw:
+        refuse_foreign(args.raw, lambda raw: False, "--raw")  # py-spy's text: nothing tells whose it is
     if not any(a == "--max-minutes" or a.startswith("--max-minutes=") or a == "--max-steps" or
                a.startswith("--max-steps=") for a in train_args):
         train_args += ["--max-minutes", "1"]

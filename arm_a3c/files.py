@@ -67,3 +67,51 @@ def file_contains(path: Path, marker: bytes, chunk: int = 1 << 20) -> bool:
                 return True
             tail = block[-len(marker):]
     return False
+
+
+PNG_SOFTWARE = "arm-a3c"  # the Software text of every PNG picture arm-a3c writes outside a run directory
+
+
+def png_info():
+    """Pillow's PNG text for a picture arm-a3c writes (`save(path, pnginfo=png_info())`), which `is_our_png`
+    recognises."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)
+    return info
+
+
+def is_our_png(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and str(image.info.get("Software", "")).startswith(PNG_SOFTWARE)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
+def json_with_keys(*keys: str) -> Callable[[Path], bool]:
+    """An ownership test for a JSON file arm-a3c writes: an object (or a list of objects) with all of `keys`."""
+    def ours(path: Path) -> bool:
+        import json
+
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return False
+        items = data if isinstance(data, list) else [data]
+        return bool(items) and all(isinstance(item, dict) and all(k in item for k in keys) for item in items)
+
+    return ours
+
+
+def unused_path(path: Path) -> Path:
+    """`path`, or NAME-2.SUFFIX, NAME-3.SUFFIX, ... where `path` exists: a new file's name that replaces nothing."""
+    path, n = Path(path), 1
+    candidate = path
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate

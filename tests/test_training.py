@@ -112,7 +112,7 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
 
 @pytest.mark.parametrize("flags, fragment", [
     (["--eval-seed", "5000100"], "overlap the evaluator's"),
-    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "0"], "--workers must be between 1 and 1024"),
     (["--lr", "-1"], "--lr must be positive"),
     (["--lr", "0"], "--lr must be positive"),
     (["--reward-scale", "nan"], "--reward-scale must be a finite number"),

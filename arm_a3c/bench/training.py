@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from arm_a3c.errors import UserError
+from arm_a3c.files import PNG_SOFTWARE
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding arm_a3c/
 MEMORY_POLL_SECONDS = 2.0  # reading every process's smaps costs ~16 ms of CPU: rarely, to not slow the run
@@ -579,5 +580,5 @@ def plot_benchmark(result: dict, path: Path) -> None:
     fig.suptitle(f"{result['options']['workers']} cores, seeds {', '.join(map(str, result['options']['seeds']))}: "
                  f"median and range over seeds")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from arm_a3c.envs.arm_env import ArmEnv, make_env
+from arm_a3c.files import png_info
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.render import Camera, add_marker, move_marker, render_rgb
 
@@ -112,7 +113,7 @@ def save_snapshot(env: ArmEnv, path: Path, seed: int) -> Path:
         posed = render_rgb(env.client, env.camera, *SNAPSHOT_SIZE)
     env.reset(seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([home, posed], axis=1)).save(path)
+    Image.fromarray(np.concatenate([home, posed], axis=1)).save(path, format="PNG", pnginfo=png_info())
     return path
 
 
@@ -152,5 +153,5 @@ def save_gallery(robots: list[str], path: Path) -> Path:
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % columns) * GALLERY_TILE[0], (i // columns) * GALLERY_TILE[1]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    sheet.save(path, format="PNG", pnginfo=png_info())
     return path

@@ -20,6 +20,7 @@ import pygame
 from arm_a3c.a3c.live import Episode
 from arm_a3c.a3c.shared import become_child
 from arm_a3c.errors import UserError
+from arm_a3c.files import unused_path
 from arm_a3c.viewer.recording import check_record_path, open_stream
 from arm_a3c.viewer.scene import OrbitCamera, RobotDrawing, SceneRenderer
 from arm_a3c.viewer.sources import open_source
@@ -190,7 +191,7 @@ class Viewer:
             elif key == pygame.K_h:
                 self.show_help = not self.show_help
             elif key == pygame.K_s:
-                path = Path(f"arm_a3c_{time.strftime('%Y%m%d-%H%M%S')}.png")
+                path = unused_path(Path(f"arm_a3c_{time.strftime('%Y%m%d-%H%M%S')}.png"))
                 pygame.image.save(surface, str(path))
                 print(f"saved {path}")
             elif key == pygame.K_t:
