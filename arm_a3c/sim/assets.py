@@ -2,8 +2,9 @@
 
 A robot name is found in assets/ as `NAME.urdf`, as a folder `NAME/` holding one URDF, or as a descriptor
 `NAME.toml` whose `urdf` key points at a URDF elsewhere (how `panda` and `xarm6` come from the models that ship
-inside pybullet, without copying them). Next to a URDF, a sidecar with the same stem and `.toml` (for example
-`assets/kuka_iiwa/model.toml`) holds the same settings:
+inside pybullet, without copying them). A name is plain (no path separator, no '..'), so it never leads out of
+those folders; a file is given by its path, ending in .urdf (or .toml for a descriptor). Next to a URDF, a sidecar
+with the same stem and `.toml` (for example `assets/kuka_iiwa/model.toml`) holds the same settings:
 
     urdf = "pybullet_data:franka_panda/panda.urdf"  # descriptors only: a path relative to this file, an
                                                     # absolute path, or pybullet_data:PATH inside pybullet's data
@@ -113,6 +114,14 @@ def available_robots(assets_dir: Path | None = None) -> dict[str, Path]:
     return dict(sorted(robots.items()))
 
 
+def _plain_name(name: str) -> str:
+    """`name` if it can only name a robot inside an assets folder: not empty or '.', no '..', no path separator."""
+    if not name or name == "." or ".." in name or "/" in name or "\\" in name:
+        raise UserError(f"robot '{name}' is not a plain name (no '/', '\\' or '..') nor a .urdf file; name a robot "
+                        f"in the assets folders (inspect_robot.py lists them) or give a file with --urdf PATH.urdf")
+    return name
+
+
 def _file_for_name(name: str, assets_dir: Path | None) -> Path:
     """The URDF or descriptor that a robot name selects in `assets_dir`, or in the first folder of the search
     path that has it."""
@@ -217,8 +226,7 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
     `ee_link`, `home` and `ee_offset_m` (from command-line flags) override the settings file's.
     """
     robot = DEFAULT_ROBOT if robot is None else str(robot)
-    looks_like_path = robot.endswith((".urdf", ".toml")) or "/" in robot or "\\" in robot
-    if looks_like_path:
+    if robot.endswith((".urdf", ".toml")):
         path = Path(robot).expanduser().resolve()
         if not path.is_file():
             raise UserError(f"robot file {robot} not found; give the path of an existing .urdf file")
@@ -226,7 +234,7 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
         in_folder = path.suffix == ".urdf" and any(path.parent.parent == f.resolve() for f in folders)
         name = path.parent.name if in_folder else path.stem
     else:
-        path, name = _file_for_name(robot, assets_dir), robot
+        path, name = _file_for_name(_plain_name(robot), assets_dir), robot
     descriptor = _is_descriptor(path)
     settings, settings_file = _read_settings(path, descriptor)
     urdf_path = _descriptor_urdf(path, settings["urdf"]) if descriptor else path

@@ -25,17 +25,26 @@ manipulability over single-joint steps of HOME_CLIMB_STEP of the joint's range, 
 it reaches HOME_GOOD_FRACTION of the best found. Joints that do not change the manipulability (a vertical base
 yaw) keep their zero, so the home stays as near the URDF's zero as conditioning allows. The rule is
 deterministic: every process computes the same home.
+
+The search's cost grows at least with the cube of the number of controlled joints, so a long chain could search
+for many minutes. Past HOME_NOTICE_AFTER_S it says on stderr what it is doing, and at HOME_SEARCH_BOUND_S it stops with
+a `UserError` asking for `--home` (or `home` in the sidecar). It does not fall back on the best pose found so far:
+that would depend on the machine's speed and load, so one URDF would start from different poses on different
+machines and runs, and a search cut short may not yet have compared the URDF's zero with anything. Within the
+bound the result does not depend on time.
 """
 
 from __future__ import annotations
 
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from arm_a3c.errors import UserError
+from arm_a3c.errors import UserError, notice
 from arm_a3c.sim.assets import RobotSpec
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.client import quiet_c_output
@@ -55,6 +64,8 @@ HOME_SAMPLES = 200
 HOME_MIN_EE_HEIGHT_M = 0.05
 HOME_CLIMB_STEP = 0.02
 HOME_CLIMB_MAX_STEPS = 200
+HOME_NOTICE_AFTER_S = 2.0  # a home search still running after this long says so on stderr
+HOME_SEARCH_BOUND_S = 30.0  # and one running this long stops (arms of a usual size finish far sooner)
 JACOBIAN_STEP = 1e-4  # rad or m: central differences of forward kinematics
 POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
 VELOCITY_GAIN = 1.0
@@ -134,6 +145,28 @@ class EndEffectorJacobian:
         return [w0[j] * e0 + w1[j] * e1 + w2[j] * e2 for j in self.columns]
 
 
+class _HomeSearchClock:
+    """The automatic home search's time bound (see the module's docstring); `check` before scoring each pose."""
+
+    def __init__(self, robot: Robot):
+        self.robot = robot
+        self.started = time.monotonic()
+        self.noticed = False
+
+    def check(self) -> None:
+        elapsed = time.monotonic() - self.started
+        robot = self.robot
+        what = f"{robot.name} ({robot.dof} controlled joints)"
+        if elapsed > HOME_SEARCH_BOUND_S:
+            sidecar = robot.spec.settings_file or robot.spec.urdf_path.with_suffix(".toml")
+            raise UserError(f"{robot.spec.urdf_path}: the automatic home search for {what} ran past its "
+                            f"{HOME_SEARCH_BOUND_S:g} s bound; give the start pose with --home (one value per "
+                            f"controlled joint, rad or m, or the word zero) or home = [...] in {sidecar.name}")
+        if elapsed > HOME_NOTICE_AFTER_S and not self.noticed:
+            notice(f"finding a home pose for {what}... (at most {HOME_SEARCH_BOUND_S:g} s; --home skips this)")
+            self.noticed = True
+
+
 class Robot:
     """A URDF arm loaded into one PyBullet client with its base fixed at `base_position` (m)."""
 
@@ -145,16 +178,19 @@ class Robot:
         self.spec = spec
         self.orientation = orientation
         self.urdf: UrdfModel = read_urdf(spec.urdf_path)
-        with quiet_c_output():
+        # PyBullet loads the checked text, whose mesh and texture names are the checked files' absolute paths
+        with quiet_c_output(), tempfile.TemporaryDirectory(prefix="arm_a3c_") as folder:
+            checked = Path(folder) / spec.urdf_path.name
+            checked.write_text(self.urdf.checked_xml)
             try:
                 self.body = pb.loadURDF(
-                    str(spec.urdf_path), basePosition=base_position, useFixedBase=True,
+                    str(checked), basePosition=base_position, useFixedBase=True,
                     flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client,
                 )
             except pb.error:
                 raise UserError(
-                    f"PyBullet could not load {spec.urdf_path} although its XML and meshes look right; "
-                    "check the mesh formats (.obj, .stl, .dae) and the joint definitions"
+                    f"PyBullet could not load {spec.urdf_path} although its XML passed arm-a3c's checks; "
+                    "check that its mesh files (.obj, .stl, .dae) open in a mesh viewer"
                 ) from None
         self.base_position = np.asarray(base_position, dtype=np.float64)
         infos = [pb.getJointInfo(self.body, i, physicsClientId=client) for i in range(self._num_joints)]
@@ -332,7 +368,8 @@ class Robot:
         """The end-effector point HOME_MIN_EE_HEIGHT_M above the floor and no moving link below it. Moves the arm."""
         return bool(self.forward_kinematics(q)[2] >= HOME_MIN_EE_HEIGHT_M and self.lowest_point() >= 0.0)
 
-    def _home_score(self, q: np.ndarray) -> float:
+    def _home_score(self, q: np.ndarray, clock: _HomeSearchClock) -> float:
+        clock.check()
         return self.manipulability(q) if self._is_safe(q) else -1.0
 
     def _choose_home(self) -> tuple[np.ndarray, str]:
@@ -365,14 +402,15 @@ class Robot:
     def _default_home(self, zero: np.ndarray) -> tuple[np.ndarray, str]:
         span = self.upper - self.lower
         lo, hi = self.lower + HOME_LIMIT_MARGIN * span, self.upper - HOME_LIMIT_MARGIN * span
+        clock = _HomeSearchClock(self)
         rng = np.random.default_rng(0)
         samples = [(self.lower + self.upper) / 2]
         samples += [lo + (1 - 2 * HOME_LIMIT_MARGIN) * (self.random_configuration(rng) - self.lower)
                     for _ in range(HOME_SAMPLES)]
-        best = max(self._home_score(q) for q in samples)
+        best = max(self._home_score(q, clock) for q in samples)
         at_limit = [j.name for j, z in zip(self.controlled, zero)
                     if min(z - j.lower, j.upper - z) < HOME_AT_LIMIT * (j.upper - j.lower)]
-        zero_score = self._home_score(zero)
+        zero_score = self._home_score(zero, clock)
         if best <= 0.0:
             return zero, "zero (no safe, non-singular pose found to compare with)"
         if not at_limit and zero_score >= HOME_SINGULAR_FRACTION * best:
@@ -385,7 +423,7 @@ class Robot:
         else:
             why = f"zero is near-singular (manipulability {zero_score / best:.0%} of the best found, {best:.3g})"
         q = np.clip(zero, lo, hi)
-        score = self._home_score(q)
+        score = self._home_score(q, clock)
         steps = HOME_CLIMB_STEP * span
         for climbed in range(HOME_CLIMB_MAX_STEPS + 1):
             if score >= HOME_GOOD_FRACTION * best:
@@ -396,7 +434,7 @@ class Robot:
                     q2 = q.copy()
                     q2[k] = np.clip(q2[k] + sign * steps[k], lo[k], hi[k])
                     if q2[k] != q[k]:
-                        moves.append((self._home_score(q2), q2))
+                        moves.append((self._home_score(q2, clock), q2))
             top_score, top_q = max(moves, key=lambda m: m[0]) if moves else (score, q)
             if top_score <= score:
                 break

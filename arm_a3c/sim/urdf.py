@@ -1,7 +1,15 @@
 """Read and check a URDF file before PyBullet sees it, so every mistake gets a one-line explanation.
 
-PyBullet reports a broken URDF as "Cannot load URDF file." and prints the reason to stdout; here the file is
-parsed with the standard library first and each problem becomes a `UserError` naming the file and the fix.
+PyBullet reports a broken URDF as "Cannot load URDF file." and prints the reason to stdout; it crashes on some
+(two joints of one name, a second root link, a link hanging from two joints, a cycle), and loads others that
+fail later (a NaN limit, a zero axis, a negative mass, more links than it can hold). Here the file is parsed with
+the standard library first and each problem becomes a `UserError` naming the file, the element and the fix.
+
+The files a URDF names (meshes, textures) must lie inside the robot's folder: the folder of the URDF file, or,
+for `package://NAME/...`, the ROS package the URDF lies in, if its package.xml declares NAME. A name that leads
+elsewhere (by `..`, an absolute path or a symlink) is refused. PyBullet is given `UrdfModel.checked_xml`, the URDF
+with each such name replaced by the file that was checked: its own search tries the current folder first and
+then every folder above the URDF, so it could otherwise load another file of the same name.
 """
 
 from __future__ import annotations
@@ -14,11 +22,23 @@ from pathlib import Path
 from arm_a3c.errors import UserError
 
 MOVABLE_JOINT_TYPES = ("revolute", "continuous", "prismatic")
-# Limits used when a URDF gives none (lower == upper, or no <limit> tag): a full turn for revolute joints,
-# and a modest stroke for prismatic ones.
+JOINT_TYPES = (*MOVABLE_JOINT_TYPES, "fixed", "floating", "planar", "spherical")
+AXIS_JOINT_TYPES = (*MOVABLE_JOINT_TYPES, "planar")  # the joints whose <axis> PyBullet uses
+LIMITED_JOINT_TYPES = ("revolute", "prismatic")  # PyBullet refuses these without a <limit>
+# Links, the base included, that PyBullet can hold: with one more it loads the file, but getLinkState and
+# getJointState fail for every link (its MAX_DEGREE_OF_FREEDOM is 128; measured with serial chains, pybullet 3.2.7).
+PYBULLET_MAX_LINKS = 128
+# Shapes PyBullet reads, and the sizes (attribute, how many numbers, all > 0) each must have.
+SHAPE_SIZES = {"box": (("size", 3),), "cylinder": (("radius", 1), ("length", 1)), "sphere": (("radius", 1),),
+               "capsule": (("radius", 1), ("length", 1)), "mesh": (), "plane": ()}
+MESH_SUFFIXES = (".obj", ".stl", ".dae")  # the mesh formats PyBullet loads
+DRAWN_SHAPES = ("mesh", "box", "cylinder", "sphere")  # the shapes the viewer draws (`UrdfVisual.kind`)
+# Limits used when a URDF gives none (lower == upper): a full turn for revolute joints, and a modest stroke for
+# prismatic ones.
 DEFAULT_REVOLUTE_LIMIT_RAD = math.pi
 DEFAULT_PRISMATIC_LIMIT_M = 0.2
 DEFAULT_EFFORT = 50.0  # N·m or N, used when the URDF's effort is missing or zero (the joint could not move)
+ZERO3 = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -50,7 +70,7 @@ class UrdfVisual:
     link: str
     kind: str  # mesh | box | cylinder | sphere
     size: tuple[float, ...]  # box (x, y, z); cylinder (radius, length); sphere (radius,); mesh scale (x, y, z)
-    mesh_path: Path | None  # resolved file for meshes
+    mesh_path: Path | None  # the checked file, for meshes
     xyz: tuple[float, float, float]  # origin in the link frame, m
     rpy: tuple[float, float, float]  # rad
     rgba: tuple[float, float, float, float]
@@ -58,13 +78,14 @@ class UrdfVisual:
 
 @dataclass(frozen=True)
 class UrdfModel:
-    """What arm-a3c needs from a URDF's text: its name, links, joints and the mesh files it refers to."""
+    """What arm-a3c needs from a URDF's text: its name, links, joints and visuals, and the text PyBullet loads."""
 
     path: Path
     name: str
     links: tuple[str, ...]
     joints: tuple[UrdfJoint, ...]
-    visuals: tuple[UrdfVisual, ...] = ()
+    visuals: tuple[UrdfVisual, ...]
+    checked_xml: str  # the URDF with every mesh and texture name replaced by the absolute path of the checked file
 
     @property
     def movable_joints(self) -> tuple[UrdfJoint, ...]:
@@ -74,25 +95,51 @@ class UrdfModel:
         return next(j for j in self.joints if j.name == name)
 
 
-def _float(text: str | None, default: float) -> float:
-    try:
-        return float(text) if text is not None else default
-    except ValueError:
+def _numbers(where: str, element: ET.Element | None, attribute: str, default: tuple[float, ...] | None,
+             count: int = 1) -> tuple[float, ...]:
+    """`count` finite numbers from `element`'s `attribute`; `default` when it is absent (None: it is required).
+    `where` names the element in errors, for example "FILE: joint 'elbow' <limit>"."""
+    text = element.get(attribute) if element is not None else None
+    if text is None:
+        if default is None:
+            raise UserError(f"{where} has no {attribute}; give {attribute}=\"...\" "
+                            f"({count} number{'s' * (count > 1)})")
         return default
+    try:
+        values = tuple(float(v) for v in text.split())
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        amount = f"{count} finite numbers" if count > 1 else "a finite number"
+        raise UserError(f"{where} {attribute}=\"{text}\" must be {amount}; fix the value")
+    return values
 
 
-def usable_limits(joint_type: str, limit: ET.Element | None) -> JointLimits:
+def _number(where: str, element: ET.Element | None, attribute: str, default: float | None,
+            minimum: float | None = None) -> float:
+    """One finite number (see `_numbers`), at least `minimum` if given."""
+    (value,) = _numbers(where, element, attribute, None if default is None else (default,))
+    if minimum is not None and value < minimum:
+        raise UserError(f"{where} {attribute}=\"{value:g}\" must be >= {minimum:g}; fix the value")
+    return value
+
+
+def _origin(where: str, parent: ET.Element) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """xyz (m) and rpy (rad) of `parent`'s <origin>, zero when absent."""
+    origin = parent.find("origin")
+    return (_numbers(f"{where} <origin>", origin, "xyz", ZERO3, 3),
+            _numbers(f"{where} <origin>", origin, "rpy", ZERO3, 3))
+
+
+def usable_limits(joint_type: str, lower: float, upper: float, effort: float) -> JointLimits:
     """Limits that a controller can use: continuous joints get ±pi, missing limits a default, inverted ones
-    are swapped. The note says which of these happened."""
-    effort = _float(limit.get("effort") if limit is not None else None, 0.0)
+    are swapped, a zero effort a default. The note says which of these happened."""
     effort_note = ""
     if effort <= 0.0:
         effort, effort_note = DEFAULT_EFFORT, f"effort missing, using {DEFAULT_EFFORT:g}"
     if joint_type == "continuous":
         lower, upper, note = -math.pi, math.pi, "continuous, limited to ±pi"
     else:
-        lower = _float(limit.get("lower") if limit is not None else None, 0.0)
-        upper = _float(limit.get("upper") if limit is not None else None, 0.0)
         default = DEFAULT_REVOLUTE_LIMIT_RAD if joint_type == "revolute" else DEFAULT_PRISMATIC_LIMIT_M
         if lower == upper:
             lower, upper, note = -default, default, f"limits missing, using ±{default:.3g}"
@@ -103,73 +150,239 @@ def usable_limits(joint_type: str, limit: ET.Element | None) -> JointLimits:
     return JointLimits(lower, upper, effort, "; ".join(n for n in (note, effort_note) if n))
 
 
-def _mesh_candidates(urdf_dir: Path, filename: str) -> list[Path]:
-    """Where PyBullet may find a mesh: relative to the URDF's folder, with `package://NAME/` resolved
-    against that folder and its parents (there is no ROS package path here)."""
+def _package_root(folder: Path, package: str) -> Path | None:
+    """The ROS package folder that `package://PACKAGE/` names: the nearest folder at or above `folder` holding a
+    package.xml, if that file's <name> is PACKAGE (ROS packages do not nest)."""
+    for candidate in (folder, *folder.parents):
+        manifest = candidate / "package.xml"
+        if manifest.is_file():
+            try:
+                name = ET.parse(manifest).getroot().findtext("name", "").strip()
+            except ET.ParseError:
+                return None
+            return candidate if name == package else None
+    return None
+
+
+def _file_candidates(folder: Path, filename: str) -> list[tuple[Path, Path]]:
+    """Where a name in the URDF may point, each with the folder it must stay in: relative to the URDF's folder,
+    and for `package://NAME/REST` also REST there and in NAME's package folder."""
     if filename.startswith("file://"):
         filename = filename[len("file://"):]
     if not filename.startswith("package://"):
-        path = Path(filename)
-        return [path] if path.is_absolute() else [urdf_dir / path]
+        return [(folder / filename, folder)]  # an absolute filename replaces the folder
     rel = Path(filename[len("package://"):])
     tail = Path(*rel.parts[1:]) if len(rel.parts) > 1 else rel
-    return [base / r for base in (urdf_dir, *urdf_dir.parents) for r in (rel, tail)]
+    candidates = [(folder / rel, folder), (folder / tail, folder)]
+    root = _package_root(folder, rel.parts[0]) if rel.parts else None
+    return candidates + ([(root / tail, root)] if root is not None else [])
 
 
-def _find_mesh(urdf_dir: Path, filename: str) -> Path | None:
-    return next((c for c in _mesh_candidates(urdf_dir, filename) if c.is_file()), None)
+def _checked_file(path: Path, folder: Path, filename: str, kind: str, owner: str) -> Path:
+    """The file that `filename` (a mesh or texture of `owner`) names inside the robot's folder (`folder`, resolved)
+    or its package folder, resolved."""
+    left = False
+    for candidate, root in _file_candidates(folder, filename):
+        real = candidate.resolve()
+        if not real.is_relative_to(root):
+            left = True
+        elif real.is_file():
+            return real
+    package = filename.removeprefix("package://").split("/")[0] if filename.startswith("package://") else ""
+    package_folder = f"the folder of package {package} (above it, holding a package.xml that names {package})"
+    if left:
+        raise UserError(f"{path}: {kind} '{filename}' of {owner} leaves the robot's folder {folder}; keep the files "
+                        f"the URDF names inside it" + (f" or inside {package_folder}" if package else ""))
+    raise UserError(f"{path}: {kind} '{filename}' of {owner} not found in {folder}; copy the robot's {kind} folder "
+                    f"into {folder}" + (f" or into {package_folder}" if package else ""))
 
 
-def _floats(text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split()) if text else default
-    except ValueError:
-        return default
-    return values if len(values) == len(default) else default
+def _check_material(path: Path, where: str, material: ET.Element, folder: Path) -> tuple[float, ...] | None:
+    """Check a <material> (PyBullet needs its name; its texture must be inside the robot's folder, and is pointed
+    at the checked file); its colour, None without one. `where` names its place in errors."""
+    name = material.get("name")
+    if not name:
+        raise UserError(f"{where} has a <material> without a name; give it name=\"...\" (PyBullet needs one)")
+    texture = material.find("texture")
+    if texture is not None and texture.get("filename"):
+        texture.set("filename", str(_checked_file(path, folder, texture.get("filename"), "texture",
+                                                  f"material '{name}'")))
+    color = material.find("color")
+    if color is None:
+        return None
+    return _numbers(f"{where} <material> '{name}' <color>", color, "rgba", DEFAULT_RGBA, 4)
 
 
-def _read_visuals(root: ET.Element, urdf_dir: Path) -> tuple[UrdfVisual, ...]:
+def _check_shape(path: Path, where: str, geometry: ET.Element | None, folder: Path,
+                 link: str) -> tuple[ET.Element, tuple[float, ...]]:
+    """The one shape of a <visual> or <collision> and its size (see `UrdfVisual.size`; a capsule's is radius and
+    length), checked; a mesh's name is pointed at the checked file."""
+    shapes = list(geometry) if geometry is not None else []
+    if not shapes:
+        raise UserError(f"{where} has no <geometry> shape; give it one of "
+                        f"{', '.join(f'<{s}>' for s in SHAPE_SIZES)}")
+    shape = shapes[0]
+    if shape.tag not in SHAPE_SIZES:
+        raise UserError(f"{where} has a <{shape.tag}>; PyBullet reads {', '.join(f'<{s}>' for s in SHAPE_SIZES)}")
+    size: tuple[float, ...] = ()
+    for attribute, count in SHAPE_SIZES[shape.tag]:
+        values = _numbers(f"{where} <{shape.tag}>", shape, attribute, None, count)
+        if min(values) <= 0.0:
+            raise UserError(f"{where} <{shape.tag}> {attribute}=\"{shape.get(attribute)}\" must be > 0 m; "
+                            "fix the value")
+        size += values
+    if shape.tag == "mesh":
+        filename = shape.get("filename")
+        if not filename:
+            raise UserError(f"{where} <mesh> has no filename; give filename=\"...\" (a path inside {folder})")
+        size = _numbers(f"{where} <mesh>", shape, "scale", (1.0, 1.0, 1.0), 3)
+        if 0.0 in size:
+            raise UserError(f"{where} <mesh> scale=\"{shape.get('scale')}\" must be non-zero; fix the value")
+        checked = _checked_file(path, folder, filename, "mesh", f"link '{link}'")
+        if checked.suffix.lower() not in MESH_SUFFIXES:
+            raise UserError(f"{path}: mesh '{filename}' of link '{link}' is a {checked.suffix or 'suffix-less'} file; "
+                            f"PyBullet reads {', '.join(MESH_SUFFIXES)} meshes: convert it")
+        shape.set("filename", str(checked))
+    return shape, size
+
+
+def _check_inertial(where: str, inertial: ET.Element) -> None:
+    _origin(where, inertial)
+    mass = inertial.find("mass")
+    if mass is None or mass.get("value") is None:
+        raise UserError(f"{where} has no <mass value=\"...\"/>; give the link's mass in kg")
+    _number(f"{where} <mass>", mass, "value", None, minimum=0.0)
+    inertia = inertial.find("inertia")
+    if inertia is None:
+        raise UserError(f"{where} has no <inertia .../>; give ixx iyy izz ixy ixz iyz in kg·m²")
+    for attribute in ("ixx", "iyy", "izz"):
+        _number(f"{where} <inertia>", inertia, attribute, 0.0, minimum=0.0)
+    for attribute in ("ixy", "ixz", "iyz"):
+        _number(f"{where} <inertia>", inertia, attribute, 0.0)
+
+
+
+def _read_links(path: Path, root: ET.Element, folder: Path) -> tuple[tuple[str, ...], tuple[UrdfVisual, ...]]:
+    """Every link's name (unique), inertial and shapes checked, and every material; the visuals the viewer draws."""
     named = {}
     for material in root.findall("material"):
-        color = material.find("color")
-        if color is not None:
-            named[material.get("name")] = _floats(color.get("rgba"), DEFAULT_RGBA)
+        rgba = _check_material(path, str(path), material, folder)
+        if rgba is not None:
+            named[material.get("name")] = rgba
+    names: list[str] = []
     visuals = []
     for link in root.findall("link"):
-        for visual in link.findall("visual"):
-            geometry = visual.find("geometry")
-            shape = next(iter(geometry), None) if geometry is not None else None
-            if shape is None:
-                continue
-            origin = visual.find("origin")
-            material = visual.find("material")
-            rgba = DEFAULT_RGBA
-            if material is not None:
-                color = material.find("color")
-                rgba = _floats(color.get("rgba"), DEFAULT_RGBA) if color is not None else named.get(
-                    material.get("name"), DEFAULT_RGBA)
-            mesh_path, size = None, ()
-            if shape.tag == "mesh":
-                mesh_path, size = _find_mesh(urdf_dir, shape.get("filename", "")), _floats(shape.get("scale"), (1, 1, 1))
-            elif shape.tag == "box":
-                size = _floats(shape.get("size"), (0.1, 0.1, 0.1))
-            elif shape.tag == "cylinder":
-                size = (_float(shape.get("radius"), 0.05), _float(shape.get("length"), 0.1))
-            elif shape.tag == "sphere":
-                size = (_float(shape.get("radius"), 0.05),)
-            else:
-                continue
-            visuals.append(UrdfVisual(
-                link=link.get("name", ""), kind=shape.tag, size=size, mesh_path=mesh_path,
-                xyz=_floats(origin.get("xyz") if origin is not None else None, (0.0, 0.0, 0.0)),
-                rpy=_floats(origin.get("rpy") if origin is not None else None, (0.0, 0.0, 0.0)), rgba=rgba,
-            ))
-    return tuple(visuals)
+        name = link.get("name")
+        if not name:
+            raise UserError(f"{path}: a <link> has no name; give every link a unique name=\"...\"")
+        if name in names:
+            raise UserError(f"{path}: two links are named '{name}'; give every link a unique name")
+        names.append(name)
+        where = f"{path}: link '{name}'"
+        inertial = link.find("inertial")
+        if inertial is not None:
+            _check_inertial(f"{where} <inertial>", inertial)
+        for part in ("visual", "collision"):
+            for element in link.findall(part):
+                xyz, rpy = _origin(f"{where} <{part}>", element)
+                shape, size = _check_shape(path, f"{where} <{part}>", element.find("geometry"), folder, name)
+                material, rgba = element.find("material"), None
+                if material is not None:  # its own colour, else the colour of the top-level material it names
+                    rgba = (_check_material(path, f"{where} <{part}>", material, folder)
+                            or named.get(material.get("name")))
+                if part == "visual" and shape.tag in DRAWN_SHAPES:
+                    visuals.append(UrdfVisual(
+                        link=name, kind=shape.tag, size=size,
+                        mesh_path=Path(shape.get("filename")) if shape.tag == "mesh" else None, xyz=xyz, rpy=rpy,
+                        rgba=rgba or DEFAULT_RGBA,
+                    ))  # type: ignore[arg-type]
+    if not names:
+        raise UserError(f"{path} defines no <link>; a URDF robot needs at least a base link")
+    return tuple(names), tuple(visuals)
+
+
+def _read_joint(path: Path, element: ET.Element, links: tuple[str, ...]) -> UrdfJoint:
+    name = element.get("name")
+    if not name:
+        raise UserError(f"{path}: a <joint> has no name; give every joint a unique name=\"...\"")
+    where = f"{path}: joint '{name}'"
+    jtype = element.get("type", "")
+    if jtype not in JOINT_TYPES:
+        raise UserError(f"{where} has type '{jtype}'; use one of {', '.join(JOINT_TYPES)}")
+    ends = {}
+    for end in ("parent", "child"):
+        tag = element.find(end)
+        link = tag.get("link") if tag is not None else None
+        if not link:
+            raise UserError(f"{where} has no <{end} link=\"...\"/>; name its {end} link")
+        if link not in links:
+            raise UserError(f"{where} names {end} link '{link}', which {path.name} does not define; "
+                            f"add <link name=\"{link}\"> or fix the name")
+        ends[end] = link
+    _origin(where, element)
+    if jtype in AXIS_JOINT_TYPES:
+        axis = _numbers(f"{where} <axis>", element.find("axis"), "xyz", (1.0, 0.0, 0.0), 3)
+        if not any(axis):
+            raise UserError(f"{where} has axis xyz=\"0 0 0\"; give the direction it moves about, "
+                            "for example xyz=\"0 0 1\"")
+    limit = element.find("limit")
+    if limit is None and jtype in LIMITED_JOINT_TYPES:
+        raise UserError(f"{where} is {jtype} but has no <limit>; add <limit lower=\"...\" upper=\"...\" "
+                        "effort=\"...\" velocity=\"...\"/> (rad or m, N·m or N, rad/s or m/s)")
+    at = f"{where} <limit>"
+    lower, upper = _number(at, limit, "lower", 0.0), _number(at, limit, "upper", 0.0)
+    effort = _number(at, limit, "effort", 0.0, minimum=0.0)
+    _number(at, limit, "velocity", 0.0, minimum=0.0)
+    limits = usable_limits(jtype, lower, upper, effort) if jtype in MOVABLE_JOINT_TYPES else None
+    return UrdfJoint(name=name, type=jtype, parent=ends["parent"], child=ends["child"], limits=limits)
+
+
+def _check_tree(path: Path, links: tuple[str, ...], joints: list[UrdfJoint]) -> None:
+    """Joints of unique names, one root link, each other link hanging from exactly one joint, no cycle (PyBullet
+    crashes on each of these), and no more links than PyBullet holds."""
+    parent_joint: dict[str, UrdfJoint] = {}
+    names: set[str] = set()
+    for j in joints:
+        if j.name in names:
+            raise UserError(f"{path}: two joints are named '{j.name}'; give every joint a unique name")
+        names.add(j.name)
+        if j.child in parent_joint:
+            raise UserError(f"{path}: link '{j.child}' is the child of joints '{parent_joint[j.child].name}' and "
+                            f"'{j.name}'; a link hangs from one joint: remove one of them or give it another "
+                            "child link")
+        parent_joint[j.child] = j
+    roots = [link for link in links if link not in parent_joint]
+    if len(roots) > 1:
+        raise UserError(f"{path}: links {', '.join(repr(r) for r in roots)} are all roots (no joint has them as "
+                        f"child); a robot has one base link: attach the others to it with joints")
+    children: dict[str, list[str]] = {}
+    for j in joints:
+        children.setdefault(j.parent, []).append(j.child)
+    reached, todo = set(roots), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            reached.add(child)
+            todo.append(child)
+    # every link but the root hangs from one joint, so a link the root does not reach lies on a cycle or below one
+    link = next((link for link in links if link not in reached), None)
+    if link is not None:
+        chain: list[str] = []
+        while link not in chain:
+            chain.append(link)
+            link = parent_joint[link].parent
+        cycle = chain[chain.index(link):][::-1]  # parent to child
+        on_cycle = [repr(parent_joint[child].name) for child in [*cycle[1:], cycle[0]]]
+        joints_form = f"joints {', '.join(on_cycle)} form" if len(on_cycle) > 1 else f"joint {on_cycle[0]} forms"
+        raise UserError(f"{path}: {joints_form} a cycle ({' -> '.join([*cycle, cycle[0]])}); a URDF robot is a "
+                        "tree: remove or re-attach one")
+    if len(links) > PYBULLET_MAX_LINKS:
+        raise UserError(f"{path} has {len(links)} links; PyBullet simulates at most {PYBULLET_MAX_LINKS} (the base "
+                        "included): merge links joined by fixed joints, or use a shorter chain")
 
 
 def read_urdf(path: Path) -> UrdfModel:
-    """Parse and check a URDF; raise `UserError` for a missing file, bad XML, missing meshes or no
-    movable joints."""
+    """Parse and check a URDF (see the module's docstring); raise `UserError` for anything PyBullet would refuse,
+    crash on or load wrongly, for a file outside the robot's folder, or for a robot with no movable joints."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"robot file {path} not found; give the path of an existing .urdf file")
@@ -179,32 +392,12 @@ def read_urdf(path: Path) -> UrdfModel:
         raise UserError(f"{path} is not valid URDF XML ({err}); fix the file or export it again") from None
     if root.tag != "robot":
         raise UserError(f"{path} is not a URDF: its top element is <{root.tag}>, not <robot>")
-
-    links = tuple(link.get("name", "") for link in root.findall("link"))
-    if not links:
-        raise UserError(f"{path} defines no <link>; a URDF robot needs at least a base link")
-    joints = []
-    for j in root.findall("joint"):
-        jtype = j.get("type", "")
-        parent, child = j.find("parent"), j.find("child")
-        joints.append(
-            UrdfJoint(
-                name=j.get("name", ""),
-                type=jtype,
-                parent=parent.get("link", "") if parent is not None else "",
-                child=child.get("link", "") if child is not None else "",
-                limits=usable_limits(jtype, j.find("limit")) if jtype in MOVABLE_JOINT_TYPES else None,
-            )
-        )
-    for mesh in root.iter("mesh"):
-        filename = mesh.get("filename", "")
-        if _find_mesh(path.parent, filename) is None:
-            raise UserError(
-                f"{path}: mesh file '{filename}' not found next to the URDF; "
-                f"copy the robot's mesh folder into {path.parent}"
-            )
+    folder = path.resolve().parent
+    links, visuals = _read_links(path, root, folder)
+    joints = [_read_joint(path, j, links) for j in root.findall("joint")]
+    _check_tree(path, links, joints)
     model = UrdfModel(path=path, name=root.get("name", path.stem), links=links, joints=tuple(joints),
-                      visuals=_read_visuals(root, path.parent))
+                      visuals=visuals, checked_xml=ET.tostring(root, encoding="unicode"))
     if not model.movable_joints:
         raise UserError(
             f"{path} has no movable joints (revolute, continuous or prismatic); "

@@ -1,0 +1,287 @@
+"""A bad URDF is refused in one line naming the file, the element and the fix, before PyBullet sees it (PyBullet
+crashes on some and fails later on others); the files a URDF names stay inside the robot's folder; robot names
+stay inside the assets folders; and the automatic home search is bounded in time and says what it does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import YAW_ELBOW_FOREARM, box_link, joint, robot_xml, run_in_process, run_script
+from test_cli import assert_user_error
+
+from arm_a3c.envs.arm_env import ArmReachEnv
+from arm_a3c.errors import UserError
+from arm_a3c.sim import robot as robot_module
+from arm_a3c.sim.assets import resolve_robot
+from arm_a3c.sim.client import connect, disconnect, quiet_c_output
+from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.robot import Robot
+from arm_a3c.sim.urdf import PYBULLET_MAX_LINKS, read_urdf
+
+ARM = robot_xml("arm", YAW_ELBOW_FOREARM + joint("wrist", "revolute", "forearm", "hand", 0.25) + box_link("hand", 0.05))
+
+
+def cube_obj(half: float) -> str:
+    """An axis-aligned cube of half-size `half` m as Wavefront OBJ text."""
+    corners = [(x, y, z) for x in (-half, half) for y in (-half, half) for z in (-half, half)]
+    faces = [(1, 3, 4, 2), (5, 6, 8, 7), (1, 2, 6, 5), (3, 7, 8, 4), (1, 5, 7, 3), (2, 4, 8, 6)]
+    return "".join(f"v {x} {y} {z}\n" for x, y, z in corners) + "".join(f"f {a} {b} {c} {d}\n" for a, b, c, d in faces)
+
+
+def chain(links: int) -> str:
+    """A serial arm of `links` links (the base included), joined by revolute joints."""
+    body = "".join(joint(f"j{i}", "revolute", "base" if i == 1 else f"l{i - 1}", f"l{i}", 0.02)
+                   + box_link(f"l{i}", 0.02, 0.01) for i in range(1, links))
+    return robot_xml("chain", body)
+
+
+def with_mesh(text: str, filename: str, link_box: str = '<box size="0.04 0.04 0.1"/>') -> str:
+    """`text` with the base link's visual and collision boxes replaced by a mesh."""
+    return text.replace(link_box, f'<mesh filename="{filename}"/>', 2)
+
+
+# ---- the tree: names, roots, cycles -------------------------------------------------------------------------
+
+# These four made PyBullet segfault (exit status 139, no message): run as a user runs them.
+CRASHED_PYBULLET = {
+    "two joints of one name": (
+        robot_xml("twins", joint("elbow", "revolute", "base", "a", 0.1) + box_link("a", 0.2)
+                  + joint("elbow", "revolute", "a", "b", 0.2) + box_link("b", 0.2)),
+        ["twins.urdf", "two joints are named 'elbow'", "unique"]),
+    "a second root link": (
+        robot_xml("roots", joint("j", "revolute", "base", "a", 0.1) + box_link("a", 0.2) + box_link("stray", 0.1)),
+        ["roots.urdf", "'base'", "'stray'", "root", "attach"]),
+    "a link that is the child of two joints": (
+        robot_xml("two_parents", joint("j1", "revolute", "base", "a", 0.1) + box_link("a", 0.2)
+                  + joint("j2", "revolute", "a", "b", 0.2) + box_link("b", 0.2)
+                  + joint("j3", "revolute", "base", "b", 0.1)),
+        ["two_parents.urdf", "link 'b'", "'j2'", "'j3'", "one joint"]),
+    "a cycle": (
+        robot_xml("loop", joint("j1", "revolute", "base", "a", 0.1) + box_link("a", 0.2) + box_link("b", 0.2)
+                  + box_link("c", 0.2) + joint("j2", "revolute", "b", "c", 0.2)
+                  + joint("j3", "revolute", "c", "b", 0.2)),
+        ["loop.urdf", "cycle", "'j2'", "'j3'", "tree"]),
+}
+
+
+@pytest.mark.parametrize("case", CRASHED_PYBULLET)
+def test_urdfs_that_crashed_pybullet_are_one_line_from_the_script(case, write_urdf, tmp_path):
+    text, fragments = CRASHED_PYBULLET[case]
+    path = write_urdf(text, fragments[0].removesuffix(".urdf"))
+    result = run_script("inspect_robot.py", "--urdf", str(path), "--snapshot", str(tmp_path / "s.png"), timeout=60)
+    assert result.returncode == 2, (result.returncode, result.stderr)  # not 139: no segfault
+    assert result.stderr.startswith("error: ")
+    assert_user_error(result, *fragments)
+
+
+# (replace this, with that) in ARM, and what the one line must say
+TREE_MISTAKES = {
+    "duplicate link names": ("</robot>", box_link("upper", 0.1) + "</robot>", ["two links are named 'upper'"]),
+    "a missing parent link": ('<parent link="upper"/>', '<parent link="uper"/>',
+                              ["joint 'elbow'", "parent link 'uper'", "does not define"]),
+    "a missing child link": ('<child link="forearm"/>', '<child link="farearm"/>', ["joint 'elbow'", "'farearm'"]),
+    "a joint without a parent": ('<parent link="upper"/>', "", ["joint 'elbow'", "no <parent link"]),
+    "a joint that is its own parent": ('<parent link="upper"/><child link="forearm"/>',
+                                       '<parent link="forearm"/><child link="forearm"/>', ["'elbow'", "cycle"]),
+    "a joint without a name": ('<joint name="elbow"', "<joint", ["a <joint> has no name"]),
+    "a link without a name": ('<link name="forearm">', "<link>", ["a <link> has no name"]),
+    "an unknown joint type": ('type="revolute"', 'type="hinge"', ["joint 'yaw'", "'hinge'", "revolute, continuous"]),
+}
+
+
+@pytest.mark.parametrize("case", TREE_MISTAKES)
+def test_tree_mistakes_are_one_line_naming_the_element(case, write_urdf):
+    old, new, fragments = TREE_MISTAKES[case]
+    path = write_urdf(ARM.replace(old, new, 1), "bad")
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "bad.urdf", *fragments)
+
+
+# ---- numbers and the parts PyBullet needs -------------------------------------------------------------------
+
+NUMBER_MISTAKES = {
+    "a negative mass": ('<mass value="2.0"/>', '<mass value="-2"/>', ["link 'base'", "mass", ">= 0"]),
+    "a NaN mass": ('<mass value="0.2"/>', '<mass value="nan"/>', ["link 'upper'", "<mass>", "finite"]),
+    "a negative inertia": ('izz="1e-4"', 'izz="-1e-4"', ["link 'base'", "izz", ">= 0"]),
+    "an infinite inertia product": ('ixy="0"', 'ixy="inf"', ["link 'base'", "ixy", "finite"]),
+    "a NaN limit": ('lower="-3"', 'lower="nan"', ["joint 'yaw'", "lower", "finite"]),
+    "an infinite limit": ('upper="1.5"', 'upper="inf"', ["joint 'elbow'", "upper", "finite"]),
+    "a negative effort": ('effort="20"', 'effort="-20"', ["joint 'yaw'", "effort", ">= 0"]),
+    "a negative velocity": ('velocity="3"', 'velocity="-3"', ["joint 'yaw'", "velocity", ">= 0"]),
+    "a word for a number": ('velocity="3"', 'velocity="fast"', ["joint 'yaw'", 'velocity="fast"', "number"]),
+    "a NaN joint origin": ('<origin xyz="0 0 0.3"/><axis', '<origin xyz="0 nan 0.3"/><axis',
+                           ["joint 'elbow'", "<origin>", "xyz"]),
+    "a NaN visual rotation": ('<visual><origin xyz="0 0 0.05"/>', '<visual><origin xyz="0 0 0.05" rpy="0 nan 0"/>',
+                              ["link 'base'", "<visual>", "rpy"]),
+    "a zero axis": ('axis xyz="0 1 0"', 'axis xyz="0 0 0"', ["joint 'elbow'", "axis", "direction"]),
+    "a NaN axis": ('axis xyz="0 0 1"', 'axis xyz="nan 0 1"', ["joint 'yaw'", "<axis>", "finite"]),
+    "an axis of two numbers": ('axis xyz="0 1 0"', 'axis xyz="0 1"', ["joint 'elbow'", "3 finite numbers"]),
+    "a negative box": ('<box size="0.04 0.04 0.3"/>', '<box size="0.04 -0.04 0.3"/>', ["link 'upper'", "<box>", "> 0"]),
+    "a zero sphere": ('<box size="0.04 0.04 0.3"/>', '<sphere radius="0"/>', ["link 'upper'", "<sphere>", "radius"]),
+    "a NaN cylinder": ('<box size="0.04 0.04 0.3"/>', '<cylinder radius="0.02" length="nan"/>',
+                       ["link 'upper'", "<cylinder>", "length"]),
+    "a zero mesh scale": ('<box size="0.04 0.04 0.3"/>', '<mesh filename="cube.obj" scale="1 0 1"/>',
+                          ["link 'upper'", "scale", "non-zero"]),
+    # PyBullet refuses these with "Cannot load URDF file." and its reason on stdout
+    "a revolute joint without limits": ('<limit lower="-1.5" upper="1.5" effort="20" velocity="3"/>', "",
+                                        ["joint 'elbow'", "revolute", "no <limit>"]),
+    "a visual without geometry": ('<geometry><box size="0.04 0.04 0.3"/></geometry>', "",
+                                  ["link 'upper'", "<visual>", "<geometry>"]),
+    "a box without a size": ('<box size="0.04 0.04 0.3"/>', "<box/>", ["link 'upper'", "<box>", "no size"]),
+    "an unknown shape": ('<box size="0.04 0.04 0.3"/>', '<cone radius="1"/>', ["link 'upper'", "<cone>", "box"]),
+    "an inertial without a mass": ('<mass value="0.2"/>', "", ["link 'upper'", "<mass value"]),
+    "a material without a name": ('<box size="0.04 0.04 0.3"/></geometry>',
+                                  '<box size="0.04 0.04 0.3"/></geometry><material><color rgba="1 0 0 1"/></material>',
+                                  ["link 'upper'", "<material>", "name"]),
+    "a mesh PyBullet cannot read": ('<box size="0.04 0.04 0.3"/>', '<mesh filename="cube.ply"/>',
+                                    ["link 'upper'", "cube.ply", ".obj, .stl"]),
+}
+
+
+@pytest.mark.parametrize("case", NUMBER_MISTAKES)
+def test_bad_numbers_and_missing_parts_are_one_line_naming_the_element(case, write_urdf, tmp_path):
+    old, new, fragments = NUMBER_MISTAKES[case]
+    (tmp_path / "cube.obj").write_text(cube_obj(0.02))
+    (tmp_path / "cube.ply").write_text("ply\n")
+    text = ARM.replace(old, new, 1)
+    assert text != ARM
+    path = write_urdf(text, "bad")
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "bad.urdf", *fragments)
+
+
+def test_an_inertial_without_an_inertia_is_one_line(write_urdf):
+    path = write_urdf(re.sub(r"<inertia [^>]*/>", "", ARM, count=1), "bad")
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "bad.urdf", "link 'base'", "<inertia")
+
+
+def test_more_links_than_pybullet_can_hold_are_refused_with_the_number(write_urdf):
+    path = write_urdf(chain(PYBULLET_MAX_LINKS + 1), "long")
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)),
+                      "long.urdf", f"{PYBULLET_MAX_LINKS + 1} links", f"at most {PYBULLET_MAX_LINKS}")
+
+
+def test_the_link_limit_is_where_pybullet_stops_working(write_urdf):
+    """With PYBULLET_MAX_LINKS links every link's state can be read; with one more PyBullet loads the file but
+    cannot report any link (measured; its MAX_DEGREE_OF_FREEDOM)."""
+    client = connect()
+    try:
+        for links, works in ((PYBULLET_MAX_LINKS, True), (PYBULLET_MAX_LINKS + 1, False)):
+            path = write_urdf(chain(links), f"chain{links}")
+            with quiet_c_output():
+                body = pb.loadURDF(str(path), useFixedBase=True, physicsClientId=client)
+            assert pb.getNumJoints(body, physicsClientId=client) == links - 1
+            try:
+                pb.getLinkState(body, links - 2, physicsClientId=client)
+                pb.getJointStates(body, list(range(links - 1)), physicsClientId=client)
+                worked = True
+            except pb.error:
+                worked = False
+            assert worked == works, links
+    finally:
+        disconnect(client)
+    assert len(read_urdf(write_urdf(chain(PYBULLET_MAX_LINKS), "at_the_limit")).links) == PYBULLET_MAX_LINKS
+
+
+# ---- files the URDF names -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def robot_folder(tmp_path: Path) -> Path:
+    """tmp_path/robot with meshes/cube.obj, beside tmp_path/outside/secret.obj (a valid mesh that must not load)."""
+    (tmp_path / "robot" / "meshes").mkdir(parents=True)
+    (tmp_path / "robot" / "meshes" / "cube.obj").write_text(cube_obj(0.05))
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.obj").write_text(cube_obj(0.05))
+    (tmp_path / "robot" / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    return tmp_path / "robot"
+
+
+@pytest.mark.parametrize("filename", [
+    "../outside/secret.obj", "{outside}/secret.obj", "file://{outside}/secret.obj",
+    "package://robot/../../outside/secret.obj", "linked/secret.obj", "../../../../../../../../../../etc/passwd",
+])
+def test_a_mesh_outside_the_robots_folder_is_refused_by_name(filename, robot_folder):
+    filename = filename.format(outside=robot_folder.parent / "outside")
+    path = robot_folder / "arm.urdf"
+    path.write_text(with_mesh(ARM, filename))
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "arm.urdf", f"mesh '{filename}'",
+                      "link 'base'", f"leaves the robot's folder {robot_folder}")
+
+
+def test_a_texture_outside_the_robots_folder_is_refused_by_name(robot_folder):
+    (robot_folder.parent / "outside" / "skin.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    path = robot_folder / "arm.urdf"
+    path.write_text(ARM.replace("</robot>", '<material name="skin"><texture filename="../outside/skin.png"/>'
+                                            "</material></robot>"))
+    assert_user_error(run_in_process("inspect_robot.py", "--urdf", str(path)), "texture '../outside/skin.png'",
+                      "material 'skin'", "leaves the robot's folder")
+
+
+def test_pybullet_loads_the_checked_mesh_not_one_of_the_same_name_in_the_current_folder(robot_folder, tmp_path,
+                                                                                         monkeypatch):
+    """PyBullet looks for a relative mesh name in the current folder first; it is given the checked file."""
+    (tmp_path / "elsewhere" / "meshes").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "meshes" / "cube.obj").write_text(cube_obj(1.0))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = robot_folder / "arm.urdf"
+    path.write_text(with_mesh(ARM, "meshes/cube.obj"))
+    client = connect()
+    try:
+        robot = Robot(client, resolve_robot(path, home="zero"))
+        pb.performCollisionDetection(physicsClientId=client)
+        low, high = pb.getAABB(robot.body, -1, physicsClientId=client)
+        assert np.allclose(np.subtract(high, low), 0.1, atol=0.02)  # the robot's 0.1 m cube, not the 2 m one
+        assert {v.mesh_path for v in robot.urdf.visuals if v.kind == "mesh"} == {robot_folder / "meshes" / "cube.obj"}
+    finally:
+        disconnect(client)
+
+
+def test_package_names_find_the_folder_whose_package_xml_declares_them_and_nothing_else(tmp_path):
+    package = tmp_path / "ws" / "my_arm_description"
+    (package / "urdf").mkdir(parents=True)
+    (package / "meshes").mkdir()
+    (package / "meshes" / "cube.obj").write_text(cube_obj(0.05))
+    path = package / "urdf" / "arm.urdf"
+    path.write_text(with_mesh(ARM, "package://my_arm_description/meshes/cube.obj"))
+    (package / "package.xml").write_text("<package format='2'><name>my_arm_description</name></package>")
+    assert {v.mesh_path for v in read_urdf(path).visuals if v.kind == "mesh"} == {package / "meshes" / "cube.obj"}
+    (package / "package.xml").write_text("<package format='2'><name>another_package</name></package>")
+    with pytest.raises(UserError, match=r"mesh 'package://my_arm_description/meshes/cube.obj' of link 'base' not "
+                                        r"found .*package.xml that names my_arm_description"):
+        read_urdf(path)
+
+
+# ---- robot names --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..", "sub\\..\\..\\secret"])
+@pytest.mark.parametrize("how", ["--robot", "positional"])
+def test_a_robot_name_is_a_plain_name_and_a_path_needs_urdf(name, how):
+    args = ["--robot", name] if how == "--robot" else [name]
+    assert_user_error(run_in_process("inspect_robot.py", *args), f"robot '{name}'", "plain name", "--urdf PATH.urdf")
+
+
+# ---- the home search's time bound ---------------------------------------------------------------------------
+
+
+def test_a_slow_home_search_says_what_it_does_and_stops_at_its_bound_asking_for_home(write_urdf, monkeypatch,
+                                                                                      capsys):
+    """A 100-link chain took minutes with no output; here the bound is made short to keep the test fast."""
+    monkeypatch.setattr(robot_module, "HOME_NOTICE_AFTER_S", 0.0)
+    monkeypatch.setattr(robot_module, "HOME_SEARCH_BOUND_S", 0.5)
+    path = write_urdf(chain(100), "snake")
+    with pytest.raises(UserError, match=r"snake.urdf: .*home .*98 controlled joints.* 0.5 s.*--home"):
+        ArmReachEnv(path)
+    assert "finding a home pose for snake (98 controlled joints)" in capsys.readouterr().err
+
+
+def test_the_notice_does_not_change_the_home(monkeypatch, capsys):
+    quiet = ArmReachEnv("light_arm", home="auto")
+    capsys.readouterr()
+    monkeypatch.setattr(robot_module, "HOME_NOTICE_AFTER_S", 0.0)
+    told = ArmReachEnv("light_arm", home="auto")
+    assert "finding a home pose for light_arm (3 controlled joints)" in capsys.readouterr().err
+    assert np.array_equal(told.robot.home, quiet.robot.home) and told.robot.home_reason == quiet.robot.home_reason
+    quiet.close(), told.close()
