@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 from arm_a3c.errors import UserError
 from arm_a3c.files import is_our_png, json_with_keys, refuse_foreign
-from arm_a3c.limits import MAX_EPISODES, MAX_FRAMES, MAX_SEED
+from arm_a3c.limits import MAX_EPISODES, MAX_FRAMES, MAX_SEED, MAX_WORKERS
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 
 USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own convention)
@@ -43,6 +43,22 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def positive_number(high: float) -> Callable[[str], float]:
+    """An argparse type: a number above 0 and at most `high` (so never NaN or infinite)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not 0 < value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: above 0 and at most {high:,g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+MAX_BENCH_SECONDS = 24 * 3600.0  # any one part of a benchmark
 EPISODES = bounded_int(1, MAX_EPISODES)
 SEED = bounded_int(0, MAX_SEED)
 
@@ -222,13 +238,12 @@ def bench_env_main(argv: Sequence[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="bench_env.py", description=bench_env_main.__doc__)
     parser.add_argument("--robots", nargs="+", metavar="NAME", help="robots to measure (default: all in assets/)")
-    parser.add_argument("--steps", type=int, default=3000, help="control steps per round (default 3000)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating env/raw rounds (default 5)")
+    parser.add_argument("--steps", type=bounded_int(1, 10_000_000), default=3000,
+                        help="control steps per round (default 3000)")
+    parser.add_argument("--rounds", type=bounded_int(1, 1000), default=5, help="alternating env/raw rounds (default 5)")
     parser.add_argument("--json", metavar="PATH", type=Path, default=Path("bench_env.json"),
                         help="where to write the results (default bench_env.json)")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.rounds < 1:
-        parser.error("--steps and --rounds must be at least 1")
     refuse_foreign(args.json, json_with_keys("robot", "env_steps_per_s"), "--json")
 
     results = [measure_env_speed(robot, args.steps, args.rounds).as_dict()
@@ -408,7 +423,8 @@ def view_main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, metavar="DIR", help="a run directory (runs/NAME) of a training")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="replay this checkpoint's policy")
-    parser.add_argument("--worker", type=int, default=1, help="which worker to show first, from 1 (default 1)")
+    parser.add_argument("--worker", type=bounded_int(1, MAX_WORKERS), default=1,
+                        help="which worker to show first, from 1 (default 1)")
     parser.add_argument("--seed", type=SEED, default=0, help="seed of the replay's targets (default 0)")
     parser.add_argument("--record", type=Path, metavar="OUT.gif|OUT.mp4",
                         help="write an animation (GIF) or a video (MP4) instead of opening a window")
@@ -416,8 +432,6 @@ def view_main(argv: Sequence[str] | None = None) -> int:
                         help="frames to record, 30 per second (default 120)")
     add_moved_urdf_argument(parser)
     args = parser.parse_args(argv)
-    if args.worker < 1:
-        parser.error("--worker counts from 1")
     if args.record is not None and args.record.suffix.lower() not in (".gif", ".mp4"):
         parser.error(f"--record {args.record}: name the file with .gif or .mp4")
     if args.record is not None:
@@ -434,10 +448,9 @@ def bench_viewer_main(argv: Sequence[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="bench_viewer.py", description=bench_viewer_main.__doc__)
     parser.add_argument("--robots", nargs="+", metavar="NAME", help="robots to measure (default: all in assets/)")
-    parser.add_argument("--frames", type=int, default=300, help="frames to draw per robot (default 300)")
+    parser.add_argument("--frames", type=bounded_int(1, MAX_FRAMES), default=300,
+                        help="frames to draw per robot (default 300)")
     args = parser.parse_args(argv)
-    if args.frames < 1:
-        parser.error("--frames must be at least 1")
     print(f"{'robot':<14} {'triangles':>9} {'frames/s':>9}   (800x600, scene and HUD, off-screen)")
     for robot in args.robots or available_robots():
         r = measure_viewer_fps(robot, args.frames)
@@ -459,12 +472,12 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="bench.py", description=bench_main.__doc__)
     parser.add_argument("--robots", nargs="+", default=["light_arm", "kuka_iiwa"], metavar="NAME",
                         help="robots to benchmark, one after the other (default light_arm kuka_iiwa)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=os.cpu_count() or 1,
                         help="A3C workers, limit processes, and the peers' environments or torch threads (default: "
                              "the cores)")
-    parser.add_argument("--budget-minutes", type=float, default=10.0,
+    parser.add_argument("--budget-minutes", type=positive_number(MAX_BENCH_SECONDS / 60), default=10.0,
                         help="time budget of each time-to-success run, arm-a3c and every peer (default 10)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+    parser.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], metavar="SEED",
                         help="one time-to-success run per seed and algorithm; medians are compared (default 0 1 2)")
     parser.add_argument("--peers", nargs="*", choices=[*sorted(PEERS), "none"], default=list(TUNED_PEERS),
                         help="algorithms to compare with (default: the tuned a2c ppo sac td3 tqc; a2c-defaults and "
@@ -480,10 +493,6 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
                              ".progress.json twin while it runs) are taken as they are and the rest runs; same flags "
                              "and same commit required")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    if args.budget_minutes <= 0:
-        parser.error("--budget-minutes must be positive")
     if "none" in args.peers:
         if len(args.peers) > 1:
             parser.error("--peers none means only arm-a3c: give it alone, or name the peers")
@@ -546,14 +555,13 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
     from arm_a3c.bench.profile import format_profile, profile_training
 
     parser = ArgumentParser(prog="profile_training.py", description=profile_main.__doc__)
-    parser.add_argument("--rate", type=int, default=100, help="samples per second of each process (default 100)")
+    parser.add_argument("--rate", type=bounded_int(1, 1000), default=100,
+                        help="samples per second of each process (default 100)")
     parser.add_argument("--raw", type=Path, metavar="PATH",
                         help="keep py-spy's raw samples here (default: a temporary file)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
-    parser.add_argument("--top", type=int, default=25, help="functions listed (default 25)")
+    parser.add_argument("--top", type=bounded_int(1, 10_000), default=25, help="functions listed (default 25)")
     args, train_args = parser.parse_known_args(argv)
-    if args.rate < 1 or args.top < 1:
-        parser.error("--rate and --top must be at least 1")
     if args.json:
         refuse_foreign(args.json, json_with_keys("samples", "roles"), "--json")
     if args.raw:
@@ -585,17 +593,19 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="bench_ray.py", description=bench_ray_main.__doc__)
     parser.add_argument("--robot", default="light_arm", metavar="NAME", help="robot to benchmark (default light_arm)")
-    parser.add_argument("--workers", type=int, default=2, help="workers of each run (default 2)")
-    parser.add_argument("--seconds", type=float, default=90.0, help="length of each training run (default 90)")
-    parser.add_argument("--server-seconds", type=float, default=20.0,
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=2, help="workers of each run (default 2)")
+    parser.add_argument("--seconds", type=positive_number(MAX_BENCH_SECONDS), default=90.0,
+                        help="length of each training run (default 90)")
+    parser.add_argument("--server-seconds", type=positive_number(MAX_BENCH_SECONDS), default=20.0,
                         help="how long the clients flood the parameter server (default 20)")
-    parser.add_argument("--learning-seeds", type=int, nargs="*", default=[], metavar="SEED",
+    parser.add_argument("--learning-seeds", type=SEED, nargs="*", default=[], metavar="SEED",
                         help="also train to 80%% with the local backend and with the workers spread over simulated "
                              "machines (Ray nodes on this host) behind sync agents, one run per seed each, and compare "
                              "time and environment steps (default: none)")
-    parser.add_argument("--machines", type=int, default=2,
+    parser.add_argument("--machines", type=bounded_int(1, MAX_WORKERS), default=2,
                         help="simulated machines of the learning comparison (default 2; at most --workers)")
-    parser.add_argument("--sync-periods", type=float, nargs="+", default=[], metavar="MS",
+    parser.add_argument("--sync-periods", type=positive_number(MAX_BENCH_SECONDS * 1000), nargs="+", default=[],
+                        metavar="MS",
                         help="sync periods (--ray-sync-ms) the learning comparison tries (default: the default period)")
     parser.add_argument("--learning-only", action="store_true",
                         help="run only the learning comparison (needs --learning-seeds)")
@@ -606,13 +616,8 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench_ray", metavar="DIR",
                         help="where the benchmark's training runs go (default runs/bench_ray)")
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.seconds <= 0 or args.server_seconds <= 0:
-        parser.error("--workers must be at least 1, --seconds and --server-seconds positive")
     if args.learning_seeds and not 1 <= args.machines <= args.workers:
         parser.error(f"--machines must be between 1 and --workers ({args.workers}): each machine runs a worker or more")
-    if any(ms <= 0 for ms in args.sync_periods):
-        parser.error("--sync-periods must be positive milliseconds (the per-update path is measured by the "
-                     "throughput part)")
     if args.learning_only and not args.learning_seeds:
         parser.error("--learning-only needs --learning-seeds SEED [SEED ...]")
     import_ray()

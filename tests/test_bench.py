@@ -67,7 +67,9 @@ def test_every_tuned_peer_names_the_zoo_entry_its_settings_come_from():
 
 
 def test_benchmark_flags_are_checked():
-    assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers must be at least 1")
+    assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers: 0 is out of range: between 1 and 1,024")
+    assert_user_error(run_in_process("bench.py", "--budget-minutes", "nan"), "--budget-minutes: nan is out of range")
+    assert_user_error(run_in_process("bench.py", "--seeds", "-1"), "--seeds: -1 is out of range")
     assert_user_error(run_in_process("bench.py", "--robots", "light_arm", "my_arm"), "unknown robot 'my_arm'")
     assert_user_error(run_in_process("bench.py", "--seeds"), "--seeds: expected at least one argument")
     assert_user_error(run_in_process("bench.py", "--peers", "none", "sac"), "--peers none means only arm-a3c")

@@ -359,11 +359,11 @@ def test_the_learning_comparisons_medians_count_misses_and_its_verdict_allows_fe
 
 
 def test_ray_benchmark_flags_are_checked():
-    assert_user_error(run_in_process("bench_ray.py", "--workers", "0"), "--workers must be at least 1")
+    assert_user_error(run_in_process("bench_ray.py", "--workers", "0"), "--workers: 0 is out of range: between 1")
     assert_user_error(run_in_process("bench_ray.py", "--learning-only"), "--learning-only needs --learning-seeds")
     assert_user_error(run_in_process("bench_ray.py", "--learning-seeds", "0", "--machines", "3"),
                       "--machines must be between 1 and --workers (2)")
-    assert_user_error(run_in_process("bench_ray.py", "--sync-periods", "0"), "--sync-periods must be positive")
+    assert_user_error(run_in_process("bench_ray.py", "--sync-periods", "0"), "--sync-periods: 0 is out of range: above 0")
 
 
 # ---- two simulated machines behind sync agents ----------------------------------------------------------------
