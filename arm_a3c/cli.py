@@ -121,7 +121,12 @@ def home_from_args(args: argparse.Namespace) -> list[float] | str | None:
 
 def robot_from_args(args: argparse.Namespace) -> str | None:
     """The robot name or URDF path that the arguments select (None means the default robot)."""
-    return args.urdf or args.robot
+    urdf = getattr(args, "urdf", None)
+    if urdf and not str(urdf).endswith((".urdf", ".toml")):
+        # a robot is a file by its suffix (a name never leaves the assets folders): say so where the file is named
+        raise UserError(f"--urdf {urdf}: give a file whose name ends in .urdf (or a .toml robot descriptor); "
+                        f"rename or copy it")
+    return urdf or args.robot
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -96,7 +96,7 @@ def test_missing_inverted_and_continuous_limits_are_made_usable(write_urdf):
     assert limits["unlimited"][:2] == (-math.pi, math.pi) and limits["unlimited"][2] > 0
     env.reset(seed=1)
     for _ in range(10):
-        obs, *_ = env.step(np.ones(3))
+        obs, *_ = env.step(np.ones(env.robot.dof))  # the last joint turns the tool point in place: held
     assert np.all(np.isfinite(obs))
     env.close()
 
