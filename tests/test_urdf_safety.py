@@ -239,7 +239,7 @@ def test_pybullet_loads_the_checked_mesh_not_one_of_the_same_name_in_the_current
 
 
 def test_package_names_find_the_folder_whose_package_xml_declares_them_and_nothing_else(tmp_path):
-    package = tmp_path / "ws" / "my_arm_description"
+    package = tmp_path / "ws" / "src_checkout"  # a package folder not named after its package
     (package / "urdf").mkdir(parents=True)
     (package / "meshes").mkdir()
     (package / "meshes" / "cube.obj").write_text(cube_obj(0.05))
@@ -250,6 +250,24 @@ def test_package_names_find_the_folder_whose_package_xml_declares_them_and_nothi
     (package / "package.xml").write_text("<package format='2'><name>another_package</name></package>")
     with pytest.raises(UserError, match=r"mesh 'package://my_arm_description/meshes/cube.obj' of link 'base' not "
                                         r"found .*package.xml that names my_arm_description"):
+        read_urdf(path)
+
+
+def test_a_package_folder_is_also_found_by_its_name_as_example_robot_data_installs_it(tmp_path):
+    # share/example-robot-data/robots/NAME/urdf/NAME.urdf, meshes named package://example-robot-data/robots/...,
+    # and a package.xml there that names the package example_robot_descriptions
+    share = tmp_path / "share" / "example-robot-data"
+    robot = share / "robots" / "arm_description"
+    (robot / "urdf").mkdir(parents=True)
+    (robot / "meshes").mkdir()
+    (robot / "meshes" / "cube.obj").write_text(cube_obj(0.05))
+    (share / "package.xml").write_text("<package format='3'><name>example_robot_descriptions</name></package>")
+    path = robot / "urdf" / "arm.urdf"
+    path.write_text(with_mesh(ARM, "package://example-robot-data/robots/arm_description/meshes/cube.obj"))
+    assert {v.mesh_path for v in read_urdf(path).visuals if v.kind == "mesh"} == {robot / "meshes" / "cube.obj"}
+    (tmp_path / "secret.obj").write_text(cube_obj(0.05))
+    path.write_text(with_mesh(ARM, "package://example-robot-data/../../secret.obj"))  # out of the package
+    with pytest.raises(UserError, match="leaves the robot's folder"):
         read_urdf(path)
 
 

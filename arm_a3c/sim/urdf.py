@@ -151,9 +151,13 @@ def usable_limits(joint_type: str, lower: float, upper: float, effort: float) ->
 
 
 def _package_root(folder: Path, package: str) -> Path | None:
-    """The ROS package folder that `package://PACKAGE/` names: the nearest folder at or above `folder` holding a
-    package.xml, if that file's <name> is PACKAGE (ROS packages do not nest)."""
+    """The ROS package folder that `package://PACKAGE/` names: the nearest folder at or above `folder` that is
+    called PACKAGE (how packages are laid out, and installed without ROS: example-robot-data's robots sit in
+    share/example-robot-data/, whose package.xml names it otherwise) or holds a package.xml whose <name> is PACKAGE
+    (ROS packages do not nest: the first package.xml met ends the search)."""
     for candidate in (folder, *folder.parents):
+        if candidate.name == package:
+            return candidate
         manifest = candidate / "package.xml"
         if manifest.is_file():
             try:
