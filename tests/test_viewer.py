@@ -152,7 +152,27 @@ def test_view_errors_are_one_line(tmp_path):
                                      "--record", str(tmp_path / "a.gif")), "not found")
     assert_user_error(run_in_process("view.py", "--checkpoint", str(tmp_path / "x.pt"),
                                      "--record", str(tmp_path / "a.avi")), ".gif or .mp4")
-    assert_user_error(run_in_process("view.py"), "--run", "--checkpoint")
+
+
+def test_view_py_typed_bare_watches_the_newest_run_or_says_how_to_start_one(tmp_path, monkeypatch):
+    import json
+    import time
+
+    from arm_a3c.a3c.config import TrainConfig
+    from test_cli import assert_user_error
+
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(run_in_process("view.py"), "no run under runs/", "python scripts/train_arm.py", "--run",
+                      "--checkpoint")
+    for age, name in ((100, "light_arm-older"), (10, "light_arm-newer")):  # both finished: best.pt is replayed
+        run = tmp_path / "runs" / name
+        write_untrained_checkpoint("light_arm", run / "checkpoints" / "best.pt")
+        (run / "config.json").write_text(json.dumps(TrainConfig(robot="light_arm").to_dict()))
+        os.utime(run / "config.json", (time.time() - age, time.time() - age))
+    result = run_in_process("view.py", "--record", str(tmp_path / "a.gif"), "--frames", "2")
+    assert result.returncode == 0, result.stderr
+    assert "watching the newest run under runs/: runs/light_arm-newer" in result.stdout
+    assert "replaying its best checkpoint runs/light_arm-newer/checkpoints/best.pt" in result.stdout
 
 
 def test_viewer_without_a_display_says_so_instead_of_drawing_nowhere(tmp_path):

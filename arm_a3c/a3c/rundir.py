@@ -41,6 +41,18 @@ FIXED_ON_RESUME = ("task", "robot", "ee_link", "ee_offset_m", "home", "hidden_si
 MAX_SAME_SECOND_RUNS = 1000  # default names tried per second (runs/ROBOT-DATE-TIME, then -2, -3, ...)
 
 
+DEFAULT_RUNS = Path("runs")  # where runs go when --run-dir is not given
+
+
+def newest_run(root: Path) -> Path | None:
+    """The run under `root` started (or resumed) last: the folder whose config.json was written last."""
+    try:
+        runs = [folder for folder in Path(root).iterdir() if (folder / CONFIG_FILE).is_file()]
+    except OSError:
+        return None
+    return max(runs, key=lambda folder: (folder / CONFIG_FILE).stat().st_mtime_ns, default=None)
+
+
 def read_manifest(run_dir: Path) -> dict | None:
     """The run.json of `run_dir` (None when there is none, or it is not an arm-a3c run's)."""
     try:
@@ -123,7 +135,7 @@ def _make_folder(path: Path, exist_ok: bool) -> None:
 def _default_run_dir(robot_name: str) -> Path:
     """A new folder runs/ROBOT-DATE-TIME (with -2, -3, ... when launchers start in the same second), made here:
     mkdir is atomic, so two launchers never get the same one."""
-    base = Path("runs") / f"{robot_name}-{datetime.now():%Y%m%d-%H%M%S}"
+    base = DEFAULT_RUNS / f"{robot_name}-{datetime.now():%Y%m%d-%H%M%S}"
     for n in range(1, MAX_SAME_SECOND_RUNS + 1):
         candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
