@@ -191,3 +191,48 @@ def test_the_gallery_draws_each_robot_at_its_home(tmp_path):
     assert image.shape[:2] == (320, 400)
     r, g, b = image[..., 0].astype(int), image[..., 1].astype(int), image[..., 2].astype(int)
     assert ((r > 120) & (r > 1.6 * g) & (b < 80)).sum() > 200, "the light arm's orange links are not drawn"
+
+
+# yaw, a shoulder and an elbow with limits symmetric about zero: zero stands straight up (singular), and every
+# bend has a mirror image that scores the same manipulability but for floating-point noise
+SYMMETRIC = robot_xml(
+    "symmetric",
+    joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1", limit='<limit lower="-3" upper="3" effort="20" velocity="3"/>')
+    + box_link("upper", 0.3)
+    + joint("shoulder", "revolute", "upper", "mid", 0.3)
+    + box_link("mid", 0.3)
+    + joint("elbow", "revolute", "mid", "tip", 0.3)
+    + box_link("tip", 0.2),
+)
+
+
+def test_mirror_image_moves_tie_to_the_first_in_the_fixed_order_whatever_the_noise():
+    from arm_a3c.sim.robot import first_best_move
+
+    plus, minus = np.array([0.1]), np.array([-0.1])
+    for noise in (1e-12, -1e-12, 1e-9, -1e-9):
+        assert first_best_move([(0.5, plus), (0.5 * (1 + noise), minus)])[1] is plus
+    assert first_best_move([(0.5, plus), (0.5 * (1 + 1e-3), minus)])[1] is minus  # a real gain still wins
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_symmetric_arm_gets_the_same_home_under_the_noise_another_machine_would_add(write_urdf, monkeypatch, seed):
+    from arm_a3c.sim.robot import Robot
+
+    urdf = write_urdf(SYMMETRIC, "symmetric")
+    env = ArmReachEnv(urdf)
+    reference = env.robot.home.copy()
+    env.close()
+    assert np.count_nonzero(reference) >= 1, "zero should have been left: it is singular"
+    # the tie-break's documented direction: the first joint that moves the manipulability bends + first
+    moved = [v for v in reference if v != 0]
+    assert moved[0] > 0
+    rng = np.random.default_rng(seed)
+    exact = Robot.manipulability
+    monkeypatch.setattr(Robot, "manipulability",
+                        lambda self, q: exact(self, q) * (1 + rng.uniform(-1e-10, 1e-10)))
+    env = ArmReachEnv(urdf)
+    try:
+        np.testing.assert_array_equal(env.robot.home, reference)
+    finally:
+        env.close()

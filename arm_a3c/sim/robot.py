@@ -24,7 +24,9 @@ Then the home is found by climbing from zero (moved HOME_LIMIT_MARGIN off the li
 manipulability over single-joint steps of HOME_CLIMB_STEP of the joint's range, through safe poses only, until
 it reaches HOME_GOOD_FRACTION of the best found. Joints that do not change the manipulability (a vertical base
 yaw) keep their zero, so the home stays as near the URDF's zero as conditioning allows. The rule is
-deterministic: every process computes the same home.
+deterministic: every process and every machine computes the same home. Where two moves score the same (mirror
+images of each other, which floating-point noise would otherwise order differently on each machine), the tie goes
+to the lower joint, and to + before - (HOME_TIE_TOLERANCE).
 
 The search's cost grows at least with the cube of the number of controlled joints, so a long chain could search
 for many minutes. Past HOME_NOTICE_AFTER_S it says on stderr what it is doing, and at HOME_SEARCH_BOUND_S it stops with
@@ -67,6 +69,17 @@ HOME_CLIMB_MAX_STEPS = 200
 HOME_NOTICE_AFTER_S = 2.0  # a home search still running after this long says so on stderr
 HOME_SEARCH_BOUND_S = 30.0  # and one running this long stops (arms of a usual size finish far sooner)
 JACOBIAN_STEP = 1e-4  # rad or m: central differences of forward kinematics
+# Manipulabilities this close (relative) are equal to the climb: mirror-image moves score the same but for
+# floating-point noise, which differs between machines and libraries; the tie goes to the first move in a fixed
+# order (lowest joint first, + before -), so one URDF gets one home everywhere.
+HOME_TIE_TOLERANCE = 1e-6
+
+
+def first_best_move(moves: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray]:
+    """The climb's next step among (score, pose) candidates listed in the fixed order: the first whose score is
+    within HOME_TIE_TOLERANCE of the best, not the best by a margin of noise."""
+    top = max(score for score, _ in moves)
+    return next(move for move in moves if move[0] >= top - HOME_TIE_TOLERANCE * abs(top))
 POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
 VELOCITY_GAIN = 1.0
 
@@ -435,8 +448,8 @@ class Robot:
                     q2[k] = np.clip(q2[k] + sign * steps[k], lo[k], hi[k])
                     if q2[k] != q[k]:
                         moves.append((self._home_score(q2, clock), q2))
-            top_score, top_q = max(moves, key=lambda m: m[0]) if moves else (score, q)
-            if top_score <= score:
+            top_score, top_q = first_best_move(moves) if moves else (score, q)
+            if top_score <= score + HOME_TIE_TOLERANCE * abs(score):  # no real gain: noise must not decide
                 break
             score, q = top_score, top_q
         if score < HOME_SINGULAR_FRACTION * best:  # (HOME_SINGULAR_FRACTION < HOME_GOOD_FRACTION)
