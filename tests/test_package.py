@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -79,15 +81,23 @@ print(json.dumps(found))
 
 
 def test_pip_install_into_a_fresh_virtualenv_works_from_another_folder(tmp_path):
-    """The virtualenv borrows this machine's installed dependencies (--system-site-packages: installing torch
+    """The virtualenv borrows the installed dependencies of the interpreter running the tests (installing torch
     again would take minutes and prove nothing about this package) but not the checkout: nothing on its path
-    points here, and the package is built from a copy of the checkout, deleted once installed."""
+    points here, and the package is built from a copy of the checkout, deleted once installed. It borrows them
+    with a .pth file naming this interpreter's site-packages, not with --system-site-packages, which would give
+    the base Python's when the tests themselves run in a virtualenv."""
     source = tmp_path / "source"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns("runs", ".git", "__pycache__", "*.egg-info", "build",
-                                                                ".pytest_cache"))
+                                                                ".pytest_cache", ".venv", "venv"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python, command = venv / "bin" / "python", venv / "bin" / "arm-a3c"
+    inner = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
+    # an "import" line of a .pth runs at start-up: addsitedir also reads those folders' own .pth files
+    (Path(inner) / "borrowed-dependencies.pth").write_text("".join(
+        f"import site; site.addsitedir({folder!r})\n" for folder in sorted(ours) if Path(folder).is_dir()))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ARM_A3C_ASSETS")}
     installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(source)], env=env,
                                capture_output=True, text=True, timeout=600)
