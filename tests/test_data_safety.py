@@ -176,6 +176,7 @@ def test_a_held_out_test_shows_progress_and_stops_on_ctrl_c_with_the_summary_wri
     ("train_arm.py", ["--seed", "-1"], "--seed must be between 0"),
     ("train_arm.py", ["--test-episodes", "100000000"], "--test-episodes must be 0 (no held-out test) or up to 10,000"),
     ("train_arm.py", ["--n-steps", "1000000000"], "--n-steps must be between 1 and 10,000"),
+    ("train_arm.py", ["--log-std-max", "1e30"], "--log-std-max must be in [-20, 2]"),  # infinite actions, crash loop
     ("train_arm.py", ["--substeps", "0"], None),  # not a flag: argparse's own one line
     ("evaluate.py", ["--checkpoint", "x.pt", "--episodes", "1000000000"], "between 1 and 10,000"),
     ("evaluate.py", ["--checkpoint", "x.pt", "--seed", "-1"], "between 0 and"),

@@ -17,6 +17,9 @@ from arm_a3c.sim.assets import DEFAULT_ROBOT
 from arm_a3c.tasks import task_class
 
 
+LOG_STD_LOWEST, LOG_STD_HIGHEST = -20.0, 2.0  # beyond them the Gaussian's samples are all its mean, or all clipped
+
+
 def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
     """A config field with its one-line description (shown by --help)."""
     return field(default=default, metadata={"help": help})
@@ -222,6 +225,10 @@ class TrainConfig:
              f"evaluator's ({self.eval_seed}..{self.eval_seed + self.eval_episodes - 1}): move --test-seed or --eval-seed"),
             (1 <= self.hidden_size <= MAX_HIDDEN_SIZE, f"--hidden-size must be between 1 and {MAX_HIDDEN_SIZE}"),
             (self.log_std_min <= self.log_std_max, "--log-std-min must not exceed --log-std-max"),
+            (LOG_STD_LOWEST <= self.log_std_min and self.log_std_max <= LOG_STD_HIGHEST
+             and LOG_STD_LOWEST <= self.log_std_init <= LOG_STD_HIGHEST,
+             f"--log-std-init, --log-std-min and --log-std-max must be in [{LOG_STD_LOWEST:g}, {LOG_STD_HIGHEST:g}] "
+             f"(a standard deviation of e^{LOG_STD_HIGHEST:g} is already {math.exp(LOG_STD_HIGHEST):.1f} action ranges)"),
             (self.log_std_bound in ("tanh", "clamp"), "--log-std-bound must be tanh or clamp"),
             (self.max_grad_norm > 0, "--max-grad-norm must be positive"),
             (self.ray_sync_ms >= 0, "--ray-sync-ms must be 0 (an exchange per update) or positive"),
