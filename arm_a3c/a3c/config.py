@@ -103,8 +103,8 @@ class TrainConfig:
                                      "exchange with the server")
     # evaluation and output
     eval_every_steps: int = param(50_000, "evaluate the shared policy after every this many environment steps")
-    eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; 100 since 2026-11-24, "
-                                    "50 before: too few to stop the Panda's runs on time)")
+    eval_episodes: int = param(100, "seeded episodes per evaluation (the same seeds every time; fewer decide a stop "
+                                    "on noise)")
     eval_screen_episodes: int = param(25, "from this many episodes on, an evaluation that has failed more episodes "
                                           "than --target-success allows in all of them stops (it could no longer reach "
                                           "the target) and reports the episodes played; 0: every evaluation plays all "

@@ -13,9 +13,8 @@ reader never uses a half-written episode. The launcher writes run-wide figures i
 
 Workers record only while somebody watches: a viewer writes "watched until" (now + `WATCH_SECONDS`) into the
 header as it reads (`watch`), and a worker looks once per update (`watched`) and records the episodes that start
-while the board is watched. Unwatched, recording every step's pose was work for nobody: py-spy put
-`EpisodeRecorder.record` alone at 0.8% of a light-arm worker's samples (commit d18a0ab), besides building its
-arguments every step.
+while the board is watched. Unwatched, recording every step's pose would be work for nobody (a measurable share of a worker's time: the
+figure is in the docs' journal).
 """
 
 from __future__ import annotations

@@ -2,18 +2,18 @@
 learned parameter bounded to [log_std_min, log_std_max], beside a separate value network (no shared trunk, so the value loss's scale cannot
 disturb the policy's features).
 
-The bound: with `log_std_bound="tanh"` (the default since 2026-11-25) the parameter `log_std` holds an unbounded
+The bound: with `log_std_bound="tanh"` (the default) the parameter `log_std` holds an unbounded
 value x and the log-std is min + (max - min) * (tanh(x) + 1) / 2 (the squashing of CleanRL's SAC): its gradient is
-never zero, so a log-std pushed against a bound comes back when the gradient turns. With "clamp" (every run saved
-before) it is clamp(x, min, max), whose gradient is zero outside the bounds: once Adam's momentum carried x past a
+never zero, so a log-std pushed against a bound comes back when the gradient turns. With "clamp" (runs saved
+before the setting existed) it is clamp(x, min, max), whose gradient is zero outside the bounds: once Adam's momentum carried x past a
 bound it stayed there for good.
 
 `ActorCritic` is the torch module: the definition, what checkpoints hold, and the autograd reference that the
 tests hold the fast path to. Its parameters are slices of one flat float32 vector (`flat`), so that sharing,
 pulling and optimizing touch one array. `NumpyActorCritic` is the worker's fast path over that vector: the same
 forward pass and the A3C loss's gradients written out in numpy. At this size (two 64-unit layers, 20
-observations per update) torch spends its time dispatching small operations: one update took 2.2 ms with
-autograd and torch's Adam against about 0.2 ms this way (measured with the worker's sizes, one thread).
+observations per update) torch spends its time dispatching small operations, which numpy's few large ones do not
+(the timings are in the docs' journal).
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ class SharedAdam:
                 "betas": list(self.betas), "eps": self.eps}
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy saved state into the shared tensors (in place: they stay shared). Checkpoints before 0e80d1b also
-        hold an "lr", which no step used: it is ignored."""
+        """Copy saved state into the shared tensors (in place: they stay shared). Older checkpoints also hold an
+        "lr", which no step used: it is ignored."""
         if not {"step", "exp_avg", "exp_avg_sq"} <= set(state) or state["exp_avg"].shape != self.exp_avg.shape:
             raise ValueError("the optimizer state has another layout (written by an older arm-a3c, or for "
                              "another network size)")
