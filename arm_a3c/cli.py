@@ -7,7 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from arm_a3c.errors import UserError
-from arm_a3c.files import is_our_png, json_with_keys, refuse_foreign
+from arm_a3c.files import is_our_png, json_with_keys, refuse_foreign, write_atomically
 from arm_a3c.limits import MAX_EPISODES, MAX_FRAMES, MAX_SEED, MAX_WORKERS
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 
@@ -258,7 +258,7 @@ def bench_env_main(argv: Sequence[str] | None = None) -> int:
         print(f"{r['robot']:<14} {r['env_steps_per_s']:>12,.0f} {r['raw_steps_per_s']:>12,.0f} "
               f"{r['ratio']:>8.2f}   ({r['substeps']})")
     try:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_atomically(args.json, (json.dumps(results, indent=2) + "\n").encode())
     except OSError as err:
         raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
     print(f"wrote {args.json}")
@@ -551,7 +551,7 @@ def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callab
     table = format_table(result)
     print("\n" + table)
     try:
-        args.json.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
+        write_atomically(args.json, (json.dumps({**result, "table": table}, indent=2) + "\n").encode())
     except OSError as err:
         raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
     print(f"wrote {args.json}")
@@ -594,7 +594,10 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
     result["top"], result["train_args"] = args.top, train_args
     print(format_profile(result))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            write_atomically(args.json, (json.dumps(result, indent=2) + "\n").encode())
+        except OSError as err:
+            raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
     return 0
 
 

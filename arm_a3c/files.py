@@ -26,11 +26,12 @@ def temporary_beside(path: Path, suffix: str = PARTIAL_SUFFIX) -> Path:
     return Path(name)
 
 
-def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None], suffix: str = PARTIAL_SUFFIX) -> None:
     """Write `data` (bytes, or a function that writes to the open file) to `path` so that a crash at any moment
-    leaves either the old file or the new one. Raises OSError; the temporary file is gone either way."""
+    leaves either the old file or the new one; the temporary file is `temporary_beside(path, suffix)`. Raises
+    OSError; the temporary file is gone either way."""
     path = Path(path)
-    tmp = temporary_beside(path)
+    tmp = temporary_beside(path, suffix)
     try:
         with open(tmp, "wb") as f:
             if callable(data):

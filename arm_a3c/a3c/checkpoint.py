@@ -8,9 +8,7 @@ config, the robot's identity, the evaluation of exactly these weights, and the s
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch
 
 import arm_a3c
 from arm_a3c.errors import UserError
+from arm_a3c.files import write_atomically
 
 FORMAT = 1
 REQUIRED_KEYS = ("model", "optimizer", "normalizer", "env_steps", "config", "robot")
@@ -51,23 +50,14 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     """Write `payload` to `path` so that a crash at any moment leaves either the old or the new file.
     A failed write (disk full, no permission) raises `CheckpointWriteError` and leaves the old file."""
     path = Path(path)
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "versions": versions(), **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint there"
-            raise CheckpointWriteError(f"cannot write checkpoint {path} ({err.strerror or err}); {kept}; "
-                                       f"free some disk space or pass --run-dir on another disk") from None
-        raise
+        write_atomically(path, lambda f: torch.save({"format": FORMAT, "versions": versions(), **payload}, f),
+                         suffix=TEMP_SUFFIX)
+    except OSError as err:
+        kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint there"
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({err.strerror or err}); {kept}; "
+                                   f"free some disk space or pass --run-dir on another disk") from None
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

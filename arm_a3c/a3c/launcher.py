@@ -35,6 +35,7 @@ from arm_a3c.a3c.rundir import (Resumed, RunDir, claim_new_run_dir, claim_resume
 from arm_a3c.a3c.shared import Shared, single_threaded_children
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.errors import UserError, notice
+from arm_a3c.files import write_atomically
 
 MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its workers and the stopping rule
 PROGRESS_LINE_SECONDS = 10.0  # progress line period when stdout is not a terminal
@@ -362,7 +363,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         run_test, test = False, {}
     summary.update(test)
     try:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomically(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
         plot_learning_curve(log.rows, run_dir / "learning_curve.png",
                             f"A3C on {probe_robot} ({cfg.task}), {cfg.workers} worker(s)")
     except OSError as err:

@@ -5,12 +5,14 @@ first; a task's own episode figures (`Task.metrics`, such as `orientation_error_
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
 from arm_a3c.errors import notice
+from arm_a3c.files import write_atomically
 
 CPU_PARTS = ("worker", "evaluator", "launcher")
 CPU_COLUMNS = {part: f"{part}_cpu_seconds" for part in CPU_PARTS}  # each part's metrics.csv column
@@ -39,12 +41,11 @@ class MetricsLog:
         self.csv_path = run_dir / "metrics.csv"
         self.rows: list[dict] = list(rows or [])
         self.fields = CSV_FIELDS + task_columns(metric_names)
-        fresh = self.csv_path.with_name("metrics.csv.tmp")
-        with open(fresh, "w", newline="") as f:  # written aside and renamed: a crash now loses no row
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows({k: row.get(k, "") for k in self.fields} for row in self.rows)
-        os.replace(fresh, self.csv_path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.fields)
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in self.fields} for row in self.rows)
+        write_atomically(self.csv_path, text.getvalue().encode())  # a crash now loses no row
         self._file = open(self.csv_path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.fields)
         # purge_step: TensorBoard hides the points a crashed session logged after the checkpoint it resumes from.

@@ -34,7 +34,7 @@ MANIFEST_FILE = "run.json"
 RUN_FORMAT = "arm-a3c-run/1"
 # Every file a run writes into its directory, beside the TensorBoard event files it adds to run.json as it opens
 # them. A new run refuses a folder where one of these exists and run.json does not list it.
-RUN_FILES = (MANIFEST_FILE, CONFIG_FILE, "summary.json", "metrics.csv", "metrics.csv.tmp", "learning_curve.png",
+RUN_FILES = (MANIFEST_FILE, CONFIG_FILE, "summary.json", "metrics.csv", "learning_curve.png",
              "live.bin", "checkpoints/latest.pt", "checkpoints/best.pt")
 RUN_FOLDERS = ("checkpoints", "tb")  # removed by --force only when nothing else is left in them
 FIXED_ON_RESUME = ("task", "robot", "ee_link", "ee_offset_m", "home", "hidden_size")  # what the weights were trained for

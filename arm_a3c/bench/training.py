@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from arm_a3c.errors import UserError
-from arm_a3c.files import PNG_SOFTWARE
+from arm_a3c.files import PNG_SOFTWARE, write_atomically
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding arm_a3c/
 MEMORY_POLL_SECONDS = 2.0  # reading every process's smaps costs ~16 ms of CPU: rarely, to not slow the run
@@ -439,10 +439,8 @@ class BenchProgress:
     def save(self) -> None:
         if self.path is None:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        try:
-            temporary.write_text(json.dumps(self.state, indent=1) + "\n")
-            temporary.replace(self.path)  # whole or not at all, if the benchmark is killed while writing
+        try:  # whole or not at all, if the benchmark is killed while writing
+            write_atomically(self.path, (json.dumps(self.state, indent=1) + "\n").encode())
         except OSError as err:
             raise UserError(f"cannot write {self.path} ({err.strerror}); pass --json PATH") from None
 
