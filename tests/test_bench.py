@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import run_in_process, run_script
-from test_cli import assert_user_error
+from helpers import assert_user_error, run_in_process, run_script
 
 
 def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):

@@ -7,16 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import GRIPPER_ARM, REPO, box_link, robot_xml, run_in_process, run_script
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got: {result.stderr!r}"
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+from helpers import GRIPPER_ARM, REPO, assert_user_error, box_link, robot_xml, run_in_process, run_script
 
 
 def test_inspect_json_describes_the_light_arm(tmp_path):

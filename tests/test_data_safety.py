@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GRIPPER_ARM, REPO, run_in_process, run_script, write_untrained_checkpoint
-from test_cli import assert_user_error
+from helpers import GRIPPER_ARM, REPO, assert_user_error, run_in_process, run_script, write_untrained_checkpoint
 
 SHORT = ("--robot", "light_arm", "--workers", "1", "--max-steps", "400", "--eval-episodes", "2",
          "--test-episodes", "0")

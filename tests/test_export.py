@@ -11,8 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import run_in_process, run_script
-from test_cli import assert_user_error
+from helpers import assert_user_error, run_in_process, run_script
 
 from arm_a3c.a3c.evaluator import load_policy, policy_action
 
@@ -83,7 +82,7 @@ def test_an_exported_policy_alone_drives_a_fresh_environment_as_well_as_evaluate
 
 
 def test_bad_exports_are_one_line_exit_2_and_leave_no_file(tmp_path):
-    from conftest import write_untrained_checkpoint
+    from helpers import write_untrained_checkpoint
 
     good = write_untrained_checkpoint("light_arm", tmp_path / "good.pt")
     truncated = tmp_path / "truncated.pt"

@@ -14,105 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GRIPPER_ARM, REPO, run_in_process, run_script, write_untrained_checkpoint
-from test_cli import assert_user_error
+from helpers import (
+    GRIPPER_ARM, REPO, Reports, UNTIL_STOPPED, assert_user_error, checkpoint_steps, pid_named, run_in_process,
+    run_script, signal_and_wait, start_training, summary_of, survivors, wait_until_training,
+    write_untrained_checkpoint,
+)
 
 from arm_a3c.a3c.checkpoint import load_checkpoint, remove_stale_temporaries
 from arm_a3c.errors import UserError
 
 STOP_WITHIN_S = 8.0  # measured 4.0-5.2 s here (final evaluation ~2.3 s, files ~1.5 s, exit ~1.3 s): a bound against hangs, not a speed target
-UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01")  # a run that goes on until it is stopped
 FAULTS = Path(__file__).resolve().parent / "faults"  # a sitecustomize.py that injects faults when asked
-
-
-# ---- helpers ------------------------------------------------------------------------------------------------
-
-def children_of(pid: int) -> dict[int, str]:
-    """{pid: process name} of the direct children of `pid`."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name, rest = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
-        if int(rest[1]) == pid:
-            found[int(stat.parent.name)] = name
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def start_training(run_dir: Path, *flags: str, env: dict | None = None) -> subprocess.Popen:
-    """A light-arm training with 2 workers, in a session of its own (so a group signal reaches only it)."""
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm", "--workers", "2",
-         "--run-dir", str(run_dir), *flags],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def wait_until_training(process: subprocess.Popen, run_dir: Path, timeout: float = 90) -> dict[int, str]:
-    """Wait for the first checkpoint and all three children (2 workers, the evaluator); returns the children."""
-    deadline = time.monotonic() + timeout
-    while True:
-        children = children_of(process.pid)
-        names = set(children.values())
-        if (run_dir / "checkpoints" / "latest.pt").exists() and {"a3c-worker-1", "a3c-worker-2",
-                                                                  "a3c-evaluator"} <= names:
-            return children
-        if process.poll() is not None or time.monotonic() > deadline:
-            out, err = process.communicate()
-            pytest.fail(f"training did not get going: {out[-1500:]} {err[-1500:]}")
-        time.sleep(0.25)
-
-
-def pid_named(process: subprocess.Popen, name: str, not_pid: int | None = None, timeout: float = 30) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [pid for pid, n in children_of(process.pid).items() if n == name and pid != not_pid and alive(pid)]
-        if found:
-            return found[0]
-        time.sleep(0.1)
-    pytest.fail(f"no {name} process appeared")
-
-
-def survivors(children: dict[int, str], grace: float = 2.0) -> dict[int, str]:
-    """The children still alive after `grace` seconds (multiprocessing's resource tracker, also a child, exits
-    by itself a moment after the launcher)."""
-    deadline = time.monotonic() + grace
-    while True:
-        left = {pid: name for pid, name in children.items() if alive(pid)}
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
-
-
-def signal_and_wait(process: subprocess.Popen, send, signum: int, timeout: float = 60) -> tuple[str, float]:
-    """Send `signum` with `send` (os.killpg: the whole process group, as Ctrl-C in a terminal; os.kill: the
-    launcher only) and wait for the process to exit: (its stderr, seconds from the signal to the exit). Its
-    stdout is kept as `process.stdout_text`."""
-    started = time.monotonic()
-    send(process.pid, signum)
-    process.stdout_text, err = process.communicate(timeout=timeout)
-    return err, time.monotonic() - started
-
-
-def summary_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
-
-
-def checkpoint_steps(run_dir: Path) -> int:
-    """The environment steps of the run's latest checkpoint (-1 while there is none)."""
-    path = run_dir / "checkpoints" / "latest.pt"
-    return load_checkpoint(path)["env_steps"] if path.is_file() else -1
 
 
 # ---- stopping and resuming ----------------------------------------------------------------------------------
@@ -404,19 +316,6 @@ def test_a_checkpoint_for_another_robot_is_refused_naming_the_mismatch(write_urd
 
 
 # ---- numerical faults ---------------------------------------------------------------------------------------
-
-class Reports:
-    """Stands in for a worker's pipe: keeps the reports, and stops the worker after `updates` updates."""
-
-    def __init__(self, shared, reports: int):
-        self.shared, self.events, self.left = shared, [], reports
-
-    def send(self, event) -> None:
-        self.events.append(event)
-        if event[0] == "update":
-            self.left -= 1
-            if self.left == 0:
-                self.shared.request_stop()
 
 
 def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights_stay_finite(monkeypatch, tmp_path):

@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import GRIPPER_ARM, YAW_ELBOW_FOREARM, box_link, joint, robot_xml, run_in_process
-from test_cli import assert_user_error
+from helpers import GRIPPER_ARM, YAW_ELBOW_FOREARM, assert_user_error, box_link, joint, robot_xml, run_in_process
 
 from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.errors import UserError

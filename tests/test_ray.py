@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_in_process, run_script
-from test_cli import assert_user_error
-from test_faults import UNTIL_STOPPED, alive, checkpoint_steps, signal_and_wait, start_training, summary_of
+from helpers import (
+    REPO, UNTIL_STOPPED, alive, assert_user_error, checkpoint_steps, run_in_process, run_script, signal_and_wait,
+    start_training, summary_of,
+)
 
 from arm_a3c.a3c.checkpoint import load_checkpoint
 from arm_a3c.a3c.config import TrainConfig

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import GRIPPER_ARM, box_link, joint, robot_xml
+from helpers import GRIPPER_ARM, box_link, joint, robot_xml
 
 from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.errors import UserError

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import pygame  # noqa: E402
-from conftest import REPO, goal_pixels  # noqa: E402
+from helpers import REPO, goal_pixels  # noqa: E402
 
 from arm_a3c.envs.arm_env import ArmReachEnv  # noqa: E402
 from arm_a3c.tasks.base import Sphere

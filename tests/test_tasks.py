@@ -11,8 +11,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
-from conftest import run_in_process, run_script
-from test_cli import assert_user_error
+from helpers import assert_user_error, run_in_process, run_script
 
 import arm_a3c  # noqa: F401  (registers the gym IDs)
 from arm_a3c.envs.arm_env import make_env
@@ -231,7 +230,7 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
     """End to end: the worker's own loop on the avoid task, with obstacles big enough that its random early policy
     hits them. At a contact the value target is the step's reward alone; at a time limit it bootstraps."""
     import torch.multiprocessing as mp
-    from test_faults import Reports
+    from helpers import Reports
 
     from arm_a3c.a3c import worker
     from arm_a3c.a3c.config import TrainConfig

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_STEPS, run_in_process, run_script
-from test_cli import assert_user_error
+from helpers import SHARED_STEPS, assert_user_error, run_in_process, run_script
 
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig, make_env

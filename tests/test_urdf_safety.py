@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import YAW_ELBOW_FOREARM, box_link, joint, robot_xml, run_in_process, run_script
-from test_cli import assert_user_error
+from helpers import YAW_ELBOW_FOREARM, assert_user_error, box_link, joint, robot_xml, run_in_process, run_script
 
 from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.errors import UserError

@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import pygame  # noqa: E402
-from conftest import goal_pixels, run_in_process, run_script, write_untrained_checkpoint  # noqa: E402
+from helpers import goal_pixels, run_in_process, run_script, write_untrained_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from arm_a3c.viewer.sources import LiveSource, ReplaySource, open_source  # noqa: E402
@@ -145,7 +145,7 @@ def test_record_a_replayed_checkpoint_as_mp4(tmp_path):
 
 
 def test_view_errors_are_one_line(tmp_path):
-    from test_cli import assert_user_error
+    from helpers import assert_user_error
 
     assert_user_error(run_in_process("view.py", "--run", str(tmp_path)), "not a training run directory")
     assert_user_error(run_in_process("view.py", "--checkpoint", str(tmp_path / "x.pt"),
@@ -159,7 +159,7 @@ def test_view_py_typed_bare_watches_the_newest_run_or_says_how_to_start_one(tmp_
     import time
 
     from arm_a3c.a3c.config import TrainConfig
-    from test_cli import assert_user_error
+    from helpers import assert_user_error
 
     monkeypatch.chdir(tmp_path)
     assert_user_error(run_in_process("view.py"), "no run under runs/", "python scripts/train_arm.py", "--run",
@@ -176,7 +176,7 @@ def test_view_py_typed_bare_watches_the_newest_run_or_says_how_to_start_one(tmp_
 
 
 def test_viewer_without_a_display_says_so_instead_of_drawing_nowhere(tmp_path):
-    from test_cli import assert_user_error
+    from helpers import assert_user_error
 
     checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
     result = run_script("view.py", "--checkpoint", str(checkpoint), unset=("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
