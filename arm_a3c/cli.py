@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from arm_a3c.errors import UserError
 from arm_a3c.files import is_our_png, json_with_keys, refuse_foreign, write_atomically
@@ -229,7 +229,7 @@ def _list_robots(as_json: bool) -> int:
         for key in ("source", "licence"):
             if r[key]:
                 print(f"  {'':<{width}}    {key}: {r[key]}")
-    print("or pass any URDF with --urdf PATH; the README's 'Robots' explains the settings file")
+    print("or pass any URDF with --urdf PATH; docs/robots.md explains the settings file")
     return 0
 
 
@@ -555,8 +555,19 @@ def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callab
     except OSError as err:
         raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
     print(f"wrote {args.json}")
+    _tables_of(args.json)
     written()
     return 0
+
+
+def _tables_of(json_path) -> None:
+    """Make again the docs' tables that are made from `json_path` (none, unless the benchmark wrote into docs/)."""
+    from arm_a3c.bench.tables import ROOT, update_tables
+
+    if not (ROOT / "mkdocs.yml").is_file():  # an installed package: no docs of its own to keep
+        return
+    for document in update_tables(json_path):
+        print(f"rewrote the tables of {document.relative_to(ROOT)} from {json_path}")
 
 
 def profile_main(argv: Sequence[str] | None = None) -> int:
@@ -598,6 +609,30 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
             write_atomically(args.json, (json.dumps(result, indent=2) + "\n").encode())
         except OSError as err:
             raise UserError(f"cannot write {args.json} ({err.strerror}); pass --json PATH") from None
+        _tables_of(args.json)
+    return 0
+
+
+def bench_tables_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/bench_tables.py`: make every marked table of README.md and docs/ again from the JSON file it
+    names."""
+    from arm_a3c.bench.tables import ROOT, stale_tables, update_tables
+
+    parser = ArgumentParser(prog="bench_tables.py", description=bench_tables_main.__doc__)
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing: list the tables that differ from their files (exit status 1 if any)")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_tables()
+        for line in stale:
+            print(f"differs from its file: {line}")
+        print(f"{len(stale)} table(s) differ from their files" if stale else "every table matches its file")
+        return 1 if stale else 0
+    changed = update_tables()
+    for document in changed:
+        print(f"rewrote the tables of {document.relative_to(ROOT)}")
+    if not changed:
+        print("every table already matches its file")
     return 0
 
 
@@ -648,15 +683,34 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)
 
 
+class Command(NamedTuple):
+    """One command of the project: `arm-a3c NAME` and `python scripts/SCRIPT` run `main`."""
+
+    main: Callable[[Sequence[str] | None], int]
+    summary: str
+    script: str
+
+
+# The one list of commands: the `arm-a3c` command, `python -m arm_a3c` and the tests read it, and a test holds
+# every script in scripts/ to its entry here.
 COMMANDS = {
-    "train": (train_main, "train an arm with A3C (scripts/train_arm.py)"),
-    "view": (view_main, "watch a run live or replay a checkpoint; --record a GIF or MP4 (scripts/view.py)"),
-    "evaluate": (evaluate_main, "evaluate a checkpoint deterministically (scripts/evaluate.py)"),
-    "inspect": (inspect_main, "what the project understands of a robot; no robot: list them (scripts/inspect_robot.py)"),
-    "export": (export_main, "write a checkpoint's policy as ONNX or TorchScript with a JSON description"),
-    "bench": (bench_main, "arm-a3c against Stable-Baselines3 on time to success (scripts/bench.py)"),
-    "oracle": (oracle_main, "the scripted IK oracle's success on a task (scripts/oracle.py)"),
+    "train": Command(train_main, "train an arm with A3C", "train_arm.py"),
+    "view": Command(view_main, "watch a run live or replay a checkpoint; --record a GIF or MP4", "view.py"),
+    "evaluate": Command(evaluate_main, "evaluate a checkpoint deterministically", "evaluate.py"),
+    "inspect": Command(inspect_main, "what the project understands of a robot; no robot: list them",
+                       "inspect_robot.py"),
+    "export": Command(export_main, "write a checkpoint's policy as ONNX or TorchScript with a JSON description",
+                      "export.py"),
+    "oracle": Command(oracle_main, "the scripted IK oracle's success on a task", "oracle.py"),
+    "bench": Command(bench_main, "arm-a3c against Stable-Baselines3 on time to success", "bench.py"),
+    "bench-env": Command(bench_env_main, "environment steps per second beside raw physics", "bench_env.py"),
+    "bench-viewer": Command(bench_viewer_main, "the viewer's frames per second", "bench_viewer.py"),
+    "bench-ray": Command(bench_ray_main, "the Ray backend's throughput beside the local backend's", "bench_ray.py"),
+    "profile": Command(profile_main, "where a training's CPU goes (py-spy)", "profile_training.py"),
+    "bench-tables": Command(bench_tables_main, "make the docs' benchmark tables again from the benchmarks' JSON files",
+                            "bench_tables.py"),
 }
+SCRIPTS = {command.script: command for command in COMMANDS.values()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -664,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     width = max(map(len, COMMANDS))
     usage = "usage: arm-a3c COMMAND [--help | options]\n\ncommands:\n" + "\n".join(
-        f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+        f"  {name:<{width}}  {command.summary} (scripts/{command.script})" for name, command in COMMANDS.items())
     if not argv or argv[0] in ("-h", "--help"):
         print(usage, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else USAGE_ERROR
@@ -675,6 +729,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     ArgumentParser.command = f"arm-a3c {name}"  # in usage lines and errors, as the user typed it
     try:
-        return run(COMMANDS[name][0], rest)
+        return run(COMMANDS[name].main, rest)
     finally:
         ArgumentParser.command = None

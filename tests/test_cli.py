@@ -102,3 +102,15 @@ def test_scripts_hold_no_logic():
             continue
         code = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith(("#", '"""'))]
         assert len(code) <= 8, f"{script.name} should only parse and call into arm_a3c"
+
+
+def test_every_script_is_a_command_of_the_one_registry_and_reachable_through_arm_a3c():
+    from arm_a3c.cli import COMMANDS, SCRIPTS
+
+    scripts = {p.name for p in (REPO / "scripts").glob("*.py")} - EXAMPLES
+    assert scripts == set(SCRIPTS), "a script is missing from cli.COMMANDS, or a command has no script"
+    for name, command in COMMANDS.items():
+        called = re.search(r"sys\.exit\(run\((\w+)\)\)", (REPO / "scripts" / command.script).read_text())
+        assert called and called.group(1) == command.main.__name__, f"scripts/{command.script} is not {name}"
+        result = run_in_process(command.script, "--help")
+        assert result.returncode == 0 and "usage:" in result.stdout, name

@@ -178,7 +178,7 @@ def test_every_marked_table_is_what_its_file_gives():
 
 
 def test_bench_tables_check_reports_every_table_matching(capsys):
-    from arm_a3c.bench.tables import main
+    from arm_a3c.cli import bench_tables_main as main
 
     assert main(["--check"]) == 0
     assert "every table matches its file" in capsys.readouterr().out

@@ -62,7 +62,7 @@ def part_of(name: str) -> str:
 
 def test_every_module_of_the_library_belongs_to_a_known_part():
     unknown = sorted(name for name in MODULES if part_of(name) not in MAY_IMPORT and name != "arm_a3c")
-    assert not unknown, f"give these a part in MAY_IMPORT (and the README's Layout): {unknown}"
+    assert not unknown, f"give these a part in MAY_IMPORT (and docs/architecture.md's layout): {unknown}"
 
 
 def test_no_module_imports_itself_round_a_circle():

@@ -7,8 +7,8 @@ An evaluation that cannot reach the run's target stops early (`TrainConfig.eval_
 `eval_episodes` (100), the rest could not lift it to the target, and its figures are those of the episodes
 played (`episodes` in the result, the `eval_episodes` column of metrics.csv). The decision to stop the run is
 exactly what full evaluations would give; best.pt is chosen among the evaluations' success rates, some of them
-over fewer episodes. Far from the target this quarters the evaluator's CPU (measured: see the README's
-Performance section)."""
+over fewer episodes. Far from the target this quarters the evaluator's CPU (measured: see
+docs/performance.md)."""
 
 from __future__ import annotations
 

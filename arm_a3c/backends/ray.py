@@ -12,7 +12,7 @@ The picture is the local backend's, with processes that Ray places:
 - `RayWorker` (one actor per worker, one CPU each, anywhere in the cluster) runs the local backend's worker
   loop, `worker.train_worker`. On the launcher's machine it maps the parameter server's memory and pushes and
   pulls there directly (`shared.SharedMemoryLink`, as the local backend's processes do: a Ray call per update
-  costs more than the update itself, measured in the README). Elsewhere (or with `--no-ray-shared-memory`) it
+  costs more than the update itself, measured in docs/more-machines.md). Elsewhere (or with `--no-ray-shared-memory`) it
   does the same in its machine's copy of the model, which that machine's sync agent keeps in step with the
   server every `--ray-sync-ms` (`ray_sync.py`: one message per machine and period, not one per update); with
   `--ray-sync-ms 0`, each of its updates is one exchange with the server (`RayLink`).

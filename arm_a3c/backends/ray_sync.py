@@ -1,7 +1,7 @@
 """Two levels for `--backend ray` across machines: one sync agent per machine instead of one parameter-server
 exchange per worker update.
 
-Why: one parameter-server core applies a few hundred exchanges a second (README, More machines), and a worker
+Why: one parameter-server core applies a few hundred exchanges a second (docs/more-machines.md), and a worker
 elsewhere made one exchange per 20-step update, so all remote workers together added about 1.4 local workers'
 worth of steps. At 10k parameters the cost is messages, not bytes, so the fix is fewer, larger messages (as
 Downpour SGD pushes accumulated updates and fetches parameters every n steps, rather than one message per

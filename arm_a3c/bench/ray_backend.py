@@ -318,7 +318,7 @@ def format_table(result: dict) -> str:
         f"| parameter server: CPU per sync ({SYNC_WRITERS} workers' statistics; process total; inside the method) | "
         f"{sync['server_cpu_ms_per_exchange']:.3f} ms; {sync['server_method_ms_per_exchange']:.3f} ms |",
         f"| parameter server: at most, one core | {sync['max_exchanges_per_second']:,.0f} syncs/s |",
-        "| machines (any number of workers each) one server core serves, one sync each per: "
+        "| machines (any number of workers each) one server core serves, one sync each per | "
         + "; ".join(f"{ms} ms: {count:,}" for ms, count in result["machines_one_server_serves"].items()) + " |",
         "| peak memory (PSS, all processes, Ray's own included): local; Ray; behind a sync agent; through the "
         "server | " + "; ".join(f"{runs[name]['peak_pss_mb']:,.0f} MB"

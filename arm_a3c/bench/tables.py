@@ -19,13 +19,11 @@ only lists the tables that differ from their files (exit status 1). A benchmark 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shlex
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from arm_a3c.errors import UserError
 from arm_a3c.files import write_atomically
@@ -199,24 +197,3 @@ def update_tables(json_path: Path | None = None, root: Path = ROOT) -> list[Path
             write_atomically(document, new.encode())
             changed.append(document)
     return changed
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`scripts/bench_tables.py`: make every marked table of README.md and docs/ again from the JSON file it
-    names."""
-    parser = argparse.ArgumentParser(prog="bench_tables.py", description=main.__doc__)
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing: list the tables that differ from their files (exit status 1 if any)")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_tables()
-        for line in stale:
-            print(f"differs from its file: {line}")
-        print(f"{len(stale)} table(s) differ from their files" if stale else "every table matches its file")
-        return 1 if stale else 0
-    changed = update_tables()
-    for document in changed:
-        print(f"rewrote the tables of {document.relative_to(ROOT)}")
-    if not changed:
-        print("every table already matches its file")
-    return 0

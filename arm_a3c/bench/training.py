@@ -520,8 +520,11 @@ def format_table(result: dict) -> str:
         fastest = r["fastest_tuned_peer"]
         if fastest and r["medians"][fastest]["time_to_target_s"] is None:
             fastest = f"none of the tuned peers reached {target} within {budget:.0f} s: the budget is the bound"
-        lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({fastest}): "
-                     f"{r['time_ratio_to_fastest_tuned_peer'] or 'n/a'} (goal <= {GOALS['time_ratio']})")
+        if fastest is None:
+            lines.append("\nno tuned peer ran (--peers): no time ratio")
+        else:
+            lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({fastest}): "
+                         f"{r['time_ratio_to_fastest_tuned_peer'] or 'n/a'} (goal <= {GOALS['time_ratio']})")
     return "\n".join(lines)
 
 
