@@ -82,10 +82,7 @@ def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
 
     from arm_a3c import cli
 
-    main = {"train_arm.py": cli.train_main, "evaluate.py": cli.evaluate_main, "view.py": cli.view_main,
-            "inspect_robot.py": cli.inspect_main, "bench.py": cli.bench_main, "bench_ray.py": cli.bench_ray_main,
-            "bench_env.py": cli.bench_env_main, "bench_viewer.py": cli.bench_viewer_main, "export.py": cli.export_main,
-            "oracle.py": cli.oracle_main}[script]
+    main = cli.SCRIPTS[script].main
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
