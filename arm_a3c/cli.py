@@ -66,6 +66,8 @@ SEED = bounded_int(0, MAX_SEED)
 def _assets_folder(text: str) -> str:
     from arm_a3c.sim.assets import add_assets_dir
 
+    if not text:
+        raise argparse.ArgumentTypeError("an empty folder name; give a folder of robots")
     add_assets_dir(text)  # at once: the robot lookups and the processes started later see it
     return text
 
@@ -122,7 +124,7 @@ def home_from_args(args: argparse.Namespace) -> list[float] | str | None:
 def robot_from_args(args: argparse.Namespace) -> str | None:
     """The robot name or URDF path that the arguments select (None means the default robot)."""
     urdf = getattr(args, "urdf", None)
-    if urdf and not str(urdf).endswith((".urdf", ".toml")):
+    if urdf is not None and not str(urdf).endswith((".urdf", ".toml")):
         # a robot is a file by its suffix (a name never leaves the assets folders): say so where the file is named
         raise UserError(f"--urdf {urdf}: give a file whose name ends in .urdf (or a .toml robot descriptor); "
                         f"rename or copy it")

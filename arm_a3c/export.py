@@ -106,6 +106,8 @@ def export_policy(checkpoint: Path, out: Path, fmt: str | None = None, urdf: str
     anything else TorchScript) and its description to out with the suffix .json; return the description. Either
     file may replace only an earlier export's (never the checkpoint, never a file arm-a3c did not write)."""
     out = Path(out)
+    if not out.name or out.name in (".", ".."):
+        raise UserError(f"--out {str(out)!r}: give a file name such as policy.onnx")
     fmt = fmt or ("onnx" if out.suffix.lower() == ".onnx" else "torchscript")
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")

@@ -345,3 +345,143 @@ def test_benchmark_and_inspection_outputs_replace_only_files_arm_a3c_wrote(tmp_p
         speed = run_in_process("bench_env.py", "--robots", "light_arm", "--steps", "10", "--rounds", "1", "--json",
                                str(tmp_path / "speed.json"))
         assert speed.returncode == 0, speed.stderr
+
+
+# ---- links, files in the way, crafted run files -----------------------------------------------------------------
+
+def test_a_run_file_that_is_a_link_to_a_users_file_is_refused_on_resume_and_a_dangling_one_on_a_new_run(tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir))
+    assert first.returncode == 0, first.stderr
+    precious = tmp_path / "thesis.tex"
+    precious.write_text("years of work")
+    for name in ("live.bin", "learning_curve.png"):
+        (run_dir / name).unlink()
+        (run_dir / name).symlink_to(precious)
+        assert_user_error(run_in_process("train_arm.py", "--resume", str(run_dir), "--max-steps", "800"), name,
+                          "symbolic link")
+        assert precious.read_text() == "years of work"
+        (run_dir / name).unlink()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "summary.json").symlink_to(tmp_path / "elsewhere.json")  # dangling: writing it would make the target
+    assert_user_error(run_in_process("train_arm.py", *SHORT, "--run-dir", str(fresh)), "summary.json")
+    assert not (tmp_path / "elsewhere.json").exists()
+
+
+def test_resume_removes_only_its_own_half_written_checkpoints(tmp_path):
+    from arm_a3c.a3c.checkpoint import remove_stale_temporaries
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    ours = [folder / ".latest.pt.abc123.tmp", folder / "best.pt.x1y2.tmp"]
+    theirs = [folder / "model.pt.backup.tmp", folder / "notes.pt.1.tmp"]
+    for path in ours + theirs:
+        path.write_text("")
+    assert sorted(remove_stale_temporaries(folder)) == sorted(ours)
+    assert all(path.exists() for path in theirs)
+
+
+@pytest.mark.parametrize("case", ["run dir is a file", "checkpoints is a file"])
+def test_a_file_where_the_run_needs_a_folder_is_one_line_and_leaves_nothing(tmp_path, case):
+    target = tmp_path / "run"
+    if case == "run dir is a file":
+        target.write_text("a file")
+    else:
+        target.mkdir()
+        (target / "checkpoints").write_text("a file")
+    result = run_in_process("train_arm.py", *SHORT, "--run-dir", str(target))
+    assert_user_error(result, "a file", "--run-dir")
+    assert not (target / "run.json").exists() if target.is_dir() else target.read_text() == "a file"
+
+
+def finished_run(folder: Path) -> Path:
+    """A run directory as a finished run leaves it, as far as the viewer reads it: config, best.pt, live.bin."""
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.live import LiveBoard
+
+    write_untrained_checkpoint("light_arm", folder / "checkpoints" / "best.pt")
+    (folder / "config.json").write_text(json.dumps(TrainConfig(robot="light_arm").to_dict()))
+    LiveBoard.create(folder, 1, 3, 50, 3)
+    return folder
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1, "mine"])
+def test_a_run_that_no_launcher_holds_is_replayed_whatever_pid_its_live_board_names(tmp_path, pid):
+    import numpy as np
+
+    from arm_a3c.a3c.live import HEADER
+
+    run = finished_run(tmp_path / "run")
+    board = np.memmap(run / "live.bin", dtype=np.float64, mode="r+")
+    board[HEADER.index("launcher_pid")] = os.getpid() if pid == "mine" else pid  # a live process, or nonsense
+    board.flush()
+    result = run_in_process("view.py", "--run", str(run), "--record", str(tmp_path / "a.gif"), "--frames", "2")
+    assert result.returncode == 0, result.stderr
+    assert "has finished: replaying its best checkpoint" in result.stdout
+
+
+@pytest.mark.parametrize("index, value", [(1, 0), (1, 1e12), (2, -3), (3, float("nan")), (4, 2.5), (0, 7)])
+def test_a_crafted_live_board_is_not_taken_for_a_runs(tmp_path, index, value):
+    import numpy as np
+
+    from arm_a3c.a3c.live import LiveBoard
+
+    run = finished_run(tmp_path / "run")
+    board = np.memmap(run / "live.bin", dtype=np.float64, mode="r+")
+    board[index] = value
+    board.flush()
+    assert LiveBoard.attach(run) is None
+
+
+# ---- damaged checkpoints --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda d: d["model"].update({k: torch.full_like(v, float("nan")) for k, v in d["model"].items()}),
+     "not finite numbers"),
+    (lambda d: d["normalizer"].update(var=torch.full_like(d["normalizer"]["var"], -1.0)), "not finite numbers"),
+    (lambda d: d.update(eval={"episodes": 10**9, "success_rate": 0.5}), "episodes 1000000000"),
+    (lambda d: d.update(eval={"episodes": -3}), "episodes -3"),
+    (lambda d: d.update(robot="kuka"), "its robot entry"),
+    (lambda d: d.update(model=[1, 2]), "its model entry"),
+    (lambda d: d.update(env_steps=float("nan")), "env_steps nan"),
+    (lambda d: d["normalizer"].update(mean="zero"), "other shapes"),
+    (lambda d: d["config"].pop("robot"), "without a robot"),
+])
+def test_a_damaged_or_diverged_checkpoint_is_one_line_in_evaluate_and_view(tmp_path, damage, fragment):
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "damaged.pt")
+    data = torch.load(checkpoint, weights_only=True)
+    damage(data)
+    torch.save(data, checkpoint)
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(checkpoint)), "damaged.pt", fragment)
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(checkpoint), "--record",
+                                     str(tmp_path / "a.gif"), "--frames", "1"), "damaged.pt", fragment)
+
+
+def test_a_recording_where_nothing_can_be_written_is_one_line(tmp_path):
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(checkpoint), "--record", "/proc/self/a.gif",
+                                     "--frames", "1"), "/proc/self/a.gif", "cannot write")
+
+
+# ---- the environment's API ------------------------------------------------------------------------------------
+
+def test_the_environment_refuses_odd_arguments_with_a_value_error():
+    from arm_a3c.envs.arm_env import ArmEnv, make_env
+
+    for size in ((-5, -5), (0, 0), (100_000, 100_000), (320,)):
+        with pytest.raises(ValueError, match="render_size"):
+            ArmEnv("light_arm", render_size=size)
+    with pytest.raises(TypeError, match="make_env\\(robot='light_arm'\\)"):
+        make_env("light_arm")  # it built the default robot without a word
+    env = make_env(robot="light_arm")
+    try:
+        with pytest.raises(ValueError, match="options must be a dict"):
+            env.reset(options=[1, 2])
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match="3 finite numbers"):
+            env.set_target([float("nan")] * 3)
+        with pytest.raises(ValueError, match="3 numbers in"):
+            env.step([10**400, 0, 0])
+    finally:
+        env.close()

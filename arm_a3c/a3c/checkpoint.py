@@ -17,6 +17,7 @@ import torch
 import arm_a3c
 from arm_a3c.errors import UserError
 from arm_a3c.files import write_atomically
+from arm_a3c.limits import MAX_EPISODES
 
 FORMAT = 1
 REQUIRED_KEYS = ("model", "optimizer", "normalizer", "env_steps", "config", "robot")
@@ -44,6 +45,7 @@ class CheckpointWriteError(UserError):
 
 
 TEMP_SUFFIX = ".tmp"
+CHECKPOINT_NAMES = ("latest.pt", "best.pt")  # what a run writes in its checkpoints/
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -54,15 +56,21 @@ def save_checkpoint(path: Path, payload: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda f: torch.save({"format": FORMAT, "versions": versions(), **payload}, f),
                          suffix=TEMP_SUFFIX)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch's writer reports a full disk as a RuntimeError
+        if isinstance(err, RuntimeError) and "write" not in str(err).lower():
+            raise
         kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint there"
-        raise CheckpointWriteError(f"cannot write checkpoint {path} ({err.strerror or err}); {kept}; "
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0][:120]
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({reason}); {kept}; "
                                    f"free some disk space or pass --run-dir on another disk") from None
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the half-written temporary files that a killed process left beside its checkpoints."""
-    stale = sorted(Path(folder).glob(f"*.pt.*{TEMP_SUFFIX}"))
+    """Delete the half-written temporary files that a killed process left beside its checkpoints (the names
+    `save_checkpoint` gives them, .latest.pt.XXXX.tmp and .best.pt.XXXX.tmp, and the older latest.pt.XXXX.tmp;
+    no other file)."""
+    stale = sorted(p for name in CHECKPOINT_NAMES for pattern in (f".{name}.*{TEMP_SUFFIX}", f"{name}.*{TEMP_SUFFIX}")
+                   for p in Path(folder).glob(pattern) if p.is_file() and not p.is_symlink())
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -93,7 +101,38 @@ def load_checkpoint(path: Path) -> dict:
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise UserError(f"{path} is an incomplete arm-a3c checkpoint (no {', '.join(missing)})")
+    problem = _layout_problem(data)
+    if problem:
+        raise UserError(f"{path} is a damaged arm-a3c checkpoint ({problem}); use another checkpoint of the run")
     return data
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _layout_problem(data: dict) -> str | None:
+    """What in a checkpoint's entries is not what `checkpoint_payload` writes (None: nothing)."""
+    robot, evaluation = data["robot"], data.get("eval")
+    if not isinstance(robot, dict) or not isinstance(robot.get("name"), str) or not _is_int(robot.get("obs_dim")) \
+            or not _is_int(robot.get("action_dim")) or not isinstance(robot.get("controlled_joints"), list):
+        return "its robot entry"
+    for key in ("model", "optimizer", "normalizer", "config"):
+        if not isinstance(data[key], dict):
+            return f"its {key} entry"
+    if not all(isinstance(v, torch.Tensor) for v in data["model"].values()):
+        return "its model entry holds something besides tensors"
+    if not _is_int(data["env_steps"]) or data["env_steps"] < 0:
+        return f"env_steps {data['env_steps']!r:.40}"
+    if evaluation is not None:
+        if not isinstance(evaluation, dict):
+            return "its eval entry"
+        episodes, rate = evaluation.get("episodes"), evaluation.get("success_rate")
+        if episodes is not None and not (_is_int(episodes) and 1 <= episodes <= MAX_EPISODES):
+            return f"its evaluation's episodes {episodes!r:.40}"
+        if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
+            return f"its evaluation's success rate {rate!r:.40}"
+    return None
 
 
 def check_robot(path: Path, saved: dict, env) -> str | None:

@@ -137,6 +137,8 @@ class TrainConfig:
         through the command line's checks, so a damaged or crafted file is one line naming it."""
         if not isinstance(values, dict):
             raise UserError(f"{source or 'the saved config'}: its settings are not a JSON object")
+        if source is not None and "robot" not in values:
+            raise UserError(f"{source} holds settings without a robot; it is damaged or was not written by arm-a3c")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {**SAVED_BEFORE_FIELD_EXISTED, **values}
         cfg = cls(**{k: v for k, v in values.items() if k in known})
@@ -193,6 +195,7 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {value}")
         task_class(self.task)  # an unknown task: one line listing the known ones
         rules = [
+            (self.run_dir != "", "--run-dir is empty; give a folder, or leave it out for runs/ROBOT-DATE-TIME"),
             (1 <= self.workers <= MAX_WORKERS, f"--workers must be between 1 and {MAX_WORKERS}"),
             (self.lr > 0, "--lr must be positive"),
             (1 <= self.n_steps <= MAX_N_STEPS, f"--n-steps must be between 1 and {MAX_N_STEPS:,}"),

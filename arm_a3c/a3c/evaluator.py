@@ -122,12 +122,18 @@ def load_policy(path: Path, urdf: str | None = None) -> tuple[dict, TrainConfig,
         if warning:
             print(warning, file=sys.stderr)
         model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+        normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
         try:
             model.load_state_dict(data["model"])
-        except RuntimeError:
-            raise UserError(f"{path} holds weights of other shapes than its own config says: the file is damaged") from None
-        normalizer = RunningNormalizer(env.obs_dim, cfg.obs_clip)
-        normalizer.load_state_dict(data["normalizer"])
+            normalizer.load_state_dict(data["normalizer"])
+        except (RuntimeError, TypeError, ValueError, KeyError, AttributeError):
+            raise UserError(f"{path} holds weights or statistics of other shapes than its own config says: the file "
+                            f"is damaged") from None
+        mean, var, _ = normalizer.moments()
+        if not (torch.isfinite(model.flat).all() and np.isfinite(mean).all() and np.isfinite(var).all()
+                and (var >= 0).all()):
+            raise UserError(f"{path} holds weights or observation statistics that are not finite numbers (a run "
+                            f"that diverged?); use an earlier checkpoint of the run")
     except BaseException:
         env.close()
         raise

@@ -33,6 +33,8 @@ HEADER = ["magic", "workers", "dof", "max_steps", "draw_size", "launcher_pid", "
 SLOT_FIELDS = ["seq", "episode", "length", "episode_return", "success", "final_distance"]
 RUN = HEADER.index("global_steps")
 WATCHED = HEADER.index("watched_until")
+# What a board's header may hold (a file whose header says otherwise is not a board a run wrote)
+MAX_BOARD_WORKERS, MAX_BOARD_DOF, MAX_BOARD_STEPS, MAX_BOARD_DRAW = 1024, 128, 100_000, 10_000
 WATCH_SECONDS = 2.0  # a viewer's mark keeps the workers recording this long (a viewer marks at every frame)
 
 
@@ -76,12 +78,20 @@ class LiveBoard:
 
     @classmethod
     def attach(cls, run_dir: Path) -> "LiveBoard | None":
-        """The board of a run, or None if the run has none."""
+        """The board of a run, or None if the run has none (or a file of that name that no run wrote)."""
         path = cls.path(run_dir)
-        if not path.is_file() or path.stat().st_size < len(HEADER) * 8:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size < len(HEADER) * 8:
             return None
         memmap = np.memmap(path, dtype=np.float64, mode="r+")
-        return cls(memmap) if int(memmap[0]) == MAGIC else None
+        header = memmap[:len(HEADER)]
+        if not (np.isfinite(header).all() and header[0] == MAGIC and (header[1:5] == np.round(header[1:5])).all()):
+            return None
+        workers, dof, max_steps, draw_size = (int(v) for v in header[1:5])
+        sane = 1 <= workers <= MAX_BOARD_WORKERS and 1 <= dof <= MAX_BOARD_DOF and 1 <= max_steps <= MAX_BOARD_STEPS \
+            and 0 <= draw_size <= MAX_BOARD_DRAW
+        if not sane or memmap.size != len(HEADER) + workers * (len(SLOT_FIELDS) + max_steps * (dof + 3 + draw_size)):
+            return None
+        return cls(memmap)
 
     def _slot(self, rank: int) -> np.ndarray:
         start = len(HEADER) + rank * self.slot_size
@@ -126,6 +136,8 @@ class LiveBoard:
             before = slot[0]
             copy = np.array(slot)
             if before > 0 and int(before) % 2 == 0 and slot[0] == before:
+                if not 0 < copy[2] <= self.max_steps:  # not a length any worker wrote
+                    return None
                 length = int(copy[2])
                 rows = copy[len(SLOT_FIELDS):len(SLOT_FIELDS) + length * self.row].reshape(length, self.row)
                 dof = self.dof

@@ -117,15 +117,52 @@ class RunDir:
             self.write_manifest(self.files + names)
 
 
-def _foreign(run_dir: Path, listed: set[str]) -> list[str]:
-    return [name for name in RUN_FILES if name not in listed and (run_dir / name).exists()]
+def is_training(run_dir: Path) -> bool | None:
+    """Whether a launcher holds `run_dir` now (its lock, which the kernel drops when the launcher dies however it
+    dies); None where there are no locks to ask (Windows)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # a lock taken here goes with it
+    return False
+
+
+def _foreign(run_dir: Path) -> list[str]:
+    """The files a new run would write that are there already (a dangling link counts: writing it would create
+    its target, wherever that is)."""
+    return [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+
+
+def _check_no_links(run_dir: Path) -> None:
+    """Refuse a run directory whose run files or folders are symbolic links (or folders that are files): writing
+    them would write wherever they point, into files the run never made."""
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        path = run_dir / name
+        if path.is_symlink():
+            raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}); a run writes its files only "
+                            f"inside its own folder: remove the link or pass another --run-dir")
+    for name in RUN_FOLDERS:
+        if (run_dir / name).exists() and not (run_dir / name).is_dir():
+            raise UserError(f"{run_dir / name} is a file where the run keeps a folder; move it away or pass "
+                            f"another --run-dir")
 
 
 def _make_folder(path: Path, exist_ok: bool) -> None:
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
     except FileExistsError:
-        raise
+        if not exist_ok:
+            raise  # a default name taken: the caller tries the next
+        raise UserError(f"cannot make run directory {path}: a file of that name is there; pass another --run-dir") \
+            from None
     except OSError as err:
         raise UserError(f"cannot write to run directory {path} ({err.strerror}); pass --run-dir PATH") from None
     if not path.is_dir():
@@ -161,10 +198,11 @@ def claim_new_run_dir(cfg: TrainConfig, robot_name: str, force: bool) -> RunDir:
         if manifest is not None and not force:
             raise UserError(f"{path} already holds a run; pass --resume {path} to continue it, --force to replace "
                             f"it, or another --run-dir")
+        _check_no_links(path)
         if manifest is not None:
             removed = _remove_listed(path, manifest["files"])
             print(f"--force: deleted the {removed} file(s) of the earlier run in {path}", flush=True)
-        foreign = _foreign(path, set())
+        foreign = _foreign(path)
         if foreign:
             earlier = (f"; if it is a run of an earlier arm-a3c (before run.json), --resume {path} continues it"
                        if (path / CONFIG_FILE).is_file() else "")
@@ -184,8 +222,10 @@ def claim_resumed_run_dir(path: Path) -> RunDir:
     resumed run writes (it writes the same names, so they become its own)."""
     run = RunDir.lock(Path(path))
     try:
+        _check_no_links(Path(path))
         manifest = read_manifest(path)
-        run.write_manifest(list(RUN_FILES) + (manifest["files"] if manifest else []))
+        kept = [name for name in (manifest["files"] if manifest else []) if not (Path(path) / str(name)).is_symlink()]
+        run.write_manifest(list(RUN_FILES) + kept)
     except BaseException:
         run.release()
         raise
@@ -227,7 +267,7 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
                         f"train_arm.py wrote, such as runs/NAME")
     try:
         saved = TrainConfig.from_dict(json.loads(path.read_text()), source=str(path)).locate_robot()
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RecursionError) as err:
         raise UserError(f"{path} is not a readable run config ({err}); start a new run instead") from None
     for key in FIXED_ON_RESUME:
         if key in overrides and overrides[key] != getattr(saved, key):
@@ -305,7 +345,6 @@ def _what_to_do_without_latest(folder: Path) -> str:
     try:
         load_checkpoint(best)
     except UserError:
-        return (f"start a new run in another --run-dir, or replace this one with --force (it deletes the run's "
-                f"files)")
+        return "start a new run in another --run-dir, or replace this one with --force (it deletes the run's files)"
     return (f"its {best} is intact: to continue from it, copy it to {folder / 'latest.pt'} and --resume again; "
             f"or start a new run in another --run-dir (--force would delete best.pt)")

@@ -93,6 +93,8 @@ class EnvConfig:
 _NOT_NUMBERS = ("task", "jacobian_observation")
 _WHOLE_NUMBERS = ("substeps", "episode_steps", "obstacles")
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
+MAX_REWARD_WEIGHT = 1e6  # a cost, bonus or penalty above this makes returns meaningless (and then infinite)
+MAX_RENDER_SIZE = 4096  # pixels per side of render()
 # (field, test, what the test asks for): the ranges an `EnvConfig` holds
 _RULES = (
     ("task", lambda v: isinstance(v, str), "a task's name"),
@@ -104,14 +106,14 @@ _RULES = (
     ("success_radius_m", lambda v: v > 0, "positive"),
     ("min_target_height_m", lambda v: v >= 0, "0 or positive"),
     ("min_target_radius_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("action_cost", lambda v: v >= 0, "0 or positive"),
-    ("success_bonus", lambda v: v >= 0, "0 or positive"),
+    ("action_cost", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
+    ("success_bonus", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("orientation_tolerance_deg", lambda v: 0 < v <= 180, "in (0, 180]"),
-    ("orientation_cost_m_per_rad", lambda v: v >= 0, "0 or positive"),
+    ("orientation_cost_m_per_rad", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("track_speed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("obstacles", lambda v: 1 <= v <= MAX_OBSTACLES, f"between 1 and {MAX_OBSTACLES}"),
     ("obstacle_radius_fraction", lambda v: 0 < v < 0.5, "in (0, 0.5)"),
-    ("collision_penalty", lambda v: v >= 0, "0 or positive"),
+    ("collision_penalty", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
 )
 
 
@@ -129,6 +131,10 @@ class ArmEnv(gymnasium.Env):
         override the robot's settings file; None keeps it. `task` (a name) overrides `config.task`."""
         config = config or EnvConfig()
         self.config = config if task is None else dataclasses.replace(config, task=task)
+        if not (len(render_size) == 2 and all(isinstance(v, numbers.Integral) and 1 <= v <= MAX_RENDER_SIZE
+                                              for v in render_size)):
+            raise ValueError(f"render_size must be (width, height) in pixels, each 1 to {MAX_RENDER_SIZE}, not "
+                             f"{render_size!r:.60}")
         task_type = task_class(self.config.task)  # an unknown task fails before PyBullet starts
         self.render_mode = render_mode
         self.render_size = render_size
@@ -202,6 +208,8 @@ class ArmEnv(gymnasium.Env):
         """A new episode from the home pose. `options={"target": (x, y, z)}` (m) places a reach target there
         instead of at a sampled point (the viewer's click); the sampling still runs, so the seed's stream is the
         same."""
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"options must be a dict such as {{'target': (x, y, z)}}, not {options!r:.60}")
         super().reset(seed=seed)
         # Restore first: goal sampling runs forward kinematics, and the joints it does not move (a held flange,
         # say) must be at their home values too, or the goal differs in the 8th digit with history.
@@ -226,10 +234,20 @@ class ArmEnv(gymnasium.Env):
 
     def set_target(self, target: np.ndarray) -> None:
         """Move the current episode's goal position (3,) m, for scripted demos and the viewer."""
-        self.task.set_target(target)
+        try:
+            point = np.asarray(target, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            point = None
+        if point is None or point.shape != (3,) or not np.isfinite(point).all():
+            raise ValueError(f"a target must be 3 finite numbers (m), not {target!r:.60}")
+        self.task.set_target(point)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        values = np.asarray(action, dtype=np.float64)
+        try:
+            values = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"an action must be {self.action_space.shape[0]} numbers in [-1, 1], not "
+                             f"{action!r:.60}") from None
         if values.shape != self.action_space.shape:
             raise ValueError(f"action of shape {values.shape}: expected {self.action_space.shape}, one value in "
                              f"[-1, 1] per controlled joint ({', '.join(j.name for j in self.robot.controlled)})")
@@ -273,6 +291,9 @@ def make_env(settings: object = None, /, **kwargs) -> ArmEnv:
     of those names override the settings' (`make_env(robot="panda", task="pose")`), and the others go to `ArmEnv`
     (`render_mode`, say). Every environment of the project (workers, evaluator, viewer, `evaluate.py`, benchmarks)
     is built here."""
+    if isinstance(settings, (str, Path)):
+        raise TypeError(f"make_env's first argument is a settings object (a TrainConfig, say); name a robot with "
+                        f"make_env(robot={str(settings)!r})")
     names = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
     values = {name: getattr(settings, name, None) for name in names}
     values.update({name: kwargs.pop(name) for name in names if name in kwargs})

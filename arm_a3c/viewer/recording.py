@@ -56,8 +56,10 @@ class GifStream:
             self._file.write(chunk)
 
     def close(self) -> None:
-        self._file.write(b";")
-        self._file.close()
+        try:
+            self._file.write(b";")
+        finally:
+            self._file.close()
 
 
 class Mp4Stream:
@@ -86,11 +88,23 @@ class Mp4Stream:
 
 
 def open_stream(path: Path, size: tuple[int, int], fps: int) -> tuple[GifStream | Mp4Stream, Path]:
-    """A stream into a temporary file beside `path` (renamed to it by `finish`), and that file."""
-    partial = temporary_beside(path, suffix=".partial" + path.suffix.lower())
+    """A stream into a temporary file beside `path` (the caller renames it to `path` once it is complete), and that
+    file."""
+    try:
+        partial = temporary_beside(path, suffix=".partial" + path.suffix.lower())
+    except OSError as err:
+        raise UserError(f"--record {path}: cannot write in {path.parent} ({err.strerror}); pass another --record") \
+            from None
     try:
         stream = (GifStream if path.suffix.lower() == ".gif" else Mp4Stream)(partial, size, fps)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return stream, partial
+
+
+def write_failed(path: Path, err: BaseException) -> UserError:
+    """The one line for a recording the disk would not take (full, say); nothing of it is left behind."""
+    reason = getattr(err, "strerror", None) or str(err)[:120] or type(err).__name__
+    return UserError(f"--record {path}: writing the recording failed ({reason}); nothing was kept: free some disk "
+                     f"space or pass another --record")

@@ -19,6 +19,7 @@ import numpy as np
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import load_policy, policy_action
 from arm_a3c.a3c.live import Episode, LiveBoard
+from arm_a3c.a3c.rundir import is_training
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import run_episode
 from arm_a3c.errors import UserError
@@ -33,10 +34,14 @@ class LiveSource:
         config = self.run_dir / "config.json"
         try:
             saved = json.loads(config.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"{config} is not a readable run config ({err})") from None
+        except (OSError, ValueError, RecursionError) as err:
+            raise UserError(f"{config} is not a readable run config ({str(err)[:100]})") from None
         cfg = TrainConfig.from_dict(saved, source=str(config)).locate_robot(urdf)
         self.env = make_env(cfg)
+        if board.dof != self.env.robot.dof:
+            self.env.close()
+            raise UserError(f"{board.path(run_dir)} was written for {board.dof} controlled joints, but the run's robot "
+                            f"has {self.env.robot.dof}: the file is not this run's; replay a checkpoint with --checkpoint")
         self._shown: tuple[int, int] | None = None
 
     label = "live"
@@ -113,7 +118,8 @@ def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: in
     if not (run / "config.json").is_file():
         raise UserError(f"{run} is not a training run directory (no config.json); pass --run runs/NAME")
     board = LiveBoard.attach(run)
-    if board is not None and board.launcher_alive():
+    training = is_training(run)
+    if board is not None and (board.launcher_alive() if training is None else training):
         return LiveSource(run, board, worker, urdf), run, ""
     best = run / "checkpoints" / "best.pt"
     if not best.is_file():

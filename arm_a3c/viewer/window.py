@@ -21,7 +21,7 @@ from arm_a3c.a3c.live import Episode
 from arm_a3c.a3c.shared import become_child
 from arm_a3c.errors import UserError
 from arm_a3c.files import unused_path
-from arm_a3c.viewer.recording import check_record_path, open_stream
+from arm_a3c.viewer.recording import check_record_path, open_stream, write_failed
 from arm_a3c.viewer.scene import OrbitCamera, RobotDrawing, SceneRenderer
 from arm_a3c.viewer.sources import open_source
 
@@ -310,25 +310,36 @@ def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
                     raise UserError("no episode to record: the run has not completed one within 30 s")
                 time.sleep(0.1)
                 continue
-            stream.add(pygame.image.tobytes(surface, "RGB"))
+            try:
+                stream.add(pygame.image.tobytes(surface, "RGB"))
+            except (OSError, ValueError) as err:  # a full disk; ffmpeg's pipe broken by one
+                raise write_failed(path, err) from None
             written += 1
             clock += 1.0 / FRAMES_PER_SECOND
             if time.monotonic() - last_line >= RECORD_PROGRESS_SECONDS:
                 last_line = time.monotonic()
                 print(f"recording {path}: {written:,} of {frames:,} frames", file=sys.stderr, flush=True)
-        stream.close()
-        stream = None
+        try:
+            stream.close()
+        except (OSError, ValueError) as err:
+            raise write_failed(path, err) from None
+        finally:
+            stream = None
         if written:
             partial.replace(path)
         if stop:
             print(f"recording stopped by {stop[0]} after {written:,} of {frames:,} frames", file=sys.stderr,
                   flush=True)
     finally:
-        if stream is not None:  # an error: the half-written file goes
-            stream.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        partial.unlink(missing_ok=True)
+        try:
+            if stream is not None:  # an error: the half-written file goes, whatever closing it says
+                stream.close()
+        except (OSError, ValueError):
+            pass
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            partial.unlink(missing_ok=True)
     return written
 
 
