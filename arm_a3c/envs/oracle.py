@@ -49,9 +49,9 @@ class IKReacher:
 
     def act(self) -> np.ndarray:
         env, robot = self.env, self.env.robot
-        orientation = getattr(env.task, "target_orientation", None)
+        orientation = env.task.target_orientation
         # A moving target (track): aim where it will be after this step.
-        self._aim = np.asarray(getattr(env.task, "next_target", env.target), dtype=np.float64)
+        self._aim = np.asarray(env.task.next_target, dtype=np.float64)
         key = tuple(self._aim.tolist()) + tuple(orientation or ())
         if key != self._goal_for:
             last = np.asarray(self._goal_for[:3]) if self._goal_for is not None else None
@@ -66,7 +66,7 @@ class IKReacher:
     def _ik_from_here(self) -> np.ndarray:
         """PyBullet's IK from the arm's present pose, for the controlled joints, within their limits."""
         env, robot = self.env, self.env.robot
-        orientation = getattr(env.task, "target_orientation", None)
+        orientation = env.task.target_orientation
         if orientation is not None:  # the link's frame goes where the goal's orientation puts the tool point
             rotation = np.array(pb.getMatrixFromQuaternion(orientation)).reshape(3, 3)
             solution = pb.calculateInverseKinematics(
@@ -130,12 +130,12 @@ class IKReacher:
         random poses (local IK alone cannot turn the base round to a target behind the arm); the goal that reaches
         the target and needs the fewest control steps from here wins."""
         env, robot = self.env, self.env.robot
-        orientation = getattr(env.task, "target_orientation", None)
+        orientation = env.task.target_orientation
         with self._arm_kept() as q_now:
             rng = np.random.default_rng(0)
             best, best_cost = q_now, (True, np.inf)
             starts = [q_now] + [robot.random_configuration(rng) for _ in range(IK_STARTS)]
-            sampled_from = getattr(env.task, "goal_configuration", None)  # the configuration the goal came from
+            sampled_from = env.task.goal_configuration  # the configuration the goal came from
             if sampled_from is not None:
                 starts.append(np.asarray(sampled_from))
             for start in starts:
@@ -229,7 +229,7 @@ class ViaPointReacher(IKReacher):
 
 def oracle_for(env: ArmEnv) -> IKReacher:
     """The scripted oracle for the environment's task: via-points round obstacles where it has them."""
-    return ViaPointReacher(env) if getattr(env.task, "obstacle_bodies", None) else IKReacher(env)
+    return ViaPointReacher(env) if env.task.obstacle_bodies else IKReacher(env)
 
 
 def oracle_episodes(env: ArmEnv, episodes: int, seed: int = 0) -> dict:

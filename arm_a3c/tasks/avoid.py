@@ -43,7 +43,6 @@ class AvoidTask(Task):
         super().__init__(env)
         cfg, robot = self.config, self.robot
         self.count = cfg.obstacles
-        self.obs_size = 6 + 7 * self.count
         self.draw_size = 4 + 4 * self.count  # target (3), contact (1), then centre (3) and radius (1) each
         self.radius_m = cfg.obstacle_radius_fraction * env.reach_m
         self.clearance_m = CLEARANCE_FRACTION * env.reach_m

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -87,7 +87,6 @@ class Task(ABC):
         self.robot: Robot = env.robot
         self.config = env.config
         self.target = np.zeros(3)  # the goal's position (m): every task has one
-        self.obs_size = 6  # floats of `observe`; subclasses set theirs
         self.min_target_radius_m = self.config.min_target_radius_fraction * env.reach_m  # goals this far off the axis
         # The goal's marker, and every PyBullet body that only shows the goal in pictures (no collision).
         self.marker = add_marker(env.client, self.config.success_radius_m, self.marker_rgba)
@@ -95,6 +94,21 @@ class Task(ABC):
         # The goal's position as a list, and its distance from the end-effector point as of `observe_target`:
         # plain Python, for the per-step arithmetic on 3-vectors, where numpy costs more than the sums.
         self._target_list, self._distance, self._to_target = [0.0, 0.0, 0.0], 0.0, [0.0, 0.0, 0.0]
+
+    # What the scripted oracle (`envs.oracle`) reads of a goal besides `target` (tasks that have one set it):
+    target_orientation: list[float] | None = None  # the end effector's goal orientation, xyzw quaternion (pose)
+    goal_configuration: np.ndarray | None = None  # the joint configuration the goal was sampled from (pose, avoid)
+    obstacle_bodies: Sequence[int] = ()  # PyBullet bodies the arm must not touch (avoid)
+
+    @property
+    def next_target(self) -> np.ndarray:
+        """Where the goal will be after the next step (a moving goal's; the oracle aims there)."""
+        return self.target
+
+    @property
+    def obs_size(self) -> int:
+        """Floats of `observe`: the sizes of `observation_parts`."""
+        return sum(size for _, size, _ in self.observation_parts())
 
     @classmethod
     def check_robot(cls, robot: Robot) -> None:
@@ -117,8 +131,8 @@ class Task(ABC):
         """After each physics substep of a control step (a task that must see contacts between observations)."""
 
     def observation_parts(self) -> list[tuple[str, int, str]]:
-        """The task's part of the observation as (name, size, meaning) in order (sizes add up to `obs_size`), for
-        exported policies' descriptions."""
+        """The task's part of the observation as (name, size, meaning) in order, what `observe` returns (its sizes
+        are `obs_size`; exported policies' descriptions list them)."""
         return [("target_m", 3, "the goal's position, world frame"),
                 ("target_minus_end_effector_m", 3, "goal position minus end-effector point")]
 

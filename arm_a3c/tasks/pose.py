@@ -74,7 +74,6 @@ class PoseTask(Task):
 
     def __init__(self, env):
         super().__init__(env)
-        self.obs_size = 21
         self.tolerance_rad = math.radians(self.config.orientation_tolerance_deg)
         self.target_orientation = [0.0, 0.0, 0.0, 1.0]
         self.goal_configuration = self.robot.home.copy()  # the configuration the goal was sampled from

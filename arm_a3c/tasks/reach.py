@@ -23,7 +23,6 @@ class ReachTask(Task):
 
     def __init__(self, env):
         super().__init__(env)
-        self.obs_size = 6
 
     def sample_target(self, rng: np.random.Generator) -> np.ndarray:
         """A reachable target (3,) m. Moves the arm: the caller resets it afterwards."""

@@ -36,7 +36,6 @@ class TrackTask(Task):
     def __init__(self, env):
         super().__init__(env)
         cfg = self.config
-        self.obs_size = 9
         self.steps = cfg.episode_steps
         steps = np.array([cfg.max_joint_step_m if j.type == "prismatic" else cfg.max_joint_step_rad
                           for j in self.robot.controlled])
