@@ -109,3 +109,6 @@ def pytest_collection_modifyitems(items: list) -> None:
         return 0 if "training_running" in names else 1 if "training_finished" in names else 2
 
     items.sort(key=phase)  # stable: the file order holds within each phase
+    for item in items:
+        if phase(item) < 2:  # waits for the session's real training
+            item.add_marker(pytest.mark.slow)

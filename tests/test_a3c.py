@@ -49,6 +49,7 @@ def played(learner: NumpyActorCritic, arrays: dict, norm=None, clip: float = 10.
 
 # ---- shared optimizer ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_shared_adam_gives_the_same_updates_as_torch_adam():
     torch.manual_seed(0)
     model = ActorCritic(OBS_DIM, ACTION_DIM)
@@ -69,6 +70,7 @@ def _step_in_child(model: ActorCritic, optimizer: SharedAdam, steps: int) -> Non
         optimizer.step(np.ones(model.flat.shape, np.float32), 1e-2)
 
 
+@pytest.mark.slow
 def test_shared_adam_state_and_step_count_are_shared_across_processes():
     model = ActorCritic(OBS_DIM, ACTION_DIM).share_memory()
     optimizer = SharedAdam(model.flat)
@@ -199,6 +201,7 @@ def _update_in_child(cfg: TrainConfig, shared) -> None:
     assert stats is not None
 
 
+@pytest.mark.slow
 def test_one_worker_update_in_a_child_process_changes_the_shared_parameters_in_the_parent():
     cfg = TrainConfig(lr=1e-2)
     shared = build_shared(cfg, OBS_DIM, ACTION_DIM, CTX)

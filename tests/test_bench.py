@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from helpers import assert_user_error, run_in_process, run_script
 
 
+@pytest.mark.slow
 def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     """One robot; PPO (on-policy: subprocess environments) and SAC (off-policy: torch threads) as the peers: the
     other peers go through the same code with other settings."""
@@ -234,6 +236,7 @@ def test_a_profile_is_summed_per_process_role_and_per_part_of_the_workers_loop()
     assert "train_worker" not in result["worker_functions"]
 
 
+@pytest.mark.slow
 def test_profiling_a_short_training_finds_its_workers_and_evaluator(tmp_path):
     """A real run under py-spy (skipped where py-spy cannot attach, e.g. a container without ptrace)."""
     out = tmp_path / "profile.json"

@@ -76,6 +76,7 @@ def test_scripts_explain_themselves(script):
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_mistake_typed_in_a_shell_is_one_line_with_exit_status_2(tmp_path):
     """The other bad-input tests run the scripts' mains in-process; this one starts the scripts as a shell does."""
     assert_user_error(run_script("train_arm.py", "--lr", "0"), "--lr must be positive")

@@ -54,6 +54,7 @@ def test_a_folder_holding_only_a_file_a_run_would_write_is_refused(tmp_path, nam
     assert (tmp_path / "run" / name).read_text() == "the user's"
 
 
+@pytest.mark.slow
 def test_force_replaces_a_run_deleting_only_the_files_its_run_json_lists(tmp_path):
     run_dir = tmp_path / "run"
     first = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir))
@@ -99,6 +100,7 @@ def wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_second_launcher_on_a_live_run_is_refused_while_the_first_keeps_writing(tmp_path):
     run_dir = tmp_path / "run"
     first = subprocess.Popen(
@@ -138,6 +140,7 @@ def test_resume_without_latest_pt_points_to_best_pt_and_never_advises_force(tmp_
                       "best.pt is intact")
 
 
+@pytest.mark.slow
 def test_max_steps_stops_within_one_rollout_per_worker(tmp_path):
     result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "100",
                         "--eval-episodes", "2", "--test-episodes", "0", "--run-dir", str(tmp_path / "run"))
@@ -146,6 +149,7 @@ def test_max_steps_stops_within_one_rollout_per_worker(tmp_path):
     assert 100 <= steps <= 100 + 2 * 20  # it ran 4,500 steps before the workers watched the budget
 
 
+@pytest.mark.slow
 def test_a_held_out_test_shows_progress_and_stops_on_ctrl_c_with_the_summary_written(tmp_path):
     run_dir, err_file = tmp_path / "run", tmp_path / "stderr.txt"
     with open(err_file, "w") as stderr:
@@ -235,6 +239,7 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.parametrize("suffix", [".gif"])  # an MP4 streams through ffmpeg's pipe (and was held in memory too)
+@pytest.mark.slow
 def test_a_long_recording_keeps_its_memory_flat_and_stops_on_sigterm_with_a_playable_file(tmp_path, suffix):
     import imageio.v3 as iio
 
@@ -296,6 +301,7 @@ def test_a_checkpoints_saved_settings_are_checked_as_the_command_lines(tmp_path,
     assert_user_error(result, "crafted.pt", "holds settings arm-a3c cannot use", fragment)
 
 
+@pytest.mark.slow
 def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and_a_moved_one_with_urdf(tmp_path):
     (tmp_path / "robots").mkdir()
     (tmp_path / "robots" / "my_arm.urdf").write_text(GRIPPER_ARM)

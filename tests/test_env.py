@@ -30,6 +30,7 @@ def test_every_asset_passes_gymnasium_check_env(robot):
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
+@pytest.mark.slow
 def test_an_episode_depends_only_on_its_seed_not_on_what_ran_before(robot):
     # Before target sampling restored the home state first, 6 of 300 such pairs differed in the 8th digit on
     # the KUKA (its held flange joint, left where the previous episode put it, entered the target's kinematics).

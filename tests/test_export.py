@@ -32,6 +32,7 @@ def observations(env, n: int, seed: int = 0) -> np.ndarray:
     return found
 
 
+@pytest.mark.slow
 def test_onnx_and_torchscript_exports_agree_with_the_checkpoints_policy_on_1000_observations(training_finished,
                                                                                            tmp_path):
     import onnxruntime
@@ -62,6 +63,7 @@ def test_onnx_and_torchscript_exports_agree_with_the_checkpoints_policy_on_1000_
         assert np.abs(got - expected).max() < 1e-5, (fmt, np.abs(got - expected).max())
 
 
+@pytest.mark.slow
 def test_an_exported_policy_alone_drives_a_fresh_environment_as_well_as_evaluate_py(training_finished, tmp_path):
     checkpoint = training_finished.run_dir / "checkpoints" / "best.pt"
     moved = tmp_path / "elsewhere"

@@ -29,6 +29,7 @@ FAULTS = Path(__file__).resolve().parent / "faults"  # a sitecustomize.py that i
 
 # ---- stopping and resuming ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_and_ctrl_c_stop_within_8_seconds_with_a_final_checkpoint_and_resume_continues_the_run(tmp_path):
     """SIGTERM stops a run that replaced an old one (--force); its resumption is stopped by Ctrl-C; both stop
     cleanly within 8 seconds (a bound against hangs), and the resumed session carries on the first one's counts, metrics and curves."""
@@ -91,6 +92,7 @@ def test_sigterm_and_ctrl_c_stop_within_8_seconds_with_a_final_checkpoint_and_re
     assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) >= 2, "TensorBoard curves did not continue"
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir, *UNTIL_STOPPED)
@@ -106,6 +108,7 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # the last evaluated checkpoint is still good
 
 
+@pytest.mark.slow
 def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir, *UNTIL_STOPPED,
@@ -125,6 +128,7 @@ def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_pa
 
 # ---- worker faults ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_within_seconds(training_running):
     process = training_running.process
     victim = pid_named(process, "a3c-worker-2")
@@ -149,6 +153,7 @@ def test_a_run_that_lost_a_worker_finishes_with_consistent_counts(training_finis
     assert float(final["normalizer"]["count"]) == pytest.approx(summary["env_steps"], abs=3 * 20)
 
 
+@pytest.mark.slow
 def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_error(tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir, *UNTIL_STOPPED)
@@ -169,6 +174,7 @@ def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_
     assert not survivors(children), "child processes survived"
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path):
     run_dir, full = tmp_path / "run", tmp_path / "disk-is-full"
     process = start_training(run_dir, *UNTIL_STOPPED,
@@ -204,7 +210,8 @@ def _write_checkpoints_forever(path: Path, written) -> None:
     """A process that writes a large checkpoint over and over, saying when the first one is complete."""
     from arm_a3c.a3c.checkpoint import save_checkpoint
 
-    payload = {"model": {"w": torch.randn(8_000_000)}, "optimizer": {}, "normalizer": {}, "config": {}, "robot": {}}
+    payload = {"model": {"w": torch.randn(8_000_000)}, "optimizer": {}, "normalizer": {}, "config": {},
+               "robot": {"name": "arm", "obs_dim": 1, "action_dim": 1, "controlled_joints": []}}
     for step in range(1, 10**6):
         save_checkpoint(path, {**payload, "env_steps": step})
         if step == 1:

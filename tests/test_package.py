@@ -80,6 +80,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.slow
 def test_pip_install_into_a_fresh_virtualenv_works_from_another_folder(tmp_path):
     """The virtualenv borrows the installed dependencies of the interpreter running the tests (installing torch
     again would take minutes and prove nothing about this package) but not the checkout: nothing on its path

@@ -209,6 +209,7 @@ def watched_episodes(run_dir) -> bool:
     return all(board.latest(rank) is not None for rank in (0, 1))
 
 
+@pytest.mark.slow
 def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_a_second_ctrl_c_and_resumes_locally(
         tmp_path):
     """Every update through the parameter server (as workers on other machines make them): a killed worker actor
@@ -277,6 +278,7 @@ def interrupt(pid: int, signum: int) -> None:
     os.killpg(pid, signum)
 
 
+@pytest.mark.slow
 def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
@@ -318,9 +320,10 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert bench["table"] in result.stdout
 
 
+@pytest.mark.slow
 def test_ray_benchmarks_learning_comparison_runs_on_two_simulated_machines(tmp_path):
     """`--learning-only`: a local run, then the same two workers on two simulated machines (two Ray nodes of one
-    CPU, a head with none), each behind its sync agent; half-minute runs, so only what was run and how it is
+    CPU, a head with none), each behind its sync agent; runs of seconds, so only what was run and how it is
     reported is checked, not whether they learned."""
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
@@ -395,6 +398,7 @@ def sync_agents() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_resume_locally(tmp_path,
                                                                                               two_machines):
     """Each worker on a node of its own, training that node's copy of the model, which its sync agent exchanges
@@ -430,6 +434,7 @@ def summary_params(run_dir: Path) -> int:
     return sum(t.numel() for t in load_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"].values())
 
 
+@pytest.mark.slow
 def test_a_machine_leaving_the_cluster_is_noticed_and_the_run_goes_on_with_the_other(tmp_path, two_machines):
     """Remove one simulated machine (its raylet, agent and worker end) during a run: the launcher says the machine
     left, the other machine's worker goes on training (checkpoints advance), Ctrl-C stops cleanly, and the summary
@@ -456,6 +461,7 @@ def test_a_machine_leaving_the_cluster_is_noticed_and_the_run_goes_on_with_the_o
     assert not list(Path("/dev/shm").glob("arm-a3c-*-node-*")), "a node's copy outlived the run"
 
 
+@pytest.mark.slow
 def test_a_killed_sync_agent_and_worker_are_replaced_and_the_machines_go_on(tmp_path, two_machines):
     """SIGKILL one machine's sync agent and one worker: Ray restarts both, the launcher says so, training goes
     on through the restarted agent, and at the stop every update is accounted for (sent and applied, or counted

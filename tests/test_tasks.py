@@ -60,6 +60,7 @@ def test_arm_reach_gives_the_episodes_it_gave_before_the_task_interface():
 
 
 @pytest.mark.parametrize("task,robot", [(t, r) for t, robots in ROBOTS.items() for r in robots])
+@pytest.mark.slow
 def test_the_ik_oracle_solves_each_task(task, robot):
     env = make_env(robot=robot, task=task)
     result = oracle_episodes(env, 100, seed=0)
@@ -278,6 +279,7 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
     # Seen at 100k steps: distance 0.75 -> 0.41-0.52 m, orientation error 126 -> 65-82 degrees.
     ("pose", "kuka_iiwa", 120_000, {"mean_final_distance_m": 0.8, "mean_orientation_error_deg": 0.85}),
 ])
+@pytest.mark.slow
 def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task, robot, steps, bounds):
     """A real training, as a user starts it: each of the task's own figures at the last evaluation is well below
     the untrained policy's at the first (the evaluator's first evaluation runs at about step 0)."""

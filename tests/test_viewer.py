@@ -63,6 +63,7 @@ def test_number_keys_switch_to_another_workers_episodes(training_running):
     assert source.rank == 1 and viewer.episode.rank == 1
 
 
+@pytest.mark.slow
 def test_a_viewer_that_closes_leaves_the_training_running(training_running, tmp_path):
     gif = tmp_path / "live.gif"
     result = run_script("view.py", "--run", str(training_running.run_dir), "--record", str(gif), "--frames", "20")

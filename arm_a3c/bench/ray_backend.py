@@ -51,7 +51,7 @@ class RayBenchOptions:
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
-QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=30.0)
+QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0)
 
 
 class ExchangeClient:
