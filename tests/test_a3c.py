@@ -396,9 +396,9 @@ def test_the_monitor_sums_the_reports_cpu_and_a_resumed_run_goes_on_from_its_las
     import torch.multiprocessing as mp
 
     from arm_a3c.a3c.config import TrainConfig
-    from arm_a3c.a3c.launcher import Monitor
     from arm_a3c.a3c.live import LiveBoard
     from arm_a3c.a3c.metrics import MetricsLog, read_metrics
+    from arm_a3c.a3c.monitor import Monitor
     from arm_a3c.a3c.shared import build_shared
 
     cfg = TrainConfig(robot="light_arm", workers=2)

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import (
-    GRIPPER_ARM, REPO, Reports, UNTIL_STOPPED, assert_user_error, checkpoint_steps, pid_named, run_in_process,
-    run_script, signal_and_wait, start_training, summary_of, survivors, wait_until_training,
-    write_untrained_checkpoint,
-)
+from helpers import (GRIPPER_ARM, REPO, UNTIL_STOPPED, Reports, assert_user_error, checkpoint_steps, pid_named,
+                     run_in_process, run_script, signal_and_wait, start_training, summary_of, survivors,
+                     wait_until_training, write_untrained_checkpoint)
 
 from arm_a3c.a3c.checkpoint import load_checkpoint, remove_stale_temporaries
 from arm_a3c.errors import UserError
@@ -263,7 +261,6 @@ def test_a_checkpoint_crafted_to_run_code_is_refused_and_the_code_does_not_run(t
 def old_run(run_dir: Path, robot: str = "light_arm", checkpoint: bool = True) -> Path:
     """A run directory as train_arm.py leaves it (config and an untrained checkpoint), without training."""
     from arm_a3c.a3c.config import TrainConfig
-
     from arm_a3c.a3c.rundir import RUN_FILES, RUN_FORMAT
 
     (run_dir / "checkpoints").mkdir(parents=True)
@@ -329,9 +326,9 @@ def test_a_worker_fed_nan_rewards_skips_and_counts_those_updates_and_the_weights
     import torch.multiprocessing as mp
 
     from arm_a3c.a3c.config import TrainConfig
-    from arm_a3c.a3c.launcher import Monitor
     from arm_a3c.a3c.live import LiveBoard
     from arm_a3c.a3c.metrics import MetricsLog, read_metrics
+    from arm_a3c.a3c.monitor import Monitor
     from arm_a3c.a3c.shared import SharedMemoryLink, build_shared
     from arm_a3c.a3c.worker import UPDATE_REPORT_EVERY, train_worker
     from arm_a3c.envs.arm_env import ArmEnv

@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import (
-    REPO, UNTIL_STOPPED, alive, assert_user_error, checkpoint_steps, run_in_process, run_script, signal_and_wait,
-    start_training, summary_of,
-)
+from helpers import (REPO, UNTIL_STOPPED, alive, assert_user_error, checkpoint_steps, run_in_process, run_script,
+                     signal_and_wait, start_training, summary_of)
 
 from arm_a3c.a3c.checkpoint import load_checkpoint
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.live import LiveBoard
-from arm_a3c.a3c.shared import MappedShared, SharedMemoryLink, build_shared
+from arm_a3c.a3c.shared import SharedMemoryLink
+from arm_a3c.backends.mapped import MappedShared, build_mapped_shared
 
 OBS_DIM, ACTION_DIM = 15, 3
 
@@ -75,7 +74,7 @@ def test_mapped_memory_is_shared_with_the_processes_it_is_pickled_to(tmp_path):
     import torch.multiprocessing as mp
 
     cfg = TrainConfig(workers=2)
-    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, None, tmp_path, mapped=tmp_path / "memory.bin")
+    shared = build_mapped_shared(cfg, OBS_DIM, ACTION_DIM, tmp_path / "memory.bin", tmp_path)
     assert len(pickle.dumps(shared)) < 10_000, "pickling must send the path, not the memory"
     before = shared.model.flat.clone()
     child = mp.get_context("spawn").Process(target=_push_in_child, args=(shared,))
@@ -101,7 +100,7 @@ def test_a_worker_through_the_parameter_server_pulls_what_it_and_the_others_push
     monkeypatch.setattr(ray, "get", lambda value: value)
     monkeypatch.setattr(ray, "put", lambda value: np.array(value))
     cfg = TrainConfig(workers=2)
-    shared = build_shared(cfg, OBS_DIM, ACTION_DIM, None, tmp_path, mapped=tmp_path / "memory.bin")
+    shared = build_mapped_shared(cfg, OBS_DIM, ACTION_DIM, tmp_path / "memory.bin", tmp_path)
     server = ParameterServer(shared.spec)
     handle = types.SimpleNamespace(exchange=types.SimpleNamespace(remote=server.exchange))
     link, other = RayLink(handle, rank=0), RayLink(handle, rank=1)

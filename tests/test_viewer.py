@@ -159,8 +159,9 @@ def test_view_py_typed_bare_watches_the_newest_run_or_says_how_to_start_one(tmp_
     import json
     import time
 
-    from arm_a3c.a3c.config import TrainConfig
     from helpers import assert_user_error
+
+    from arm_a3c.a3c.config import TrainConfig
 
     monkeypatch.chdir(tmp_path)
     assert_user_error(run_in_process("view.py"), "no run under runs/", "python scripts/train_arm.py", "--run",

@@ -16,7 +16,6 @@ from arm_a3c.limits import MAX_EPISODES, MAX_HIDDEN_SIZE, MAX_N_STEPS, MAX_SEED,
 from arm_a3c.sim.assets import DEFAULT_ROBOT
 from arm_a3c.tasks import task_class
 
-
 LOG_STD_LOWEST, LOG_STD_HIGHEST = -20.0, 2.0  # beyond them the Gaussian's samples are all its mean, or all clipped
 
 

@@ -21,17 +21,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from arm_a3c.a3c.checkpoint import (
-    CheckpointWriteError,
-    check_robot,
-    checkpoint_payload,
-    load_checkpoint,
-    save_evaluated,
-)
+from arm_a3c.a3c.checkpoint import (CheckpointWriteError, check_robot, checkpoint_payload, load_checkpoint,
+                                    save_evaluated)
+from arm_a3c.a3c.children import become_child, exit_child
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import RunningNormalizer
-from arm_a3c.a3c.shared import Shared, become_child, exit_child
+from arm_a3c.a3c.shared import Shared
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.errors import UserError

@@ -11,8 +11,6 @@ killed in the middle of a report corrupts only its own pipe.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,45 +113,10 @@ class SharedMemoryLink:
         """Nothing waits to be sent: every push reached the shared memory when it was made."""
 
 
-# Each worker and the evaluator run on one core each: the thread pools of numpy's BLAS would only fight over the
-# cores. Measured on 2 cores, two processes each multiplying 20x256 by 256x256 (a worker's update at
-# --hidden-size 256): 23 ms per product with OpenBLAS's own threads, 0.2 ms with one thread each.
-ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def single_threaded_children() -> None:
-    """Give the processes started from now on one BLAS thread each (read when they import numpy)."""
-    os.environ.update(ONE_THREAD_ENV)
-
-
-def become_child(name: str) -> None:
-    """For child processes. Ctrl-C reaches the whole process group, but only the launcher should react (it
-    sets the stop flag, and the children finish their current step and exit), so ignore it. Take `name` as the
-    process name that ps and top show (Linux; elsewhere the name stays "python")."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        Path("/proc/self/comm").write_text(name[:15])  # the kernel keeps at most 15 characters
-    except OSError:
-        pass
-
-
-def exit_child() -> None:
-    """End a child process at once when its work is done. The interpreter's normal teardown with torch loaded
-    takes about 0.6 s per process (measured), a large part of the 5-second stop budget on 2 cores; nothing is
-    lost by skipping it: reports go through unbuffered pipes and checkpoints are fsynced when written."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None,
-                 mapped: Path | None = None) -> Shared:
-    """Create the shared objects; `ctx` is the multiprocessing context (`spawn`) for the optional lock. With
-    `mapped`, they live in that new file instead (`MappedShared`), for processes Ray starts."""
+def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:
+    """Create the shared objects in torch's shared memory; `ctx` is the multiprocessing context (`spawn`) for the
+    optional lock. (The Ray backend keeps them in a file instead: `backends.mapped`.)"""
     model = ActorCritic.from_config(cfg, obs_dim, action_dim)
-    if mapped is not None:
-        return _mapped_shared({"path": str(mapped), "cfg": cfg.to_dict(), "obs_dim": obs_dim,
-                               "action_dim": action_dim, "run_dir": run_dir}, model, create=True)
     model.share_memory()
     return Shared(
         model=model,
@@ -164,62 +127,3 @@ def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: 
         update_lock=ctx.Lock() if cfg.lock_updates else None,
         run_dir=run_dir,
     )
-
-
-class MappedShared(Shared):
-    """The shared objects in one memory-mapped file, which every process on the machine can map by its path:
-    the Ray backend's launcher, evaluator, parameter server and the worker actors on the launcher's machine
-    (Ray cannot hand over torch's shared memory). Pickled, it is the path and the layout, and unpickling maps
-    the same memory again. No update lock: Ray actors cannot share one."""
-
-    spec: dict  # what `attach_shared` needs: path, cfg, obs_dim, action_dim, run_dir
-
-    def __reduce__(self):
-        return attach_shared, ({**self.spec, "run_dir": self.run_dir, "clock_origin": self.clock_origin,
-                                "launcher_pid": self.launcher_pid},)
-
-
-def attach_shared(spec: dict, launcher_pid: int | None | str = "spec") -> MappedShared:
-    """Map the shared objects of `build_shared(..., mapped=PATH)` in this process (`launcher_pid`: None in a Ray
-    actor, which is no child of the launcher; by default the one in `spec`)."""
-    cfg = TrainConfig.from_dict(spec["cfg"])
-    shared = _mapped_shared(spec, ActorCritic.from_config(cfg, spec["obs_dim"], spec["action_dim"]), create=False)
-    shared.clock_origin = spec.get("clock_origin", shared.clock_origin)
-    shared.launcher_pid = spec.get("launcher_pid") if launcher_pid == "spec" else launcher_pid
-    return shared
-
-
-MAPPED_ALIGN = 8  # bytes: every tensor in the mapped file starts at a multiple of this
-
-
-def _mapped_shared(spec: dict, model: ActorCritic, create: bool) -> MappedShared:
-    cfg, obs_dim = TrainConfig.from_dict(spec["cfg"]), spec["obs_dim"]
-    params = (model.flat.numel(),)
-    layout = {"weights": (np.float32, params), "exp_avg": (np.float32, params), "exp_avg_sq": (np.float32, params),
-              "adam_steps": (np.float64, ()), "steps": (np.int64, (cfg.workers + 1,)), "stop_flag": (np.uint8, (1,)),
-              **{f"norm_{name}": (np.float64, shape)
-                 for name, shape in RunningNormalizer.memory_layout(obs_dim, cfg.workers).items()}}
-    offsets, size = {}, 0
-    for name, (dtype, shape) in layout.items():
-        offsets[name] = size
-        size += -(-int(np.dtype(dtype).itemsize * np.prod(shape, dtype=np.int64)) // MAPPED_ALIGN) * MAPPED_ALIGN
-    path = Path(spec["path"])
-    if create:
-        with open(path, "wb") as f:
-            f.truncate(size)  # zeros
-    memory = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,))
-    t = {name: torch.from_numpy(np.ndarray(shape, dtype, buffer=memory, offset=offsets[name]))
-         for name, (dtype, shape) in layout.items()}
-    model.use_memory(t["weights"], keep=not create)
-    normalizer_memory = {name[5:]: tensor for name, tensor in t.items() if name.startswith("norm_")}
-    if create:
-        normalizer_memory["base_var"].fill_(1.0)
-    shared = MappedShared(
-        model=model,
-        optimizer=SharedAdam(model.flat, eps=cfg.adam_eps,
-                             memory={"exp_avg": t["exp_avg"], "exp_avg_sq": t["exp_avg_sq"], "steps": t["adam_steps"]}),
-        normalizer=RunningNormalizer(obs_dim, cfg.obs_clip, writers=cfg.workers, memory=normalizer_memory),
-        steps=t["steps"], stop_flag=t["stop_flag"], update_lock=None, run_dir=spec.get("run_dir"),
-    )
-    shared.spec = {k: spec[k] for k in ("path", "cfg", "obs_dim", "action_dim")}
-    return shared

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from arm_a3c.a3c.children import become_child, exit_child
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import WorkerLink
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import normalize
-from arm_a3c.a3c.shared import Shared, SharedMemoryLink, become_child, exit_child
+from arm_a3c.a3c.shared import Shared, SharedMemoryLink
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import task_metrics
 

@@ -3,7 +3,7 @@
 The picture is the local backend's, with processes that Ray places:
 
 - The global Actor-Critic, its Adam (moments and step count) and the observation normaliser are one
-  memory-mapped file on the launcher's machine (`shared.MappedShared`), the parameter server's memory.
+  memory-mapped file on the launcher's machine (`backends.mapped.MappedShared`), the parameter server's memory.
 - `ParameterServer` (one actor, pinned to the launcher's machine) serves it to workers elsewhere: a worker's
   `exchange` call applies its gradient, counts its steps and observations, and answers with the newest
   weights: A3C's push and pull in one round trip. Each version of the weights is `ray.put` once, when a
@@ -40,10 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from arm_a3c.a3c.children import ONE_THREAD_ENV, become_child
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import EvaluatorArgs, Report
-from arm_a3c.a3c.shared import ONE_THREAD_ENV, MappedShared, SharedMemoryLink, attach_shared, become_child, build_shared
+from arm_a3c.a3c.shared import SharedMemoryLink
 from arm_a3c.a3c.worker import train_worker, worker_seed
+from arm_a3c.backends.mapped import MappedShared, attach_shared, build_mapped_shared
 from arm_a3c.backends.processes import DEATH_WINDOW_SECONDS, EVALUATOR, JOIN_SECONDS, MAX_DEATHS, Children, DeathLog
 from arm_a3c.backends.ray_sync import agent_name, sync_agent_for
 from arm_a3c.errors import UserError, notice
@@ -522,7 +524,7 @@ class RayBackend:
         start_ray(cfg)
 
     def build_shared(self, cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path) -> MappedShared:
-        return build_shared(cfg, obs_dim, action_dim, ctx, run_dir, mapped=mapped_path())
+        return build_mapped_shared(cfg, obs_dim, action_dim, mapped_path(), run_dir)
 
     def workers(self, ctx, cfg: TrainConfig, shared: MappedShared, run_dir: Path, resumed_steps: int,
                 evaluator_args: EvaluatorArgs) -> RayWorkers:

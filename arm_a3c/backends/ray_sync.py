@@ -10,7 +10,7 @@ gradient).
 The picture on a machine (a Ray node) other than the launcher's:
 
 - The node's workers share one **node-local copy** of the global model in a memory-mapped file on that node
-  (`shared.MappedShared`, the layout the launcher's machine uses), with a node-local Adam whose moments and step
+  (`backends.mapped.MappedShared`, the layout the launcher's machine uses), with a node-local Adam whose moments and step
   count the node's workers share: they pull, act and push exactly as the local backend's processes do
   (`shared.SharedMemoryLink`, Hogwild, no messages).
 - One `SyncAgent` actor per node, every `--ray-sync-ms` milliseconds, sends the parameter server the node's
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from arm_a3c.a3c.config import TrainConfig
-from arm_a3c.a3c.shared import MappedShared, attach_shared, build_shared
+from arm_a3c.backends.mapped import MappedShared, attach_shared, build_mapped_shared
 
 MARKS = "marks"  # the node file's companion: the agent's figures (float64)
 
@@ -114,7 +114,7 @@ class SyncAgent:
         if restarted:
             self.node: MappedShared = attach_shared(self.spec, launcher_pid=None)
         else:
-            self.node = build_shared(cfg, global_spec["obs_dim"], global_spec["action_dim"], None, mapped=path)
+            self.node = build_mapped_shared(cfg, global_spec["obs_dim"], global_spec["action_dim"], path)
             self.node.launcher_pid = None
         self.marks = SyncMarks(path.with_suffix(f".{MARKS}"), create=not restarted)
         self.lock, self.events_lock = threading.Lock(), threading.Lock()

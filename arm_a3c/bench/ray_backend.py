@@ -114,7 +114,7 @@ SYNC_WRITERS = 16  # observation rows a sync of the capacity test carries: a mac
 def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, syncs: bool = False) -> dict:
     """Flood one parameter server (`backends.ray.ParameterServer`) with `clients` clients: per-update exchanges,
     or with `syncs` sync agents' syncs; its CPU per call."""
-    from arm_a3c.a3c.shared import build_shared
+    from arm_a3c.backends.mapped import build_mapped_shared
     from arm_a3c.backends.ray import ParameterServer, start_ray
     from arm_a3c.envs.arm_env import make_env
 
@@ -127,7 +127,7 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, sy
     # The server's normaliser has a slot per worker: with syncs, those of a machine of SYNC_WRITERS workers.
     server_cfg = TrainConfig(robot=robot, workers=SYNC_WRITERS) if syncs else cfg
     try:
-        shared = build_shared(server_cfg, obs_dim, action_dim, None, None, mapped=memory)
+        shared = build_mapped_shared(server_cfg, obs_dim, action_dim, memory)
         server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-server").remote(shared.spec)
         ray.get(server.drain.remote())
         params = shared.model.flat.numel()

@@ -119,7 +119,7 @@ def limit_rate(robot: str, processes: int, seconds: float, checkpoint: Path | No
     stochastic policy of `checkpoint`."""
     import multiprocessing
 
-    from arm_a3c.a3c.shared import single_threaded_children
+    from arm_a3c.a3c.children import single_threaded_children
 
     single_threaded_children()  # one BLAS thread per process, as training's workers have
     ctx = multiprocessing.get_context("spawn")

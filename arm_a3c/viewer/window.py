@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pygame
 
+from arm_a3c.a3c.children import become_child
 from arm_a3c.a3c.live import Episode
-from arm_a3c.a3c.shared import become_child
 from arm_a3c.errors import UserError
 from arm_a3c.files import unused_path
 from arm_a3c.viewer.recording import check_record_path, open_stream, write_failed
