@@ -197,9 +197,10 @@ def test_every_count_is_bounded_at_the_door_with_the_limit_named(tmp_path, monke
 
 
 def test_the_limits_of_the_flags_are_the_configs(tmp_path):
-    from arm_a3c import cli, limits
+    from arm_a3c import limits
+    from arm_a3c.cli import common
 
-    assert cli.EPISODES("10000") == limits.MAX_EPISODES and cli.SEED(str(limits.MAX_SEED)) == limits.MAX_SEED
+    assert common.EPISODES("10000") == limits.MAX_EPISODES and common.SEED(str(limits.MAX_SEED)) == limits.MAX_SEED
 
 
 # ---- exports ------------------------------------------------------------------------------------------------
