@@ -35,10 +35,11 @@ _CHECKOUT_ASSETS = Path(__file__).resolve().parents[2] / "assets"
 ASSETS_DIR = _CHECKOUT_ASSETS if _CHECKOUT_ASSETS.is_dir() else Path(__file__).resolve().parents[1] / "_assets"
 ASSETS_VARIABLE = "ARM_A3C_ASSETS"  # more robot folders, separated like PATH; searched before the shipped ones
 DEFAULT_ROBOT = "kuka_iiwa"
-SIDECAR_KEYS = {"urdf": str, "ee_link": str, "ee_offset_m": list, "hold_joints": list, "home": (list, str),
-                "source": str, "licence": str}
 HOME_WORDS = ("auto", "zero")  # `home` as a word: the default rule, or every joint at zero (clipped to limits)
 PYBULLET_DATA = "pybullet_data:"
+# A tool point farther than this from its link's origin (m) is a slip (millimetres given as metres, say), and a
+# far larger one (1e300) overflows the kinematics.
+MAX_EE_OFFSET_M = 10.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ def _is_descriptor(path: Path) -> bool:
     return path.suffix == ".toml" and not path.with_suffix(".urdf").is_file()
 
 
+def _files(folder: Path, pattern: str) -> list[Path]:
+    """The files (not folders) in `folder` that match `pattern`, sorted."""
+    return sorted(p for p in folder.glob(pattern) if p.is_file())
+
+
 def search_path() -> list[Path]:
     """Where robot names are looked up, first match wins: the folders in $ARM_A3C_ASSETS (set by `--assets DIR`
     too, so that the processes a command starts see them), then the shipped assets."""
@@ -104,11 +110,11 @@ def available_robots(assets_dir: Path | None = None) -> dict[str, Path]:
         return dict(sorted(found.items()))
     if not assets_dir.is_dir():
         return {}
-    robots = {p.stem: p for p in sorted(assets_dir.glob("*.urdf"))}
-    for descriptor in sorted(p for p in assets_dir.glob("*.toml") if _is_descriptor(p)):
+    robots = {p.stem: p for p in _files(assets_dir, "*.urdf")}
+    for descriptor in (p for p in _files(assets_dir, "*.toml") if _is_descriptor(p)):
         robots.setdefault(descriptor.stem, descriptor)
     for folder in sorted(p for p in assets_dir.iterdir() if p.is_dir()):
-        urdfs = sorted(folder.glob("*.urdf"))
+        urdfs = _files(folder, "*.urdf")
         if len(urdfs) == 1:
             robots.setdefault(folder.name, urdfs[0])
     return dict(sorted(robots.items()))
@@ -116,7 +122,10 @@ def available_robots(assets_dir: Path | None = None) -> dict[str, Path]:
 
 def _plain_name(name: str) -> str:
     """`name` if it can only name a robot inside an assets folder: not empty or '.', no '..', no path separator."""
-    if not name or name == "." or ".." in name or "/" in name or "\\" in name:
+    if not name:
+        raise UserError("the robot name is empty; name a robot in the assets folders (inspect_robot.py lists them) "
+                        "or give a file with --urdf PATH.urdf")
+    if name == "." or ".." in name or "/" in name or "\\" in name:
         raise UserError(f"robot '{name}' is not a plain name (no '/', '\\' or '..') nor a .urdf file; name a robot "
                         f"in the assets folders (inspect_robot.py lists them) or give a file with --urdf PATH.urdf")
     return name
@@ -128,12 +137,12 @@ def _file_for_name(name: str, assets_dir: Path | None) -> Path:
     if assets_dir is None:
         folders = search_path()
         for folder in folders:
-            if any((folder / candidate).exists() for candidate in (f"{name}.urdf", f"{name}.toml", name)):
+            if (folder / f"{name}.urdf").is_file() or (folder / f"{name}.toml").is_file() or (folder / name).is_dir():
                 return _file_for_name(name, folder)
         known = ", ".join(available_robots()) or "none"
         raise UserError(f"unknown robot '{name}'; known: {known} (in {', '.join(str(f) for f in folders)}; add a "
                         f"folder with --assets DIR or ${ASSETS_VARIABLE}, or pass --urdf PATH to a .urdf file)")
-    folder_urdfs = sorted((assets_dir / name).glob("*.urdf")) if (assets_dir / name).is_dir() else []
+    folder_urdfs = _files(assets_dir / name, "*.urdf") if (assets_dir / name).is_dir() else []
     if (assets_dir / f"{name}.urdf").is_file():
         return assets_dir / f"{name}.urdf"
     if (assets_dir / f"{name}.toml").is_file():
@@ -171,11 +180,39 @@ def check_home(value: object, where: str) -> tuple[float, ...] | str:
 
 
 def check_ee_offset(value: object, where: str) -> tuple[float, float, float]:
-    """An `ee_offset_m` setting: three finite numbers (m) in the end-effector link's frame."""
+    """An `ee_offset_m` setting: three finite numbers (m) in the end-effector link's frame, at most
+    MAX_EE_OFFSET_M from its origin."""
     if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_number(v) for v in value):
         raise UserError(f"{where} must be three numbers, x y z in metres in the end-effector link's frame "
                         f"(for example [0, 0, 0.1]); got {value!r}")
+    if math.hypot(*value) > MAX_EE_OFFSET_M:
+        raise UserError(f"{where} puts the tool point {math.hypot(*value):g} m from the end-effector link; give one "
+                        f"within {MAX_EE_OFFSET_M:g} m, in metres (for example [0, 0, 0.1])")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+def _check_text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{where} must be a non-empty name or path in quotes; got {value!r}")
+    return value
+
+
+def _check_note(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{where} must be text in quotes; got {value!r}")
+    return value
+
+
+def _check_joint_names(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise UserError(f"{where} must be a list of joint names in quotes, for example [\"finger_joint\"]; "
+                        f"got {value!r}")
+    return tuple(value)
+
+
+# Each setting of a descriptor or sidecar and its check, given the value and where it is ("FILE: KEY").
+SIDECAR_KEYS = {"urdf": _check_text, "ee_link": _check_text, "ee_offset_m": check_ee_offset,
+                "hold_joints": _check_joint_names, "home": check_home, "source": _check_note, "licence": _check_note}
 
 
 def _read_settings(path: Path, descriptor: bool) -> tuple[dict, Path | None]:
@@ -188,22 +225,18 @@ def _read_settings(path: Path, descriptor: bool) -> tuple[dict, Path | None]:
         settings = tomllib.loads(settings_file.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{settings_file} is not valid TOML ({err}); fix it or delete it") from None
+    except RecursionError:
+        raise UserError(f"{settings_file} nests its arrays or tables too deeply to read; fix it or delete it") from None
     for key, value in settings.items():
         if key not in SIDECAR_KEYS:
             raise UserError(f"{settings_file}: unknown setting '{key}'; known settings: {', '.join(SIDECAR_KEYS)}")
-        kinds = SIDECAR_KEYS[key] if isinstance(SIDECAR_KEYS[key], tuple) else (SIDECAR_KEYS[key],)
-        if not isinstance(value, kinds):
-            raise UserError(f"{settings_file}: '{key}' must be a {' or '.join(k.__name__ for k in kinds)}")
+        settings[key] = SIDECAR_KEYS[key](value, f"{settings_file}: {key}")
     if descriptor and "urdf" not in settings:
         raise UserError(f"{settings_file}: a robot descriptor needs urdf = \"PATH\" (relative to its folder, "
                         f"absolute, or {PYBULLET_DATA}PATH), or a URDF of the same name beside it")
     if not descriptor and "urdf" in settings:
         raise UserError(f"{settings_file}: 'urdf' belongs in a descriptor without a URDF beside it; "
                         f"{path.name} is already the URDF: delete the key")
-    if "home" in settings:
-        settings["home"] = check_home(settings["home"], f"{settings_file}: home")
-    if "ee_offset_m" in settings:
-        settings["ee_offset_m"] = check_ee_offset(settings["ee_offset_m"], f"{settings_file}: ee_offset_m")
     return settings, settings_file
 
 
@@ -225,6 +258,9 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
 
     `ee_link`, `home` and `ee_offset_m` (from command-line flags) override the settings file's.
     """
+    if ee_link is not None and not ee_link:
+        raise UserError("--ee-link is empty; give the end-effector link's name (inspect_robot.py ROBOT lists the "
+                        "links), or leave the flag out for the settings file's or the deepest link")
     robot = DEFAULT_ROBOT if robot is None else str(robot)
     if robot.endswith((".urdf", ".toml")):
         path = Path(robot).expanduser().resolve()
@@ -236,19 +272,23 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
     else:
         path, name = _file_for_name(_plain_name(robot), assets_dir), robot
     descriptor = _is_descriptor(path)
+    if path.suffix == ".toml" and not descriptor:
+        raise UserError(f"{path} is the settings file of {path.with_suffix('.urdf').name} beside it, not a robot "
+                        f"descriptor (one has urdf = \"PATH\" and no URDF of its name beside it); give --urdf "
+                        f"{path.with_suffix('.urdf')}")
     settings, settings_file = _read_settings(path, descriptor)
     urdf_path = _descriptor_urdf(path, settings["urdf"]) if descriptor else path
     home_value, home_source = _flag_file_or_default(home, "--home", check_home, "home", settings, settings_file,
                                                     "auto")
     offset, offset_source = _flag_file_or_default(ee_offset_m, "--ee-offset-m", check_ee_offset, "ee_offset_m",
                                                   settings, settings_file, (0.0, 0.0, 0.0))
-    source = "override" if ee_link else ("sidecar" if settings.get("ee_link") else "heuristic")
+    source = "override" if ee_link else ("sidecar" if "ee_link" in settings else "heuristic")
     return RobotSpec(
         name=name,
         urdf_path=urdf_path,
         ee_link=ee_link or settings.get("ee_link"),
         ee_link_source=source,
-        hold_joints=tuple(settings.get("hold_joints", ())),
+        hold_joints=settings.get("hold_joints", ()),
         home=home_value,
         home_source=home_source,
         ee_offset_m=offset,

@@ -6,15 +6,18 @@ fail later (a NaN limit, a zero axis, a negative mass, more links than it can ho
 the standard library first and each problem becomes a `UserError` naming the file, the element and the fix.
 
 The files a URDF names (meshes, textures) must lie inside the robot's folder: the folder of the URDF file, or,
-for `package://NAME/...`, the ROS package the URDF lies in, if its package.xml declares NAME. A name that leads
-elsewhere (by `..`, an absolute path or a symlink) is refused. PyBullet is given `UrdfModel.checked_xml`, the URDF
-with each such name replaced by the file that was checked: its own search tries the current folder first and
-then every folder above the URDF, so it could otherwise load another file of the same name.
+for `package://NAME/...`, the ROS package the URDF lies in (the nearest folder above it with a package.xml, if
+that declares NAME or the folder is called NAME). A name that leads elsewhere (by `..`, an absolute path or a
+symlink) is refused, and so is one that an OBJ mesh names in turn (its `mtllib` material files and their
+textures, which PyBullet opens too). PyBullet is given `UrdfModel.checked_xml`, the URDF with each such name
+replaced by the file that was checked: its own search tries the current folder first and then every folder above
+the URDF, so it could otherwise load another file of the same name.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,21 @@ LIMITED_JOINT_TYPES = ("revolute", "prismatic")  # PyBullet refuses these withou
 # Links, the base included, that PyBullet can hold: with one more it loads the file, but getLinkState and
 # getJointState fail for every link (its MAX_DEGREE_OF_FREEDOM is 128; measured with serial chains, pybullet 3.2.7).
 PYBULLET_MAX_LINKS = 128
+# PyBullet copies robot, link and joint names into 1024-byte buffers and reads past them or crashes beyond
+# (measured, pybullet 3.2.7: a 1,024-byte link name comes back corrupted; a robot name of 1,060 bytes, a joint
+# name of 2,000 and a link name of 3,000 crash it). This many characters fit even at 4 UTF-8 bytes each.
+MAX_NAME_CHARS = 255
+# Every length in a URDF (origins, shape sizes, prismatic limits), m: real robots stay far below it (200 m, the
+# floor plane, is the largest in pybullet_data and example-robot-data), and 1e300 overflows the kinematics.
+MAX_LENGTH_M = 1000.0
+# A revolute limit beyond this (about 16 turns) means none: exporters write ±1e16 for a joint that turns freely.
+# Such a joint is used as a continuous one.
+MAX_REVOLUTE_LIMIT_RAD = 100.0
+# A shorter <axis> counts as zero: normalising it squares its parts, and 1e-300 squared is 0 (it became NaN).
+MIN_AXIS_NORM = 1e-6
+# PyBullet reads OBJ and MTL files with fgets into 1024 bytes: a longer line reaches it as several lines.
+PYBULLET_LINE_BYTES = 1023
+TEXTURE_KEYWORDS = (b"map_Ka", b"map_Kd", b"map_Ks", b"map_Ns")  # the texture lines of an .mtl that PyBullet reads
 # Shapes PyBullet reads, and the sizes (attribute, how many numbers, all > 0) each must have.
 SHAPE_SIZES = {"box": (("size", 3),), "cylinder": (("radius", 1), ("length", 1)), "sphere": (("radius", 1),),
                "capsule": (("radius", 1), ("length", 1)), "mesh": (), "plane": ()}
@@ -96,9 +114,10 @@ class UrdfModel:
 
 
 def _numbers(where: str, element: ET.Element | None, attribute: str, default: tuple[float, ...] | None,
-             count: int = 1) -> tuple[float, ...]:
-    """`count` finite numbers from `element`'s `attribute`; `default` when it is absent (None: it is required).
-    `where` names the element in errors, for example "FILE: joint 'elbow' <limit>"."""
+             count: int = 1, largest_m: float | None = None) -> tuple[float, ...]:
+    """`count` finite numbers from `element`'s `attribute`; `default` when it is absent (None: it is required);
+    lengths (`largest_m` given) within ±`largest_m` metres. `where` names the element in errors, for example
+    "FILE: joint 'elbow' <limit>"."""
     text = element.get(attribute) if element is not None else None
     if text is None:
         if default is None:
@@ -112,13 +131,16 @@ def _numbers(where: str, element: ET.Element | None, attribute: str, default: tu
     if len(values) != count or not all(math.isfinite(v) for v in values):
         amount = f"{count} finite numbers" if count > 1 else "a finite number"
         raise UserError(f"{where} {attribute}=\"{text}\" must be {amount}; fix the value")
+    if largest_m is not None and max(abs(v) for v in values) > largest_m:
+        raise UserError(f"{where} {attribute}=\"{text}\" is beyond ±{largest_m:g} m; fix the value (URDF lengths "
+                        "are in metres)")
     return values
 
 
 def _number(where: str, element: ET.Element | None, attribute: str, default: float | None,
-            minimum: float | None = None) -> float:
+            minimum: float | None = None, largest_m: float | None = None) -> float:
     """One finite number (see `_numbers`), at least `minimum` if given."""
-    (value,) = _numbers(where, element, attribute, None if default is None else (default,))
+    (value,) = _numbers(where, element, attribute, None if default is None else (default,), 1, largest_m)
     if minimum is not None and value < minimum:
         raise UserError(f"{where} {attribute}=\"{value:g}\" must be >= {minimum:g}; fix the value")
     return value
@@ -127,18 +149,22 @@ def _number(where: str, element: ET.Element | None, attribute: str, default: flo
 def _origin(where: str, parent: ET.Element) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """xyz (m) and rpy (rad) of `parent`'s <origin>, zero when absent."""
     origin = parent.find("origin")
-    return (_numbers(f"{where} <origin>", origin, "xyz", ZERO3, 3),
+    return (_numbers(f"{where} <origin>", origin, "xyz", ZERO3, 3, MAX_LENGTH_M),
             _numbers(f"{where} <origin>", origin, "rpy", ZERO3, 3))
 
 
 def usable_limits(joint_type: str, lower: float, upper: float, effort: float) -> JointLimits:
-    """Limits that a controller can use: continuous joints get ±pi, missing limits a default, inverted ones
-    are swapped, a zero effort a default. The note says which of these happened."""
+    """Limits that a controller can use: continuous joints, and revolute ones whose limits mean none (beyond
+    MAX_REVOLUTE_LIMIT_RAD), get ±pi, missing limits a default, inverted ones are swapped, a zero effort a default.
+    The note says which of these happened."""
     effort_note = ""
     if effort <= 0.0:
         effort, effort_note = DEFAULT_EFFORT, f"effort missing, using {DEFAULT_EFFORT:g}"
     if joint_type == "continuous":
         lower, upper, note = -math.pi, math.pi, "continuous, limited to ±pi"
+    elif joint_type == "revolute" and max(abs(lower), abs(upper)) > MAX_REVOLUTE_LIMIT_RAD:
+        lower, upper, note = -math.pi, math.pi, (f"limits beyond ±{MAX_REVOLUTE_LIMIT_RAD:g} rad mean none: "
+                                                 "turns freely, limited to ±pi")
     else:
         default = DEFAULT_REVOLUTE_LIMIT_RAD if joint_type == "revolute" else DEFAULT_PRISMATIC_LIMIT_M
         if lower == upper:
@@ -151,15 +177,16 @@ def usable_limits(joint_type: str, lower: float, upper: float, effort: float) ->
 
 
 def _package_root(folder: Path, package: str) -> Path | None:
-    """The ROS package folder that `package://PACKAGE/` names: the nearest folder at or above `folder` that is
-    called PACKAGE (how packages are laid out, and installed without ROS: example-robot-data's robots sit in
-    share/example-robot-data/, whose package.xml names it otherwise) or holds a package.xml whose <name> is PACKAGE
-    (ROS packages do not nest: the first package.xml met ends the search)."""
+    """The ROS package folder that `package://PACKAGE/` names: the nearest folder at or above `folder` that holds
+    a package.xml (ROS packages do not nest: the first one met ends the search), if its <name> is PACKAGE or the
+    folder is called PACKAGE (a package installed under its own name: example-robot-data's robots sit in
+    share/example-robot-data/, whose package.xml names it example_robot_descriptions). A folder that is merely
+    called PACKAGE is no package: `package://tmp/...` must not reach /tmp."""
     for candidate in (folder, *folder.parents):
-        if candidate.name == package:
-            return candidate
         manifest = candidate / "package.xml"
         if manifest.is_file():
+            if candidate.name == package:
+                return candidate
             try:
                 name = ET.parse(manifest).getroot().findtext("name", "").strip()
             except ET.ParseError:
@@ -182,18 +209,27 @@ def _file_candidates(folder: Path, filename: str) -> list[tuple[Path, Path]]:
     return candidates + ([(root / tail, root)] if root is not None else [])
 
 
-def _checked_file(path: Path, folder: Path, filename: str, kind: str, owner: str) -> Path:
+def _resolved(path: Path, candidate: Path, what: str) -> Path:
+    """`candidate` with its links followed; `what` names it in errors."""
+    try:
+        return candidate.resolve()
+    except RuntimeError:  # how Python 3.11 reports a symlink loop
+        raise UserError(f"{path}: {what} is a symlink loop ({candidate}); point the link at a file") from None
+
+
+def _checked_file(path: Path, folder: Path, filename: str, kind: str, owner: str) -> tuple[Path, Path]:
     """The file that `filename` (a mesh or texture of `owner`) names inside the robot's folder (`folder`, resolved)
-    or its package folder, resolved."""
+    or its package folder, resolved, and that folder."""
     left = False
     for candidate, root in _file_candidates(folder, filename):
-        real = candidate.resolve()
+        real = _resolved(path, candidate, f"{kind} '{filename}' of {owner}")
         if not real.is_relative_to(root):
             left = True
         elif real.is_file():
-            return real
+            return real, root
     package = filename.removeprefix("package://").split("/")[0] if filename.startswith("package://") else ""
-    package_folder = f"the folder of package {package} (above it, holding a package.xml that names {package})"
+    package_folder = (f"the folder of package {package} (above it, holding a package.xml that names {package}, "
+                      f"or called {package} and holding a package.xml)")
     if left:
         raise UserError(f"{path}: {kind} '{filename}' of {owner} leaves the robot's folder {folder}; keep the files "
                         f"the URDF names inside it" + (f" or inside {package_folder}" if package else ""))
@@ -210,7 +246,7 @@ def _check_material(path: Path, where: str, material: ET.Element, folder: Path) 
     texture = material.find("texture")
     if texture is not None and texture.get("filename"):
         texture.set("filename", str(_checked_file(path, folder, texture.get("filename"), "texture",
-                                                  f"material '{name}'")))
+                                                  f"material '{name}'")[0]))
     color = material.find("color")
     if color is None:
         return None
@@ -230,7 +266,7 @@ def _check_shape(path: Path, where: str, geometry: ET.Element | None, folder: Pa
         raise UserError(f"{where} has a <{shape.tag}>; PyBullet reads {', '.join(f'<{s}>' for s in SHAPE_SIZES)}")
     size: tuple[float, ...] = ()
     for attribute, count in SHAPE_SIZES[shape.tag]:
-        values = _numbers(f"{where} <{shape.tag}>", shape, attribute, None, count)
+        values = _numbers(f"{where} <{shape.tag}>", shape, attribute, None, count, MAX_LENGTH_M)
         if min(values) <= 0.0:
             raise UserError(f"{where} <{shape.tag}> {attribute}=\"{shape.get(attribute)}\" must be > 0 m; "
                             "fix the value")
@@ -242,12 +278,61 @@ def _check_shape(path: Path, where: str, geometry: ET.Element | None, folder: Pa
         size = _numbers(f"{where} <mesh>", shape, "scale", (1.0, 1.0, 1.0), 3)
         if 0.0 in size:
             raise UserError(f"{where} <mesh> scale=\"{shape.get('scale')}\" must be non-zero; fix the value")
-        checked = _checked_file(path, folder, filename, "mesh", f"link '{link}'")
+        checked, root = _checked_file(path, folder, filename, "mesh", f"link '{link}'")
         if checked.suffix.lower() not in MESH_SUFFIXES:
             raise UserError(f"{path}: mesh '{filename}' of link '{link}' is a {checked.suffix or 'suffix-less'} file; "
                             f"PyBullet reads {', '.join(MESH_SUFFIXES)} meshes: convert it")
+        _check_mesh_file(path, checked, root, f"mesh '{filename}' of link '{link}'")
         shape.set("filename", str(checked))
     return shape, size
+
+
+def _directives(path: Path, keywords: tuple[bytes, ...]) -> list[bytes]:
+    """What follows the keyword and one blank on each line of an OBJ or MTL file that starts with one of
+    `keywords` (six letters each), the lines taken as PyBullet's reader takes them: in pieces of at most
+    PYBULLET_LINE_BYTES, each cut at a NUL byte (C strings end there), leading blanks skipped."""
+    data = path.read_bytes()
+    if not any(keyword in data for keyword in keywords):  # most meshes: no need to split them into lines
+        return []
+    pieces = (line[start:start + PYBULLET_LINE_BYTES].split(b"\0")[0].lstrip(b" \t")
+              for line in data.split(b"\n") for start in range(0, len(line), PYBULLET_LINE_BYTES))
+    return [piece[7:] for piece in pieces if piece[:6] in keywords and piece[6:7] in (b" ", b"\t")]
+
+
+def _inside(path: Path, candidate: Path, root: Path, what: str) -> Path:
+    """`candidate` resolved, if it stays inside `root` (the folder the mesh naming it was found in)."""
+    real = _resolved(path, candidate, what)
+    if not real.is_relative_to(root):
+        raise UserError(f"{path}: {what} leaves {root}; keep the files a mesh names inside it")
+    return real
+
+
+def _check_mesh_file(path: Path, mesh: Path, root: Path, what: str) -> None:
+    """What PyBullet does with the mesh file beyond reading it, made safe. An OBJ's material files (`mtllib NAME`)
+    and their textures (`map_Kd NAME` and the like) are opened too, both relative to the OBJ's folder (measured:
+    PyBullet reads textures relative to the OBJ, not to the .mtl), so they must stay inside `root` as the mesh does;
+    a missing one is no error (PyBullet then uses its default colour). A .dae file that is XML but not COLLADA
+    crashes PyBullet, so it must parse with a <COLLADA> root (a broken but well-formed COLLADA file can still crash
+    it: this is no full COLLADA check)."""
+    if mesh.suffix.lower() == ".obj":
+        for words in (rest.split() for rest in _directives(mesh, (b"mtllib",))):
+            if not words:
+                continue
+            material_file = os.fsdecode(words[0])  # PyBullet reads the first word (sscanf %s)
+            named = f"material file '{material_file}' of {what}"
+            mtl = _inside(path, mesh.parent / material_file, root, named)
+            for rest in _directives(mtl, TEXTURE_KEYWORDS) if mtl.is_file() else []:
+                texture = os.fsdecode(rest.rstrip(b" \t\r"))  # the rest of the line
+                _inside(path, mesh.parent / texture, root, f"texture '{texture}' in {named}")
+    elif mesh.suffix.lower() == ".dae":
+        try:
+            tag = ET.parse(mesh).getroot().tag
+        except ET.ParseError as err:
+            raise UserError(f"{path}: {what} is not valid XML ({err}), as a .dae (COLLADA) file must be; export it "
+                            "again or convert it to .obj or .stl") from None
+        if tag.rpartition("}")[2] != "COLLADA":
+            raise UserError(f"{path}: {what} is XML but not COLLADA (its top element is <{tag}>), which crashes "
+                            "PyBullet; export it again or convert it to .obj or .stl")
 
 
 def _check_inertial(where: str, inertial: ET.Element) -> None:
@@ -265,6 +350,13 @@ def _check_inertial(where: str, inertial: ET.Element) -> None:
         _number(f"{where} <inertia>", inertia, attribute, 0.0)
 
 
+def _checked_name(path: Path, kind: str, name: str) -> str:
+    """A robot, link or joint name short enough for PyBullet (MAX_NAME_CHARS)."""
+    if len(name) > MAX_NAME_CHARS:
+        raise UserError(f"{path}: the {kind} name '{name[:20]}...' has {len(name):,} characters; PyBullet holds at "
+                        f"most {MAX_NAME_CHARS}: shorten it")
+    return name
+
 
 def _read_links(path: Path, root: ET.Element, folder: Path) -> tuple[tuple[str, ...], tuple[UrdfVisual, ...]]:
     """Every link's name (unique), inertial and shapes checked, and every material; the visuals the viewer draws."""
@@ -281,7 +373,7 @@ def _read_links(path: Path, root: ET.Element, folder: Path) -> tuple[tuple[str, 
             raise UserError(f"{path}: a <link> has no name; give every link a unique name=\"...\"")
         if name in names:
             raise UserError(f"{path}: two links are named '{name}'; give every link a unique name")
-        names.append(name)
+        names.append(_checked_name(path, "link", name))
         where = f"{path}: link '{name}'"
         inertial = link.find("inertial")
         if inertial is not None:
@@ -309,7 +401,7 @@ def _read_joint(path: Path, element: ET.Element, links: tuple[str, ...]) -> Urdf
     name = element.get("name")
     if not name:
         raise UserError(f"{path}: a <joint> has no name; give every joint a unique name=\"...\"")
-    where = f"{path}: joint '{name}'"
+    where = f"{path}: joint '{_checked_name(path, 'joint', name)}'"
     jtype = element.get("type", "")
     if jtype not in JOINT_TYPES:
         raise UserError(f"{where} has type '{jtype}'; use one of {', '.join(JOINT_TYPES)}")
@@ -326,15 +418,16 @@ def _read_joint(path: Path, element: ET.Element, links: tuple[str, ...]) -> Urdf
     _origin(where, element)
     if jtype in AXIS_JOINT_TYPES:
         axis = _numbers(f"{where} <axis>", element.find("axis"), "xyz", (1.0, 0.0, 0.0), 3)
-        if not any(axis):
-            raise UserError(f"{where} has axis xyz=\"0 0 0\"; give the direction it moves about, "
-                            "for example xyz=\"0 0 1\"")
+        if math.hypot(*axis) < MIN_AXIS_NORM:
+            raise UserError(f"{where} has axis xyz=\"{element.find('axis').get('xyz')}\", (nearly) zero; give the "
+                            "direction it moves about, for example xyz=\"0 0 1\"")
     limit = element.find("limit")
     if limit is None and jtype in LIMITED_JOINT_TYPES:
         raise UserError(f"{where} is {jtype} but has no <limit>; add <limit lower=\"...\" upper=\"...\" "
                         "effort=\"...\" velocity=\"...\"/> (rad or m, N·m or N, rad/s or m/s)")
     at = f"{where} <limit>"
-    lower, upper = _number(at, limit, "lower", 0.0), _number(at, limit, "upper", 0.0)
+    largest_m = MAX_LENGTH_M if jtype == "prismatic" else None
+    lower, upper = (_number(at, limit, end, 0.0, largest_m=largest_m) for end in ("lower", "upper"))
     effort = _number(at, limit, "effort", 0.0, minimum=0.0)
     _number(at, limit, "velocity", 0.0, minimum=0.0)
     limits = usable_limits(jtype, lower, upper, effort) if jtype in MOVABLE_JOINT_TYPES else None
@@ -396,12 +489,18 @@ def read_urdf(path: Path) -> UrdfModel:
         raise UserError(f"{path} is not valid URDF XML ({err}); fix the file or export it again") from None
     if root.tag != "robot":
         raise UserError(f"{path} is not a URDF: its top element is <{root.tag}>, not <robot>")
+    name = _checked_name(path, "robot", root.get("name", path.stem))
     folder = path.resolve().parent
     links, visuals = _read_links(path, root, folder)
     joints = [_read_joint(path, j, links) for j in root.findall("joint")]
     _check_tree(path, links, joints)
-    model = UrdfModel(path=path, name=root.get("name", path.stem), links=links, joints=tuple(joints),
-                      visuals=visuals, checked_xml=ET.tostring(root, encoding="unicode"))
+    try:
+        checked_xml = ET.tostring(root, encoding="unicode")
+    except RecursionError:
+        raise UserError(f"{path} nests its XML elements too deeply to rewrite (a URDF's are a few levels deep); "
+                        "remove the nesting") from None
+    model = UrdfModel(path=path, name=name, links=links, joints=tuple(joints), visuals=visuals,
+                      checked_xml=checked_xml)
     if not model.movable_joints:
         raise UserError(
             f"{path} has no movable joints (revolute, continuous or prismatic); "

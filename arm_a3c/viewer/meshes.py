@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from arm_a3c.errors import notice
+
 MAX_TRIANGLES_PER_MESH = 300  # after simplification; the KUKA's link meshes hold thousands each
 PRIMITIVE_SEGMENTS = 12  # facets around cylinders and spheres
 
@@ -26,19 +28,45 @@ class Mesh:
         return self.vertices[self.faces]
 
 
+def _obj_index(token: str, vertex_count: int) -> int:
+    """The 0-based vertex index of an OBJ face corner ("7", "7/1/3", "-1"), or -1 if it names none."""
+    try:
+        index = int(token.split("/")[0])
+    except ValueError:
+        return -1
+    if index > 0:
+        return index - 1  # OBJ counts from 1
+    return vertex_count + index if index < 0 else -1  # a negative index counts back from the last vertex
+
+
 def load_obj(path: Path) -> Mesh:
+    """The triangles of an OBJ file (polygons as fans). Triangles with a corner the file does not define (a face
+    index past its vertices, a vertex that is not three finite numbers) are left out, with a notice: PyBullet loads
+    such a file, so the robot may have trained with it, and the viewer should still show it."""
     vertices, faces = [], []
     for line in path.read_text(errors="replace").splitlines():
         parts = line.split()
         if not parts:
             continue
         if parts[0] == "v":
-            vertices.append([float(x) for x in parts[1:4]])
+            try:
+                vertex = [float(x) for x in parts[1:4]]
+            except ValueError:
+                vertex = []
+            vertices.append(vertex if len(vertex) == 3 else [math.nan] * 3)
         elif parts[0] == "f":
-            index = [int(p.split("/")[0]) for p in parts[1:]]
-            index = [i - 1 if i > 0 else len(vertices) + i for i in index]  # OBJ is 1-based; negatives count back
+            index = [_obj_index(p, len(vertices)) for p in parts[1:]]
             faces.extend([index[0], index[k], index[k + 1]] for k in range(1, len(index) - 1))
-    return Mesh(np.array(vertices, np.float32).reshape(-1, 3), np.array(faces, np.int32).reshape(-1, 3))
+    vertex_array = np.array(vertices, np.float64).reshape(-1, 3)
+    face_array = np.array(faces, np.int64).reshape(-1, 3)
+    defined = np.isfinite(vertex_array).all(axis=1)
+    drawn = np.all((face_array >= 0) & (face_array < len(vertex_array)), axis=1)
+    drawn[drawn] = defined[face_array[drawn]].all(axis=1)
+    if not drawn.all():
+        notice(f"{path}: the viewer leaves out {np.count_nonzero(~drawn)} of its {len(face_array)} triangles, "
+               f"each with a corner that is not a vertex the file defines (it has {len(vertex_array)})")
+    used, corners = np.unique(face_array[drawn], return_inverse=True)  # only the vertices that are drawn
+    return Mesh(vertex_array[used].astype(np.float32), corners.reshape(-1, 3).astype(np.int32))
 
 
 def load_stl(path: Path) -> Mesh:
