@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Callable, Sequence
 
 from arm_a3c.cli.common import MAX_BENCH_SECONDS, SEED, ArgumentParser, _make_env, bounded_int, positive_number
@@ -15,7 +16,6 @@ from arm_a3c.limits import MAX_FRAMES, MAX_WORKERS
 def bench_env_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench_env.py`: environment steps per second beside raw physics, for each robot."""
     import json
-    from pathlib import Path
 
     from arm_a3c.bench.env_speed import measure_env_speed
     from arm_a3c.sim.assets import available_robots
@@ -64,7 +64,6 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     own), A3C throughput and scaling, time and steps to 80% and 95% success beside tuned SB3/sb3-contrib peers
     (A2C, PPO, SAC, TD3, TQC), held-out success and peak memory; prints tables, writes bench.json and bench.png."""
     import os
-    from pathlib import Path
 
     from arm_a3c.bench.peers import PEERS
     from arm_a3c.bench.training import (QUICK, TUNED_PEERS, BenchOptions, BenchProgress, format_table, plot_benchmark,
@@ -83,12 +82,8 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peers", nargs="*", choices=[*sorted(PEERS), "none"], default=list(TUNED_PEERS),
                         help="algorithms to compare with (default: the tuned a2c ppo sac td3 tqc; a2c-defaults and "
                              "ppo-defaults run the library defaults; none, or no name: only arm-a3c)")
-    parser.add_argument("--quick", action="store_true",
-                        help="seconds instead of minutes: a smoke test of the benchmark, not a measurement")
-    parser.add_argument("--json", type=Path, default=Path("bench.json"), metavar="PATH",
-                        help="where to write the results (default bench.json; the picture goes beside it as .png)")
-    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench", metavar="DIR",
-                        help="where the benchmark's training runs go (default runs/bench)")
+    _add_run_arguments(parser, "bench", "seconds instead of minutes",
+                       "the picture goes beside it as .png")
     parser.add_argument("--resume", action="store_true",
                         help="go on with an interrupted benchmark: the parts it finished (kept in the --json file's "
                              ".progress.json twin while it runs) are taken as they are and the rest runs; same flags "
@@ -116,6 +111,16 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         return result
 
     return _run_benchmark(args, run_and_plot, format_table, written=progress.remove)
+
+def _add_run_arguments(parser: argparse.ArgumentParser, name: str, quick: str, beside: str = "") -> None:
+    """--quick, --json and --work-dir of a training benchmark that writes NAME.json and runs in runs/NAME."""
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{quick}: a smoke test of the benchmark, not a measurement")
+    parser.add_argument("--json", type=Path, default=Path(f"{name}.json"), metavar="PATH",
+                        help=f"where to write the results (default {name}.json{'; ' + beside if beside else ''})")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs") / name, metavar="DIR",
+                        help=f"where the benchmark's training runs go (default runs/{name})")
+
 
 def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str],
                    written: Callable[[], None] = lambda: None) -> int:
@@ -159,7 +164,6 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
     train_arm.py, e.g. `profile_training.py --robot kuka_iiwa --max-minutes 1`."""
     import json
     import tempfile
-    from pathlib import Path
 
     from arm_a3c.bench.profile import format_profile, profile_training
 
@@ -220,8 +224,6 @@ def bench_tables_main(argv: Sequence[str] | None = None) -> int:
 def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench_ray.py`: the Ray backend's throughput beside the local backend's, and how many workers one
     parameter server can serve; prints a table and writes bench_ray.json."""
-    from pathlib import Path
-
     from arm_a3c.backends.ray import import_ray
     from arm_a3c.bench.ray_backend import QUICK, RayBenchOptions, format_table, run_ray_benchmark
 
@@ -243,12 +245,7 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
                         help="sync periods (--ray-sync-ms) the learning comparison tries (default: the default period)")
     parser.add_argument("--learning-only", action="store_true",
                         help="run only the learning comparison (needs --learning-seeds)")
-    parser.add_argument("--quick", action="store_true",
-                        help="runs of 5,000 steps and 1 s of flooding: a smoke test of the benchmark, not a measurement")
-    parser.add_argument("--json", type=Path, default=Path("bench_ray.json"), metavar="PATH",
-                        help="where to write the results (default bench_ray.json)")
-    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "bench_ray", metavar="DIR",
-                        help="where the benchmark's training runs go (default runs/bench_ray)")
+    _add_run_arguments(parser, "bench_ray", "runs of 5,000 steps and 1 s of flooding")
     args = parser.parse_args(argv)
     if args.learning_seeds and not 1 <= args.machines <= args.workers:
         parser.error(f"--machines must be between 1 and --workers ({args.workers}): each machine runs a worker or more")
