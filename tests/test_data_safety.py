@@ -492,3 +492,11 @@ def test_the_environment_refuses_odd_arguments_with_a_value_error():
             env.step([10**400, 0, 0])
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("script, flags", [
+    ("train_arm.py", ["--robot", ""]), ("inspect_robot.py", ["--robot", ""]), ("inspect_robot.py", [""]),
+    ("oracle.py", ["--robot", ""]),
+])
+def test_an_empty_robot_name_is_refused_not_replaced_by_the_default(script, flags):
+    assert_user_error(run_in_process(script, *flags), "the robot's name is empty")

@@ -119,7 +119,11 @@ def robot_from_args(args: argparse.Namespace) -> str | None:
         # a robot is a file by its suffix (a name never leaves the assets folders): say so where the file is named
         raise UserError(f"--urdf {urdf}: give a file whose name ends in .urdf (or a .toml robot descriptor); "
                         f"rename or copy it")
+    if getattr(args, "robot", None) == "":
+        raise UserError("the robot's name is empty; name a robot (inspect_robot.py lists them), or leave --robot out "
+                        "for the default")
     return urdf or args.robot
+
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a script's main; a `UserError` becomes one line on stderr and exit status 2, no traceback."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from arm_a3c.cli.common import EPISODES, SEED, ArgumentParser, _make_env, add_robot_arguments
+from arm_a3c.cli.common import EPISODES, SEED, ArgumentParser, _make_env, add_robot_arguments, robot_from_args
 from arm_a3c.errors import UserError
 from arm_a3c.files import is_our_png, refuse_foreign
 
@@ -28,21 +28,22 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gallery", metavar="PNG", type=Path,
                         help="write one picture of every robot in assets/ at its home pose (or of ROBOT only)")
     args = parser.parse_args(argv)
-    if args.name and (args.robot or args.urdf):
+    if args.name is not None and (args.robot is not None or args.urdf is not None):
         parser.error("give the robot either as ROBOT or with --robot/--urdf, not both")
-    args.robot = args.robot or args.name
+    args.robot = args.name if args.robot is None else args.robot
+    given = args.robot is not None or args.urdf is not None
     if args.gallery:
         from arm_a3c.envs.describe import save_gallery
         from arm_a3c.sim.assets import available_robots
 
-        robots = [args.urdf or args.robot] if (args.robot or args.urdf) else list(available_robots())
+        robots = [robot_from_args(args)] if given else list(available_robots())
         refuse_foreign(args.gallery, is_our_png, "--gallery")
         try:
             print(f"wrote {save_gallery(robots, args.gallery)} ({', '.join(map(str, robots))})")
         except OSError as err:
             raise UserError(f"cannot write the gallery {args.gallery} ({err.strerror}); pass --gallery PATH") from None
         return 0
-    if not (args.robot or args.urdf):
+    if not given:
         return _list_robots(args.json)
 
     env = _make_env(args)
