@@ -431,11 +431,29 @@ def test_a_dae_mesh_that_is_xml_but_not_collada_is_refused_by_name_not_a_crash(r
     assert_user_error(result, "mesh 'meshes/part.dae' of link 'base'", "XML but not COLLADA", "<scene>")
 
 
+@pytest.mark.parametrize("collada", [
+    "<COLLADA><library_geometries><geometry><mesh><source><float_array count='1000000'>1 2</float_array></source>"
+    "</mesh></geometry></library_geometries></COLLADA>",
+    "<COLLADA/>",
+])
+def test_a_collada_mesh_that_crashes_pybullet_is_one_line_not_a_segfault(collada, robot_folder, tmp_path):
+    """Well-formed COLLADA that PyBullet's reader dies on: the robot is loaded in a copy of the process first."""
+    (robot_folder / "meshes" / "part.dae").write_text(collada)
+    path = robot_folder / "arm.urdf"
+    path.write_text(with_mesh(ARM, "meshes/part.dae"))
+    result = run_script("inspect_robot.py", "--urdf", str(path), "--snapshot", str(tmp_path / "s.png"), timeout=60)
+    assert result.returncode == 2, (result.returncode, result.stderr)  # not 139
+    assert_user_error(result, "PyBullet crashed loading", "part.dae", "convert the .dae meshes")
+
+
 def test_a_collada_mesh_with_its_namespace_loads(robot_folder):
     shutil.copy(Path(pybullet_data.getDataPath()) / "duck.dae", robot_folder / "meshes" / "duck.dae")
     path = robot_folder / "arm.urdf"
     path.write_text(with_mesh(ARM, "meshes/duck.dae"))
     assert {v.mesh_path for v in read_urdf(path).visuals if v.kind == "mesh"} == {robot_folder / "meshes" / "duck.dae"}
+    loaded = run_in_process("inspect_robot.py", "--urdf", str(path), "--json", "--snapshot",
+                            str(robot_folder / "s.png"))  # the copy that loads it first survives: so does this one
+    assert loaded.returncode == 0, loaded.stderr
 
 
 # ---- robot names --------------------------------------------------------------------------------------------

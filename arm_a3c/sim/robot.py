@@ -38,6 +38,7 @@ bound the result does not depend on time.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -158,6 +159,34 @@ class EndEffectorJacobian:
         return [w0[j] * e0 + w1[j] * e1 + w2[j] * e2 for j in self.columns]
 
 
+PROBE_LOAD_BOUND_S = 120.0  # a copy of the process loading a URDF this long has hung: it counts as a crash
+
+
+def _loads_in_a_copy(checked: Path) -> bool:
+    """Whether PyBullet survives loading `checked` in a forked copy of this process (a client of its own). Its
+    COLLADA reader crashes the whole process on some .dae files that are well-formed XML, with no message; a
+    copy crashing costs nothing. Where there is no fork (Windows), loading is not tried first."""
+    if not hasattr(os, "fork"):
+        return True
+    pid = os.fork()
+    if pid == 0:  # the copy: load, and leave at once whatever happens (no cleanup of the parent's state)
+        try:
+            client = pb.connect(pb.DIRECT)
+            pb.loadURDF(str(checked), useFixedBase=True, flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client)
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + PROBE_LOAD_BOUND_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return not os.WIFSIGNALED(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return False
+        time.sleep(0.005)
+
+
 class _HomeSearchClock:
     """The automatic home search's time bound (see the module's docstring); `check` before scoring each pose."""
 
@@ -195,6 +224,12 @@ class Robot:
         with quiet_c_output(), tempfile.TemporaryDirectory(prefix="arm_a3c_") as folder:
             checked = Path(folder) / spec.urdf_path.name
             checked.write_text(self.urdf.checked_xml)
+            collada = sorted({v.mesh_path.name for v in self.urdf.visuals if v.mesh_path is not None
+                              and v.mesh_path.suffix.lower() == ".dae"})
+            if (collada or ".dae" in self.urdf.checked_xml.lower()) and not _loads_in_a_copy(checked):
+                raise UserError(f"PyBullet crashed loading {spec.urdf_path}: its COLLADA reader cannot read a .dae mesh "
+                                f"of it ({', '.join(collada) or 'a collision mesh'}); convert the .dae meshes to .obj "
+                                f"or .stl (a mesh tool such as Blender or meshlab does it)")
             try:
                 self.body = pb.loadURDF(
                     str(checked), basePosition=base_position, useFixedBase=True,
