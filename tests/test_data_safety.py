@@ -500,3 +500,12 @@ def test_the_environment_refuses_odd_arguments_with_a_value_error():
 ])
 def test_an_empty_robot_name_is_refused_not_replaced_by_the_default(script, flags):
     assert_user_error(run_in_process(script, *flags), "the robot's name is empty")
+
+
+def test_a_live_board_is_attached_before_and_after_the_launcher_publishes_its_figures(tmp_path):
+    from arm_a3c.a3c.live import LiveBoard
+
+    board = LiveBoard.create(tmp_path, 2, 3, 50, 3)
+    assert LiveBoard.attach(tmp_path) is not None
+    board.publish_run(1000, 500.0, float("nan"))  # no evaluation yet: its success is NaN in the header
+    assert LiveBoard.attach(tmp_path) is not None, "a worker starting now would not see the board"

@@ -83,7 +83,7 @@ class LiveBoard:
         if path.is_symlink() or not path.is_file() or path.stat().st_size < len(HEADER) * 8:
             return None
         memmap = np.memmap(path, dtype=np.float64, mode="r+")
-        header = memmap[:len(HEADER)]
+        header = memmap[:RUN]  # what `create` wrote (the run-wide figures after it may be NaN: no evaluation yet)
         if not (np.isfinite(header).all() and header[0] == MAGIC and (header[1:5] == np.round(header[1:5])).all()):
             return None
         workers, dof, max_steps, draw_size = (int(v) for v in header[1:5])
