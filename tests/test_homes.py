@@ -12,7 +12,7 @@ from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.errors import UserError
 from arm_a3c.sim.assets import available_robots, resolve_robot
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.sim.robot import HOME_LIMIT_MARGIN
+from arm_a3c.sim.home import HOME_LIMIT_MARGIN
 
 # yaw, then a shoulder whose zero is its lower limit, then an elbow: zero stands straight up on a limit
 ON_A_LIMIT = robot_xml(
@@ -206,7 +206,7 @@ SYMMETRIC = robot_xml(
 
 
 def test_mirror_image_moves_tie_to_the_first_in_the_fixed_order_whatever_the_noise():
-    from arm_a3c.sim.robot import first_best_move
+    from arm_a3c.sim.home import first_best_move
 
     plus, minus = np.array([0.1]), np.array([-0.1])
     for noise in (1e-12, -1e-12, 1e-9, -1e-9):

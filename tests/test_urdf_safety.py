@@ -15,7 +15,7 @@ from helpers import YAW_ELBOW_FOREARM, assert_user_error, box_link, joint, robot
 
 from arm_a3c.envs.arm_env import ArmReachEnv
 from arm_a3c.errors import UserError
-from arm_a3c.sim import robot as robot_module
+from arm_a3c.sim import home as home_module
 from arm_a3c.sim.assets import MAX_EE_OFFSET_M, available_robots, resolve_robot
 from arm_a3c.sim.client import connect, disconnect, pybullet_data, quiet_c_output
 from arm_a3c.sim.client import pybullet as pb
@@ -531,8 +531,8 @@ def test_the_tool_point_is_bounded_from_the_flag():
 def test_a_slow_home_search_says_what_it_does_and_stops_at_its_bound_asking_for_home(write_urdf, monkeypatch,
                                                                                       capsys):
     """A 100-link chain took minutes with no output; here the bound is made short to keep the test fast."""
-    monkeypatch.setattr(robot_module, "HOME_NOTICE_AFTER_S", 0.0)
-    monkeypatch.setattr(robot_module, "HOME_SEARCH_BOUND_S", 0.5)
+    monkeypatch.setattr(home_module, "HOME_NOTICE_AFTER_S", 0.0)
+    monkeypatch.setattr(home_module, "HOME_SEARCH_BOUND_S", 0.5)
     path = write_urdf(chain(100), "snake")
     with pytest.raises(UserError, match=r"snake.urdf: .*home .*98 controlled joints.* 0.5 s.*--home"):
         ArmReachEnv(path)
@@ -542,7 +542,7 @@ def test_a_slow_home_search_says_what_it_does_and_stops_at_its_bound_asking_for_
 def test_the_notice_does_not_change_the_home(monkeypatch, capsys):
     quiet = ArmReachEnv("light_arm", home="auto")
     capsys.readouterr()
-    monkeypatch.setattr(robot_module, "HOME_NOTICE_AFTER_S", 0.0)
+    monkeypatch.setattr(home_module, "HOME_NOTICE_AFTER_S", 0.0)
     told = ArmReachEnv("light_arm", home="auto")
     assert "finding a home pose for light_arm (3 controlled joints)" in capsys.readouterr().err
     assert np.array_equal(told.robot.home, quiet.robot.home) and told.robot.home_reason == quiet.robot.home_reason

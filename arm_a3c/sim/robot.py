@@ -13,27 +13,7 @@ cannot move the end-effector point (such as a wrist roll whose axis passes throu
 position-reaching task harder. Every other movable joint (fingers, side branches, sidecar `hold_joints`) is held
 still at its rest position by its motor.
 
-Home pose (where every episode starts; `home` in the sidecar or `--home` overrides it, `home = "zero"` keeps the
-URDF's zero): zero, clipped into each joint's limits, unless that is a poor start:
-  - a controlled joint's zero lies on a limit (within HOME_AT_LIMIT of its range: it can move one way only),
-  - the pose is near-singular: its position manipulability (Yoshikawa's sqrt(det(J J^T)) of the end-effector
-    point over the controlled joints) is below HOME_SINGULAR_FRACTION of the best found among the mid-range pose
-    and HOME_SAMPLES seeded random poses (an arm stretched straight up scores 0), or
-  - the end-effector point is less than HOME_MIN_EE_HEIGHT_M above the floor, or a moving link is below it.
-Then the home is found by climbing from zero (moved HOME_LIMIT_MARGIN off the limits): steepest ascent of the
-manipulability over single-joint steps of HOME_CLIMB_STEP of the joint's range, through safe poses only, until
-it reaches HOME_GOOD_FRACTION of the best found. Joints that do not change the manipulability (a vertical base
-yaw) keep their zero, so the home stays as near the URDF's zero as conditioning allows. The rule is
-deterministic: every process and every machine computes the same home. Where two moves score the same (mirror
-images of each other, which floating-point noise would otherwise order differently on each machine), the tie goes
-to the lower joint, and to + before - (HOME_TIE_TOLERANCE).
-
-The search's cost grows at least with the cube of the number of controlled joints, so a long chain could search
-for many minutes. Past HOME_NOTICE_AFTER_S it says on stderr what it is doing, and at HOME_SEARCH_BOUND_S it stops with
-a `UserError` asking for `--home` (or `home` in the sidecar). It does not fall back on the best pose found so far:
-that would depend on the machine's speed and load, so one URDF would start from different poses on different
-machines and runs, and a search cut short may not yet have compared the URDF's zero with anything. Within the
-bound the result does not depend on time.
+Home pose: where every episode starts, chosen by `arm_a3c.sim.home` (the rule is explained there).
 """
 
 from __future__ import annotations
@@ -47,10 +27,11 @@ from typing import Sequence
 
 import numpy as np
 
-from arm_a3c.errors import UserError, notice
+from arm_a3c.errors import UserError
 from arm_a3c.sim.assets import RobotSpec
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.client import quiet_c_output
+from arm_a3c.sim.home import choose_home
 from arm_a3c.sim.urdf import UrdfModel, read_urdf
 
 # A joint is "inert" when moving it by PROBE_STEP (rad or m) moves the end effector by less than INERT_MOTION_M
@@ -59,28 +40,7 @@ PROBE_STEP = 0.05
 INERT_MOTION_M = 1e-5
 INERT_PROBES = 16
 INERT_ARM_M = 0.1  # with orientation: a turn of the end effector counts as motion of a point this far away
-HOME_AT_LIMIT = 0.02
-HOME_LIMIT_MARGIN = 0.10
-HOME_SINGULAR_FRACTION = 0.05
-HOME_GOOD_FRACTION = 0.8
-HOME_SAMPLES = 200
-HOME_MIN_EE_HEIGHT_M = 0.05
-HOME_CLIMB_STEP = 0.02
-HOME_CLIMB_MAX_STEPS = 200
-HOME_NOTICE_AFTER_S = 2.0  # a home search still running after this long says so on stderr
-HOME_SEARCH_BOUND_S = 30.0  # and one running this long stops (arms of a usual size finish far sooner)
 JACOBIAN_STEP = 1e-4  # rad or m: central differences of forward kinematics
-# Manipulabilities this close (relative) are equal to the climb: mirror-image moves score the same but for
-# floating-point noise, which differs between machines and libraries; the tie goes to the first move in a fixed
-# order (lowest joint first, + before -), so one URDF gets one home everywhere.
-HOME_TIE_TOLERANCE = 1e-6
-
-
-def first_best_move(moves: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray]:
-    """The climb's next step among (score, pose) candidates listed in the fixed order: the first whose score is
-    within HOME_TIE_TOLERANCE of the best, not the best by a margin of noise."""
-    top = max(score for score, _ in moves)
-    return next(move for move in moves if move[0] >= top - HOME_TIE_TOLERANCE * abs(top))
 POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
 VELOCITY_GAIN = 1.0
 
@@ -187,28 +147,6 @@ def _loads_in_a_copy(checked: Path) -> bool:
         time.sleep(0.005)
 
 
-class _HomeSearchClock:
-    """The automatic home search's time bound (see the module's docstring); `check` before scoring each pose."""
-
-    def __init__(self, robot: Robot):
-        self.robot = robot
-        self.started = time.monotonic()
-        self.noticed = False
-
-    def check(self) -> None:
-        elapsed = time.monotonic() - self.started
-        robot = self.robot
-        what = f"{robot.name} ({robot.dof} controlled joints)"
-        if elapsed > HOME_SEARCH_BOUND_S:
-            sidecar = robot.spec.settings_file or robot.spec.urdf_path.with_suffix(".toml")
-            raise UserError(f"{robot.spec.urdf_path}: the automatic home search for {what} ran past its "
-                            f"{HOME_SEARCH_BOUND_S:g} s bound; give the start pose with --home (one value per "
-                            f"controlled joint, rad or m, or the word zero) or home = [...] in {sidecar.name}")
-        if elapsed > HOME_NOTICE_AFTER_S and not self.noticed:
-            notice(f"finding a home pose for {what}... (at most {HOME_SEARCH_BOUND_S:g} s; --home skips this)")
-            self.noticed = True
-
-
 class Robot:
     """A URDF arm loaded into one PyBullet client with its base fixed at `base_position` (m)."""
 
@@ -268,7 +206,7 @@ class Robot:
         self._velocity_gains = [VELOCITY_GAIN] * self.dof
         self._lower, self._upper = self.lower.tolist(), self.upper.tolist()
         self._moving_links = self._links_moved_by_controlled_joints()
-        self.home, self.home_reason = self._choose_home()
+        self.home, self.home_reason = choose_home(self)
         self.q_target = self.home.tolist()
         self.reset(self.home)
 
@@ -392,7 +330,7 @@ class Robot:
             return self.base_position.copy()
         return np.array(pb.getLinkState(self.body, link, physicsClientId=self.client)[4])
 
-    # ---- home pose ---------------------------------------------------------------------------------------
+    # ---- kinematics the home rule measures -------------------------------------------------------------------
 
     def position_jacobian(self, q: np.ndarray) -> np.ndarray:
         """(3, dof) Jacobian of the end-effector point over the controlled joints at `q`, by central differences
@@ -411,86 +349,6 @@ class Robot:
         """Yoshikawa's position manipulability sqrt(det(J J^T)) at `q` (0 at a singularity; for an arm with fewer
         than 3 controlled joints, the product of J's singular values). Moves the arm."""
         return float(np.prod(np.linalg.svd(self.position_jacobian(q), compute_uv=False)))
-
-    def _is_safe(self, q: np.ndarray) -> bool:
-        """The end-effector point HOME_MIN_EE_HEIGHT_M above the floor and no moving link below it. Moves the arm."""
-        return bool(self.forward_kinematics(q)[2] >= HOME_MIN_EE_HEIGHT_M and self.lowest_point() >= 0.0)
-
-    def _home_score(self, q: np.ndarray, clock: _HomeSearchClock) -> float:
-        clock.check()
-        return self.manipulability(q) if self._is_safe(q) else -1.0
-
-    def _choose_home(self) -> tuple[np.ndarray, str]:
-        """The home pose and why (see the module's docstring)."""
-        spec, zero = self.spec, self.zero_home.copy()
-        if isinstance(spec.home, str):
-            if spec.home == "zero":
-                return zero, f"zero, clipped to the limits ({self._home_source_text()})"
-            return self._default_home(zero)
-        home = np.asarray(spec.home, dtype=np.float64)
-        where = "--home" if spec.home_source == "--home" else f"{spec.home_source}: home"
-        names = ", ".join(j.name for j in self.controlled)
-        position_joints = [j for j in self.controlled if j.index not in self.orientation_only]
-        if self.orientation_only and home.shape == (len(position_joints),):
-            given = iter(home)
-            home = np.array([j.rest if j.index in self.orientation_only else next(given) for j in self.controlled])
-        if home.shape != (self.dof,):
-            raise UserError(f"{where} has {home.size} values but {self.name} has {self.dof} controlled joints "
-                            f"({names}); give one value per controlled joint, in that order")
-        outside = [(j, v) for j, v in zip(self.controlled, home) if not j.lower - 1e-9 <= v <= j.upper + 1e-9]
-        if outside:
-            j, v = outside[0]
-            raise UserError(f"{where}: {v:g} for joint {j.name} is outside its limits {j.lower:.3f} .. "
-                            f"{j.upper:.3f}; give a value within them (the controlled joints, in order: {names})")
-        return home, f"given ({self._home_source_text()})"
-
-    def _home_source_text(self) -> str:
-        return "--home" if self.spec.home_source == "--home" else f"home in {Path(self.spec.home_source).name}"
-
-    def _default_home(self, zero: np.ndarray) -> tuple[np.ndarray, str]:
-        span = self.upper - self.lower
-        lo, hi = self.lower + HOME_LIMIT_MARGIN * span, self.upper - HOME_LIMIT_MARGIN * span
-        clock = _HomeSearchClock(self)
-        rng = np.random.default_rng(0)
-        samples = [(self.lower + self.upper) / 2]
-        samples += [lo + (1 - 2 * HOME_LIMIT_MARGIN) * (self.random_configuration(rng) - self.lower)
-                    for _ in range(HOME_SAMPLES)]
-        best = max(self._home_score(q, clock) for q in samples)
-        at_limit = [j.name for j, z in zip(self.controlled, zero)
-                    if min(z - j.lower, j.upper - z) < HOME_AT_LIMIT * (j.upper - j.lower)]
-        zero_score = self._home_score(zero, clock)
-        if best <= 0.0:
-            return zero, "zero (no safe, non-singular pose found to compare with)"
-        if not at_limit and zero_score >= HOME_SINGULAR_FRACTION * best:
-            return zero, (f"zero: manipulability {zero_score:.3g}, {zero_score / best:.0%} of the best found "
-                          f"({best:.3g}), no joint near a limit")
-        if at_limit:
-            why = f"zero puts {', '.join(at_limit)} on a limit"
-        elif zero_score < 0:
-            why = "zero puts the arm at or below the floor"
-        else:
-            why = f"zero is near-singular (manipulability {zero_score / best:.0%} of the best found, {best:.3g})"
-        q = np.clip(zero, lo, hi)
-        score = self._home_score(q, clock)
-        steps = HOME_CLIMB_STEP * span
-        for climbed in range(HOME_CLIMB_MAX_STEPS + 1):
-            if score >= HOME_GOOD_FRACTION * best:
-                break
-            moves = []
-            for k in range(self.dof):
-                for sign in (1.0, -1.0):
-                    q2 = q.copy()
-                    q2[k] = np.clip(q2[k] + sign * steps[k], lo[k], hi[k])
-                    if q2[k] != q[k]:
-                        moves.append((self._home_score(q2, clock), q2))
-            top_score, top_q = first_best_move(moves) if moves else (score, q)
-            if top_score <= score + HOME_TIE_TOLERANCE * abs(score):  # no real gain: noise must not decide
-                break
-            score, q = top_score, top_q
-        if score < HOME_SINGULAR_FRACTION * best:  # (HOME_SINGULAR_FRACTION < HOME_GOOD_FRACTION)
-            return zero, f"zero: {why}, and no better pose was found near it"
-        return q, (f"{why}; climbed {climbed} steps from zero to manipulability {score:.3g} "
-                   f"({score / best:.0%} of the best found)")
 
     # ---- state -------------------------------------------------------------------------------------------
 
