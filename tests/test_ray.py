@@ -95,7 +95,8 @@ def test_a_worker_through_the_parameter_server_pulls_what_it_and_the_others_push
     copies, as the object store does): pulls bring the newest weights and normaliser and only when they changed,
     pushes and step counts arrive with the next exchange, reports reach the launcher's drain."""
     ray = pytest.importorskip("ray")
-    from arm_a3c.backends.ray import ParameterServer, RayLink
+    from arm_a3c.backends.ray_server import ParameterServer
+    from arm_a3c.backends.ray_worker import RayLink
 
     monkeypatch.setattr(ray, "get", lambda value: value)
     monkeypatch.setattr(ray, "put", lambda value: np.array(value))

@@ -2,7 +2,7 @@
 
 - `WorkerLink`: a worker's way to the global model. The worker loop (`worker.train_worker`) is written against
   it alone, so one loop serves every backend: `shared.SharedMemoryLink` (this machine's shared memory) and
-  `backends.ray.RayLink` (a parameter server elsewhere) implement it.
+  `backends.ray_worker.RayLink` (a parameter server elsewhere) implement it.
 - `WorkerSet`: a backend's running workers (and the evaluator), as the launcher's monitor loop sees them:
   `backends.processes.Children` and `backends.ray.RayWorkers` implement it.
 - `Backend`: where the workers run. The launcher is handed one and never asks which it is;

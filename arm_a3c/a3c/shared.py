@@ -78,7 +78,7 @@ class SharedMemoryLink:
     """A worker's link to the global model in this machine's shared memory: pulls copy the shared weights, pushes
     step the shared Adam on them, and `report(event)` passes reports to the launcher (the local backend: the
     worker's pipe; Ray workers on the launcher's machine, which use this link over `MappedShared`: a call to the
-    parameter server). An `interfaces.WorkerLink`, as `backends.ray.RayLink` is over the parameter server's calls,
+    parameter server). An `interfaces.WorkerLink`, as `backends.ray_worker.RayLink` is over the parameter server's calls,
     so both backends run one worker loop."""
 
     def __init__(self, shared: Shared, rank: int, report: Callable[[tuple], None] | None = None):

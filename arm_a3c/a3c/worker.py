@@ -9,7 +9,7 @@
 6. push: step the shared optimizer with them, on the global parameters.
 
 The loop (`train_worker`) reaches the global model through a link: shared memory on one machine
-(`shared.SharedMemoryLink`), a parameter-server actor with `--backend ray` (`backends.ray.RayLink`): any
+(`shared.SharedMemoryLink`), a parameter-server actor with `--backend ray` (`backends.ray_worker.RayLink`): any
 `interfaces.WorkerLink`. The loss is written out in `model.NumpyActorCritic.loss_gradients` (its docstring
 has the formula; tests hold its gradients to autograd's).
 """

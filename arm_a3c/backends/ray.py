@@ -22,7 +22,8 @@ The picture is the local backend's, with processes that Ray places:
 - A worker actor that dies is restarted by Ray (`max_restarts=-1`); the launcher starts its loop again with a
   new seed, and stops the run when one keeps dying (`processes.MAX_DEATHS`), as it does for local processes.
 
-Ray is optional (`requirements-ray.txt`). Every machine of a cluster needs the repository at the same path as
+The parameter server is `ray_server.py`, the worker actors `ray_worker.py`, the sync agents `ray_sync.py`; this
+module is the launcher's side. Ray is optional (`requirements-ray.txt`). Every machine of a cluster needs the repository at the same path as
 the launcher's (it is put on the actors' PYTHONPATH) and the same Python packages.
 """
 
@@ -37,17 +38,14 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from arm_a3c.a3c.children import ONE_THREAD_ENV, become_child
+from arm_a3c.a3c.children import ONE_THREAD_ENV
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import EvaluatorArgs, Report
-from arm_a3c.a3c.shared import SharedMemoryLink
-from arm_a3c.a3c.worker import train_worker, worker_seed
-from arm_a3c.backends.mapped import MappedShared, attach_shared, build_mapped_shared
+from arm_a3c.backends.mapped import MappedShared, build_mapped_shared
 from arm_a3c.backends.processes import DEATH_WINDOW_SECONDS, EVALUATOR, JOIN_SECONDS, MAX_DEATHS, Children, DeathLog
+from arm_a3c.backends.ray_server import ParameterServer
 from arm_a3c.backends.ray_sync import agent_name, sync_agent_for
+from arm_a3c.backends.ray_worker import RayWorker
 from arm_a3c.errors import UserError, notice
 from arm_a3c.sim.assets import ASSETS_VARIABLE
 
@@ -63,196 +61,6 @@ def import_ray():
     except ImportError:
         raise UserError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
-
-
-# ---- the parameter server -----------------------------------------------------------------------------------
-
-class ParameterServer:
-    """The global model's server for workers that cannot map its memory; one call at a time (a plain actor)."""
-
-    def __init__(self, shared_spec: dict):
-        torch.set_num_threads(1)
-        self.shared = attach_shared(shared_spec, launcher_pid=None)
-        self.weights = self.shared.model.flat.numpy()
-        self.put_version, self.put_ref = -1, None
-        self.events: list = []  # workers' reports, until the launcher drains them
-        self.busy_seconds, self.exchanges = 0.0, 0
-        self.sync_seconds, self.syncs, self.delta_updates = 0.0, 0, 0  # the sync agents' exchanges
-        self.node_totals: dict[str, dict] = {}  # node id -> the running totals of its syncs applied so far
-
-    def exchange(self, rank: int, grad: np.ndarray | None, lr: float, raw_obs: np.ndarray | None, steps: int,
-                 events: list, have_version: int):
-        """A worker's push and pull: apply its gradient, count its `steps` and observations, keep its reports;
-        return (version, [weights ref] or None if it has this version already, normaliser snapshot, global
-        steps, stop). The version is the optimizer's step count. The ref is nested in a list so that Ray hands
-        it over instead of fetching it here."""
-        import ray
-
-        began = time.perf_counter()
-        shared = self.shared
-        shared.add_steps(rank, steps)
-        if grad is not None:
-            shared.optimizer.step(grad, lr)
-        if raw_obs is not None:
-            shared.normalizer.update(raw_obs, writer=rank)
-        self.events.extend(events)
-        version, weights = shared.optimizer.step_count(), None
-        if have_version != version:
-            if self.put_version != version:  # one object per version, whichever worker asks first
-                self.put_ref, self.put_version = ray.put(self.weights), version
-            weights = [self.put_ref]
-        answer = (version, weights, shared.normalizer.snapshot(), shared.global_steps(), not shared.running())
-        self.busy_seconds += time.perf_counter() - began
-        self.exchanges += 1
-        return answer
-
-    def sync(self, node_id: str, delta: np.ndarray | None, updates: int, totals: tuple, events: list):
-        """A sync agent's exchange (`ray_sync.SyncAgent`): add its node's parameter `delta` to the global weights,
-        and its node's running totals: `updates` (Adam steps of the node's workers so far), and (ranks, their
-        environment steps, writers, their observation counts, sums and sums of squares); of each total, the part
-        this server has not applied yet is applied (a sync repeated by a restarted agent counts once). A sync
-        without a delta sets the node's update count without applying it (a new or restarted agent: updates not
-        applied by now are dropped). Keep the reports. Answer with the global weights, the normaliser's (mean,
-        var, count), the global steps, the stop flag, the global update count before and after this delta (the
-        global Adam's steps plus every node's applied updates), and the node's updates applied so far."""
-        began = time.perf_counter()
-        shared, workers, obs_dim = self.shared, self.shared.steps.numel() - 1, self.shared.normalizer.total.shape[1]
-        node = self.node_totals.get(node_id)
-        if node is None:
-            node = self.node_totals[node_id] = {
-                "updates": 0, "steps": np.zeros(workers, np.int64), "count": np.zeros(workers),
-                "total": np.zeros((workers, obs_dim)), "total_sq": np.zeros((workers, obs_dim))}
-        applied_before = shared.optimizer.step_count() + self.delta_updates
-        applied = node["updates"]
-        if delta is not None:
-            self.weights += delta
-            self.delta_updates += updates - node["updates"]
-            applied = updates
-        node["updates"] = updates
-        ranks, steps, writers, count, total, total_sq = totals
-        if len(ranks):
-            shared.steps.numpy()[ranks + 1] += steps - node["steps"][ranks]  # only these slots: the launcher's
-            node["steps"][ranks] = steps  # machine's workers write theirs
-        if len(writers):
-            normalizer = shared.normalizer
-            normalizer.count.numpy()[writers] += count - node["count"][writers]
-            normalizer.total.numpy()[writers] += total - node["total"][writers]
-            normalizer.total_sq.numpy()[writers] += total_sq - node["total_sq"][writers]
-            node["count"][writers], node["total"][writers], node["total_sq"][writers] = count, total, total_sq
-        self.events.extend(events)
-        answer = (self.weights.copy(), shared.normalizer.moments(), shared.global_steps(), not shared.running(),
-                  applied_before, shared.optimizer.step_count() + self.delta_updates, applied)
-        self.sync_seconds += time.perf_counter() - began
-        self.syncs += 1
-        return answer
-
-    def optimizer_state(self) -> dict:
-        """The global Adam's moments and step count (a new node's Adam starts from them)."""
-        optimizer = self.shared.optimizer
-        return {"exp_avg": optimizer.exp_avg.numpy().copy(), "exp_avg_sq": optimizer.exp_avg_sq.numpy().copy(),
-                "steps": optimizer.step_count()}
-
-    def report(self, event: tuple) -> None:
-        """A report of a worker that trains in the mapped memory."""
-        self.events.append(event)
-
-    def drain(self) -> list:
-        """The workers' reports since the last drain."""
-        events, self.events = self.events, []
-        return events
-
-    def load_figures(self) -> dict:
-        """How busy the server has been: exchanges applied, the seconds spent inside them, and the CPU seconds
-        of its whole process (Ray's handling of the calls included)."""
-        return {"exchanges": self.exchanges, "busy_seconds": self.busy_seconds, "syncs": self.syncs,
-                "sync_busy_seconds": self.sync_seconds, "delta_updates": self.delta_updates,
-                "updates_per_node": {node: totals["updates"] for node, totals in self.node_totals.items()},
-                "cpu_seconds": time.process_time()}
-
-
-# ---- the workers --------------------------------------------------------------------------------------------
-
-class RayLink:
-    """A worker's `WorkerLink` to the parameter server. The gradient, the
-    step count, the observations and the reports of one update travel together in the next pull's `exchange`
-    call: one round trip per update."""
-
-    def __init__(self, server, rank: int):
-        self.server, self.rank = server, rank
-        self.version, self.global_steps, self.stopping = -1, 0, False
-        self._grad, self._lr, self._obs, self._steps, self._events = None, 0.0, None, 0, []
-
-    def running(self) -> bool:
-        return not self.stopping
-
-    def _exchange(self):
-        import ray
-
-        answer = ray.get(self.server.exchange.remote(self.rank, self._grad, self._lr, self._obs, self._steps,
-                                                     self._events, self.version))
-        self._grad, self._obs, self._steps, self._events = None, None, 0, []
-        return answer
-
-    def pull(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import ray
-
-        version, refs, snapshot, self.global_steps, self.stopping = self._exchange()
-        if refs is not None:
-            np.copyto(weights, ray.get(refs[0]))  # a read-only view of the object store: copied
-            self.version = version
-        return snapshot
-
-    def add_steps(self, n: int) -> int:
-        self._steps += n
-        return self.global_steps + self._steps
-
-    def push(self, grad: np.ndarray, lr: float) -> None:
-        self._grad, self._lr = grad, lr  # sent by the next pull, before the loop computes another gradient
-
-    def observe(self, raw_obs: np.ndarray) -> None:
-        self._obs = raw_obs
-
-    def report(self, event: Report) -> None:
-        self._events.append(event)
-
-    def close(self) -> None:
-        """Send the last update (the run is stopping: the answer does not matter)."""
-        if self._grad is not None or self._steps or self._events:
-            self._exchange()
-
-
-class RayWorker:
-    """One A3C worker as a Ray actor: its own environment, the local backend's loop."""
-
-    def __init__(self, rank: int, cfg: TrainConfig, server_name: str, shared_spec: dict, launcher_node: str,
-                 resumed_steps: int):
-        import ray
-
-        self.rank, self.cfg, self.resumed_steps = rank, cfg, resumed_steps
-        self.server = ray.get_actor(server_name)  # by name: a handle among the arguments defeats restarts
-        self.server_name, self.shared_spec = server_name, shared_spec
-        self.node = ray.get_runtime_context().get_node_id()
-        self.on_launcher_machine = self.node == launcher_node
-
-    def run(self, starts: int) -> None:
-        """Train until the run stops; `starts` counts this rank's earlier loops (each loop gets a seed of its
-        own)."""
-        become_child(f"a3c-worker-{self.rank + 1}")  # after Ray named the process for this call
-        seed = worker_seed(self.cfg, self.rank, starts, self.resumed_steps)
-        if self.on_launcher_machine and self.cfg.ray_shared_memory:
-            shared = attach_shared(self.shared_spec, launcher_pid=None)
-            link = SharedMemoryLink(shared, self.rank, self.server.report.remote)
-        elif self.cfg.ray_sync_ms > 0:  # this machine's copy of the model, kept in sync by its agent
-            import ray
-
-            self.agent = sync_agent_for(ray, self.cfg, self.server_name, self.shared_spec, self.node)  # kept alive
-            node_memory = attach_shared(ray.get(self.agent.attach.remote()), launcher_pid=None)
-            link = SharedMemoryLink(node_memory, self.rank, self.agent.report.remote)
-        else:
-            link = RayLink(self.server, self.rank)
-        # The viewer's live board is a file in the run directory, for workers on the launcher's machine only.
-        run_dir = Path(self.shared_spec["run_dir"]) if self.on_launcher_machine else None
-        train_worker(self.rank, self.cfg, link, seed, run_dir)
 
 
 # ---- the launcher's side ------------------------------------------------------------------------------------

@@ -112,10 +112,11 @@ SYNC_WRITERS = 16  # observation rows a sync of the capacity test carries: a mac
 
 
 def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, syncs: bool = False) -> dict:
-    """Flood one parameter server (`backends.ray.ParameterServer`) with `clients` clients: per-update exchanges,
+    """Flood one parameter server (`backends.ray_server.ParameterServer`) with `clients` clients: per-update exchanges,
     or with `syncs` sync agents' syncs; its CPU per call."""
     from arm_a3c.backends.mapped import build_mapped_shared
-    from arm_a3c.backends.ray import ParameterServer, start_ray
+    from arm_a3c.backends.ray import start_ray
+    from arm_a3c.backends.ray_server import ParameterServer
     from arm_a3c.envs.arm_env import make_env
 
     probe = make_env(robot=robot)
