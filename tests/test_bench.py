@@ -50,7 +50,7 @@ def test_quick_benchmark_runs_every_part_and_writes_its_table(tmp_path):
 
 
 def test_success_curves_hold_each_runs_last_evaluation():
-    from arm_a3c.bench.training import success_curve
+    from arm_a3c.bench.report import success_curve
 
     runs = [{"evaluations": [{"wall_seconds": 10, "success_rate": 0.2}, {"wall_seconds": 30, "success_rate": 0.9}]},
             {"evaluations": [{"wall_seconds": 0, "success_rate": 0.0}, {"wall_seconds": 20, "success_rate": 0.5}]}]
@@ -59,8 +59,8 @@ def test_success_curves_hold_each_runs_last_evaluation():
 
 
 def test_every_tuned_peer_names_the_zoo_entry_its_settings_come_from():
+    from arm_a3c.bench.options import TUNED_PEERS
     from arm_a3c.bench.peers import PEERS
-    from arm_a3c.bench.training import TUNED_PEERS
 
     for name in TUNED_PEERS:
         assert PEERS[name].source.endswith(f"{name}.yml ReacherBulletEnv-v0"), name
@@ -135,7 +135,10 @@ class FakeMeasurements:
 def test_an_interrupted_benchmark_resumes_with_the_parts_it_finished_and_runs_only_the_rest(tmp_path, monkeypatch):
     import pytest
 
-    from arm_a3c.bench.training import BenchOptions, BenchProgress, format_table, run_benchmark
+    from arm_a3c.bench.options import BenchOptions
+    from arm_a3c.bench.progress import BenchProgress
+    from arm_a3c.bench.report import format_table
+    from arm_a3c.bench.training import run_benchmark
 
     opts = BenchOptions(robots=("light_arm", "kuka_iiwa"), workers=2, seeds=(0, 1), peers=("ppo", "sac"))
     every_part = [f"{robot}/{part}" for robot in opts.robots for part in (

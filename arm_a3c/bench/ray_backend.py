@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from arm_a3c.a3c.config import TrainConfig
-from arm_a3c.bench.training import BenchOptions, a3c_run
+from arm_a3c.bench.options import BenchOptions
+from arm_a3c.bench.training import a3c_run
 
 
 @dataclass

@@ -7,7 +7,7 @@ it, an optional view:
     (what `table_for` makes of the file)
     <!-- end table -->
 
-The default view is the table the benchmark itself prints (`format_table` of `bench.training` or
+The default view is the table the benchmark itself prints (`format_table` of `bench.report` or
 `bench.ray_backend`, `format_profile` of `bench.profile`, chosen by what the file holds), so a figure in the docs is
 the figure in the file. `summary` (bench.py's files only) is one row per robot, with the command that wrote the
 file: the README's results.
@@ -67,7 +67,7 @@ def kind_of(result: dict) -> str:
 def bench_command(result: dict, json_path: str) -> str:
     """The bench.py command that writes a file like `result` to `json_path`: the flags that differ from the
     defaults (the workers' default is the machine's cores, as on the machine that measured it)."""
-    from arm_a3c.bench.training import QUICK, BenchOptions
+    from arm_a3c.bench.options import QUICK, BenchOptions
 
     opts = result["options"]
     quick = all(opts.get(key) == (list(value) if isinstance(value, tuple) else value) for key, value in QUICK.items())
@@ -93,7 +93,7 @@ def bench_command(result: dict, json_path: str) -> str:
 def summary_table(result: dict, json_path: str) -> str:
     """One row per robot of a bench.py file: arm-a3c's time to the target and held-out success beside the tuned
     peers', its training speed and memory, and the command that measured it."""
-    from arm_a3c.bench.training import TUNED_PEERS
+    from arm_a3c.bench.options import TUNED_PEERS
 
     opts = result["options"]
     n, budget, target = opts["workers"], opts["budget_seconds"], f"{opts['target_success']:.0%}"
@@ -139,7 +139,7 @@ def table_for(json_path: str, view: str | None = None, root: Path = ROOT) -> str
     if view is not None:
         raise UserError(f"{json_path}: unknown view {view!r}; one of {', '.join(VIEWS)}, or none")
     if kind == "bench":
-        from arm_a3c.bench.training import format_table
+        from arm_a3c.bench.report import format_table
     elif kind == "ray":
         from arm_a3c.bench.ray_backend import format_table
     else:

@@ -35,43 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from arm_a3c.bench.options import GOALS, NEVER_STOPS, PACKAGE_ROOT, TUNED_PEERS, BenchOptions
+from arm_a3c.bench.progress import BenchProgress, _now, source_commit
 from arm_a3c.errors import UserError
-from arm_a3c.files import PNG_SOFTWARE, write_atomically
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding arm_a3c/
 MEMORY_POLL_SECONDS = 2.0  # reading every process's smaps costs ~16 ms of CPU: rarely, to not slow the run
-
-
-TUNED_PEERS = ("a2c", "ppo", "sac", "td3", "tqc")
-GOALS = {"time_ratio": 0.5, "policy_limit_ratio": 0.9, "pss_mb": 1024.0}
-NEVER_STOPS = 1_000_000  # the throughput runs' --target-streak
-STEPS_LINEAR_UP_TO = 10_000  # bench.png's steps axis: linear below, logarithmic above (when the runs go far beyond)
-
-
-@dataclass
-class BenchOptions:
-    robots: tuple[str, ...] = ("light_arm", "kuka_iiwa")
-    workers: int = os.cpu_count() or 1
-    limit_seconds: float = 30.0  # how long the limit's processes step
-    throughput_seconds: float = 90.0  # length of each throughput training run
-    throughput_steps: int = 0  # ... or this many environment steps, if that comes first (0: no step limit)
-    budget_seconds: float = 600.0  # time budget of each time-to-success run (arm-a3c and every peer)
-    first_target: float = 0.8
-    target_success: float = 0.95  # the runs stop here
-    seeds: tuple[int, ...] = (0, 1, 2)  # one time-to-success run per seed and algorithm
-    peers: tuple[str, ...] = TUNED_PEERS
-    test_episodes: int = 200
-
-
-# A smoke test of the benchmark, not a measurement: the throughput runs end after a few thousand steps, so they
-# step for a while after their processes' start-up however long that takes (4-second runs once made 37 steps/s).
-QUICK = dict(limit_seconds=1.0, throughput_seconds=60.0, throughput_steps=10_000, budget_seconds=4.0, seeds=(0,),
-             test_episodes=10)
 
 
 # ---- 1. the limit -------------------------------------------------------------------------------------------
@@ -173,7 +146,6 @@ def _checked(result: dict, what: str) -> dict:
     if result["returncode"] != 0:
         raise RuntimeError(f"{what} failed (exit {result['returncode']}):\n{result['output'][-3000:]}")
     return result
-
 
 
 # ---- 2-6. arm-a3c and the peers -----------------------------------------------------------------------------
@@ -337,128 +309,6 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log, progress: "
     }
 
 
-def source_commit() -> str | None:
-    """The git commit the measured arm-a3c is at ("-dirty" if its files differ from it), or None outside a
-    checkout: a benchmark's figures name the code they came from."""
-    try:
-        def git(*args):
-            return subprocess.run(["git", "-C", str(PACKAGE_ROOT), *args], capture_output=True, text=True,
-                                  check=True, timeout=30).stdout.strip()
-        commit = git("rev-parse", "--short", "HEAD")
-        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-class BenchProgress:
-    """A benchmark's finished parts, kept in a JSON file as each one ends, so an interrupted benchmark (hours long at
-    the defaults) can go on where it stopped (`bench.py --resume`) instead of starting over.
-
-    A part is one measurement that stands on its own: a robot's limits and throughput runs (measured back to back,
-    never split), one time-to-success run of one algorithm and seed, the best policy's limit. A resumed benchmark
-    takes its finished parts as they are and runs the rest: the same options and the same commit are required,
-    so the results are those of one benchmark of one version of the code, only measured in more than one sitting.
-    The file also says when each part ended (`sittings` lists when each sitting began)."""
-
-    def __init__(self, path: Path | None, opts: BenchOptions, commit: str | None = None, started: str = ""):
-        self.path, self.options = path, _jsonable(asdict(opts))
-        self.state = {"options": self.options, "commit": commit, "started": started, "sittings": [started],
-                      "parts": {}, "ended": {}}
-
-    @classmethod
-    def start(cls, path: Path, opts: BenchOptions, commit: str | None, resume: bool) -> "BenchProgress":
-        """The progress of the benchmark `bench.py` runs: that of an interrupted one kept in `path` with `resume`,
-        or a new one (a file left by an interrupted benchmark is never overwritten unasked: `UserError` saying how
-        to go on or start over)."""
-        if resume:
-            return cls.resume(path, opts, commit)
-        if path.exists():
-            try:
-                kept = json.loads(path.read_text())
-                what = (f"{len(kept['parts'])} finished part(s) of a benchmark started {kept['started']} at commit "
-                        f"{kept['commit'] or 'unknown'}")
-            except (OSError, ValueError, KeyError, TypeError):
-                what = "what looks like an interrupted benchmark's parts"
-            raise UserError(f"{path} holds {what}: --resume goes on with them (same flags), or delete the file to "
-                            f"start over")
-        return cls(path, opts, commit, _now())
-
-    @classmethod
-    def resume(cls, path: Path, opts: BenchOptions, commit: str | None) -> "BenchProgress":
-        """The progress kept in `path`, checked against this benchmark's options and commit (`UserError` if they
-        differ: parts measured with other settings or other code would not be one benchmark)."""
-        try:
-            state = json.loads(path.read_text())
-            state["parts"]  # a progress file has its parts, options and commit
-            kept_options, kept_commit = state["options"], state["commit"]
-        except FileNotFoundError:
-            raise UserError(f"nothing to resume: {path} does not exist (it is written while a benchmark runs, and "
-                            f"removed when it ends)") from None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UserError(f"cannot resume from {path}: not a benchmark's progress file ({err})") from None
-        progress = cls(path, opts, kept_commit, state.get("started", ""))
-        differ = [f"{k} {kept_options.get(k)!r} there, {v!r} now" for k, v in progress.options.items()
-                  if kept_options.get(k) != v]
-        if differ:
-            raise UserError(f"cannot resume from {path}: it was started with other options ({'; '.join(differ)}); "
-                            f"give the same flags, or delete it to start over")
-        if kept_commit != commit:
-            raise UserError(f"cannot resume from {path}: its parts were measured at commit {kept_commit or 'unknown'}, "
-                            f"this arm-a3c is at {commit or 'an unknown commit'}; check that commit out, or delete the "
-                            f"file to start over")
-        if commit is not None and commit.endswith("-dirty"):
-            raise UserError(f"cannot resume from {path}: this checkout has uncommitted changes, so the code its parts "
-                            f"were measured with is not known to be this one; commit or stash them, or delete the "
-                            f"file to start over")
-        progress.state = {**state, "sittings": [*state.get("sittings", []), _now()]}
-        progress.save()
-        return progress
-
-    @property
-    def started(self) -> str:
-        return self.state["started"]
-
-    @property
-    def commit(self) -> str | None:
-        return self.state["commit"]
-
-    def finished(self) -> list[str]:
-        return list(self.state["parts"])
-
-    def part(self, key: str, measure, log=print):
-        """The result of part `key`: kept from an earlier sitting, or measured now (`measure()`) and kept."""
-        if key in self.state["parts"]:
-            log(f"  {key}: kept from an earlier sitting (ended {self.state['ended'].get(key, '?')})")
-            return self.state["parts"][key]
-        result = _jsonable(measure())
-        self.state["parts"][key] = result
-        self.state["ended"][key] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        self.save()
-        return result
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        try:  # whole or not at all, if the benchmark is killed while writing
-            write_atomically(self.path, (json.dumps(self.state, indent=1) + "\n").encode())
-        except OSError as err:
-            raise UserError(f"cannot write {self.path} ({err.strerror}); pass --json PATH") from None
-
-    def remove(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _jsonable(value):
-    """`value` as JSON gives it back (tuples become lists): a part kept in the file and a part measured now are the
-    same thing."""
-    return json.loads(json.dumps(value))
-
-
 def run_benchmark(opts: BenchOptions, work_dir: Path, log=print, progress: BenchProgress | None = None) -> dict:
     check_peer_dependencies(opts)
     if progress is None:
@@ -471,115 +321,3 @@ def run_benchmark(opts: BenchOptions, work_dir: Path, log=print, progress: Bench
             "started": started, "sittings": progress.state["sittings"], "robots": robots}
 
 
-def format_table(result: dict) -> str:
-    opts = result["options"]
-    n, budget = opts["workers"], opts["budget_seconds"]
-    first, target = f"{opts['first_target']:.0%}", f"{opts['target_success']:.0%}"
-    seeds = ", ".join(map(str, opts["seeds"]))
-
-    def seconds(value) -> str:
-        return f"{value:.0f} s" if value is not None else f"> {budget:.0f} s"
-
-    def steps(value) -> str:
-        return f"{value / 1000:.0f}k" if value is not None else "-"
-
-    resumed = result.get("sittings", [])[1:]
-    resumed = f" (resumed {', '.join(resumed)})" if resumed else ""
-    lines = [f"arm-a3c commit {result.get('commit') or 'unknown'}, started {result.get('started', '?')}{resumed}; "
-             f"{n} worker(s) / cores of {result['cpu_count']}; seeds {seeds}; budget {budget:.0f} s per run; success "
-             f"figures on {opts['test_episodes']} held-out episodes"]
-    for robot, r in result["robots"].items():
-        lines += [
-            "", f"**{robot}**", "",
-            "| measure | value | goal |", "|---|---|---|",
-            f"| limit, random actions, {n} processes | {r['limit_steps_per_second']:,.0f} steps/s (before "
-            f"{r['limit_before_after'][0]:,.0f}, after {r['limit_before_after'][1]:,.0f}) | |",
-            f"| limit, the policy's actions, {n} processes | {r['policy_limit_steps_per_second']:,.0f} steps/s "
-            f"(untrained {r['policy_limits']['untrained']:,.0f}, after the throughput run "
-            f"{r['policy_limits']['after_throughput_run']:,.0f}, trained {r['policy_limits']['best']:,.0f}) | |",
-            f"| A3C training, {n} workers | {r['a3c_n_workers']['steps_per_second']:,.0f} steps/s | |",
-            f"| A3C training, 1 worker | {r['a3c_1_worker']['steps_per_second']:,.0f} steps/s | |",
-            f"| training / random-action limit | {r['throughput_ratio']:.2f} | |",
-            f"| training / policy-action limit | {r['policy_limit_ratio']:.2f} | >= {GOALS['policy_limit_ratio']} |",
-            *cpu_rows(r, n),
-            f"| scaling 1 -> {n} workers | {r['scaling_1_to_n']:.2f}x | |",
-            f"| peak memory, {n}-worker training | {r['peak_memory_mb']['pss']:,.0f} MB PSS "
-            f"({r['peak_memory_mb']['rss_sum']:,.0f} MB summed RSS) | < {GOALS['pss_mb']:,.0f} MB PSS |",
-            "",
-            f"| algorithm | median time to {first} | to {target} | median steps to {first} | to {target} | "
-            f"held-out success (median; each seed) | settings |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, runs in r["runs"].items():
-            m = r["medians"][name]
-            each = ", ".join(f"{x['test_success_rate']:.1%}" for x in runs)
-            source = runs[0].get("settings_from", "arm-a3c defaults")
-            lines.append(f"| {name} | {seconds(m['time_to_first_target_s'])} | {seconds(m['time_to_target_s'])} | "
-                         f"{steps(m['steps_to_first_target'])} | {steps(m['steps_to_target'])} | "
-                         f"{r['median_test_success_rate'][name]:.1%} ({each}) | {source} |")
-        fastest = r["fastest_tuned_peer"]
-        if fastest and r["medians"][fastest]["time_to_target_s"] is None:
-            fastest = f"none of the tuned peers reached {target} within {budget:.0f} s: the budget is the bound"
-        if fastest is None:
-            lines.append("\nno tuned peer ran (--peers): no time ratio")
-        else:
-            lines.append(f"\narm-a3c's median time to {target} / the fastest tuned peer's ({fastest}): "
-                         f"{r['time_ratio_to_fastest_tuned_peer'] or 'n/a'} (goal <= {GOALS['time_ratio']})")
-    return "\n".join(lines)
-
-
-def cpu_rows(r: dict, n: int) -> list[str]:
-    """The table's account of the N-worker run's CPU (none for a bench.json written before it was measured)."""
-    cores = r.get("cpu_cores")
-    if not cores:
-        return []
-    return [f"| CPU of the {n}-worker training: workers, evaluator, launcher | {cores['worker']:.2f}, "
-            f"{cores['evaluator']:.2f}, {cores['launcher']:.3f} cores of {n} (evaluator: "
-            f"{r['evaluator_cpu_share']:.1%} of the machine) | |",
-            f"| training / policy-action limit on the workers' CPU (the limit x workers' cores / {n}) | "
-            f"{r['policy_limit_ratio_on_worker_cpu']:.2f} | |"]
-
-
-def success_curve(runs: list[dict], key: str, grid: np.ndarray) -> np.ndarray:
-    """(seeds, grid) evaluator success of each run at each grid point: the last evaluation at or before it (a
-    run that stopped keeps its last figure; before its first evaluation, 0)."""
-    curves = np.zeros((len(runs), len(grid)))
-    for i, run in enumerate(runs):
-        xs = np.array([e[key] for e in run["evaluations"]], float)
-        ys = np.array([e["success_rate"] for e in run["evaluations"]], float)
-        index = np.searchsorted(xs, grid, side="right") - 1
-        curves[i] = np.where(index >= 0, ys[np.clip(index, 0, None)], 0.0)
-    return curves
-
-
-def plot_benchmark(result: dict, path: Path) -> None:
-    """Success against wall-clock time and against environment steps, per robot: medians over seeds, the seeds'
-    range shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    robots = result["robots"]
-    fig, axes = plt.subplots(len(robots), 2, figsize=(12, 4.2 * len(robots)), squeeze=False)
-    for row, (robot, r) in zip(axes, robots.items()):
-        for ax, key, label in ((row[0], "wall_seconds", "training wall-clock time (s)"),
-                               (row[1], "env_steps", "environment steps")):
-            end = max(e[key] for runs in r["runs"].values() for run in runs for e in run["evaluations"])
-            grid = np.linspace(0, end, 400)
-            for name, runs in r["runs"].items():
-                curves = success_curve(runs, key, grid)
-                line, = ax.plot(grid, np.median(curves, axis=0), label=name, lw=2.2 if name == "arm-a3c" else 1.4)
-                ax.fill_between(grid, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.15)
-            if key == "env_steps" and end > 10 * STEPS_LINEAR_UP_TO:  # off-policy peers' first 10^4 steps visible
-                ax.set_xscale("symlog", linthresh=STEPS_LINEAR_UP_TO)
-            ax.set_xlim(0, end)
-            ax.axhline(result["options"]["target_success"], color="grey", ls=":", lw=1)
-            ax.set(xlabel=label, ylabel="evaluator success", ylim=(-0.02, 1.02), title=robot)
-            ax.grid(alpha=0.3)
-        row[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{result['options']['workers']} cores, seeds {', '.join(map(str, result['options']['seeds']))}: "
-                 f"median and range over seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, metadata={"Software": PNG_SOFTWARE})
-    plt.close(fig)

@@ -65,9 +65,11 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     (A2C, PPO, SAC, TD3, TQC), held-out success and peak memory; prints tables, writes bench.json and bench.png."""
     import os
 
+    from arm_a3c.bench.options import QUICK, TUNED_PEERS, BenchOptions
     from arm_a3c.bench.peers import PEERS
-    from arm_a3c.bench.training import (QUICK, TUNED_PEERS, BenchOptions, BenchProgress, format_table, plot_benchmark,
-                                        run_benchmark, source_commit)
+    from arm_a3c.bench.progress import BenchProgress, source_commit
+    from arm_a3c.bench.report import format_table, plot_benchmark
+    from arm_a3c.bench.training import run_benchmark
 
     parser = ArgumentParser(prog="bench.py", description=bench_main.__doc__)
     parser.add_argument("--robots", nargs="+", default=["light_arm", "kuka_iiwa"], metavar="NAME",
@@ -183,7 +185,7 @@ def profile_main(argv: Sequence[str] | None = None) -> int:
                a.startswith("--max-steps=") for a in train_args):
         train_args += ["--max-minutes", "1"]
     # The default target, which the run never stops at: the evaluator screens as in a default run (later flags win).
-    from arm_a3c.bench.training import NEVER_STOPS
+    from arm_a3c.bench.options import NEVER_STOPS
 
     train_args = ["--target-streak", str(NEVER_STOPS), "--test-episodes", "0", *train_args]
     with tempfile.TemporaryDirectory() as scratch:
