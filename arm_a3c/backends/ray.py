@@ -261,6 +261,10 @@ class RayWorkers:
         except ray.exceptions.RayError as err:
             notice(f"warning: the parameter server did not answer at the stop ({type(err).__name__}): the "
                    f"workers' last reports are lost (the checkpoint is not: it is in this machine's memory)")
+        try:
+            self.notice_machines_gone()  # one that left since the last check (every MACHINES_CHECK_SECONDS) is told too
+        except ray.exceptions.RayError:
+            pass
         self.evaluator.stop(on_report)
         ray.shutdown()
 
