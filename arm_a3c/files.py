@@ -46,11 +46,16 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None], suffi
         raise
 
 
+def occupied(path: Path) -> bool:
+    """Whether a file, folder or link (a dangling one too: writing it would create its target) is at `path`."""
+    return Path(path).is_symlink() or Path(path).exists()
+
+
 def refuse_foreign(path: Path, ours: Callable[[Path], bool], flag: str) -> None:
     """A `UserError` when `path` exists and `ours(path)` says arm-a3c did not write it: nothing a user owns is
     overwritten. `flag` names the option that chose the path (`--out`, say)."""
     path = Path(path)
-    if not (path.exists() or path.is_symlink()):
+    if not occupied(path):
         return
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name in it")
@@ -112,7 +117,7 @@ def unused_path(path: Path) -> Path:
     """`path`, or NAME-2.SUFFIX, NAME-3.SUFFIX, ... where `path` exists: a new file's name that replaces nothing."""
     path, n = Path(path), 1
     candidate = path
-    while candidate.exists() or candidate.is_symlink():
+    while occupied(candidate):
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     return candidate

@@ -509,3 +509,23 @@ def test_a_live_board_is_attached_before_and_after_the_launcher_publishes_its_fi
     assert LiveBoard.attach(tmp_path) is not None
     board.publish_run(1000, 500.0, float("nan"))  # no evaluation yet: its success is NaN in the header
     assert LiveBoard.attach(tmp_path) is not None, "a worker starting now would not see the board"
+
+
+def test_a_recording_the_disk_will_not_take_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    from arm_a3c.viewer import recording
+
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "policy.pt")
+    real_add = recording.GifStream.add
+
+    def add_until_full(self, rgb):
+        if self.frames == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_add(self, rgb)
+
+    monkeypatch.setattr(recording.GifStream, "add", add_until_full)
+    out = tmp_path / "full.gif"
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(checkpoint), "--record", str(out), "--frames",
+                                     "10"), "writing the recording failed", "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.pt"]

@@ -13,7 +13,7 @@ from typing import Any
 from arm_a3c.envs.arm_env import EnvConfig
 from arm_a3c.errors import UserError
 from arm_a3c.limits import MAX_EPISODES, MAX_HIDDEN_SIZE, MAX_N_STEPS, MAX_SEED, MAX_WORKERS
-from arm_a3c.sim.assets import DEFAULT_ROBOT
+from arm_a3c.sim.assets import DEFAULT_ROBOT, is_robot_file
 from arm_a3c.tasks import task_class
 
 LOG_STD_LOWEST, LOG_STD_HIGHEST = -20.0, 2.0  # beyond them the Gaussian's samples are all its mean, or all clipped
@@ -156,8 +156,8 @@ class TrainConfig:
         if urdf is not None:
             return dataclasses.replace(self, robot=str(urdf), robot_file=str(Path(urdf).expanduser().resolve()))
         given = str(self.robot)
-        path_like = given.endswith((".urdf", ".toml")) or "/" in given or "\\" in given
-        if path_like and not Path(given).expanduser().is_file() and self.robot_file and Path(self.robot_file).is_file():
+        if is_robot_file(given) and not Path(given).expanduser().is_file() and self.robot_file \
+                and Path(self.robot_file).is_file():
             return dataclasses.replace(self, robot=self.robot_file)
         return self
 

@@ -36,6 +36,7 @@ from arm_a3c.a3c.shared import Shared
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.errors import UserError, notice
 from arm_a3c.files import write_atomically
+from arm_a3c.sim.assets import is_robot_file
 
 MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its workers and the stopping rule
 
@@ -86,8 +87,8 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     # workers, its checkpoints and whoever replays them use exactly these, whatever the files or the rule become.
     cfg.home = [float(v) for v in probe.robot.home]
     cfg.ee_offset_m = [float(v) for v in probe.robot.ee_offset]
-    given = Path(str(cfg.robot)).expanduser()
-    cfg.robot_file = str(given.resolve() if given.is_file() else probe.robot.spec.urdf_path)
+    given = str(cfg.robot)  # a descriptor's own file, not the URDF it names; a name: the URDF it found
+    cfg.robot_file = str(Path(given).expanduser().resolve() if is_robot_file(given) else probe.robot.spec.urdf_path)
     robot_name = probe.robot.name
     # The folder is locked before anything is written to it, and stays locked until this launcher ends.
     try:

@@ -22,7 +22,7 @@ from arm_a3c.a3c.checkpoint import check_robot, load_checkpoint, remove_stale_te
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.metrics import read_metrics
 from arm_a3c.errors import UserError
-from arm_a3c.files import write_atomically
+from arm_a3c.files import occupied, write_atomically
 
 try:
     import fcntl
@@ -64,11 +64,6 @@ def read_manifest(run_dir: Path) -> dict | None:
     return data
 
 
-def holds_run(path: Path) -> bool:
-    """Whether `path` holds an arm-a3c run: its run.json, or (a run from before run.json) its config.json."""
-    return read_manifest(path) is not None or (Path(path) / CONFIG_FILE).is_file()
-
-
 class RunDir:
     """A run directory held by this launcher: an exclusive lock on the folder (`flock`, which the kernel releases
     when the process dies, however it dies), and its run.json."""
@@ -82,18 +77,14 @@ class RunDir:
         """Lock `path` (an existing folder); a folder another live launcher holds is a `UserError` naming it."""
         path = Path(path)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = _try_lock(path)
         except OSError as err:
             raise UserError(f"cannot open run directory {path} ({err.strerror}); pass --run-dir PATH") from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                pid = (read_manifest(path) or {}).get("launcher_pid")
-                by = f" (launcher process {pid})" if pid else ""
-                raise UserError(f"{path} is in use by a training that is running now{by}; watch it with "
-                                f"view.py --run {path}, stop it first, or pass another --run-dir") from None
+        if fd is None:
+            pid = (read_manifest(path) or {}).get("launcher_pid")
+            by = f" (launcher process {pid})" if pid else ""
+            raise UserError(f"{path} is in use by a training that is running now{by}; watch it with "
+                            f"view.py --run {path}, stop it first, or pass another --run-dir")
         return cls(path, fd)
 
     def release(self) -> None:
@@ -117,28 +108,38 @@ class RunDir:
             self.write_manifest(self.files + names)
 
 
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor of the folder `path` holding its exclusive lock, or None when another process holds it
+    (raises OSError when the folder cannot be opened). Without locks (Windows) the descriptor holds none."""
+    fd = os.open(path, os.O_RDONLY)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+    return fd
+
+
 def is_training(run_dir: Path) -> bool | None:
     """Whether a launcher holds `run_dir` now (its lock, which the kernel drops when the launcher dies however it
     dies); None where there are no locks to ask (Windows)."""
     if fcntl is None:
         return None
     try:
-        fd = os.open(run_dir, os.O_RDONLY)
+        fd = _try_lock(run_dir)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if fd is None:
         return True
-    finally:
-        os.close(fd)  # a lock taken here goes with it
+    os.close(fd)  # the lock taken here goes with it
     return False
 
 
 def _foreign(run_dir: Path) -> list[str]:
     """The files a new run would write that are there already (a dangling link counts: writing it would create
     its target, wherever that is)."""
-    return [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+    return [name for name in RUN_FILES if occupied(run_dir / name)]
 
 
 def _check_no_links(run_dir: Path) -> None:
@@ -165,8 +166,6 @@ def _make_folder(path: Path, exist_ok: bool) -> None:
             from None
     except OSError as err:
         raise UserError(f"cannot write to run directory {path} ({err.strerror}); pass --run-dir PATH") from None
-    if not path.is_dir():
-        raise UserError(f"cannot write to run directory {path} (not a folder); pass --run-dir PATH")
 
 
 def _default_run_dir(robot_name: str) -> Path:

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 from arm_a3c.errors import UserError
 from arm_a3c.limits import MAX_EPISODES, MAX_SEED
-from arm_a3c.sim.assets import DEFAULT_ROBOT
+from arm_a3c.sim.assets import DEFAULT_ROBOT, is_robot_file
 
 USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own convention)
 
@@ -115,7 +115,7 @@ def home_from_args(args: argparse.Namespace) -> list[float] | str | None:
 def robot_from_args(args: argparse.Namespace) -> str | None:
     """The robot name or URDF path that the arguments select (None means the default robot)."""
     urdf = getattr(args, "urdf", None)
-    if urdf is not None and not str(urdf).endswith((".urdf", ".toml")):
+    if urdf is not None and not is_robot_file(urdf):
         # a robot is a file by its suffix (a name never leaves the assets folders): say so where the file is named
         raise UserError(f"--urdf {urdf}: give a file whose name ends in .urdf (or a .toml robot descriptor); "
                         f"rename or copy it")

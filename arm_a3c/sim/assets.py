@@ -60,6 +60,15 @@ class RobotSpec:
     licence: str = ""
 
 
+ROBOT_FILE_SUFFIXES = (".urdf", ".toml")  # a robot given by one of these is a file; anything else is a name
+
+
+def is_robot_file(robot: str) -> bool:
+    """Whether `robot` (a --robot or --urdf value, or a saved config's) names a file rather than a robot in the
+    assets folders: by its suffix alone, so a name never leads out of those folders."""
+    return str(robot).endswith(ROBOT_FILE_SUFFIXES)
+
+
 def _descriptor_urdf(descriptor: Path, value: str) -> Path:
     """The URDF a descriptor's `urdf` key names."""
     if value.startswith(PYBULLET_DATA):
@@ -262,7 +271,7 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
         raise UserError("--ee-link is empty; give the end-effector link's name (inspect_robot.py ROBOT lists the "
                         "links), or leave the flag out for the settings file's or the deepest link")
     robot = DEFAULT_ROBOT if robot is None else str(robot)
-    if robot.endswith((".urdf", ".toml")):
+    if is_robot_file(robot):
         path = Path(robot).expanduser().resolve()
         if not path.is_file():
             raise UserError(f"robot file {robot} not found; give the path of an existing .urdf file")

@@ -8,7 +8,9 @@ a file arm-a3c recorded, and never one it did not.
 from __future__ import annotations
 
 import struct
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -48,12 +50,14 @@ class GifStream:
         self._file.write(b"GIF89a" + struct.pack("<HHBBB", width, height, colour_resolution, 0, 0))
         self._file.write(b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\x00")  # loop for ever
         self._file.write(b"!\xfe" + bytes([len(MARKER)]) + MARKER + b"\x00")  # a comment block
+        self.frames = 0
 
     def add(self, rgb: bytes) -> None:
         frame = self._image.frombytes("RGB", self.size, rgb).quantize(colors=GIF_COLOURS,
                                                                       method=self._image.Quantize.MEDIANCUT)
         for chunk in self._encode(frame, duration=self.duration_ms, include_color_table=True):
             self._file.write(chunk)
+        self.frames += 1
 
     def close(self) -> None:
         try:
@@ -78,18 +82,21 @@ class Mp4Stream:
                                           macro_block_size=1, ffmpeg_log_level="error",
                                           output_params=["-pix_fmt", "yuv420p", "-metadata",
                                                          f"comment={MARKER.decode()}"])
+        self.frames = 0
 
     def add(self, rgb: bytes) -> None:
         frame = np.frombuffer(rgb, dtype=np.uint8).reshape(self.height, self.width, 3)
         self._writer.append_data(frame[:self.even[0], :self.even[1]])
+        self.frames += 1
 
     def close(self) -> None:
         self._writer.close()
 
 
-def open_stream(path: Path, size: tuple[int, int], fps: int) -> tuple[GifStream | Mp4Stream, Path]:
-    """A stream into a temporary file beside `path` (the caller renames it to `path` once it is complete), and that
-    file."""
+@contextmanager
+def recording(path: Path, size: tuple[int, int], fps: int) -> Iterator[GifStream | Mp4Stream]:
+    """A stream into a temporary file beside `path`. Leaving the block closes it and renames it to `path` if it
+    holds a frame; an error inside, or a disk that will not take the frames (full, say: one line), removes it."""
     try:
         partial = temporary_beside(path, suffix=".partial" + path.suffix.lower())
     except OSError as err:
@@ -97,13 +104,29 @@ def open_stream(path: Path, size: tuple[int, int], fps: int) -> tuple[GifStream 
             from None
     try:
         stream = (GifStream if path.suffix.lower() == ".gif" else Mp4Stream)(partial, size, fps)
-    except BaseException:
+        try:
+            yield stream
+        except (OSError, ValueError) as err:  # a full disk; ffmpeg's pipe broken by one
+            raise _write_failed(path, err) from None
+        finally:
+            closing_error = _close(stream)
+        if closing_error is not None:
+            raise _write_failed(path, closing_error)
+        if stream.frames:
+            partial.replace(path)
+    finally:
         partial.unlink(missing_ok=True)
-        raise
-    return stream, partial
 
 
-def write_failed(path: Path, err: BaseException) -> UserError:
+def _close(stream: GifStream | Mp4Stream) -> BaseException | None:
+    try:
+        stream.close()
+    except (OSError, ValueError) as err:
+        return err
+    return None
+
+
+def _write_failed(path: Path, err: BaseException) -> UserError:
     """The one line for a recording the disk would not take (full, say); nothing of it is left behind."""
     reason = getattr(err, "strerror", None) or str(err)[:120] or type(err).__name__
     return UserError(f"--record {path}: writing the recording failed ({reason}); nothing was kept: free some disk "

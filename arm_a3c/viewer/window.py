@@ -21,7 +21,7 @@ from arm_a3c.a3c.children import become_child
 from arm_a3c.a3c.live import Episode
 from arm_a3c.errors import UserError
 from arm_a3c.files import unused_path
-from arm_a3c.viewer.recording import check_record_path, open_stream, write_failed
+from arm_a3c.viewer.recording import check_record_path, recording
 from arm_a3c.viewer.scene import OrbitCamera, RobotDrawing, SceneRenderer
 from arm_a3c.viewer.sources import open_source
 
@@ -288,59 +288,39 @@ RECORD_PROGRESS_SECONDS = 5.0  # a long recording says how far it has got this o
 
 def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
     """Draw `frames` frames at the viewer's frame rate on a simulated clock, streaming them into a GIF (.gif) or
-    an H.264 video (.mp4) as they are drawn (`viewer.recording`). Ctrl-C or SIGTERM ends it early, keeping the
-    frames written so far. Returns the frames written."""
+    an H.264 video (.mp4) as they are drawn (`viewer.recording`; `show` has checked `path`). Ctrl-C or SIGTERM
+    ends it early, keeping the frames written so far. Returns the frames written."""
     import signal
 
-    check_record_path(path)
     surface = pygame.Surface(viewer.size)
     viewer.recording = True  # the HUD shows the animation's clock
     stop: list[str] = []
     previous = {signum: signal.signal(signum, lambda signum, frame: stop.append(signal.Signals(signum).name))
                 for signum in (signal.SIGINT, signal.SIGTERM)}
-    stream, partial = open_stream(path, viewer.size, FRAMES_PER_SECOND)
-    written, clock = 0, 0.0
+    clock = 0.0
     deadline = time.monotonic() + 30.0  # a live run may need a moment to finish its first episode
     last_line = time.monotonic()
     try:
-        while written < frames and not stop:
-            viewer.draw(surface, clock)
-            if viewer.episode is None:
-                if time.monotonic() > deadline:
-                    raise UserError("no episode to record: the run has not completed one within 30 s")
-                time.sleep(0.1)
-                continue
-            try:
+        with recording(path, viewer.size, FRAMES_PER_SECOND) as stream:
+            while stream.frames < frames and not stop:
+                viewer.draw(surface, clock)
+                if viewer.episode is None:
+                    if time.monotonic() > deadline:
+                        raise UserError("no episode to record: the run has not completed one within 30 s")
+                    time.sleep(0.1)
+                    continue
                 stream.add(pygame.image.tobytes(surface, "RGB"))
-            except (OSError, ValueError) as err:  # a full disk; ffmpeg's pipe broken by one
-                raise write_failed(path, err) from None
-            written += 1
-            clock += 1.0 / FRAMES_PER_SECOND
-            if time.monotonic() - last_line >= RECORD_PROGRESS_SECONDS:
-                last_line = time.monotonic()
-                print(f"recording {path}: {written:,} of {frames:,} frames", file=sys.stderr, flush=True)
-        try:
-            stream.close()
-        except (OSError, ValueError) as err:
-            raise write_failed(path, err) from None
-        finally:
-            stream = None
-        if written:
-            partial.replace(path)
-        if stop:
-            print(f"recording stopped by {stop[0]} after {written:,} of {frames:,} frames", file=sys.stderr,
-                  flush=True)
+                clock += 1.0 / FRAMES_PER_SECOND
+                if time.monotonic() - last_line >= RECORD_PROGRESS_SECONDS:
+                    last_line = time.monotonic()
+                    print(f"recording {path}: {stream.frames:,} of {frames:,} frames", file=sys.stderr, flush=True)
     finally:
-        try:
-            if stream is not None:  # an error: the half-written file goes, whatever closing it says
-                stream.close()
-        except (OSError, ValueError):
-            pass
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            partial.unlink(missing_ok=True)
-    return written
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stop:
+        print(f"recording stopped by {stop[0]} after {stream.frames:,} of {frames:,} frames", file=sys.stderr,
+              flush=True)
+    return stream.frames
 
 
 def show(run: Path | None, checkpoint: Path | None, worker: int, seed: int, record: Path | None = None,
