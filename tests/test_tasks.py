@@ -272,17 +272,39 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
 
 
 
+def untrained_figures(run_dir: Path, episodes: int) -> dict:
+    """The untrained policy's figures on the run's own evaluation episodes: a network fresh from its
+    initialisation and a normaliser that has seen nothing, played as the evaluator plays (the run's first
+    evaluation is no baseline: its workers have already trained for a few thousand steps by then)."""
+    import torch
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.evaluator import evaluate_policy
+    from arm_a3c.a3c.model import ActorCritic
+    from arm_a3c.a3c.normalizer import RunningNormalizer
+
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    env = make_env(cfg)
+    torch.manual_seed(cfg.seed)
+    model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+    result = evaluate_policy(model, RunningNormalizer(env.obs_dim, cfg.obs_clip), env, episodes, cfg.eval_seed)
+    env.close()
+    return result
+
+
 @pytest.mark.parametrize("task,robot,steps,bounds", [
     ("track", "light_arm", 120_000, {"mean_tracking_distance_m": 0.6}),
-    # Seen: 0.62 -> 0.38 m (0.61x, one CI run) and lower; 0.75 keeps a clear margin from the untrained policy.
+    # Untrained: 0.35 m; seen after training: 0.05 m.
     ("avoid", "light_arm", 120_000, {"mean_final_distance_m": 0.75}),
-    # Seen at 100k steps: distance 0.75 -> 0.41-0.52 m, orientation error 126 -> 65-82 degrees.
+    # Untrained: 0.56 m; seen after training: 0.21 m, and 0.37 m in a CI run whose own first evaluation, a few
+    # thousand steps in, had already reached 0.44 m (and so failed when the test compared with that).
     ("pose", "kuka_iiwa", 120_000, {"mean_final_distance_m": 0.8, "mean_orientation_error_deg": 0.85}),
+    # Seen at 100k steps: distance 0.75 -> 0.41-0.52 m, orientation error 126 -> 65-82 degrees.
 ])
 @pytest.mark.slow
 def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task, robot, steps, bounds):
     """A real training, as a user starts it: each of the task's own figures at the last evaluation is well below
-    the untrained policy's at the first (the evaluator's first evaluation runs at about step 0)."""
+    the untrained policy's on the same episodes."""
     from arm_a3c.a3c.metrics import read_metrics
 
     run_dir = tmp_path / "run"
@@ -291,8 +313,9 @@ def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task,
                         "--run-dir", str(run_dir), timeout=480)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_metrics(run_dir / "metrics.csv")
-    assert rows[0]["env_steps"] < 5_000 and len(rows) >= 3
+    assert len(rows) >= 3 and rows[-1]["env_steps"] >= steps
+    untrained = untrained_figures(run_dir, 30)
     for figure, factor in bounds.items():
-        assert rows[-1][figure] < factor * rows[0][figure], (figure, [row[figure] for row in rows])
+        assert rows[-1][figure] < factor * untrained[figure], (figure, untrained[figure], [row[figure] for row in rows])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == task and set(bounds) <= set(summary)
