@@ -70,6 +70,46 @@ def test_bad_flags_are_one_line_too():
     assert_user_error(run_in_process("inspect_robot.py", "light_arm", "--robot", "kuka_iiwa"), "not both")
 
 
+LONG = "q" * 300  # a name the system refuses to look up: longer than 255 bytes
+
+
+@pytest.mark.parametrize("script, args", [
+    ("inspect_robot.py", [LONG]), ("oracle.py", ["--robot", LONG]), ("train_arm.py", ["--robot", LONG]),
+    ("train_arm.py", ["--urdf", LONG + ".urdf"]), ("train_arm.py", ["--resume", LONG]),
+    ("train_arm.py", ["--assets", LONG]), ("evaluate.py", ["--checkpoint", LONG + ".pt"]),
+    ("view.py", ["--run", LONG]), ("view.py", ["--checkpoint", "x.pt", "--record", LONG + ".gif"]),
+    ("export.py", ["--checkpoint", "x.pt", "--out", LONG + ".onnx"]),
+])
+def test_a_name_too_long_for_the_system_is_one_line_naming_it(script, args, monkeypatch):
+    monkeypatch.delenv("ARM_A3C_ASSETS", raising=False)  # restored afterwards, whatever --assets does to it
+    assert_user_error(run_in_process(script, *args), LONG, "File name too long", "give a shorter name")
+
+
+def test_a_too_long_folder_in_arm_a3c_assets_is_one_line_naming_it(monkeypatch):
+    monkeypatch.setenv("ARM_A3C_ASSETS", LONG)
+    assert_user_error(run_in_process("inspect_robot.py", "light_arm"), LONG, "File name too long")
+
+
+def test_only_the_system_refusing_a_path_is_a_users_mistake(capsys):
+    import errno
+
+    from arm_a3c.cli import run
+
+    def failing(error):
+        def main(argv):
+            raise error
+        return main
+
+    refused = PermissionError(errno.EACCES, "Permission denied", "/root/x.pt")
+    assert run(failing(refused), []) == 2
+    assert capsys.readouterr().err == "error: /root/x.pt: Permission denied; give a path you may use, or change the " \
+                                      "permissions of its folders\n"
+    for internal in (FileNotFoundError(errno.ENOENT, "No such file or directory", "/nowhere/model.bin"),
+                     PermissionError(errno.EACCES, "Permission denied")):  # no path named: ours to explain
+        with pytest.raises(OSError):
+            run(failing(internal), [])
+
+
 @pytest.mark.parametrize("script", ["inspect_robot.py", "train_arm.py", "bench_env.py", "evaluate.py", "bench.py"])
 def test_scripts_explain_themselves(script):
     result = run_script(script, "--help")

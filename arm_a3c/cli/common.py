@@ -4,6 +4,7 @@ flags, and `run`, which turns a `UserError` into one line."""
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Callable, Sequence
 
@@ -12,6 +13,14 @@ from arm_a3c.limits import MAX_EPISODES, MAX_SEED
 from arm_a3c.sim.assets import DEFAULT_ROBOT, is_robot_file
 
 USAGE_ERROR = 2  # exit status for every mistake a user can make (argparse's own convention)
+
+# The system refusing a path itself, wherever in a command it is looked up: the path is one the user gave (or made
+# from one), not a bug of ours, so `run` says so in one line, with what to do. Any other OSError keeps its traceback.
+REFUSED_PATHS = {
+    errno.ENAMETOOLONG: "give a shorter name (a file or folder name holds at most 255 bytes)",
+    errno.ELOOP: "its symbolic links lead in a circle; fix or remove them",
+    errno.EACCES: "give a path you may use, or change the permissions of its folders",
+}
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with its error report folded into one line that points at --help."""
@@ -126,7 +135,8 @@ def robot_from_args(args: argparse.Namespace) -> str | None:
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a script's main; a `UserError` becomes one line on stderr and exit status 2, no traceback."""
+    """Run a script's main; a `UserError`, or a path the system refuses (`REFUSED_PATHS`), becomes one line on
+    stderr and exit status 2, no traceback."""
     try:
         return main(argv)
     except UserError as err:
@@ -140,6 +150,11 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:
+        if err.errno not in REFUSED_PATHS or err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror}; {REFUSED_PATHS[err.errno]}", file=sys.stderr)
+        return USAGE_ERROR
 
 def _make_env(args: argparse.Namespace):
     from arm_a3c.envs.arm_env import make_env
