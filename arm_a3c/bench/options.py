@@ -28,8 +28,9 @@ class BenchOptions:
     seeds: tuple[int, ...] = (0, 1, 2)  # one time-to-success run per seed and algorithm
     peers: tuple[str, ...] = TUNED_PEERS
     test_episodes: int = 200
+    eval_episodes: int = 100  # the evaluator's seeded episodes per evaluation, arm-a3c's and every peer's
 
 # A smoke test of the benchmark, not a measurement: the throughput runs end after a few thousand steps, so they
 # step for a while after their processes' start-up however long that takes (4-second runs once made 37 steps/s).
 QUICK = dict(limit_seconds=1.0, throughput_seconds=60.0, throughput_steps=20_000, budget_seconds=4.0, seeds=(0,),
-             test_episodes=10)
+             test_episodes=10, eval_episodes=10)

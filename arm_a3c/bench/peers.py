@@ -118,7 +118,7 @@ def build(name: str, venv, seed: int):
 
 def train_peer(name: str, robot: str, n_cores: int, seconds: float, target_success: float, seed: int = 0,
                eval_every_steps: int | None = None, test_episodes: int | None = None,
-               first_target: float | None = None) -> dict:
+               first_target: float | None = None, eval_episodes: int | None = None) -> dict:
     """Train until the evaluator's success rate reaches `target_success`, `seconds` of training pass or the zoo's
     step count is done; then the best evaluated policy plays the held-out test episodes."""
     import torch
@@ -160,7 +160,8 @@ def train_peer(name: str, robot: str, n_cores: int, seconds: float, target_succe
         began = time.monotonic()
         training_time = began - started - paused[0]
         obs_rms = copy.deepcopy(venv.obs_rms) if peer.normalize else None
-        result = run_episodes(eval_env, act_with(model.policy, obs_rms), defaults.eval_episodes, defaults.eval_seed)
+        result = run_episodes(eval_env, act_with(model.policy, obs_rms), eval_episodes or defaults.eval_episodes,
+                              defaults.eval_seed)
         if result["success_rate"] > best["success_rate"]:  # arm-a3c's rule for best.pt
             best.update(success_rate=result["success_rate"], env_steps=steps, obs_rms=obs_rms,
                         weights={k: v.detach().clone() for k, v in model.policy.state_dict().items()})
@@ -216,11 +217,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every-steps", type=int)
     parser.add_argument("--test-episodes", type=int)
+    parser.add_argument("--eval-episodes", type=int)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     result = train_peer(args.peer, args.robot, args.cores, args.seconds, args.target_success, seed=args.seed,
                         eval_every_steps=args.eval_every_steps, test_episodes=args.test_episodes,
-                        first_target=args.first_target)
+                        first_target=args.first_target, eval_episodes=args.eval_episodes)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

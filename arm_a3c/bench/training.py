@@ -160,7 +160,8 @@ def a3c_run(opts: BenchOptions, robot: str, workers: int, seconds: float, target
     command = [sys.executable, "-m", "arm_a3c", "train", "--robot", robot,
                "--workers", str(workers), "--max-minutes", str(seconds / 60), "--max-steps", str(max_steps),
                "--target-success", str(target), "--target-streak", str(streak), "--seed", str(seed),
-               "--run-dir", str(run_dir), "--test-episodes", str(opts.test_episodes), "--force", *extra]
+               "--run-dir", str(run_dir), "--test-episodes", str(opts.test_episodes),
+               "--eval-episodes", str(opts.eval_episodes), "--force", *extra]
     watched = _checked(run_watched(command, seconds + 300), f"arm-a3c training of {robot} with {workers} worker(s)")
     rows = read_metrics(run_dir / "metrics.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -186,7 +187,8 @@ def peer_run(opts: BenchOptions, robot: str, peer: str, out: Path, seed: int) ->
     command = [sys.executable, "-m", "arm_a3c.bench.peers", peer, "--robot", robot, "--seed", str(seed),
                "--cores", str(opts.workers), "--seconds", str(opts.budget_seconds),
                "--target-success", str(opts.target_success), "--first-target", str(opts.first_target),
-               "--test-episodes", str(opts.test_episodes), "--out", str(out)]
+               "--test-episodes", str(opts.test_episodes), "--eval-episodes", str(opts.eval_episodes),
+               "--out", str(out)]
     watched = _checked(run_watched(command, opts.budget_seconds * 4 + 600), f"{peer} on {robot}")
     return {**json.loads(out.read_text()), "peak_pss_mb": watched["peak_pss_mb"], "peak_rss_mb": watched["peak_rss_mb"]}
 
