@@ -12,7 +12,6 @@ Nothing is left behind on failure: both files are written under temporary names 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import warnings
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from arm_a3c.envs.arm_env import ROBOT_SETTINGS, EnvConfig
+from arm_a3c.envs.arm_env import ENVIRONMENT_SETTINGS
 from arm_a3c.errors import UserError
 from arm_a3c.files import refuse_foreign, temporary_beside
 
@@ -29,7 +28,6 @@ FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 POLICY_FORMAT = "arm-a3c-policy/1"
 ONNX_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "observation", "action"
-ENVIRONMENT_FIELDS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
 
 
 class DeterministicPolicy(nn.Module):
@@ -84,7 +82,7 @@ def describe_policy(path: Path, data: dict, cfg, env) -> dict:
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", robot.dof],
                    "meaning": "the deterministic action in [-1, 1], one value per controlled joint"},
         # What `make_env(**environment)` (or gymnasium.make(gym_id, ...)) needs to rebuild the same environment.
-        "environment": {name: getattr(cfg, name) for name in ENVIRONMENT_FIELDS if hasattr(cfg, name)},
+        "environment": {name: getattr(cfg, name) for name in ENVIRONMENT_SETTINGS if hasattr(cfg, name)},
         "observation_layout": env.observation_layout(),
         "controlled_joints": [{"name": j.name, "type": j.type, "lower": j.lower, "upper": j.upper,
                                "unit": "m" if j.type == "prismatic" else "rad"} for j in robot.controlled],

@@ -117,3 +117,45 @@ def test_bad_exports_are_one_line_exit_2_and_leave_no_file(tmp_path):
         assert list(out_dir.iterdir()) == [], f"{out}: a file was left behind"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.pt", "foreign.pt", "good.pt", "out",
                                                           "truncated.pt"]
+
+
+def onnx_policy(obs_size: int, action_size: int) -> bytes:
+    """An ONNX model shaped like an exported policy that always acts 0 (a policy without torch or a checkpoint)."""
+    from onnx import TensorProto, helper
+
+    zeros = helper.make_tensor("w", TensorProto.FLOAT, [obs_size, action_size], [0.0] * (obs_size * action_size))
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["observation", "w"], ["action"])], "still",
+        [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", obs_size])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", action_size])], [zeros])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def test_run_exported_checks_its_counts_and_files_first(tmp_path):
+    """run_exported.py: counts are range-checked as evaluate.py's are, and a damaged policy or description is one
+    line, exit status 2 (they ran without bound, printed NaN, or ended in a traceback)."""
+    def policy(name: str, model: bytes, description: str) -> str:
+        (tmp_path / f"{name}.onnx").write_bytes(model)
+        (tmp_path / f"{name}.json").write_text(description)
+        return str(tmp_path / f"{name}.onnx")
+
+    description = json.dumps({"format": "arm-a3c-policy/1", "robot": "light_arm", "task": "reach",
+                              "input": {"name": "observation"}, "environment": {"robot": "light_arm", "task": "reach"}})
+    good = policy("good", onnx_policy(18, 3), description)
+    played = run_script("run_exported.py", "--policy", good, "--episodes", "2")
+    assert played.returncode == 0, played.stderr
+    figures = json.loads(played.stdout)
+    assert figures["episodes"] == 2 and 0 <= figures["success_rate"] <= 1 and figures["robot"] == "light_arm"
+    cases = [
+        (["--policy", good, "--episodes", "1000000000"], ["--episodes", "between 1 and 10,000"]),
+        (["--policy", good, "--episodes", "0"], ["--episodes", "between 1 and 10,000"]),
+        (["--policy", good, "--seed", "-1"], ["--seed", "between 0 and"]),
+        (["--policy", policy("truncated", onnx_policy(18, 3), description[:20])], ["truncated.json", "export"]),
+        (["--policy", policy("empty", onnx_policy(18, 3), "{}")], ["empty.json", "not a policy description"]),
+        (["--policy", policy("garbage", b"not an onnx model", description)], ["garbage.onnx", "not an ONNX model"]),
+        (["--policy", policy("other", onnx_policy(5, 3), description)], ["other.onnx", "18 observation floats"]),
+        (["--policy", policy("moved", onnx_policy(18, 3), json.dumps({"environment": {"robot": "gone.urdf"}}))],
+         ["moved.json", "cannot be built", "gone.urdf"]),
+    ]
+    for args, fragments in cases:
+        assert_user_error(run_script("run_exported.py", *args), *fragments)

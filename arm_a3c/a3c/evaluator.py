@@ -29,11 +29,10 @@ from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import RunningNormalizer
 from arm_a3c.a3c.shared import Shared
 from arm_a3c.envs.arm_env import ArmEnv, make_env
-from arm_a3c.envs.episodes import run_episodes
+from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
 from arm_a3c.errors import UserError
 
 POLL_SECONDS = 0.2
-PROGRESS_SECONDS = 10.0  # a long evaluation or held-out test says how far it has got this often
 DEFAULT_TEST_EPISODES = TrainConfig.test_episodes
 
 
@@ -136,30 +135,12 @@ def load_policy(path: Path, urdf: str | None = None) -> tuple[dict, TrainConfig,
     return data, cfg, env, model, normalizer
 
 
-class EpisodeProgress:
-    """`keep_going` for `run_episodes` that says how far a long evaluation has got (a line on stderr every
-    `PROGRESS_SECONDS`) and ends it once `stop()` turns true."""
-
-    def __init__(self, total: int, what: str, stop: Callable[[], bool] = lambda: False):
-        self.total, self.what, self.stop = total, what, stop
-        self.played = -1
-        self._last = time.monotonic()
-
-    def __call__(self) -> bool:
-        self.played += 1
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_SECONDS:
-            self._last = now
-            print(f"{self.what}: {self.played:,} of {self.total:,} episodes played", file=sys.stderr, flush=True)
-        return not self.stop()
-
-
 def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
                         urdf: str | None = None, stop: Callable[[], bool] = lambda: False) -> dict | None:
     """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically: by default on
     the evaluator's own seeds (the numbers stored in the checkpoint are reproduced), with `test` on the run's
     held-out test episodes (`test_seed`, `test_episodes` or 200), else from `seed`. `urdf`: the robot's file, if
-    it has moved. Says how far it has got every `PROGRESS_SECONDS`; None if `stop()` turned true before the end."""
+    it has moved. Says how far it has got (`EpisodeProgress`); None if `stop()` turned true before the end."""
     data, cfg, env, model, normalizer = load_policy(path, urdf)
     if test:
         seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES

@@ -284,6 +284,10 @@ class ArmReachEnv(ArmEnv):
         super().__init__(robot, ee_link, config, render_mode, render_size, **kwargs)
 
 
+# Every setting make_env reads from a settings object: what an exported policy's description records, for example.
+ENVIRONMENT_SETTINGS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
+
+
 def make_env(settings: object = None, /, **kwargs) -> ArmEnv:
     """The environment for anything with `robot`, `ee_link`, `home`, `ee_offset_m` and any of `EnvConfig`'s
     fields (`task` among them) as attributes: a `TrainConfig`, parsed command-line arguments, a checkpoint's
@@ -294,9 +298,8 @@ def make_env(settings: object = None, /, **kwargs) -> ArmEnv:
     if isinstance(settings, (str, Path)):
         raise TypeError(f"make_env's first argument is a settings object (a TrainConfig, say); name a robot with "
                         f"make_env(robot={str(settings)!r})")
-    names = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
-    values = {name: getattr(settings, name, None) for name in names}
-    values.update({name: kwargs.pop(name) for name in names if name in kwargs})
+    values = {name: getattr(settings, name, None) for name in ENVIRONMENT_SETTINGS}
+    values.update({name: kwargs.pop(name) for name in ENVIRONMENT_SETTINGS if name in kwargs})
     values = {name: value for name, value in values.items() if value is not None}
     config = kwargs.pop("config", None) or EnvConfig(**{k: v for k, v in values.items() if k not in ROBOT_SETTINGS})
     return ArmEnv(values.get("robot"), ee_link=values.get("ee_link"), config=config, home=values.get("home"),

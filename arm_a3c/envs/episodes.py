@@ -7,6 +7,8 @@ step with `on_step`), and the benchmark's Stable-Baselines3 policies.
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -14,6 +16,7 @@ import gymnasium
 import numpy as np
 
 Act = Callable[[np.ndarray], np.ndarray]  # observation -> action
+PROGRESS_SECONDS = 10.0  # a long evaluation, held-out test or run of an exported policy says how far it has got
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,21 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
     for name in results[0].metrics:
         summary[f"mean_{name}"] = float(np.mean([r.metrics[name] for r in results]))
     return summary
+
+
+class EpisodeProgress:
+    """`keep_going` for `run_episodes` that says how far a long evaluation has got (a line on stderr every
+    `PROGRESS_SECONDS`) and ends it once `stop()` turns true."""
+
+    def __init__(self, total: int, what: str, stop: Callable[[], bool] = lambda: False):
+        self.total, self.what, self.stop = total, what, stop
+        self.played = -1
+        self._last = time.monotonic()
+
+    def __call__(self) -> bool:
+        self.played += 1
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            print(f"{self.what}: {self.played:,} of {self.total:,} episodes played", file=sys.stderr, flush=True)
+        return not self.stop()
