@@ -229,3 +229,25 @@ class Reports:
             self.left -= 1
             if self.left == 0:
                 self.shared.request_stop()
+
+
+def untrained_figures(run_dir: Path) -> dict:
+    """The untrained policy's figures on the run's own evaluation episodes: a network fresh from its
+    initialisation and a normaliser that has seen nothing, played as the evaluator plays (the run's first
+    evaluation is no baseline: its workers have already trained for a few thousand steps by then)."""
+    import torch
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.evaluator import evaluate_policy
+    from arm_a3c.a3c.model import ActorCritic
+    from arm_a3c.a3c.normalizer import RunningNormalizer
+    from arm_a3c.envs.arm_env import make_env
+
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    env = make_env(cfg)
+    torch.manual_seed(cfg.seed)
+    model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
+    result = evaluate_policy(model, RunningNormalizer(env.obs_dim, cfg.obs_clip), env, cfg.eval_episodes,
+                             cfg.eval_seed)
+    env.close()
+    return result

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import (REPO, UNTIL_STOPPED, alive, assert_user_error, checkpoint_steps, run_in_process, run_script,
-                     signal_and_wait, start_training, summary_of)
+                     signal_and_wait, start_training, summary_of, untrained_figures)
 
 from arm_a3c.a3c.checkpoint import load_checkpoint
 from arm_a3c.a3c.config import TrainConfig
@@ -395,13 +395,14 @@ def sync_agents() -> list[int]:
 def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_resume_locally(tmp_path,
                                                                                               two_machines):
     """Each worker on a node of its own, training that node's copy of the model, which its sync agent exchanges
-    with the parameter server: the run learns clearly (against its own untrained evaluation), every update an
+    with the parameter server: the run learns clearly (against the untrained policy), every update an
     agent sent was applied, none was lost, the agents used two copies (one per node, none of them the global
     model's memory), and the local backend resumes the run."""
     run_dir = tmp_path / "run"
     result = run_script("train_arm.py", "--backend", "ray", "--ray-address", two_machines.address, "--robot",
-                        "light_arm", "--workers", "2", "--max-steps", "300000", "--target-success", "1.01",
-                        "--test-episodes", "0", "--seed", "0", "--run-dir", str(run_dir), timeout=900)
+                        "light_arm", "--workers", "2", "--max-steps", "120000", "--target-success", "1.01",
+                        "--eval-every-steps", "40000", "--eval-episodes", "30", "--test-episodes", "0", "--seed", "0",
+                        "--run-dir", str(run_dir), timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = summary_of(run_dir)
     sync = summary["sync"]
@@ -410,10 +411,10 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     assert sync["lost_updates"] == 0 and sync["agent_restarts"] == 0, sync
     assert sync["syncs"] > 100 and sync["bytes_per_sync"] > 2 * summary_params(run_dir), sync  # deltas went
     assert summary["optimizer_steps"] == 0  # nothing stepped the global Adam: every update came as a delta
-    assert summary["env_steps"] >= 300_000
-    untrained = summary["evaluations"][0]
-    assert untrained["env_steps"] < 20_000, summary["evaluations"][:2]
-    assert summary["best_success_rate"] >= untrained["success_rate"] + 0.2, summary["evaluations"]
+    assert summary["env_steps"] >= 120_000
+    untrained = untrained_figures(run_dir)["mean_final_distance_m"]
+    final = summary["evaluations"][-1]["mean_final_distance_m"]
+    assert final < 0.6 * untrained, (untrained, [e["mean_final_distance_m"] for e in summary["evaluations"]])
     assert not list(Path("/dev/shm").glob("arm-a3c-*-node-*")), "a node's copy outlived the run"
 
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",

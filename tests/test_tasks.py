@@ -11,7 +11,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
-from helpers import assert_user_error, run_in_process, run_script
+from helpers import assert_user_error, run_in_process, run_script, untrained_figures
 
 import arm_a3c  # noqa: F401  (registers the gym IDs)
 from arm_a3c.envs.arm_env import make_env
@@ -272,26 +272,6 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
 
 
 
-def untrained_figures(run_dir: Path, episodes: int) -> dict:
-    """The untrained policy's figures on the run's own evaluation episodes: a network fresh from its
-    initialisation and a normaliser that has seen nothing, played as the evaluator plays (the run's first
-    evaluation is no baseline: its workers have already trained for a few thousand steps by then)."""
-    import torch
-
-    from arm_a3c.a3c.config import TrainConfig
-    from arm_a3c.a3c.evaluator import evaluate_policy
-    from arm_a3c.a3c.model import ActorCritic
-    from arm_a3c.a3c.normalizer import RunningNormalizer
-
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    env = make_env(cfg)
-    torch.manual_seed(cfg.seed)
-    model = ActorCritic.from_config(cfg, env.obs_dim, env.robot.dof)
-    result = evaluate_policy(model, RunningNormalizer(env.obs_dim, cfg.obs_clip), env, episodes, cfg.eval_seed)
-    env.close()
-    return result
-
-
 @pytest.mark.parametrize("task,robot,steps,bounds", [
     ("track", "light_arm", 120_000, {"mean_tracking_distance_m": 0.6}),
     # Untrained: 0.35 m; seen after training: 0.05 m.
@@ -314,7 +294,7 @@ def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task,
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_metrics(run_dir / "metrics.csv")
     assert len(rows) >= 3 and rows[-1]["env_steps"] >= steps
-    untrained = untrained_figures(run_dir, 30)
+    untrained = untrained_figures(run_dir)
     for figure, factor in bounds.items():
         assert rows[-1][figure] < factor * untrained[figure], (figure, untrained[figure], [row[figure] for row in rows])
     summary = json.loads((run_dir / "summary.json").read_text())
