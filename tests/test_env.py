@@ -229,6 +229,23 @@ def test_an_action_the_arm_cannot_take_is_a_value_error_naming_the_expected_shap
         env.close()
 
 
+@pytest.mark.parametrize("target", [(1e300, 0, 0), "x", (0.1, float("nan"), 0.2), (0.1, 0.2), [[0.1, 0.2, 0.3]]])
+def test_a_target_the_arm_cannot_have_is_a_value_error_naming_what_is_expected(target):
+    """Set or given to reset: 1e300 overflowed the distance (OverflowError), and 'x' said only 'could not convert
+    string to float'."""
+    env = ArmReachEnv("light_arm")
+    try:
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match=r"a target must be 3 finite numbers \(x, y, z in m"):
+            env.set_target(target)
+        obs, *_ = env.step(np.zeros(3))  # the refused target left the episode as it was
+        assert np.isfinite(obs).all()
+        with pytest.raises(ValueError, match=r"options\['target'\] must be 3 finite numbers \(x, y, z in m"):
+            env.reset(options={"target": target})
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize("field, value", [
     ("substeps", 0), ("episode_steps", 0), ("substeps", 2.5), ("success_radius_m", -0.05),
     ("obstacle_radius_fraction", -0.1), ("action_cost", float("nan")), ("max_joint_step_rad", float("inf")),

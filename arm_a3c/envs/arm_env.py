@@ -33,6 +33,7 @@ from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.render import Camera, render_rgb
 from arm_a3c.sim.robot import Robot
 from arm_a3c.tasks import DEFAULT_TASK, task_class
+from arm_a3c.tasks.base import goal_position
 
 ROBOT_SETTINGS = ("robot", "ee_link", "home", "ee_offset_m")  # make_env's settings that are not EnvConfig's
 WORKSPACE_SAMPLES = 2000  # random configurations used to estimate the reach and workspace
@@ -234,13 +235,7 @@ class ArmEnv(gymnasium.Env):
 
     def set_target(self, target: np.ndarray) -> None:
         """Move the current episode's goal position (3,) m, for scripted demos and the viewer."""
-        try:
-            point = np.asarray(target, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
-            point = None
-        if point is None or point.shape != (3,) or not np.isfinite(point).all():
-            raise ValueError(f"a target must be 3 finite numbers (m), not {target!r:.60}")
-        self.task.set_target(point)
+        self.task.set_target(goal_position(target, "a target"))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         try:

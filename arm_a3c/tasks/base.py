@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from arm_a3c.sim.robot import EndEffectorJacobian, Robot
 TARGET_SAMPLING_TRIES = 1000  # random configurations tried before giving up on a robot's workspace
 TARGET_RGBA = (0.1, 0.85, 0.2, 0.9)  # the goal's marker in PyBullet pictures
 GOAL_RGB = (26, 217, 51)
+# A goal coordinate beyond this (m) is a slip (millimetres given as metres, say); a far larger one (1e300)
+# overflows the distance to it.
+MAX_TARGET_M = 1000.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,18 @@ class Polyline:
 Shape = Sphere | Box | Frame | Polyline
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One of a task's own settings, declared once, in the task's file: it becomes a field of `EnvConfig` and of
+    `TrainConfig` (so a saved run holds it) and a flag (`--name-with-dashes`), checked by `valid`."""
+
+    name: str
+    default: float | int  # its type is the setting's: an int default makes a whole-number setting
+    help: str  # the flag's line in --help, starting with the task's name
+    valid: Callable[[Any], bool]  # called with a finite number (a whole one for an int default)
+    requirement: str  # what `valid` asks for, in words: "in (0, 180]"
+
+
 class Task(ABC):
     """A skill for any arm. Subclasses set the class attributes, implement the abstract methods, and are
     registered in `arm_a3c.tasks` (one file per task)."""
@@ -80,6 +95,7 @@ class Task(ABC):
     draw_size: ClassVar[int] = 3  # floats of `draw_data` per step
     placeable: ClassVar[bool] = False  # `reset(options={"target": (x, y, z)})` places the goal (the viewer's click)
     marker_rgba: ClassVar[tuple[float, float, float, float]] = TARGET_RGBA
+    settings: ClassVar[tuple[Setting, ...]] = ()  # the task's own settings (read as `self.config.NAME`)
 
     def __init__(self, env):
         """`env`: the `envs.arm_env.ArmEnv` being built (its client, robot, config and reach are ready)."""
@@ -208,3 +224,16 @@ def sample_configuration(robot: Robot, rng: np.random.Generator, min_height_m: f
         f"{min_radius_m:.2f} m from its base in {TARGET_SAMPLING_TRIES} random poses; "
         "check its joint limits and that its base sits on the floor at z = 0"
     )
+
+
+def goal_position(value, what: str) -> np.ndarray:
+    """`value` (a goal placed by the user: `env.set_target`, `reset(options={"target": ...})`) as a position (3,)
+    m; anything else is a `ValueError` that says what `what` must be."""
+    try:
+        point = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        point = None
+    if point is None or point.shape != (3,) or not (np.abs(point) <= MAX_TARGET_M).all():  # NaN fails too
+        raise ValueError(f"{what} must be 3 finite numbers (x, y, z in m, each within ±{MAX_TARGET_M:,g}), not "
+                         f"{value!r:.60}")
+    return point

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from arm_a3c.tasks.base import Task, sample_configuration
+from arm_a3c.tasks.base import Task, goal_position, sample_configuration
 
 
 class ReachTask(Task):
@@ -31,9 +31,7 @@ class ReachTask(Task):
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
         target = self.sample_target(rng)  # sampled even when options place it: the seed's stream stays the same
         if options and options.get("target") is not None:
-            target = np.asarray(options["target"], dtype=np.float64)
-            if target.shape != (3,) or not np.isfinite(target).all():
-                raise ValueError(f"options['target'] must be 3 finite numbers (m), not {options['target']!r}")
+            target = goal_position(options["target"], "options['target']")
         self.set_target(target)
 
     def observe(self, ee: list[float]) -> list[float]:
