@@ -4,8 +4,10 @@ reach task gives exactly the episodes it gave before tasks were a separate inter
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import gymnasium
@@ -36,6 +38,39 @@ def test_every_task_is_registered_with_its_own_gym_id_and_a_file_of_its_own():
     for name, task in TASKS.items():
         assert gymnasium.spec(task.gym_id).kwargs["task"] == name
         assert (Path(arm_a3c.__file__).parent / "tasks" / f"{name}.py").is_file()
+
+
+def test_each_tasks_settings_are_declared_once_in_its_file_and_reach_the_config_the_flags_and_the_checks():
+    """A task's `settings` alone make its fields of EnvConfig and TrainConfig (same default), its flags (with its
+    help line) and its checks (a value its rule refuses is refused by both doors, naming the rule); neither
+    config's file names a task's setting."""
+    import dataclasses
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.cli.train import add_config_arguments
+    from arm_a3c.envs.arm_env import EnvConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = {action.dest: action for action in parser._actions}
+    package = Path(arm_a3c.__file__).parent
+    common = (package / "a3c" / "config.py").read_text() + (package / "envs" / "arm_env.py").read_text()
+    declared = [setting for task in TASKS.values() for setting in task.settings]
+    assert {"orientation_tolerance_deg", "track_speed_fraction", "obstacles"} <= {s.name for s in declared}
+    for task in TASKS.values():
+        for setting in task.settings:
+            assert setting.name not in common, f"{setting.name} is declared outside {task.name}'s file"
+            env_field = {f.name: f for f in dataclasses.fields(EnvConfig)}[setting.name]
+            train_field = {f.name: f for f in dataclasses.fields(TrainConfig)}[setting.name]
+            assert env_field.default == train_field.default == setting.default
+            assert flags[setting.name].help.startswith(setting.help)
+            bad = -1 if setting.valid(0) else 0  # every rule here refuses 0 or a negative number
+            assert not setting.valid(bad)
+            with pytest.raises(UserError, match=f"--{setting.name.replace('_', '-')} must be "
+                                                f"{re.escape(setting.requirement)}"):
+                TrainConfig(**{setting.name: bad}).check()
+            with pytest.raises(UserError, match=f"EnvConfig.{setting.name} must be"):
+                EnvConfig(**{setting.name: bad})
 
 
 def test_arm_reach_gives_the_episodes_it_gave_before_the_task_interface():

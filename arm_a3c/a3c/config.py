@@ -14,7 +14,7 @@ from arm_a3c.envs.arm_env import EnvConfig
 from arm_a3c.errors import UserError
 from arm_a3c.limits import MAX_EPISODES, MAX_HIDDEN_SIZE, MAX_N_STEPS, MAX_SEED, MAX_WORKERS
 from arm_a3c.sim.assets import DEFAULT_ROBOT, is_robot_file
-from arm_a3c.tasks import task_class
+from arm_a3c.tasks import TASK_SETTINGS, task_class
 
 LOG_STD_LOWEST, LOG_STD_HIGHEST = -20.0, 2.0  # beyond them the Gaussian's samples are all its mean, or all clipped
 
@@ -33,7 +33,9 @@ SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "a
 
 
 @dataclass
-class TrainConfig:
+class CommonTrainConfig:
+    """A run's settings but the tasks' own; `TrainConfig` adds those (`Task.settings`)."""
+
     # what to train
     task: str = param(EnvConfig.task, "what the arm learns")
     robot: str = param(DEFAULT_ROBOT, "robot name in assets/ or path to a .urdf file")
@@ -50,17 +52,7 @@ class TrainConfig:
     jacobian_observation: bool = param(EnvConfig.jacobian_observation,
                                        "end the observation with the Jacobian transpose of the goal's error (per "
                                        "controlled joint, the direction that closes it; pose adds the orientation's)")
-    orientation_tolerance_deg: float = param(EnvConfig.orientation_tolerance_deg,
-                                             "pose: success also needs the orientation within this angle")
-    orientation_cost_m_per_rad: float = param(EnvConfig.orientation_cost_m_per_rad,
-                                              "pose: a radian of orientation error costs as much as this distance")
-    track_speed_fraction: float = param(EnvConfig.track_speed_fraction,
-                                        "track: the target's joints move at most this fraction of a joint step")
-    obstacles: int = param(EnvConfig.obstacles, "avoid: spheres placed in the way")
-    obstacle_radius_fraction: float = param(EnvConfig.obstacle_radius_fraction,
-                                            "avoid: each sphere's radius as a fraction of the arm's reach")
-    collision_penalty: float = param(EnvConfig.collision_penalty, "avoid: reward of the step that touches an "
-                                                                  "obstacle (the episode ends there)")
+    # (and each task's own settings, declared in its file: `Task.settings`, added below as `TrainConfig`)
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
@@ -246,3 +238,10 @@ class TrainConfig:
         """The scheduled learning rate after `global_steps` environment steps."""
         progress = min(global_steps / self.schedule_steps, 1.0) if self.schedule_steps > 0 else 0.0
         return self.lr * (1.0 - progress * (1.0 - self.lr_final_fraction))
+
+
+# Every setting of a run: the common ones, then each task's own, declared in its file with its help and check.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(setting.name, type(setting.default), param(setting.default, setting.help))
+                    for setting in TASK_SETTINGS],
+    bases=(CommonTrainConfig,), namespace={"__module__": __name__, "__doc__": CommonTrainConfig.__doc__})

@@ -14,8 +14,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     import dataclasses
 
     from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.tasks import TASK_SETTINGS
 
     add_robot_arguments(parser)
+    task_settings = parser.add_argument_group("each task's own settings (a task reads only its own)")
+    task_names = {setting.name for setting in TASK_SETTINGS}
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("robot", "ee_link", "ee_offset_m", "home", "robot_file"):
             continue
@@ -25,13 +28,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             from arm_a3c.tasks import TASKS
 
             help_text += "; " + "; ".join(f"{name}: {task.summary}" for name, task in TASKS.items())
+        group = task_settings if f.name in task_names else parser
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
             kind = type(default) if default is not None else str
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
-                                help=help_text)
+            group.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
+                               help=help_text)
 
 def given_config(args: argparse.Namespace) -> dict:
     """The `TrainConfig` fields the user set on the command line."""

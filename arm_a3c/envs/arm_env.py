@@ -26,13 +26,13 @@ import gymnasium
 import numpy as np
 
 from arm_a3c.errors import SettingError
-from arm_a3c.limits import MAX_OBSTACLES
+from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.assets import resolve_robot
 from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.render import Camera, render_rgb
 from arm_a3c.sim.robot import Robot
-from arm_a3c.tasks import DEFAULT_TASK, task_class
+from arm_a3c.tasks import DEFAULT_TASK, TASK_SETTINGS, task_class
 from arm_a3c.tasks.base import goal_position
 
 ROBOT_SETTINGS = ("robot", "ee_link", "home", "ee_offset_m")  # make_env's settings that are not EnvConfig's
@@ -40,7 +40,9 @@ WORKSPACE_SAMPLES = 2000  # random configurations used to estimate the reach and
 
 
 @dataclass(frozen=True)
-class EnvConfig:
+class CommonEnvConfig:
+    """The environment's settings that every task shares; `EnvConfig` adds each task's own (`Task.settings`)."""
+
     task: str = DEFAULT_TASK  # what the arm learns: a name in arm_a3c.tasks.TASKS
     substeps: int = 10  # physics steps of 1/240 s per control step (10 -> 24 Hz control)
     episode_steps: int = 50  # control steps per episode (50 at 24 Hz -> 2.08 s)
@@ -54,18 +56,9 @@ class EnvConfig:
     # The observation ends with the Jacobian transpose of the goal's error, one value per controlled joint (and for
     # pose a second such part, of the orientation's error): the direction in joint space that closes it.
     jacobian_observation: bool = True
-    # pose
-    orientation_tolerance_deg: float = 15.0  # pose: success also needs the orientation this close (geodesic angle)
-    orientation_cost_m_per_rad: float = 0.5  # pose: each radian of orientation error costs as much as this distance
-    # track
-    track_speed_fraction: float = 0.3  # track: the path's joints move at most this fraction of max_joint_step_rad
-    # avoid
-    obstacles: int = 1  # avoid: spheres placed in the way
-    obstacle_radius_fraction: float = 0.08  # avoid: each sphere's radius, as a fraction of the arm's reach
-    collision_penalty: float = 20.0  # avoid: reward on the step that touches an obstacle (the episode ends there)
 
     def __post_init__(self) -> None:
-        EnvConfig.check_values(dataclasses.asdict(self), lambda name: f"EnvConfig.{name}")
+        self.check_values(dataclasses.asdict(self), lambda name: f"EnvConfig.{name}")
 
     @staticmethod
     def check_values(values: dict, spell: Callable[[str], str]) -> None:
@@ -91,10 +84,15 @@ class EnvConfig:
         return PHYSICS_HZ / self.substeps
 
 
+# Every environment setting: the shared ones, then each task's own, declared in its file (`Task.settings`).
+EnvConfig = dataclasses.make_dataclass(
+    "EnvConfig", [(setting.name, type(setting.default), dataclasses.field(default=setting.default))
+                  for setting in TASK_SETTINGS],
+    bases=(CommonEnvConfig,), frozen=True, namespace={"__module__": __name__, "__doc__": CommonEnvConfig.__doc__})
+
 _NOT_NUMBERS = ("task", "jacobian_observation")
-_WHOLE_NUMBERS = ("substeps", "episode_steps", "obstacles")
+_WHOLE_NUMBERS = ("substeps", "episode_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
-MAX_REWARD_WEIGHT = 1e6  # a cost, bonus or penalty above this makes returns meaningless (and then infinite)
 MAX_RENDER_SIZE = 4096  # pixels per side of render()
 # (field, test, what the test asks for): the ranges an `EnvConfig` holds
 _RULES = (
@@ -109,13 +107,7 @@ _RULES = (
     ("min_target_radius_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("action_cost", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("success_bonus", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
-    ("orientation_tolerance_deg", lambda v: 0 < v <= 180, "in (0, 180]"),
-    ("orientation_cost_m_per_rad", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
-    ("track_speed_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("obstacles", lambda v: 1 <= v <= MAX_OBSTACLES, f"between 1 and {MAX_OBSTACLES}"),
-    ("obstacle_radius_fraction", lambda v: 0 < v < 0.5, "in (0, 0.5)"),
-    ("collision_penalty", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
-)
+) + tuple((setting.name, setting.valid, setting.requirement) for setting in TASK_SETTINGS)
 
 
 class ArmEnv(gymnasium.Env):

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from arm_a3c.limits import MAX_OBSTACLES, MAX_REWARD_WEIGHT
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.tasks.base import Sphere, Task, sample_configuration
+from arm_a3c.tasks.base import Setting, Sphere, Task, sample_configuration
 
 OBSTACLE_RGBA = (0.55, 0.32, 0.75, 1.0)  # purple: apart from the arms' usual orange, blue, grey
 OBSTACLE_RGB, CONTACT_RGB = (140, 82, 190), (230, 20, 20)
@@ -38,6 +39,14 @@ class AvoidTask(Task):
     summary = "reach a random target (5 cm) without touching the obstacles in the way"
     placeable = False
     metrics = {"final_distance_m": "distance", "collisions": "collisions"}
+    settings = (
+        Setting("obstacles", 1, "avoid: spheres placed in the way", lambda v: 1 <= v <= MAX_OBSTACLES,
+                f"between 1 and {MAX_OBSTACLES}"),
+        Setting("obstacle_radius_fraction", 0.08, "avoid: each sphere's radius as a fraction of the arm's reach",
+                lambda v: 0 < v < 0.5, "in (0, 0.5)"),
+        Setting("collision_penalty", 20.0, "avoid: reward of the step that touches an obstacle (the episode ends "
+                "there)", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
+    )
 
     def __init__(self, env):
         super().__init__(env)

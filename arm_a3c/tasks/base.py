@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -71,6 +71,18 @@ class Polyline:
 Shape = Sphere | Box | Frame | Polyline
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One of a task's own settings, declared once, in the task's file: it becomes a field of `EnvConfig` and of
+    `TrainConfig` (so a saved run holds it) and a flag (`--name-with-dashes`), checked by `valid`."""
+
+    name: str
+    default: float | int  # its type is the setting's: an int default makes a whole-number setting
+    help: str  # the flag's line in --help, starting with the task's name
+    valid: Callable[[Any], bool]  # called with a finite number (a whole one for an int default)
+    requirement: str  # what `valid` asks for, in words: "in (0, 180]"
+
+
 class Task(ABC):
     """A skill for any arm. Subclasses set the class attributes, implement the abstract methods, and are
     registered in `arm_a3c.tasks` (one file per task)."""
@@ -83,6 +95,7 @@ class Task(ABC):
     draw_size: ClassVar[int] = 3  # floats of `draw_data` per step
     placeable: ClassVar[bool] = False  # `reset(options={"target": (x, y, z)})` places the goal (the viewer's click)
     marker_rgba: ClassVar[tuple[float, float, float, float]] = TARGET_RGBA
+    settings: ClassVar[tuple[Setting, ...]] = ()  # the task's own settings (read as `self.config.NAME`)
 
     def __init__(self, env):
         """`env`: the `envs.arm_env.ArmEnv` being built (its client, robot, config and reach are ready)."""

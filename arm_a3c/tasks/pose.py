@@ -26,9 +26,10 @@ import math
 import numpy as np
 
 from arm_a3c.errors import UserError
+from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.robot import EndEffectorJacobian
-from arm_a3c.tasks.base import Frame, Sphere, Task, sample_configuration
+from arm_a3c.tasks.base import Frame, Setting, Sphere, Task, sample_configuration
 
 RANK_PROBES = 8  # random configurations at which the pose Jacobian's rank is measured
 RANK_TOLERANCE = 1e-3  # singular values below this fraction of the largest count as zero
@@ -71,6 +72,12 @@ class PoseTask(Task):
     metrics = {"final_distance_m": "distance", "orientation_error_deg": "orientation_error_deg"}
     draw_size = 11  # target position (3), target orientation (4), end-effector orientation (4)
     marker_rgba = (0.1, 0.85, 0.2, 0.6)
+    settings = (
+        Setting("orientation_tolerance_deg", 15.0, "pose: success also needs the orientation within this angle "
+                "(geodesic)", lambda v: 0 < v <= 180, "in (0, 180]"),
+        Setting("orientation_cost_m_per_rad", 0.5, "pose: a radian of orientation error costs as much as this "
+                "distance", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
+    )
 
     def __init__(self, env):
         super().__init__(env)

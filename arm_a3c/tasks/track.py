@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from arm_a3c.tasks.base import Polyline, Sphere, Task, sample_configuration
+from arm_a3c.tasks.base import Polyline, Setting, Sphere, Task, sample_configuration
 
 PATH_TRIES = 50  # end configurations tried for a path whose every point is valid
 PATH_CHECKS = 8  # points along a candidate path checked for the floor
@@ -32,6 +32,10 @@ class TrackTask(Task):
     gym_id = "ArmTrack-v0"
     summary = "follow a target moving along a smooth path (mean distance over the second half < 5 cm)"
     metrics = {"final_distance_m": "distance", "tracking_distance_m": "tracking_distance_m"}
+    settings = (
+        Setting("track_speed_fraction", 0.3, "track: the target's joints move at most this fraction of a joint step",
+                lambda v: 0 < v <= 1, "in (0, 1]"),
+    )
 
     def __init__(self, env):
         super().__init__(env)
