@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from arm_a3c.a3c.model import squashed_mean
 from arm_a3c.envs.arm_env import ENVIRONMENT_SETTINGS
 from arm_a3c.errors import UserError
 from arm_a3c.files import refuse_foreign, temporary_beside
@@ -31,7 +32,8 @@ INPUT_NAME, OUTPUT_NAME = "observation", "action"
 
 
 class DeterministicPolicy(nn.Module):
-    """tanh(actor(clip((obs - mean) / std, -clip, clip))): the normaliser and the actor's mean in one module."""
+    """squashed_mean(actor, clip((obs - mean) / std, -clip, clip)): the normaliser and the actor's mean in one
+    module."""
 
     def __init__(self, actor: nn.Sequential, mean, inv_std, clip: float):
         super().__init__()
@@ -42,7 +44,7 @@ class DeterministicPolicy(nn.Module):
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         normalized = torch.clamp((observation - self.mean) * self.inv_std, -self.clip, self.clip)
-        return torch.tanh(self.actor(normalized))
+        return squashed_mean(self.actor, normalized)
 
 
 def policy_from_checkpoint(path: Path, urdf: str | None = None):

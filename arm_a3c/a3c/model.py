@@ -45,6 +45,12 @@ def layer(n_in: int, n_out: int, gain: float = math.sqrt(2)) -> nn.Linear:
     return linear
 
 
+def squashed_mean(actor: nn.Sequential, obs: torch.Tensor) -> torch.Tensor:
+    """The actor's output squashed into the action range [-1, 1]: the policy's mean action (also what an
+    exported policy computes from the actor alone)."""
+    return torch.tanh(actor(obs))
+
+
 class ActorCritic(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int = 64, log_std_init: float = -0.5,
                  log_std_min: float = -3.0, log_std_max: float = 0.0, log_std_bound: str = "tanh"):
@@ -97,7 +103,7 @@ class ActorCritic(nn.Module):
 
     def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
         """Mean action in [-1, 1]: (batch, action_dim)."""
-        return torch.tanh(self.actor(obs))
+        return squashed_mean(self.actor, obs)
 
     def bounded_log_std(self) -> torch.Tensor:
         """The log standard deviation per action dimension, within its bounds: (action_dim,)."""
@@ -163,6 +169,25 @@ class NumpyActorCritic:
         for weight, bias in self.actor:
             h = np.tanh(h @ weight.T + bias)  # the last tanh is the mean's squashing into [-1, 1]
         return h
+
+    def mean_into(self, obs: np.ndarray, h1: np.ndarray, h2: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """`mean` for one normalised observation (obs_dim,), written into the caller's buffers: the two hidden
+        layers' activations (hidden,) stay in `h1` and `h2` for the update (`loss_gradients`), and `mean`
+        (action_dim,) is returned. No allocation: a worker calls this every step."""
+        (w1, b1), (w2, b2), (w3, b3) = self.actor
+        np.matmul(w1, obs, out=h1)
+        h1 += b1
+        np.tanh(h1, out=h1)
+        np.matmul(w2, h1, out=h2)
+        h2 += b2
+        np.tanh(h2, out=h2)
+        np.matmul(w3, h2, out=mean)
+        mean += b3
+        return np.tanh(mean, out=mean)  # the mean's squashing into [-1, 1]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.actor[0][0].shape[0]
 
     def bounded_log_std(self) -> np.ndarray:
         low, high = self.log_std_min, self.log_std_max

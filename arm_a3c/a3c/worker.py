@@ -73,7 +73,7 @@ class Rollout:
     """
 
     def __init__(self, learner: NumpyActorCritic, n: int, obs_dim: int, action_dim: int, clip: float):
-        hidden = learner.actor[0][0].shape[0]
+        hidden = learner.hidden_size
         self.learner, self.n, self.clip = learner, n, clip
         self.critic_in = np.zeros((2 * n, obs_dim), np.float32)  # the steps' normalised observations, then the
         self.obs = self.critic_in[:n]                            # kept next observations (`tail`), normalised
@@ -96,18 +96,8 @@ class Rollout:
         """Step t's action for this raw observation: the policy's mean plus the rollout's noise (a view into the
         rollout's buffer)."""
         self.raw_obs[t] = raw_obs
-        x, h1, h2, mean = self.obs[t], self.h1[t], self.h2[t], self.mean[t]
-        normalize(raw_obs, self.norm, self.clip, out=x)
-        (w1, b1), (w2, b2), (w3, b3) = self.learner.actor
-        np.matmul(w1, x, out=h1)
-        h1 += b1
-        np.tanh(h1, out=h1)
-        np.matmul(w2, h1, out=h2)
-        h2 += b2
-        np.tanh(h2, out=h2)
-        np.matmul(w3, h2, out=mean)
-        mean += b3
-        np.tanh(mean, out=mean)  # the mean's squashing into [-1, 1]
+        x = normalize(raw_obs, self.norm, self.clip, out=self.obs[t])
+        mean = self.learner.mean_into(x, self.h1[t], self.h2[t], self.mean[t])
         return np.add(mean, self.noise[t], out=self.actions[t])
 
     def record(self, t: int, next_obs: np.ndarray, reward: float, terminated: bool, truncated: bool) -> None:
