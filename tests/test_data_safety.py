@@ -323,6 +323,35 @@ def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and
                            "--urdf", str(tmp_path / "my_arm.urdf"))
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["episodes"] == 2
+    resumed = run_script("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf", str(tmp_path / "my_arm.urdf"),
+                         "--max-steps", "800")  # the robot there is the run's: same joints
+    assert resumed.returncode == 0, resumed.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["robot_file"] == str((tmp_path / "my_arm.urdf").resolve())
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"] >= 800
+    assert_user_error(run_script("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf",
+                                 str(REPO / "assets" / "light_arm.urdf"), "--max-steps", "1200"),
+                      "light_arm", "controlled joint")  # another robot is refused
+
+
+def test_a_run_whose_robot_file_moved_resumes_with_urdf_and_records_the_new_file(tmp_path):
+    """`--resume RUN --urdf NEWPATH` finds the run's robot where it is now, as evaluate.py's --urdf does (it was
+    refused: '--robot cannot change when resuming'); without --urdf the error says to give it."""
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.rundir import resume_config
+    from arm_a3c.errors import UserError
+
+    old, new, run_dir = tmp_path / "arm.urdf", tmp_path / "moved" / "arm.urdf", tmp_path / "run"
+    run_dir.mkdir()
+    new.parent.mkdir()
+    new.write_text(GRIPPER_ARM)  # the file has already moved from `old`
+    (run_dir / "config.json").write_text(json.dumps(TrainConfig(robot=str(old), robot_file=str(old)).to_dict()))
+    cfg = resume_config(run_dir, {"robot": str(new), "max_steps": 800})
+    assert (cfg.robot, cfg.robot_file, cfg.max_steps) == (str(new), str(new.resolve()), 800)
+    with pytest.raises(UserError, match="robot file .*arm.urdf is not there any more; .* --urdf PATH"):
+        resume_config(run_dir, {})
+    with pytest.raises(UserError, match="--robot cannot change when resuming"):
+        resume_config(run_dir, {"robot": "light_arm"})
 
 
 # ---- the other outputs ----------------------------------------------------------------------------------------

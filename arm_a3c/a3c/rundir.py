@@ -23,6 +23,7 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.metrics import read_metrics
 from arm_a3c.errors import UserError
 from arm_a3c.files import occupied, write_atomically
+from arm_a3c.sim.assets import is_robot_file
 
 try:
     import fcntl
@@ -258,28 +259,36 @@ def write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
     """The config of the run in `run_dir`, with the settings the user gave again (`overrides`: only flags
-    actually given). Budgets and hyper-parameters may change; what the weights depend on may not."""
+    actually given). Budgets and hyper-parameters may change; what the weights depend on may not. A robot given
+    by file (--urdf) is the run's robot found where it is now, as evaluate.py's --urdf: the launcher then holds it
+    to the latest checkpoint's joints and sizes (`check_robot`), and the run records the new file."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no run there ({CONFIG_FILE} missing); pass a directory that "
                         f"train_arm.py wrote, such as runs/NAME")
     try:
-        saved = TrainConfig.from_dict(json.loads(path.read_text()), source=str(path)).locate_robot()
+        recorded = TrainConfig.from_dict(json.loads(path.read_text()), source=str(path))
     except (ValueError, TypeError, RecursionError) as err:
         raise UserError(f"{path} is not a readable run config ({err}); start a new run instead") from None
+    given = overrides.get("robot")
+    moved = given if given is not None and is_robot_file(given) else None
+    saved = recorded.locate_robot(moved)
     for key in FIXED_ON_RESUME:
         if key in overrides and overrides[key] != getattr(saved, key):
             raise UserError(f"--{key.replace('_', '-')} cannot change when resuming: {run_dir} was trained with "
                             f"{getattr(saved, key)!r}; start a new run for {overrides[key]!r}")
+    if moved is None and is_robot_file(saved.robot) and not Path(saved.robot).expanduser().is_file():
+        raise UserError(f"--resume {run_dir}: the run's robot file {saved.robot} is not there any more; if it has "
+                        f"moved, give its new place with --urdf PATH")
     if overrides.get("run_dir") is not None and Path(overrides["run_dir"]) != run_dir:
         raise UserError(f"--run-dir {overrides['run_dir']} and --resume {run_dir} name different runs; give one")
-    changes = {k: v for k, v in overrides.items() if k != "run_dir" and getattr(saved, k) != v}
+    changes = {k: v for k, v in overrides.items() if k != "run_dir" and getattr(recorded, k) != v}
     if changes.get("backend", "ray") != "ray" and saved.ray_address and "ray_address" not in overrides:
         changes["ray_address"] = None  # the cluster a Ray run joined means nothing to the local backend
     if changes:
         print("resuming with changed settings: " + ", ".join(
-            f"{k} {getattr(saved, k)} -> {v}" for k, v in changes.items()), flush=True)
+            f"{k} {getattr(recorded, k)} -> {v}" for k, v in changes.items()), flush=True)
     return dataclasses.replace(saved, **changes, run_dir=str(run_dir))
 
 
