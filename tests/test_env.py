@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import arm_a3c  # noqa: F401  (registers ArmReach-v0)
-from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig
+from arm_a3c.envs.arm_env import ArmEnv, ArmReachEnv, EnvConfig
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.envs.oracle import IKReacher, oracle_success_rate
 from arm_a3c.sim.assets import available_robots
@@ -216,6 +216,7 @@ def test_observation_layout_and_reward_follow_the_distance():
     ([0.1, 0.2], r"shape \(2,\): expected \(3,\)"),
     ([[0.1, 0.2, 0.3]], r"shape \(1, 3\): expected \(3,\)"),
     (0.5, r"shape \(\): expected \(3,\)"),
+    ([0.1 + 1j, 0.0, 0.0], r"must be 3 numbers in \[-1, 1\], not array"),  # was taken, imaginary part dropped
 ])
 def test_an_action_the_arm_cannot_take_is_a_value_error_naming_the_expected_shape(action, message):
     env = ArmReachEnv("light_arm")
@@ -254,6 +255,30 @@ def test_a_target_the_arm_cannot_have_is_a_value_error_naming_what_is_expected(t
 def test_env_config_refuses_a_field_out_of_its_range_when_built(field, value):
     with pytest.raises(ValueError, match=f"EnvConfig.{field} must be"):
         EnvConfig(**{field: value})
+
+
+def test_env_config_bounds_a_joint_step_by_a_half_turn_or_a_metre():
+    """1e300 rad per control step was accepted."""
+    with pytest.raises(ValueError, match=r"max_joint_step_rad must be above 0 and at most pi \(3.1416\) rad"):
+        EnvConfig(max_joint_step_rad=1e300)
+    with pytest.raises(ValueError, match="max_joint_step_m must be above 0 and at most 1 m"):
+        EnvConfig(max_joint_step_m=2.0)
+    assert EnvConfig(max_joint_step_rad=np.pi, max_joint_step_m=1.0).max_joint_step_rad == np.pi
+
+
+def test_an_env_made_directly_refuses_a_config_that_is_not_one_and_a_step_before_reset():
+    """ArmEnv(config='reach') ended in AttributeError; a step before reset() ran (gymnasium.make's wrapper refuses
+    it, the class alone did not)."""
+    with pytest.raises(ValueError, match="config must be an EnvConfig .* not 'reach'; name a task with task="):
+        ArmEnv("light_arm", config="reach")
+    env = ArmEnv("light_arm")
+    try:
+        with pytest.raises(gymnasium.error.ResetNeeded, match=r"before calling env.reset\(\)"):
+            env.step(np.zeros(3))
+        env.reset(seed=0)
+        env.step(np.zeros(3))
+    finally:
+        env.close()
 
 
 def test_render_shows_the_arm_and_the_green_target():

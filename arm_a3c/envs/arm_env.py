@@ -93,6 +93,9 @@ EnvConfig = dataclasses.make_dataclass(
 _NOT_NUMBERS = ("task", "jacobian_observation")
 _WHOLE_NUMBERS = ("substeps", "episode_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
+# The bounds of max_joint_step_rad and _m: half a turn, or a metre, per control step. A larger step is no longer
+# control (1e300 rad was accepted: every action but 0 sent the joints to their limits).
+MAX_JOINT_STEP_RAD, MAX_JOINT_STEP_M = math.pi, 1.0
 MAX_RENDER_SIZE = 4096  # pixels per side of render()
 # (field, test, what the test asks for): the ranges an `EnvConfig` holds
 _RULES = (
@@ -100,8 +103,10 @@ _RULES = (
     ("jacobian_observation", lambda v: isinstance(v, bool), "true or false"),
     ("substeps", lambda v: 1 <= v <= MAX_SUBSTEPS, f"between 1 and {MAX_SUBSTEPS}"),
     ("episode_steps", lambda v: 1 <= v <= MAX_EPISODE_STEPS, f"between 1 and {MAX_EPISODE_STEPS:,}"),
-    ("max_joint_step_rad", lambda v: v > 0, "positive"),
-    ("max_joint_step_m", lambda v: v > 0, "positive"),
+    ("max_joint_step_rad", lambda v: 0 < v <= MAX_JOINT_STEP_RAD,
+     f"above 0 and at most pi ({MAX_JOINT_STEP_RAD:.4f}) rad per control step"),
+    ("max_joint_step_m", lambda v: 0 < v <= MAX_JOINT_STEP_M,
+     f"above 0 and at most {MAX_JOINT_STEP_M:g} m per control step"),
     ("success_radius_m", lambda v: v > 0, "positive"),
     ("min_target_height_m", lambda v: v >= 0, "0 or positive"),
     ("min_target_radius_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -122,7 +127,11 @@ class ArmEnv(gymnasium.Env):
         """`robot`: a name in assets/ or a URDF path (None: the default). `ee_link`, `home` (numbers, one per
         controlled joint, or "auto" or "zero") and `ee_offset_m` (x, y, z in the end-effector link's frame)
         override the robot's settings file; None keeps it. `task` (a name) overrides `config.task`."""
-        config = config or EnvConfig()
+        if config is None:
+            config = EnvConfig()
+        elif not isinstance(config, EnvConfig):
+            raise ValueError(f"config must be an EnvConfig (EnvConfig(task='reach', ...)), not {config!r:.60}; name a "
+                            f"task with task=")
         self.config = config if task is None else dataclasses.replace(config, task=task)
         if not (len(render_size) == 2 and all(isinstance(v, numbers.Integral) and 1 <= v <= MAX_RENDER_SIZE
                                               for v in render_size)):
@@ -163,7 +172,7 @@ class ArmEnv(gymnasium.Env):
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self._q = self.robot.home.tolist()
         self.ee = self.robot.ee_position().tolist()  # the end-effector point (m) as of the last observation
-        self._steps = 0
+        self._steps: int | None = None  # None until the first reset
         # The solver warm-starts from the previous step; restoring this snapshot on reset makes an episode
         # depend only on its seed, not on the episodes before it.
         self._home_state = pb.saveState(physicsClientId=self.client)
@@ -230,8 +239,13 @@ class ArmEnv(gymnasium.Env):
         self.task.set_target(goal_position(target, "a target"))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._steps is None:  # what gymnasium.make's wrapper says; an env made directly has no wrapper
+            raise gymnasium.error.ResetNeeded("Cannot call env.step() before calling env.reset()")
         try:
-            values = np.asarray(action, dtype=np.float64)
+            values = np.asarray(action)
+            if values.dtype.kind == "c":  # numpy would drop the imaginary part with only a ComplexWarning
+                raise TypeError
+            values = values.astype(np.float64, copy=False)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"an action must be {self.action_space.shape[0]} numbers in [-1, 1], not "
                              f"{action!r:.60}") from None
