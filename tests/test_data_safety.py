@@ -331,7 +331,7 @@ def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"] >= 800
     assert_user_error(run_script("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf",
                                  str(REPO / "assets" / "light_arm.urdf"), "--max-steps", "1200"),
-                      "light_arm", "controlled joint")  # another robot is refused
+                      "trained for robot my_arm", "now light_arm")  # another robot is refused
 
 
 def test_a_run_whose_robot_file_moved_resumes_with_urdf_and_records_the_new_file(tmp_path):
@@ -352,6 +352,34 @@ def test_a_run_whose_robot_file_moved_resumes_with_urdf_and_records_the_new_file
         resume_config(run_dir, {})
     with pytest.raises(UserError, match="--robot cannot change when resuming"):
         resume_config(run_dir, {"robot": "light_arm"})
+
+
+def test_another_robot_given_with_urdf_is_refused_as_another_robot_not_for_a_home_the_user_never_gave(tmp_path):
+    """A checkpoint of light_arm (3 joints) with --urdf panda (6) was refused with '--home has 3 values but panda
+    has 6 controlled joints': the run's recorded home, not the user's flag. evaluate.py, export.py, view.py
+    (--checkpoint, and --run while it trains) and train_arm.py --resume each name both robots."""
+    from arm_a3c.a3c.checkpoint import load_checkpoint, save_checkpoint
+    from arm_a3c.a3c.live import LiveBoard
+    from arm_a3c.errors import UserError
+    from arm_a3c.viewer.sources import LiveSource
+
+    run_dir, panda = tmp_path / "run", str(REPO / "assets" / "panda.toml")
+    checkpoint = write_untrained_checkpoint("light_arm", run_dir / "checkpoints" / "latest.pt")
+    data = load_checkpoint(checkpoint)
+    data["config"]["home"] = [0.0, 0.3, 0.6]  # as a run records it
+    save_checkpoint(checkpoint, {k: v for k, v in data.items() if k not in ("format", "versions")})
+    (run_dir / "config.json").write_text(json.dumps(data["config"]))
+    another_robot = ("trained for robot light_arm, but the robot is now panda",)
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--urdf", panda), *another_robot)
+    assert_user_error(run_in_process("export.py", "--checkpoint", str(checkpoint), "--urdf", panda, "--out",
+                                     str(tmp_path / "p.onnx")), *another_robot)
+    assert_user_error(run_in_process("view.py", "--checkpoint", str(checkpoint), "--urdf", panda, "--record",
+                                     str(tmp_path / "p.gif")), *another_robot)
+    assert_user_error(run_in_process("train_arm.py", "--resume", str(run_dir), "--urdf", panda), *another_robot)
+    board = LiveBoard.create(run_dir, 1, 3, 50, 3)
+    with pytest.raises(UserError, match=another_robot[0]):
+        LiveSource(run_dir, board, urdf=panda)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 # ---- the other outputs ----------------------------------------------------------------------------------------

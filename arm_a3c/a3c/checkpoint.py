@@ -155,6 +155,29 @@ def check_robot(path: Path, saved: dict, env) -> str | None:
     return None
 
 
+def make_checkpoint_env(cfg, path: Path, saved: dict | None = None):
+    """make_env(cfg) for the weights of the checkpoint at `path` (`saved`: its robot entry, read from the file if
+    not given). Where cfg's robot cannot take the run's settings (its home pose of another joint count, say:
+    another robot given with --urdf), the refusal is `check_robot`'s, naming both robots, not one about a --home
+    the user never gave."""
+    from arm_a3c.envs.arm_env import make_env
+
+    try:
+        return make_env(cfg)
+    except UserError as err:
+        failure = err
+    try:
+        saved = load_checkpoint(path)["robot"] if saved is None else saved
+        own = make_env(cfg, home="zero", ee_link=None, ee_offset_m=None)  # the robot with its own settings
+    except UserError:
+        raise failure from None
+    try:
+        check_robot(path, saved, own)
+    finally:
+        own.close()
+    raise failure
+
+
 def checkpoint_payload(cfg, optimizer, model, normalizer_state: dict, env_steps: int, env,
                        evaluation: dict | None) -> dict:
     """Everything a checkpoint holds besides the format and versions `save_checkpoint` adds."""

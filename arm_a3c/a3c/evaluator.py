@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from arm_a3c.a3c.checkpoint import (CheckpointWriteError, check_robot, checkpoint_payload, load_checkpoint,
-                                    save_evaluated)
+                                    make_checkpoint_env, save_evaluated)
 from arm_a3c.a3c.children import become_child, exit_child
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
@@ -111,7 +111,7 @@ def load_policy(path: Path, urdf: str | None = None) -> tuple[dict, TrainConfig,
     the env."""
     data = load_checkpoint(path)
     cfg = TrainConfig.from_dict(data["config"], source=f"checkpoint {path}").locate_robot(urdf)
-    env = make_env(cfg)
+    env = make_checkpoint_env(cfg, path, data["robot"])
     try:
         warning = check_robot(path, data["robot"], env)
         if warning:

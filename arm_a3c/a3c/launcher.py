@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.multiprocessing as mp
 
-from arm_a3c.a3c.checkpoint import CheckpointWriteError, checkpoint_payload, save_evaluated
+from arm_a3c.a3c.checkpoint import CheckpointWriteError, checkpoint_payload, make_checkpoint_env, save_evaluated
 from arm_a3c.a3c.children import single_threaded_children
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
@@ -82,7 +82,8 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     backend.check(cfg)
     single_threaded_children()  # before a local Ray instance starts too: its workers inherit it
     backend.start(cfg)  # a missing Ray or an unreachable cluster is one line, before anything is made
-    probe = make_env(cfg)  # bad robots fail here, before any process starts
+    # bad robots fail here, before any process starts (a resumed run's: held to its latest checkpoint's robot)
+    probe = make_checkpoint_env(cfg, Path(cfg.run_dir) / "checkpoints" / "latest.pt") if resume else make_env(cfg)
     # Record the home pose and tool point used (from the robot's settings file or the home rule), so the run's
     # workers, its checkpoints and whoever replays them use exactly these, whatever the files or the rule become.
     cfg.home = [float(v) for v in probe.robot.home]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from arm_a3c.a3c.checkpoint import make_checkpoint_env
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import load_policy, policy_action
 from arm_a3c.a3c.live import Episode, LiveBoard
 from arm_a3c.a3c.rundir import is_training
-from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import run_episode
 from arm_a3c.errors import UserError
 
@@ -37,7 +37,7 @@ class LiveSource:
         except (OSError, ValueError, RecursionError) as err:
             raise UserError(f"{config} is not a readable run config ({str(err)[:100]})") from None
         cfg = TrainConfig.from_dict(saved, source=str(config)).locate_robot(urdf)
-        self.env = make_env(cfg)
+        self.env = make_checkpoint_env(cfg, self.run_dir / "checkpoints" / "latest.pt")
         if board.dof != self.env.robot.dof:
             self.env.close()
             raise UserError(f"{board.path(run_dir)} was written for {board.dof} controlled joints, but the run's robot "
