@@ -104,7 +104,8 @@ def describe_policy(path: Path, data: dict, cfg, env) -> dict:
 def export_policy(checkpoint: Path, out: Path, fmt: str | None = None, urdf: str | None = None) -> dict:
     """Write the policy of `checkpoint` to `out` (format from `fmt`, else from out's suffix: .onnx is ONNX,
     anything else TorchScript) and its description to out with the suffix .json; return the description. Either
-    file may replace only an earlier export's (never the checkpoint, never a file arm-a3c did not write)."""
+    file may replace only an earlier export's (never the checkpoint, never a file arm-a3c did not write, never the
+    description of another model still beside it)."""
     out = Path(out)
     if not out.name or out.name in (".", ".."):
         raise UserError(f"--out {str(out)!r}: give a file name such as policy.onnx")
@@ -119,6 +120,12 @@ def export_policy(checkpoint: Path, out: Path, fmt: str | None = None, urdf: str
     _check_not_input(checkpoint, out, meta_path)
     refuse_foreign(meta_path, _is_description, "--out")  # the description's name follows from --out
     refuse_foreign(out, lambda path: _is_description(meta_path) and _described_model(meta_path) == path.name, "--out")
+    earlier = _described_model(meta_path) if _is_description(meta_path) else None
+    if earlier not in (None, out.name) and (meta_path.parent / earlier).is_file():
+        # Replacing the description would leave that model with another one's, which run_exported.py trusts.
+        raise UserError(f"--out {out}: {meta_path} describes {earlier}, an earlier export, which would be left "
+                        f"without its description; nothing was written: give another --out (such as "
+                        f"{out.stem}-{fmt}{out.suffix}) or delete {earlier} first")
     policy, description = policy_from_checkpoint(checkpoint, urdf)
     description["model_file"] = out.name
     description["model_format"] = fmt
@@ -181,7 +188,9 @@ def _is_description(path: Path) -> bool:
 
 
 def _described_model(path: Path) -> str | None:
-    return json.loads(path.read_text()).get("model_file")
+    """The name of the model file the description at `path` is for (None if it names no file beside it)."""
+    name = json.loads(path.read_text()).get("model_file")
+    return name if isinstance(name, str) and name and Path(name).name == name else None
 
 
 def _temporary(final: Path, temporaries: list[Path]) -> Path:

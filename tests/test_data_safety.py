@@ -230,6 +230,26 @@ def test_an_export_never_writes_over_its_checkpoint_or_a_file_it_did_not_write(t
         assert result.returncode == 0, result.stderr
 
 
+
+def test_an_export_never_leaves_an_earlier_model_with_another_ones_description(tmp_path):
+    """--out ok.onnx, then --out ok.pt --format torchscript replaced ok.json, which then described ok.pt while
+    ok.onnx stayed beside it: run_exported.py --policy ok.onnx ran with ok.pt's description, without a word."""
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "C.pt")
+
+    def export(name: str, *flags: str):
+        return run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name), *flags)
+
+    assert export("ok.onnx").returncode == 0
+    description = (tmp_path / "ok.json").read_text()
+    assert_user_error(export("ok.pt", "--format", "torchscript"), "ok.json describes ok.onnx", "ok-torchscript.pt",
+                      "delete ok.onnx")
+    assert (tmp_path / "ok.json").read_text() == description
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["C.pt", "ok.json", "ok.onnx"]
+    assert export("ok.onnx").returncode == 0  # its own export it may replace
+    (tmp_path / "ok.onnx").unlink()  # the model gone, its description may go too
+    assert export("ok.pt", "--format", "torchscript").returncode == 0
+    assert json.loads((tmp_path / "ok.json").read_text())["model_file"] == "ok.pt"
+
 # ---- recordings ---------------------------------------------------------------------------------------------
 
 def rss_mb(pid: int) -> float:
