@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import assert_user_error, run_in_process, run_script
+from helpers import REPO, assert_user_error, run_in_process, run_script
 
 from arm_a3c.a3c.evaluator import load_policy, policy_action
 
@@ -45,7 +45,7 @@ def test_onnx_and_torchscript_exports_agree_with_the_checkpoints_policy_on_1000_
     expected = np.array([act(o.copy()) for o in obs])
     assert np.abs(expected).max() > 0.1, "a trained policy: its actions are not all near zero"
 
-    for fmt, name in [("onnx", "policy.onnx"), ("torchscript", "policy.ts")]:
+    for fmt, name in [("onnx", "policy.onnx"), ("torchscript", "policy-torchscript.ts")]:  # each its own .json
         out = tmp_path / name
         result = run_in_process("export.py", "--checkpoint", str(checkpoint), "--out", str(out), "--format", fmt)
         assert result.returncode == 0, result.stderr
@@ -159,3 +159,28 @@ def test_run_exported_checks_its_counts_and_files_first(tmp_path):
     ]
     for args, fragments in cases:
         assert_user_error(run_script("run_exported.py", *args), *fragments)
+
+
+def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_runs_without_the_speed_limits(tmp_path):
+    """A robot whose URDF limits some joints below the control step's cap (the Panda's first four, 2.175 rad/s):
+    policy.json says each joint's step and speed, so a robot's driver can apply the same rule; a description
+    exported before the setting existed is read as trained without it."""
+    import importlib.util
+
+    from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
+    from arm_a3c.export import export_policy
+
+    checkpoint = save_untrained_checkpoint("panda", tmp_path / "panda.pt")
+    meta = export_policy(checkpoint, tmp_path / "policy.onnx")
+    joints, hz = meta["controlled_joints"], meta["control"]["hz"]
+    assert meta["environment"]["urdf_speed_limits"] is True
+    assert joints[0]["urdf_velocity_limit"] == 2.175 and joints[0]["max_step"] == pytest.approx(2.175 / hz)
+    assert joints[0]["max_speed"] == pytest.approx(2.175)
+    assert joints[4]["max_step"] == meta["control"]["max_joint_step_rad"]  # its 2.61 rad/s is above the cap
+    spec = importlib.util.spec_from_file_location("run_exported", REPO / "scripts" / "run_exported.py")
+    run_exported = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_exported)
+    older = json.loads((tmp_path / "policy.json").read_text())
+    del older["environment"]["urdf_speed_limits"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert run_exported.read_description(tmp_path / "older.json")["environment"]["urdf_speed_limits"] is False

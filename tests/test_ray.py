@@ -314,7 +314,8 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert bench["ray_through_server_to_local"] > 0
     server = bench["server"]
     assert server["exchanges"] == server["client_count"] > 20, "every exchange a client sent was applied"
-    assert 0 < server["server_method_ms_per_exchange"] < server["server_cpu_ms_per_exchange"]
+    # (inside the method is wall time, the process total CPU time: on a loaded machine the first can be the larger)
+    assert server["server_method_ms_per_exchange"] > 0 and server["server_cpu_ms_per_exchange"] > 0
     assert server["max_exchanges_per_second"] >= server["exchanges_per_second"] * 0.9
     assert not (tmp_path / "runs" / "server-memory.bin").exists()
     assert bench["workers_one_server_serves"]["through_server"] >= 0
