@@ -87,13 +87,18 @@ def describe_policy(path: Path, data: dict, cfg, env) -> dict:
         "environment": {name: getattr(cfg, name) for name in ENVIRONMENT_SETTINGS if hasattr(cfg, name)},
         "observation_layout": env.observation_layout(),
         "controlled_joints": [{"name": j.name, "type": j.type, "lower": j.lower, "upper": j.upper,
-                               "unit": "m" if j.type == "prismatic" else "rad"} for j in robot.controlled],
+                               "unit": "m" if j.type == "prismatic" else "rad", "max_step": step,
+                               "max_speed": step * env.config.control_hz,
+                               "urdf_velocity_limit": j.velocity or None}
+                              for j, step in zip(robot.controlled, env.max_joint_step)],
         "home": [float(v) for v in robot.home],
         "control": {
             "hz": env.config.control_hz,
             "action_to_command": "each control step, joint i's position target = its present position + "
-                                 "action[i] * max_step (revolute: max_joint_step_rad, prismatic: max_joint_step_m), "
-                                 "clipped to its limits",
+                                 "action[i] * controlled_joints[i].max_step (rad or m: max_joint_step_rad, or _m "
+                                 "for a prismatic joint, or less where the URDF's velocity limit is less), clipped "
+                                 "to its limits; with environment.urdf_speed_limits, each motor is also capped at "
+                                 "its urdf_velocity_limit",
             "max_joint_step_rad": env.config.max_joint_step_rad,
             "max_joint_step_m": env.config.max_joint_step_m,
             "episode_steps": env.config.episode_steps,

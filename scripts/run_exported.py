@@ -32,6 +32,7 @@ def read_description(path: pathlib.Path) -> dict:
     if not fits:
         raise UserError(f"{path} is not a policy description written by arm-a3c export (damaged, or another file); "
                         f"export the policy again")
+    meta["environment"].setdefault("urdf_speed_limits", False)  # exported before the setting: trained without
     return meta
 
 

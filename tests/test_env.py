@@ -293,3 +293,78 @@ def test_render_shows_the_arm_and_the_green_target():
     assert green.sum() > 20, "target marker not visible"
     assert orange.sum() > 50, "arm's orange upper arm not visible"
     env.close()
+
+
+# ---- the URDF's speed limits ----------------------------------------------------------------------------------
+
+def bang_bang_speed_fractions(env: ArmEnv, episodes: int = 6) -> list[float]:
+    """Each episode's largest joint speed as a fraction of its URDF limit, under actions of +-1 picked at random
+    (the hardest a policy can drive the joints)."""
+    rng = np.random.default_rng(0)
+    fractions = []
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(np.sign(rng.uniform(-1, 1, env.action_space.shape)))
+            done = terminated or truncated
+        fractions.append(info["speed_fraction"])
+    return fractions
+
+
+@pytest.mark.parametrize("robot", ["panda", "xarm6"])
+def test_no_joint_moves_faster_than_its_urdf_limit_under_bang_bang_actions(robot):
+    """Measured at every control step; without the limits the same actions drive the Panda's joints to 2.7 times
+    their limit and the xArm6's to 1.1 times."""
+    limited = ArmReachEnv(robot)
+    free = ArmReachEnv(robot, config=EnvConfig(urdf_speed_limits=False))
+    try:
+        assert max(bang_bang_speed_fractions(limited)) <= 1.0 + 1e-6
+        assert max(bang_bang_speed_fractions(free)) > 1.05  # (the measurement sees a joint over its limit)
+    finally:
+        limited.close()
+        free.close()
+
+
+def test_a_joints_target_moves_at_most_its_urdf_limit_per_control_period_and_one_without_a_limit_is_named(
+        write_urdf):
+    from helpers import box_link, joint, robot_xml
+
+    from arm_a3c.envs.arm_env import speed_fallbacks
+
+    urdf = write_urdf(robot_xml("speeds", (
+        joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1",
+              limit='<limit lower="-3" upper="3" effort="20" velocity="0.6"/>')
+        + box_link("upper", 0.3)
+        + joint("elbow", "revolute", "upper", "forearm", 0.3, limit='<limit lower="-1.5" upper="1.5" effort="20"/>')
+        + box_link("forearm", 0.25)
+        + joint("tip_mount", "fixed", "forearm", "tip", 0.25, limit="") + box_link("tip", 0.02))))
+    env = ArmReachEnv(str(urdf))
+    try:
+        hz = env.config.control_hz
+        assert env.max_joint_step == [pytest.approx(0.6 / hz), env.config.max_joint_step_rad]
+        line = speed_fallbacks(env.robot.controlled, env.config)
+        assert "elbow" in line and "yaw" not in line and f"{env.config.max_joint_step_rad * hz:g} rad/s" in line
+        env.reset(seed=0)
+        before = env.joint_positions[0]
+        env.step(np.array([1.0, 0.0]))
+        assert abs(env.robot.q_target[0] - before) == pytest.approx(0.6 / hz)  # the target's step, at the limit
+        for _ in range(10):  # driven one way: its servo trails the targets' pace (0.41 of it, measured)
+            _, _, _, _, info = env.step(np.array([1.0, 0.0]))
+        assert 0.2 < info["speed_fraction"] <= 1.0 + 1e-6
+        assert max(bang_bang_speed_fractions(env, episodes=3)) <= 1.0 + 1e-6
+    finally:
+        env.close()
+    off = ArmReachEnv(str(urdf), config=EnvConfig(urdf_speed_limits=False))
+    assert off.max_joint_step == [off.config.max_joint_step_rad] * 2
+    assert speed_fallbacks(off.robot.controlled, off.config) is None
+    off.close()
+
+
+def test_every_evaluation_reports_the_largest_joint_speed_and_the_share_of_episodes_over_a_limit():
+    env = ArmReachEnv("panda", config=EnvConfig(urdf_speed_limits=False))
+    try:
+        result = run_episodes(env, lambda obs: np.sign(np.sin(np.arange(env.robot.dof) + obs[0] * 50)), 3, 0)
+    finally:
+        env.close()
+    assert result["max_speed_fraction"] > 1.0 and 0 < result["over_speed_rate"] <= 1.0

@@ -108,6 +108,12 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     assert reproduced["episodes"] == 200 and reproduced["seed"] == 5_000_000
     assert reproduced["success_rate"] == summary["test_success_rate"]
     assert reproduced["mean_final_distance_m"] == pytest.approx(summary["test_mean_final_distance_m"], abs=1e-9)
+    # the safety figures: the light arm's joints (4 rad/s in its URDF) never went over their limits
+    assert reproduced["max_speed_fraction"] == summary["test_max_speed_fraction"]
+    assert 0 < summary["test_max_speed_fraction"] <= 1.0 + 1e-6 and summary["test_over_speed_rate"] == 0.0
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))  # and so every evaluation's, in metrics.csv
+    assert all(0 < float(row["max_speed_fraction"]) <= 1.0 + 1e-6 and float(row["over_speed_rate"]) == 0.0
+               for row in rows)
     assert run_in_process("evaluate.py", "--checkpoint", "x.pt", "--test", "--seed", "3").returncode == 2
 
 

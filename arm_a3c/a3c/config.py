@@ -29,7 +29,7 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 # actions cost a hundredth of what they cost now).
 SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
                              "log_std_bound": "clamp", "jacobian_observation": False,
-                             "eval_screen_episodes": 0}
+                             "eval_screen_episodes": 0, "urdf_speed_limits": False}
 
 
 @dataclass
@@ -52,6 +52,9 @@ class CommonTrainConfig:
     jacobian_observation: bool = param(EnvConfig.jacobian_observation,
                                        "end the observation with the Jacobian transpose of the goal's error (per "
                                        "controlled joint, the direction that closes it; pose adds the orientation's)")
+    urdf_speed_limits: bool = param(EnvConfig.urdf_speed_limits,
+                                    "each joint moves at most its URDF velocity limit (targets paced, motors capped); "
+                                    "--no-urdf-speed-limits: max_joint_step_rad alone, as before")
     # (and each task's own settings, declared in its file: `Task.settings`, added below as `TrainConfig`)
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")

@@ -17,10 +17,15 @@ from arm_a3c.files import write_atomically
 CPU_PARTS = ("worker", "evaluator", "launcher")
 CPU_COLUMNS = {part: f"{part}_cpu_seconds" for part in CPU_PARTS}  # each part's metrics.csv column
 
+# The evaluations' safety figures (`envs.episodes.run_episodes`): the largest joint speed over its URDF limit,
+# and the share of episodes with a joint over its limit
+SAFETY_COLUMNS = ("max_speed_fraction", "over_speed_rate")
+
 CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
     "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates", "reached_rate",
     "eval_episodes",  # episodes the evaluation played: all of them, or the screen's first ones (evaluator.py)
+    *SAFETY_COLUMNS,
     # CPU seconds the run's processes spent up to the row, all workers together, the evaluator, the launcher
     # (`CPU_PARTS`): a window's cores in use are its difference over the wall_seconds' difference
     *CPU_COLUMNS.values(),
@@ -70,6 +75,7 @@ class MetricsLog:
             "eval/success_rate": row["success_rate"],
             "eval/mean_final_distance_m": row["mean_final_distance_m"],
             "eval/episodic_return": row["eval_return"],
+            **{f"safety/{name}": row[name] for name in SAFETY_COLUMNS if row.get(name, "") != ""},
             **{f"eval/{name}": row[name] for name in self.fields[len(CSV_FIELDS):] if row.get(name, "") != ""},
         })
 

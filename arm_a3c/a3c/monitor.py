@@ -13,7 +13,7 @@ import numpy as np
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.interfaces import Report
 from arm_a3c.a3c.live import LiveBoard
-from arm_a3c.a3c.metrics import CPU_COLUMNS, CPU_PARTS, CSV_FIELDS, MetricsLog
+from arm_a3c.a3c.metrics import CPU_COLUMNS, CPU_PARTS, CSV_FIELDS, SAFETY_COLUMNS, MetricsLog
 from arm_a3c.a3c.rundir import Resumed
 from arm_a3c.a3c.shared import Shared
 from arm_a3c.errors import notice
@@ -114,6 +114,7 @@ class Monitor:
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
             "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
             "reached_rate": result.get("reached_rate", ""), "eval_episodes": result.get("episodes", ""),
+            **{name: round(result[name], 5) for name in SAFETY_COLUMNS if name in result},
             **{CPU_COLUMNS[part]: round(seconds, 2) for part, seconds in self.cpu.items()},
             **{name: round(result[name], 5) for name in self.task_columns if name in result},
         })

@@ -20,7 +20,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import gymnasium
 import numpy as np
@@ -56,6 +56,10 @@ class CommonEnvConfig:
     # The observation ends with the Jacobian transpose of the goal's error, one value per controlled joint (and for
     # pose a second such part, of the orientation's error): the direction in joint space that closes it.
     jacobian_observation: bool = True
+    # Each joint moves at most its URDF velocity limit: its target's step per control step is at most the limit
+    # times the control period, and its motor is capped there (a real servo is; PyBullet's overshoots its
+    # targets' pace). A joint the URDF gives no limit keeps max_joint_step_rad (_m) alone.
+    urdf_speed_limits: bool = True
 
     def __post_init__(self) -> None:
         self.check_values(dataclasses.asdict(self), lambda name: f"EnvConfig.{name}")
@@ -90,7 +94,7 @@ EnvConfig = dataclasses.make_dataclass(
                   for setting in TASK_SETTINGS],
     bases=(CommonEnvConfig,), frozen=True, namespace={"__module__": __name__, "__doc__": CommonEnvConfig.__doc__})
 
-_NOT_NUMBERS = ("task", "jacobian_observation")
+_NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits")
 _WHOLE_NUMBERS = ("substeps", "episode_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
 # The bounds of max_joint_step_rad and _m: half a turn, or a metre, per control step. A larger step is no longer
@@ -101,6 +105,7 @@ MAX_RENDER_SIZE = 4096  # pixels per side of render()
 _RULES = (
     ("task", lambda v: isinstance(v, str), "a task's name"),
     ("jacobian_observation", lambda v: isinstance(v, bool), "true or false"),
+    ("urdf_speed_limits", lambda v: isinstance(v, bool), "true or false"),
     ("substeps", lambda v: 1 <= v <= MAX_SUBSTEPS, f"between 1 and {MAX_SUBSTEPS}"),
     ("episode_steps", lambda v: 1 <= v <= MAX_EPISODE_STEPS, f"between 1 and {MAX_EPISODE_STEPS:,}"),
     ("max_joint_step_rad", lambda v: 0 < v <= MAX_JOINT_STEP_RAD,
@@ -113,6 +118,31 @@ _RULES = (
     ("action_cost", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("success_bonus", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
 ) + tuple((setting.name, setting.valid, setting.requirement) for setting in TASK_SETTINGS)
+
+
+def joint_steps(joints: Sequence, cfg: CommonEnvConfig) -> list[float]:
+    """Each joint's largest position-target change per control step (rad or m): `max_joint_step_rad` (`_m` for a
+    prismatic joint), or less where the URDF's velocity limit times the control period is less (with
+    `urdf_speed_limits`)."""
+    steps = []
+    for joint in joints:
+        step = cfg.max_joint_step_m if joint.type == "prismatic" else cfg.max_joint_step_rad
+        if cfg.urdf_speed_limits and 0.0 < joint.velocity / cfg.control_hz < step:
+            step = joint.velocity / cfg.control_hz
+        steps.append(step)
+    return steps
+
+
+def speed_fallbacks(joints: Sequence, cfg: CommonEnvConfig) -> str | None:
+    """A line naming the joints whose URDF gives no velocity limit and the speed they get instead, or None."""
+    missing = [j for j in joints if j.velocity <= 0.0]
+    if not cfg.urdf_speed_limits or not missing:
+        return None
+    paces = sorted({f"{cfg.max_joint_step_m * cfg.control_hz:g} m/s" if j.type == "prismatic"
+                    else f"{cfg.max_joint_step_rad * cfg.control_hz:g} rad/s" for j in missing})
+    return (f"no velocity limit in the URDF for {', '.join(j.name for j in missing)}: each moves at most "
+            f"{' or '.join(paces)} (max_joint_step_rad/_m per control step); give <limit velocity=...> for its "
+            f"real limit")
 
 
 class ArmEnv(gymnasium.Env):
@@ -150,6 +180,10 @@ class ArmEnv(gymnasium.Env):
             workspace = self.robot.workspace_samples(np.random.default_rng(0), WORKSPACE_SAMPLES)
             self.workspace_min, self.workspace_max = workspace.min(axis=0), workspace.max(axis=0)
             self.reach_m = float(np.max(np.linalg.norm(workspace - self.robot.base_position, axis=1)))
+            # Each controlled joint's largest target change per control step (rad or m), and the motors' caps
+            self.max_joint_step = joint_steps(self.robot.controlled, self.config)
+            self.robot.limit_speeds([j.velocity if self.config.urdf_speed_limits else 0.0
+                                     for j in self.robot.controlled])
             self.task = task_type(self)
         except BaseException:
             disconnect(self.client)
@@ -161,9 +195,10 @@ class ArmEnv(gymnasium.Env):
         )
 
         dof = self.robot.dof
-        self.max_joint_step = [
-            cfg.max_joint_step_m if j.type == "prismatic" else cfg.max_joint_step_rad for j in self.robot.controlled
-        ]
+        # (joint's place, 1 / its URDF velocity limit) for the joints that have one: `speed_fraction`
+        self._inverse_speed_limits = [(k, 1.0 / j.velocity) for k, j in enumerate(self.robot.controlled)
+                                      if j.velocity > 0.0]
+        self.speed_fraction = 0.0  # the episode's largest joint speed as a fraction of its URDF limit, so far
         self._q_mid = ((self.robot.upper + self.robot.lower) / 2).tolist()
         self._q_inv_half = (2.0 / (self.robot.upper - self.robot.lower)).tolist()
         self._jacobian_size = sum(size for _, size, _ in self.task.jacobian_parts()) if cfg.jacobian_observation else 0
@@ -199,6 +234,8 @@ class ArmEnv(gymnasium.Env):
         q = [s[0] for s in states]
         ee = robot.ee_position().tolist()
         scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(q, self._q_mid, self._q_inv_half)]
+        for k, inverse_limit in self._inverse_speed_limits:  # sampled at the control rate, as observed
+            self.speed_fraction = max(self.speed_fraction, abs(states[k][1]) * inverse_limit)
         values = scaled_q + [s[1] for s in states] + ee + self.task.observe(ee)
         if self._jacobian_size:
             values += self.task.jacobian_observe(robot.ee_jacobian_products(ee, q))
@@ -220,8 +257,10 @@ class ArmEnv(gymnasium.Env):
         self.robot.reset(self.robot.home)
         self._steps = 0
         self.task.start()
+        self.speed_fraction = 0.0
         obs = self._observe()
         _, _, info = self.task.judge([0.0] * self.robot.dof, 0)
+        info["speed_fraction"] = self.speed_fraction
         return obs, info
 
     @property
@@ -264,6 +303,7 @@ class ArmEnv(gymnasium.Env):
             self.task.after_substep()
         obs = self._observe()
         reward, terminated, info = self.task.judge(action, self._steps)
+        info["speed_fraction"] = self.speed_fraction  # the episode's largest joint speed / URDF limit so far
         truncated = not terminated and self._steps >= self.config.episode_steps
         return obs, reward, terminated, truncated, info
 

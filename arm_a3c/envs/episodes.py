@@ -27,6 +27,7 @@ class EpisodeResult:
     length: int  # steps taken
     reached: bool  # info["is_success"] on any step (an episode that reached but did not stay is not a success)
     metrics: dict = field(default_factory=dict)  # the task's episode figures (`Task.metrics`), from the last step
+    speed_fraction: float = 0.0  # the largest joint speed of the episode as a fraction of its URDF velocity limit
 
 
 def task_metrics(env: gymnasium.Env, info: dict) -> dict:
@@ -51,7 +52,7 @@ def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: 
         if on_step is not None:
             on_step()
     return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length, reached,
-                         task_metrics(env, info))
+                         task_metrics(env, info), float(info.get("speed_fraction", 0.0)))
 
 
 def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
@@ -76,7 +77,11 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
                "mean_final_distance_m": float(np.mean([r.final_distance_m for r in results])),
                "mean_return": float(np.mean([r.episode_return for r in results])),
                "reached_rate": sum(r.reached for r in results) / len(results), "episodes": len(results),
-               "seed": seed}
+               "seed": seed,
+               # safety: the largest joint speed of any episode as a fraction of the joint's URDF velocity limit,
+               # and the share of episodes in which some joint went faster than its limit
+               "max_speed_fraction": max(r.speed_fraction for r in results),
+               "over_speed_rate": sum(r.speed_fraction > 1.0 for r in results) / len(results)}
     for name in results[0].metrics:
         summary[f"mean_{name}"] = float(np.mean([r.metrics[name] for r in results]))
     return summary

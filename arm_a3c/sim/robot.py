@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -43,6 +44,7 @@ INERT_ARM_M = 0.1  # with orientation: a turn of the end effector counts as moti
 JACOBIAN_STEP = 1e-4  # rad or m: central differences of forward kinematics
 POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
 VELOCITY_GAIN = 1.0
+PYBULLET_MAX_JOINT_VELOCITY = 100.0  # rad/s or m/s: PyBullet's default clamp of every joint's speed
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Joint:
     effort: float  # N·m or N
     role: str  # controlled | held
     note: str  # why held, or how the limits were obtained
+    velocity: float = 0.0  # the URDF's velocity limit, rad/s or m/s; 0: the URDF gives none
 
     @property
     def rest(self) -> float:
@@ -269,7 +272,8 @@ class Robot:
                 role, note = "held", "held by the sidecar file"
             else:
                 role, note = "controlled", limits.note
-            joints.append(Joint(i, name, urdf_joint.type, limits.lower, limits.upper, limits.effort, role, note))
+            joints.append(Joint(i, name, urdf_joint.type, limits.lower, limits.upper, limits.effort, role, note,
+                                limits.velocity))
         joints = self._hold_inert_joints(joints)
         for j in joints:
             if j.role == "held":
@@ -306,9 +310,8 @@ class Robot:
         if len(inert) == len(ctrl):
             return joints
         return [
-            Joint(j.index, j.name, j.type, j.lower, j.upper, j.effort, "held",
-                  "does not move the end effector" if self.orientation else
-                  "does not move the end effector's position") if j.index in inert else j
+            dataclasses.replace(j, role="held", note="does not move the end effector" if self.orientation else
+                                "does not move the end effector's position") if j.index in inert else j
             for j in joints
         ]
 
@@ -363,6 +366,16 @@ class Robot:
         `self.q_target`. Plain Python: for a handful of joints it is several times cheaper than numpy."""
         self.q_target = [min(max(q, lo), hi) for q, lo, hi in zip(q_target, self._lower, self._upper)]
         self.send_motor_targets(self.q_target)
+
+    def limit_speeds(self, speeds: Sequence[float]) -> None:
+        """Cap the joints' speed in the simulation itself, as a real arm's drives are capped: PyBullet's position
+        servo otherwise overshoots the pace of its targets (measured under bang-bang actions: the Panda's joints
+        at 2.7 times their URDF limit; the servo's own maxVelocity left them at 2.4 times). PyBullet clamps the
+        joint speeds of a whole body, not of each joint, so the cap is the lowest of `speeds` (rad/s or m/s per
+        controlled joint; 0: none), or PyBullet's own safety clamp when none is given."""
+        given = [speed for speed in speeds if speed > 0.0]
+        pb.changeDynamics(self.body, -1, maxJointVelocity=min(given) if given else PYBULLET_MAX_JOINT_VELOCITY,
+                          physicsClientId=self.client)
 
     def send_motor_targets(self, q_target: list[float]) -> None:
         """The bare PyBullet call behind `command` (also what the raw-physics benchmark replays)."""

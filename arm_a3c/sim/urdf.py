@@ -67,6 +67,7 @@ class JointLimits:
     upper: float
     effort: float  # N·m or N
     note: str  # "" when taken from the URDF as written
+    velocity: float = 0.0  # rad/s or m/s, as the URDF gives it; 0: none given (no speed limit of its own)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _origin(where: str, parent: ET.Element) -> tuple[tuple[float, ...], tuple[fl
             _numbers(f"{where} <origin>", origin, "rpy", ZERO3, 3))
 
 
-def usable_limits(joint_type: str, lower: float, upper: float, effort: float) -> JointLimits:
+def usable_limits(joint_type: str, lower: float, upper: float, effort: float, velocity: float = 0.0) -> JointLimits:
     """Limits that a controller can use: continuous joints, and revolute ones whose limits mean none (beyond
     MAX_REVOLUTE_LIMIT_RAD), get ±pi, missing limits a default, inverted ones are swapped, a zero effort a default.
     The note says which of these happened."""
@@ -173,7 +174,7 @@ def usable_limits(joint_type: str, lower: float, upper: float, effort: float) ->
             lower, upper, note = upper, lower, "limits inverted in the URDF, swapped"
         else:
             note = ""
-    return JointLimits(lower, upper, effort, "; ".join(n for n in (note, effort_note) if n))
+    return JointLimits(lower, upper, effort, "; ".join(n for n in (note, effort_note) if n), velocity)
 
 
 def _package_root(folder: Path, package: str) -> Path | None:
@@ -429,8 +430,8 @@ def _read_joint(path: Path, element: ET.Element, links: tuple[str, ...]) -> Urdf
     largest_m = MAX_LENGTH_M if jtype == "prismatic" else None
     lower, upper = (_number(at, limit, end, 0.0, largest_m=largest_m) for end in ("lower", "upper"))
     effort = _number(at, limit, "effort", 0.0, minimum=0.0)
-    _number(at, limit, "velocity", 0.0, minimum=0.0)
-    limits = usable_limits(jtype, lower, upper, effort) if jtype in MOVABLE_JOINT_TYPES else None
+    velocity = _number(at, limit, "velocity", 0.0, minimum=0.0)
+    limits = usable_limits(jtype, lower, upper, effort, velocity) if jtype in MOVABLE_JOINT_TYPES else None
     return UrdfJoint(name=name, type=jtype, parent=ends["parent"], child=ends["child"], limits=limits)
 
 

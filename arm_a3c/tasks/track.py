@@ -41,8 +41,7 @@ class TrackTask(Task):
         super().__init__(env)
         cfg = self.config
         self.steps = cfg.episode_steps
-        steps = np.array([cfg.max_joint_step_m if j.type == "prismatic" else cfg.max_joint_step_rad
-                          for j in self.robot.controlled])
+        steps = np.array(env.max_joint_step)
         # cosine easing: peak speed pi/2 * span / T per step
         self.max_span = 2.0 * self.steps * cfg.track_speed_fraction * steps / math.pi
         catch = CATCH_FRACTION * (self.steps / 2) * steps
