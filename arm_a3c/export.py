@@ -90,15 +90,15 @@ def describe_policy(path: Path, data: dict, cfg, env) -> dict:
                                "unit": "m" if j.type == "prismatic" else "rad", "max_step": step,
                                "max_speed": step * env.config.control_hz,
                                "urdf_velocity_limit": j.velocity or None}
-                              for j, step in zip(robot.controlled, env.max_joint_step)],
+                              for j, step in zip(robot.controlled, env.speeds.steps)],
         "home": [float(v) for v in robot.home],
         "control": {
             "hz": env.config.control_hz,
             "action_to_command": "each control step, joint i's position target = its present position + "
                                  "action[i] * controlled_joints[i].max_step (rad or m: max_joint_step_rad, or _m "
-                                 "for a prismatic joint, or less where the URDF's velocity limit is less), clipped "
-                                 "to its limits; with environment.urdf_speed_limits, each motor is also capped at "
-                                 "its urdf_velocity_limit",
+                                 "for a prismatic joint, or less where its URDF velocity limit or speed_clamp over "
+                                 "the control rate is less), clipped to its limits",
+            "speed_clamp": env.speeds.clamp,  # rad/s: every joint's speed is clamped there (None: no clamp)
             "max_joint_step_rad": env.config.max_joint_step_rad,
             "max_joint_step_m": env.config.max_joint_step_m,
             "episode_steps": env.config.episode_steps,

@@ -22,7 +22,7 @@ from arm_a3c.errors import UserError  # noqa: E402
 
 def read_description(path: pathlib.Path) -> dict:
     """policy.json, checked: a damaged or foreign file is one line here, not a traceback further on."""
-    from arm_a3c.envs.arm_env import ENVIRONMENT_SETTINGS
+    from arm_a3c.envs.arm_env import ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED, ENVIRONMENT_SETTINGS
 
     try:
         meta = json.loads(path.read_text())
@@ -32,7 +32,7 @@ def read_description(path: pathlib.Path) -> dict:
     if not fits:
         raise UserError(f"{path} is not a policy description written by arm-a3c export (damaged, or another file); "
                         f"export the policy again")
-    meta["environment"].setdefault("urdf_speed_limits", False)  # exported before the setting: trained without
+    meta["environment"] = {**ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED, **meta["environment"]}  # an older export's
     return meta
 
 

@@ -330,8 +330,6 @@ def test_a_joints_target_moves_at_most_its_urdf_limit_per_control_period_and_one
         write_urdf):
     from helpers import box_link, joint, robot_xml
 
-    from arm_a3c.envs.arm_env import speed_fallbacks
-
     urdf = write_urdf(robot_xml("speeds", (
         joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1",
               limit='<limit lower="-3" upper="3" effort="20" velocity="0.6"/>')
@@ -342,9 +340,11 @@ def test_a_joints_target_moves_at_most_its_urdf_limit_per_control_period_and_one
     env = ArmReachEnv(str(urdf))
     try:
         hz = env.config.control_hz
-        assert env.max_joint_step == [pytest.approx(0.6 / hz), env.config.max_joint_step_rad]
-        line = speed_fallbacks(env.robot.controlled, env.config)
-        assert "elbow" in line and "yaw" not in line and f"{env.config.max_joint_step_rad * hz:g} rad/s" in line
+        # the yaw's own limit sets its step and the arm's clamp, which holds the elbow (no limit of its own) too
+        assert env.max_joint_step == [pytest.approx(0.6 / hz)] * 2 and env.speeds.sources == ["URDF", "clamp"]
+        assert env.speeds.clamp == 0.6
+        (line,) = env.speed_notes()
+        assert line.startswith("no velocity limit in the URDF for elbow at 0.6 rad/s") and "yaw" not in line
         env.reset(seed=0)
         before = env.joint_positions[0]
         env.step(np.array([1.0, 0.0]))
@@ -356,8 +356,8 @@ def test_a_joints_target_moves_at_most_its_urdf_limit_per_control_period_and_one
     finally:
         env.close()
     off = ArmReachEnv(str(urdf), config=EnvConfig(urdf_speed_limits=False))
-    assert off.max_joint_step == [off.config.max_joint_step_rad] * 2
-    assert speed_fallbacks(off.robot.controlled, off.config) is None
+    assert off.max_joint_step == [off.config.max_joint_step_rad] * 2 and off.speeds.clamp is None
+    assert off.speed_notes() == []  # the user turned the limits off: nothing to say of them
     off.close()
 
 

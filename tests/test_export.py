@@ -161,10 +161,11 @@ def test_run_exported_checks_its_counts_and_files_first(tmp_path):
         assert_user_error(run_script("run_exported.py", *args), *fragments)
 
 
-def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_runs_without_the_speed_limits(tmp_path):
-    """A robot whose URDF limits some joints below the control step's cap (the Panda's first four, 2.175 rad/s):
-    policy.json says each joint's step and speed, so a robot's driver can apply the same rule; a description
-    exported before the setting existed is read as trained without it."""
+def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_is_read_as_trained_without_the_limits(
+        tmp_path):
+    """A robot whose URDF limits some joints below the control step's cap (the Panda's first four, 2.175 rad/s,
+    which is also the arm's clamp): policy.json says each joint's step and speed, so a robot's driver can apply
+    the same rule; a description exported before the setting existed is read as trained without it."""
     import importlib.util
 
     from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
@@ -176,7 +177,8 @@ def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_runs_with
     assert meta["environment"]["urdf_speed_limits"] is True
     assert joints[0]["urdf_velocity_limit"] == 2.175 and joints[0]["max_step"] == pytest.approx(2.175 / hz)
     assert joints[0]["max_speed"] == pytest.approx(2.175)
-    assert joints[4]["max_step"] == meta["control"]["max_joint_step_rad"]  # its 2.61 rad/s is above the cap
+    assert meta["control"]["speed_clamp"] == 2.175
+    assert joints[4]["urdf_velocity_limit"] == 2.61 and joints[4]["max_step"] == pytest.approx(2.175 / hz)
     spec = importlib.util.spec_from_file_location("run_exported", REPO / "scripts" / "run_exported.py")
     run_exported = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_exported)

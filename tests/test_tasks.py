@@ -310,13 +310,13 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
 
 
 @pytest.mark.parametrize("task,robot,steps,bounds", [
+    # track: untrained 0.35 m; seen after training: 0.05 m.
     ("track", "light_arm", 120_000, {"mean_tracking_distance_m": 0.6}),
-    # Untrained: 0.35 m; seen after training: 0.05 m.
+    # avoid: untrained 0.56 m; seen after training: 0.21 m, and 0.37 m in a CI run whose own first evaluation, a
+    # few thousand steps in, had already reached 0.44 m (and so failed when the test compared with that).
     ("avoid", "light_arm", 120_000, {"mean_final_distance_m": 0.75}),
-    # Untrained: 0.56 m; seen after training: 0.21 m, and 0.37 m in a CI run whose own first evaluation, a few
-    # thousand steps in, had already reached 0.44 m (and so failed when the test compared with that).
+    # pose, seen at 100k steps: distance 0.75 -> 0.41-0.52 m, orientation error 126 -> 65-82 degrees.
     ("pose", "kuka_iiwa", 120_000, {"mean_final_distance_m": 0.8, "mean_orientation_error_deg": 0.85}),
-    # Seen at 100k steps: distance 0.75 -> 0.41-0.52 m, orientation error 126 -> 65-82 degrees.
 ])
 @pytest.mark.slow
 def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task, robot, steps, bounds):

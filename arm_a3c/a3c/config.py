@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arm_a3c.envs.arm_env import EnvConfig
+from arm_a3c.envs.arm_env import ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED, EnvConfig
 from arm_a3c.errors import UserError
 from arm_a3c.limits import MAX_EPISODES, MAX_HIDDEN_SIZE, MAX_N_STEPS, MAX_SEED, MAX_WORKERS
 from arm_a3c.sim.assets import DEFAULT_ROBOT, is_robot_file
@@ -29,7 +29,7 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 # actions cost a hundredth of what they cost now).
 SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
                              "log_std_bound": "clamp", "jacobian_observation": False,
-                             "eval_screen_episodes": 0, "urdf_speed_limits": False}
+                             "eval_screen_episodes": 0, **ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED}
 
 
 @dataclass
@@ -247,4 +247,6 @@ class CommonTrainConfig:
 TrainConfig = dataclasses.make_dataclass(
     "TrainConfig", [(setting.name, type(setting.default), param(setting.default, setting.help))
                     for setting in TASK_SETTINGS],
-    bases=(CommonTrainConfig,), namespace={"__module__": __name__, "__doc__": CommonTrainConfig.__doc__})
+    bases=(CommonTrainConfig,),
+    namespace={"__module__": __name__, "__doc__": "Every setting of a run, one flag each: the common ones "
+                                                  "(`CommonTrainConfig`), then each task's own (`Task.settings`)."})

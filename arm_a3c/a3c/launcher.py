@@ -33,7 +33,7 @@ from arm_a3c.a3c.monitor import Monitor
 from arm_a3c.a3c.rundir import (RunDir, claim_new_run_dir, claim_resumed_run_dir, load_resume_state, restore,
                                 write_config)
 from arm_a3c.a3c.shared import Shared
-from arm_a3c.envs.arm_env import ArmEnv, make_env, speed_fallbacks
+from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.errors import UserError, notice
 from arm_a3c.files import write_atomically
 from arm_a3c.sim.assets import is_robot_file
@@ -123,9 +123,8 @@ def _train_in(cfg: TrainConfig, backend: Backend, probe: ArmEnv, claimed: RunDir
             print(f"training {robot_name} to {cfg.task} with {cfg.workers} A3C worker(s); run directory {run_dir}", flush=True)
             home = " ".join(f"{v:+.3f}" for v in probe.robot.home)
             print(f"home pose {home}: {probe.robot.home_reason}", flush=True)
-            fallback = speed_fallbacks(probe.robot.controlled, probe.config)
-            if fallback:
-                print(f"warning: {fallback}", file=sys.stderr, flush=True)
+            for note in probe.speed_notes():
+                print(f"warning: joint speeds: {note}", file=sys.stderr, flush=True)
         board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps, probe.task.draw_size)
         log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None,
                          probe.task.metrics)

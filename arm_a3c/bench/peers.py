@@ -160,8 +160,8 @@ def train_peer(name: str, robot: str, n_cores: int, seconds: float, target_succe
         began = time.monotonic()
         training_time = began - started - paused[0]
         obs_rms = copy.deepcopy(venv.obs_rms) if peer.normalize else None
-        result = run_episodes(eval_env, act_with(model.policy, obs_rms), eval_episodes or defaults.eval_episodes,
-                              defaults.eval_seed)
+        episodes = eval_episodes if eval_episodes is not None else defaults.eval_episodes
+        result = run_episodes(eval_env, act_with(model.policy, obs_rms), episodes, defaults.eval_seed)
         if result["success_rate"] > best["success_rate"]:  # arm-a3c's rule for best.pt
             best.update(success_rate=result["success_rate"], env_steps=steps, obs_rms=obs_rms,
                         weights={k: v.detach().clone() for k, v in model.policy.state_dict().items()})

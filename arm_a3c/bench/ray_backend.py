@@ -48,11 +48,12 @@ class RayBenchOptions:
     learning_machines: int = 2  # simulated machines (Ray nodes on this host) the sync configurations spread over
     sync_periods: tuple[float, ...] = ()  # sync periods (ms) to compare; none: the default
     learning_only: bool = False  # only the learning comparison (no throughput or capacity parts)
+    eval_episodes: int = 100  # the evaluator's episodes per evaluation in every training run
 
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
-QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0)
+QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0, eval_episodes=10)
 
 
 class ExchangeClient:
@@ -162,7 +163,7 @@ def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, sy
 
 
 def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
-    bench = BenchOptions(robots=(opts.robot,), workers=opts.workers)
+    bench = BenchOptions(robots=(opts.robot,), workers=opts.workers, eval_episodes=opts.eval_episodes)
     if opts.learning_only:
         return {"options": opts.__dict__, "learning": learning_comparison(opts, bench, work_dir, log)}
     n, seconds = opts.workers, opts.throughput_seconds

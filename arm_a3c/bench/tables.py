@@ -70,7 +70,9 @@ def bench_command(result: dict, json_path: str) -> str:
     from arm_a3c.bench.options import QUICK, BenchOptions
 
     opts = result["options"]
-    quick = all(opts.get(key) == (list(value) if isinstance(value, tuple) else value) for key, value in QUICK.items())
+    # (a setting the file's benchmark did not have yet counts as its quick value)
+    quick = all(opts.get(key, value) == (list(value) if isinstance(value, tuple) else value)
+                for key, value in QUICK.items())
     default = BenchOptions(workers=result.get("cpu_count") or opts["workers"])
     default = asdict(default) | (QUICK if quick else {})
     words = ["python", "scripts/bench.py"]

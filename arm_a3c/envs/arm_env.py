@@ -1,9 +1,9 @@
 """The arm environments (`ArmReach-v0`, and one gym ID per task): a gymnasium environment that composes a PyBullet
 client, a `Robot` and a `Task` (`arm_a3c.tasks`). `make_env(settings)` builds every environment of the project.
 
-Control: each action in [-1, 1] per controlled joint moves that joint's position target by at most
-`max_joint_step_rad` (or `max_joint_step_m` for prismatic joints) from where the joint is now; the motors then
-track it for `substeps` physics steps of 1/240 s. With the defaults that is 24 control steps per second (as
+Control: each action in [-1, 1] per controlled joint moves that joint's position target by at most its step
+(`max_joint_step_rad`, or `max_joint_step_m` for prismatic joints, or less where the URDF's speed limits ask it:
+`joint_speeds`) from where the joint is now; the motors then track it for `substeps` physics steps of 1/240 s. With the defaults that is 24 control steps per second (as
 panda-gym's 25) and episodes of 50 steps, 2.08 seconds. An episode ends by the time limit (`truncated=True`) or
 when its task says it ended (`terminated=True`: a collision, say); success is judged on the last step.
 
@@ -92,7 +92,9 @@ class CommonEnvConfig:
 EnvConfig = dataclasses.make_dataclass(
     "EnvConfig", [(setting.name, type(setting.default), dataclasses.field(default=setting.default))
                   for setting in TASK_SETTINGS],
-    bases=(CommonEnvConfig,), frozen=True, namespace={"__module__": __name__, "__doc__": CommonEnvConfig.__doc__})
+    bases=(CommonEnvConfig,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": "Every environment setting: those every task shares "
+                                                  "(`CommonEnvConfig`), then each task's own (`Task.settings`)."})
 
 _NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits")
 _WHOLE_NUMBERS = ("substeps", "episode_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
@@ -120,29 +122,52 @@ _RULES = (
 ) + tuple((setting.name, setting.valid, setting.requirement) for setting in TASK_SETTINGS)
 
 
-def joint_steps(joints: Sequence, cfg: CommonEnvConfig) -> list[float]:
-    """Each joint's largest position-target change per control step (rad or m): `max_joint_step_rad` (`_m` for a
-    prismatic joint), or less where the URDF's velocity limit times the control period is less (with
-    `urdf_speed_limits`)."""
-    steps = []
+@dataclass(frozen=True)
+class JointSpeeds:
+    """How fast each controlled joint may move (`joint_speeds`)."""
+
+    steps: list[float]  # each joint's largest position-target change per control step, rad or m
+    sources: list[str]  # what set each step: "URDF" (its own limit), "clamp" (the arm's clamp), "step" (the cap)
+    clamp: float | None  # the simulation's clamp of every joint's speed, rad/s; None: PyBullet's own
+
+
+def joint_speeds(joints: Sequence, cfg: CommonEnvConfig) -> JointSpeeds:
+    """With `urdf_speed_limits`: the simulation clamps the joints' speed at the lowest URDF velocity limit of the
+    revolute joints (PyBullet clamps a whole body, not each joint), and each joint's target moves per control
+    step at most `max_joint_step_rad` (`_m` for a prismatic joint), its own limit times the control period, and
+    the clamp times the period. Without: the cap alone, and PyBullet's own clamp."""
+    hz = cfg.control_hz
+    revolute = [j.velocity for j in joints if j.type != "prismatic" and j.velocity > 0.0]
+    clamp = min(revolute) if cfg.urdf_speed_limits and revolute else None
+    steps, sources = [], []
     for joint in joints:
-        step = cfg.max_joint_step_m if joint.type == "prismatic" else cfg.max_joint_step_rad
-        if cfg.urdf_speed_limits and 0.0 < joint.velocity / cfg.control_hz < step:
-            step = joint.velocity / cfg.control_hz
+        step, source = (cfg.max_joint_step_m if joint.type == "prismatic" else cfg.max_joint_step_rad), "step"
+        if cfg.urdf_speed_limits and 0.0 < joint.velocity / hz < step:
+            step, source = joint.velocity / hz, "URDF"
+        if clamp is not None and joint.type != "prismatic" and clamp / hz < step:
+            step, source = clamp / hz, "clamp"
         steps.append(step)
-    return steps
+        sources.append(source)
+    return JointSpeeds(steps, sources, clamp)
 
 
-def speed_fallbacks(joints: Sequence, cfg: CommonEnvConfig) -> str | None:
-    """A line naming the joints whose URDF gives no velocity limit and the speed they get instead, or None."""
-    missing = [j for j in joints if j.velocity <= 0.0]
-    if not cfg.urdf_speed_limits or not missing:
-        return None
-    paces = sorted({f"{cfg.max_joint_step_m * cfg.control_hz:g} m/s" if j.type == "prismatic"
-                    else f"{cfg.max_joint_step_rad * cfg.control_hz:g} rad/s" for j in missing})
-    return (f"no velocity limit in the URDF for {', '.join(j.name for j in missing)}: each moves at most "
-            f"{' or '.join(paces)} (max_joint_step_rad/_m per control step); give <limit velocity=...> for its "
-            f"real limit")
+def speed_notes(joints: Sequence, speeds: JointSpeeds, control_hz: float) -> list[str]:
+    """Lines for the user: the joints whose URDF gives no velocity limit, and those the arm's clamp holds below
+    their own limit, each with the speed it gets instead (rad/s, or m/s for a prismatic joint)."""
+    def listed(chosen) -> str:
+        return ", ".join(f"{j.name} at {step * control_hz:.4g} {'m/s' if j.type == 'prismatic' else 'rad/s'}"
+                         for j, step, source in zip(joints, speeds.steps, speeds.sources) if chosen(j, source))
+
+    notes = []
+    missing = listed(lambda joint, source: joint.velocity <= 0.0)
+    if missing:
+        notes.append(f"no velocity limit in the URDF for {missing} (max_joint_step_rad/_m per control step, or the "
+                     f"arm's clamp); give <limit velocity=...> for a joint's real limit")
+    held = listed(lambda joint, source: joint.velocity > 0.0 and source == "clamp")
+    if held:
+        notes.append(f"below their own URDF limit: {held}, the lowest limit of the arm's joints (PyBullet clamps "
+                     f"the speed of a whole arm, not of each joint)")
+    return notes
 
 
 class ArmEnv(gymnasium.Env):
@@ -180,10 +205,10 @@ class ArmEnv(gymnasium.Env):
             workspace = self.robot.workspace_samples(np.random.default_rng(0), WORKSPACE_SAMPLES)
             self.workspace_min, self.workspace_max = workspace.min(axis=0), workspace.max(axis=0)
             self.reach_m = float(np.max(np.linalg.norm(workspace - self.robot.base_position, axis=1)))
-            # Each controlled joint's largest target change per control step (rad or m), and the motors' caps
-            self.max_joint_step = joint_steps(self.robot.controlled, self.config)
-            self.robot.limit_speeds([j.velocity if self.config.urdf_speed_limits else 0.0
-                                     for j in self.robot.controlled])
+            # Each controlled joint's largest target change per control step (rad or m), and the speed clamp
+            self.speeds = joint_speeds(self.robot.controlled, self.config)
+            self.max_joint_step = self.speeds.steps
+            self.robot.clamp_speeds(self.speeds.clamp)
             self.task = task_type(self)
         except BaseException:
             disconnect(self.client)
@@ -211,6 +236,12 @@ class ArmEnv(gymnasium.Env):
         # The solver warm-starts from the previous step; restoring this snapshot on reset makes an episode
         # depend only on its seed, not on the episodes before it.
         self._home_state = pb.saveState(physicsClientId=self.client)
+
+    def speed_notes(self) -> list[str]:
+        """What the user should know of the joints' speeds: `speed_notes` of this arm (none with the limits off)."""
+        if not self.config.urdf_speed_limits:
+            return []
+        return speed_notes(self.robot.controlled, self.speeds, self.config.control_hz)
 
     def observation_layout(self) -> list[dict]:
         """The observation's parts in order: name, first index, size, meaning (what `_observe` writes)."""
@@ -327,6 +358,8 @@ class ArmReachEnv(ArmEnv):
 
 # Every setting make_env reads from a settings object: what an exported policy's description records, for example.
 ENVIRONMENT_SETTINGS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
+# An environment saved (a run's config, an exported policy.json) before a setting existed had this instead
+ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED = {"urdf_speed_limits": False}
 
 
 def make_env(settings: object = None, /, **kwargs) -> ArmEnv:

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from arm_a3c.envs.arm_env import ArmEnv, make_env, speed_fallbacks
+from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.files import png_info
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.render import Camera, add_marker, move_marker, render_rgb
@@ -23,7 +23,8 @@ TOOL_POINT_RGBA = (0.85, 0.1, 0.2, 1.0)
 def describe(env: ArmEnv) -> dict:
     """A JSON-ready description of the robot as the environment uses it."""
     robot, cfg = env.robot, env.config
-    speeds = {j.name: step * cfg.control_hz for j, step in zip(robot.controlled, env.max_joint_step)}
+    speeds = {j.name: (step * cfg.control_hz, source)
+              for j, step, source in zip(robot.controlled, env.speeds.steps, env.speeds.sources)}
     return {
         "robot": robot.name,
         "urdf": str(robot.spec.urdf_path),
@@ -32,10 +33,12 @@ def describe(env: ArmEnv) -> dict:
         "joints": [
             {"name": j.name, "type": j.type, "lower": j.lower, "upper": j.upper,
              "unit": "m" if j.type == "prismatic" else "rad", "role": j.role, "note": j.note,
-             "urdf_velocity_limit": j.velocity or None, "max_speed": speeds.get(j.name)}
+             "urdf_velocity_limit": j.velocity or None, "max_speed": speeds.get(j.name, (None,))[0],
+             "max_speed_source": speeds.get(j.name, (None, None))[1]}
             for j in robot.joints
         ],
-        "speed_note": speed_fallbacks(robot.controlled, cfg),
+        "speed_clamp": env.speeds.clamp,
+        "speed_notes": env.speed_notes(),
         "end_effector": robot.ee_link_name,
         "end_effector_reason": robot.ee_link_reason,
         "tool_point_m": [float(v) for v in robot.ee_offset],
@@ -59,13 +62,11 @@ def describe(env: ArmEnv) -> dict:
 
 
 def speed_text(joint: dict) -> str:
-    """A controlled joint's largest speed, and whether its URDF's limit set it ('' for a held joint)."""
+    """A controlled joint's largest speed and what set it ('' for a held joint)."""
     if joint["max_speed"] is None:
         return ""
     unit = "m/s" if joint["unit"] == "m" else "rad/s"
-    limit = joint["urdf_velocity_limit"]
-    source = "URDF" if limit is not None and abs(limit - joint["max_speed"]) < 1e-9 else "step"
-    return f"{joint['max_speed']:.4g} {unit} {source}"
+    return f"{joint['max_speed']:.4g} {unit} {joint['max_speed_source']}"
 
 
 def format_text(info: dict) -> str:
@@ -73,7 +74,7 @@ def format_text(info: dict) -> str:
     width = max(len(j["name"]) for j in info["joints"])
     joint_lines = [
         f"    {j['name']:<{width}}  {j['type']:<10}  {j['lower']:>7.3f} .. {j['upper']:<7.3f} {j['unit']:<3}  "
-        f"{speed_text(j):<14}  {j['role']:<10}  {j['note']}".rstrip()
+        f"{speed_text(j):<17}  {j['role']:<10}  {j['note']}".rstrip()
         for j in info["joints"]
     ]
     lo, hi = info["workspace_min_m"], info["workspace_max_m"]
@@ -90,9 +91,9 @@ def format_text(info: dict) -> str:
         f"home           {home}  (end-effector point at {at} m)",
         f"               {info['home_reason']}",
         f"joints         {len(info['controlled_joints'])} controlled, {len(info['held_joints'])} held; each with its "
-        f"largest speed per second (URDF velocity limit, or max_joint_step_rad/_m per control step)",
+        f"largest speed and what sets it (its URDF limit, the arm's clamp, or max_joint_step_rad/_m)",
         *joint_lines,
-        *([f"               {info['speed_note']}"] if info["speed_note"] else []),
+        *[f"               {note}" for note in info["speed_notes"]],
         f"reach          {info['reach_m']:.3f} m from the base",
         "workspace      " + "  ".join(f"{axis} {a:+.2f}..{b:+.2f}" for axis, a, b in zip("xyz", lo, hi)) + " m",
         f"task           {info['task']}: {info['task_summary']}",

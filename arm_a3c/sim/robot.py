@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -367,14 +367,12 @@ class Robot:
         self.q_target = [min(max(q, lo), hi) for q, lo, hi in zip(q_target, self._lower, self._upper)]
         self.send_motor_targets(self.q_target)
 
-    def limit_speeds(self, speeds: Sequence[float]) -> None:
-        """Cap the joints' speed in the simulation itself, as a real arm's drives are capped: PyBullet's position
-        servo otherwise overshoots the pace of its targets (measured under bang-bang actions: the Panda's joints
-        at 2.7 times their URDF limit; the servo's own maxVelocity left them at 2.4 times). PyBullet clamps the
-        joint speeds of a whole body, not of each joint, so the cap is the lowest of `speeds` (rad/s or m/s per
-        controlled joint; 0: none), or PyBullet's own safety clamp when none is given."""
-        given = [speed for speed in speeds if speed > 0.0]
-        pb.changeDynamics(self.body, -1, maxJointVelocity=min(given) if given else PYBULLET_MAX_JOINT_VELOCITY,
+    def clamp_speeds(self, clamp: float | None) -> None:
+        """Clamp every joint's speed at `clamp` (rad/s, m/s for a prismatic joint; None: PyBullet's own safety
+        clamp) in the simulation itself, as a real arm's drives are capped: PyBullet's position servo otherwise
+        overshoots the pace of its targets (measured under bang-bang actions: the Panda's joints at 2.7 times
+        their URDF limit; the servo's own maxVelocity left them at 2.4 times). PyBullet clamps a whole body."""
+        pb.changeDynamics(self.body, -1, maxJointVelocity=clamp or PYBULLET_MAX_JOINT_VELOCITY,
                           physicsClientId=self.client)
 
     def send_motor_targets(self, q_target: list[float]) -> None:
