@@ -368,3 +368,74 @@ def test_every_evaluation_reports_the_largest_joint_speed_and_the_share_of_episo
     finally:
         env.close()
     assert result["max_speed_fraction"] > 1.0 and 0 < result["over_speed_rate"] <= 1.0
+
+
+# ---- contacts with itself and the floor -------------------------------------------------------------------------
+
+def fold(urdf, joint_index: int) -> dict:
+    """The last step's info after driving joint `joint_index` of the arm in `urdf` to its upper limit."""
+    env = ArmReachEnv(str(urdf), config=EnvConfig(episode_steps=150))  # time to fold all the way
+    try:
+        pairs = env.watch_contacts()
+        assert pairs.disabled[(-1, 0)] == "adjacent"
+        env.reset(seed=0)
+        _, _, _, _, start = env.step(np.zeros(env.robot.dof))
+        assert not start["self_contact"] and not start["floor_contact"]  # stretched out, it touches nothing
+        action = np.zeros(env.robot.dof)
+        action[joint_index] = 1.0
+        for _ in range(env.config.episode_steps - 1):
+            _, _, _, _, info = env.step(action)
+        return info
+    finally:
+        env.close()
+
+
+def test_links_folded_into_each_other_or_onto_the_floor_are_counted_as_contacts(write_urdf):
+    """A hand folded back at the wrist passes through the upper arm (PyBullet lets it): a self-contact. A long
+    forearm folded back at the elbow presses on the floor: a floor contact."""
+    from helpers import box_link, joint, robot_xml
+
+    fold_back = '<limit lower="-3.1" upper="3.1" effort="50" velocity="6"/>'
+    base = joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1") + box_link("upper", 0.3)
+    hand = write_urdf(robot_xml("hand", base + joint("elbow", "revolute", "upper", "forearm", 0.3) + box_link(
+        "forearm", 0.25) + joint("wrist", "revolute", "forearm", "hand", 0.25, limit=fold_back) + box_link(
+        "hand", 0.35) + joint("tip_mount", "fixed", "hand", "tip", 0.35, limit="") + box_link("tip", 0.02)), "hand")
+    info = fold(hand, 2)
+    assert info["self_contact"] and not info["floor_contact"], info
+    forearm = write_urdf(robot_xml("forearm", base + joint("elbow", "revolute", "upper", "forearm", 0.3,
+                                                            limit=fold_back) + box_link("forearm", 0.45)
+                                   + joint("tip_mount", "fixed", "forearm", "tip", 0.45, limit="")
+                                   + box_link("tip", 0.02)), "forearm")
+    info = fold(forearm, 1)
+    assert info["floor_contact"], info
+
+
+@pytest.mark.parametrize("robot", ["kuka_iiwa", "panda"])
+def test_the_pairs_checked_leave_out_adjacent_links_and_touch_nothing_at_home(robot):
+    from arm_a3c.sim.contacts import contacts_now
+
+    env = ArmReachEnv(robot)
+    try:
+        pairs = env.watch_contacts()
+        parent = env.robot.parent_link
+        assert all(parent(b) != a and parent(a) != b for a, b in pairs.checked)
+        assert all(reason != "adjacent" or parent(b) == a or parent(a) == b for (a, b), reason in pairs.disabled.items())
+        assert len(pairs.checked) >= 15
+        env.reset(seed=0)
+        env.robot.reset(env.robot.home)
+        assert contacts_now(env.robot, env.floor, pairs) == (False, False)
+    finally:
+        env.close()
+
+
+def test_every_evaluation_reports_its_shares_of_episodes_with_a_self_contact_and_a_floor_contact():
+    """Random actions put the xArm6's links into each other in most episodes (74% of 100, measured), the light
+    arm's in none."""
+    rates = {}
+    for robot in ("xarm6", "light_arm"):
+        env = ArmReachEnv(robot)
+        rng = np.random.default_rng(0)
+        result = run_episodes(env, lambda obs: rng.uniform(-1, 1, env.action_space.shape), 20, 0)
+        env.close()
+        rates[robot] = result["self_contact_rate"], result["floor_contact_rate"]
+    assert rates["xarm6"][0] > 0.3 and rates["light_arm"] == (0.0, 0.0), rates

@@ -111,6 +111,8 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     # the safety figures: the light arm's joints (4 rad/s in its URDF) never went over their limits
     assert reproduced["max_speed_fraction"] == summary["test_max_speed_fraction"]
     assert 0 < summary["test_max_speed_fraction"] <= 1.0 + 1e-6 and summary["test_over_speed_rate"] == 0.0
+    assert 0 <= summary["test_self_contact_rate"] <= 1 and 0 <= summary["test_floor_contact_rate"] <= 1
+    assert reproduced["self_contact_rate"] == summary["test_self_contact_rate"]
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))  # and so every evaluation's, in metrics.csv
     assert all(0 < float(row["max_speed_fraction"]) <= 1.0 + 1e-6 and float(row["over_speed_rate"]) == 0.0
                for row in rows)

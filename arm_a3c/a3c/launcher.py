@@ -28,7 +28,7 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
-from arm_a3c.a3c.metrics import MetricsLog, plot_learning_curve
+from arm_a3c.a3c.metrics import SAFETY_COLUMNS, MetricsLog, plot_learning_curve
 from arm_a3c.a3c.monitor import Monitor
 from arm_a3c.a3c.rundir import (RunDir, claim_new_run_dir, claim_resumed_run_dir, load_resume_state, restore,
                                 write_config)
@@ -175,7 +175,7 @@ def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str], stop: Cal
     return {"test_checkpoint": "checkpoints/best.pt", "test_checkpoint_env_steps": result["env_steps"],
             "test_episodes": cfg.test_episodes, "test_seed": cfg.test_seed,
             **{f"test_{name}": result[name] for name in ("success_rate", "mean_final_distance_m", "reached_rate",
-                                                          "max_speed_fraction", "over_speed_rate", *columns)}}
+                                                          *SAFETY_COLUMNS, *columns)}}
 
 
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,

@@ -18,8 +18,8 @@ CPU_PARTS = ("worker", "evaluator", "launcher")
 CPU_COLUMNS = {part: f"{part}_cpu_seconds" for part in CPU_PARTS}  # each part's metrics.csv column
 
 # The evaluations' safety figures (`envs.episodes.run_episodes`): the largest joint speed over its URDF limit,
-# and the share of episodes with a joint over its limit
-SAFETY_COLUMNS = ("max_speed_fraction", "over_speed_rate")
+# and the shares of episodes with a joint over its limit, a self-contact, a floor contact
+SAFETY_COLUMNS = ("max_speed_fraction", "over_speed_rate", "self_contact_rate", "floor_contact_rate")
 
 CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",

@@ -29,6 +29,7 @@ from arm_a3c.errors import SettingError
 from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.assets import resolve_robot
 from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
+from arm_a3c.sim.contacts import ContactPairs, contacts_now, find_contact_pairs
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.render import Camera, render_rgb
 from arm_a3c.sim.robot import Robot
@@ -224,6 +225,10 @@ class ArmEnv(gymnasium.Env):
         self._inverse_speed_limits = [(k, 1.0 / j.velocity) for k, j in enumerate(self.robot.controlled)
                                       if j.velocity > 0.0]
         self.speed_fraction = 0.0  # the episode's largest joint speed as a fraction of its URDF limit, so far
+        # Contacts of the arm with itself and the floor (`sim.contacts`), checked only while `watch_contacts`
+        # (every evaluation: `envs.episodes.run_episodes`), not in training: a check costs a few PyBullet queries
+        self.contact_pairs: ContactPairs | None = None
+        self.self_contact = self.floor_contact = False  # in the episode so far
         self._q_mid = ((self.robot.upper + self.robot.lower) / 2).tolist()
         self._q_inv_half = (2.0 / (self.robot.upper - self.robot.lower)).tolist()
         self._jacobian_size = sum(size for _, size, _ in self.task.jacobian_parts()) if cfg.jacobian_observation else 0
@@ -236,6 +241,15 @@ class ArmEnv(gymnasium.Env):
         # The solver warm-starts from the previous step; restoring this snapshot on reset makes an episode
         # depend only on its seed, not on the episodes before it.
         self._home_state = pb.saveState(physicsClientId=self.client)
+
+    def watch_contacts(self) -> ContactPairs:
+        """Check every step for self-contacts and floor contacts from now on (info's `self_contact` and
+        `floor_contact`: in the episode so far); the pairs checked, found on the first call. Call it between
+        episodes: finding the pairs moves the arm."""
+        if self.contact_pairs is None:
+            self.contact_pairs = find_contact_pairs(self.robot, self.floor)
+            pb.restoreState(stateId=self._home_state, physicsClientId=self.client)
+        return self.contact_pairs
 
     def speed_notes(self) -> list[str]:
         """What the user should know of the joints' speeds: `speed_notes` of this arm (none with the limits off)."""
@@ -289,10 +303,17 @@ class ArmEnv(gymnasium.Env):
         self._steps = 0
         self.task.start()
         self.speed_fraction = 0.0
+        self.self_contact = self.floor_contact = False
         obs = self._observe()
         _, _, info = self.task.judge([0.0] * self.robot.dof, 0)
-        info["speed_fraction"] = self.speed_fraction
+        self._safety(info)
         return obs, info
+
+    def _safety(self, info: dict) -> None:
+        """The episode's safety figures so far, into a step's info."""
+        info["speed_fraction"] = self.speed_fraction  # the largest joint speed / URDF limit so far
+        if self.contact_pairs is not None:
+            info["self_contact"], info["floor_contact"] = self.self_contact, self.floor_contact
 
     @property
     def joint_positions(self) -> list[float]:
@@ -334,7 +355,10 @@ class ArmEnv(gymnasium.Env):
             self.task.after_substep()
         obs = self._observe()
         reward, terminated, info = self.task.judge(action, self._steps)
-        info["speed_fraction"] = self.speed_fraction  # the episode's largest joint speed / URDF limit so far
+        if self.contact_pairs is not None:
+            self_contact, floor_contact = contacts_now(self.robot, self.floor, self.contact_pairs)
+            self.self_contact, self.floor_contact = self.self_contact or self_contact, self.floor_contact or floor_contact
+        self._safety(info)
         truncated = not terminated and self._steps >= self.config.episode_steps
         return obs, reward, terminated, truncated, info
 

@@ -23,6 +23,11 @@ TOOL_POINT_RGBA = (0.85, 0.1, 0.2, 1.0)
 def describe(env: ArmEnv) -> dict:
     """A JSON-ready description of the robot as the environment uses it."""
     robot, cfg = env.robot, env.config
+    pairs = env.watch_contacts()
+
+    def link(index: int) -> str:
+        return robot.base_link_name if index < 0 else robot.link_names[index]
+
     speeds = {j.name: (step * cfg.control_hz, source)
               for j, step, source in zip(robot.controlled, env.speeds.steps, env.speeds.sources)}
     return {
@@ -38,6 +43,9 @@ def describe(env: ArmEnv) -> dict:
             for j in robot.joints
         ],
         "speed_clamp": env.speeds.clamp,
+        "contact_pairs_checked": [[link(a), link(b)] for a, b in pairs.checked],
+        "contact_pairs_not_checked": [[link(a), link(b), why] for (a, b), why in sorted(pairs.disabled.items())],
+        "floor_contact_links": [link(index) for index in pairs.floor_links],
         "speed_notes": env.speed_notes(),
         "end_effector": robot.ee_link_name,
         "end_effector_reason": robot.ee_link_reason,
@@ -94,6 +102,10 @@ def format_text(info: dict) -> str:
         f"largest speed and what sets it (its URDF limit, the arm's clamp, or max_joint_step_rad/_m)",
         *joint_lines,
         *[f"               {note}" for note in info["speed_notes"]],
+        f"contacts       {len(info['contact_pairs_checked'])} pairs of links checked for touching each other, "
+        f"{len(info['floor_contact_links'])} links for touching the floor; not checked: "
+        + (", ".join(f"{a}-{b} ({why})" for a, b, why in info["contact_pairs_not_checked"] if why != "adjacent")
+           or "only adjacent links"),
         f"reach          {info['reach_m']:.3f} m from the base",
         "workspace      " + "  ".join(f"{axis} {a:+.2f}..{b:+.2f}" for axis, a, b in zip("xyz", lo, hi)) + " m",
         f"task           {info['task']}: {info['task_summary']}",

@@ -28,6 +28,8 @@ class EpisodeResult:
     reached: bool  # info["is_success"] on any step (an episode that reached but did not stay is not a success)
     metrics: dict = field(default_factory=dict)  # the task's episode figures (`Task.metrics`), from the last step
     speed_fraction: float = 0.0  # the largest joint speed of the episode as a fraction of its URDF velocity limit
+    self_contact: bool = False  # two links of the arm touched (`sim.contacts`)
+    floor_contact: bool = False  # a moving link touched the floor
 
 
 def task_metrics(env: gymnasium.Env, info: dict) -> dict:
@@ -52,7 +54,8 @@ def run_episode(env: gymnasium.Env, act: Act, seed: int | None = None, options: 
         if on_step is not None:
             on_step()
     return EpisodeResult(bool(info["is_success"]), float(info["distance"]), float(total), length, reached,
-                         task_metrics(env, info), float(info.get("speed_fraction", 0.0)))
+                         task_metrics(env, info), float(info.get("speed_fraction", 0.0)),
+                         bool(info.get("self_contact", False)), bool(info.get("floor_contact", False)))
 
 
 def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
@@ -66,6 +69,9 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
     figures of the episodes played (`episodes` says how many: k or more). The evaluator screens with f = the
     failures its target allows in all the episodes: a screened-out evaluation could not have reached the target."""
     results, failures = [], 0
+    watch = getattr(env.unwrapped, "watch_contacts", None)
+    if watch is not None:  # every evaluation counts the arm's contacts with itself and the floor
+        watch()
     for episode in range(episodes):
         if not keep_going():
             return None
@@ -81,7 +87,10 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
                # safety: the largest joint speed of any episode as a fraction of the joint's URDF velocity limit,
                # and the share of episodes in which some joint went faster than its limit
                "max_speed_fraction": max(r.speed_fraction for r in results),
-               "over_speed_rate": sum(r.speed_fraction > 1.0 for r in results) / len(results)}
+               "over_speed_rate": sum(r.speed_fraction > 1.0 for r in results) / len(results),
+               # and the shares of episodes in which two links of the arm, or a moving link and the floor, touched
+               "self_contact_rate": sum(r.self_contact for r in results) / len(results),
+               "floor_contact_rate": sum(r.floor_contact for r in results) / len(results)}
     for name in results[0].metrics:
         summary[f"mean_{name}"] = float(np.mean([r.metrics[name] for r in results]))
     return summary

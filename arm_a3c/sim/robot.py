@@ -315,6 +315,15 @@ class Robot:
             for j in joints
         ]
 
+    def parent_link(self, link: int) -> int | None:
+        """The link a joint joins `link` to (-1: the base; None for the base itself)."""
+        return None if link < 0 else self._parent[link]
+
+    @property
+    def moving_links(self) -> list[int]:
+        """The links a controlled joint moves (the ones that can hit the floor)."""
+        return self._moving_links
+
     def _links_moved_by_controlled_joints(self) -> list[int]:
         """Links downstream of a controlled joint: the ones that can hit the floor."""
         moved, ctrl = [], set(self.ctrl_index)
