@@ -439,3 +439,70 @@ def test_every_evaluation_reports_its_shares_of_episodes_with_a_self_contact_and
         env.close()
         rates[robot] = result["self_contact_rate"], result["floor_contact_rate"]
     assert rates["xarm6"][0] > 0.3 and rates["light_arm"] == (0.0, 0.0), rates
+
+
+# ---- latency and noise ----------------------------------------------------------------------------------------
+
+def target_steps(env: ArmEnv, actions) -> list[float]:
+    """Joint 0's position-target change at each step (target minus the position it was set from)."""
+    changes = []
+    for action in actions:
+        before = env.joint_positions[0]
+        env.step(np.asarray(action, dtype=float))
+        changes.append(env.robot.q_target[0] - before)
+    return changes
+
+
+@pytest.mark.parametrize("latency", [0, 1, 2, 3])
+def test_an_action_takes_effect_exactly_latency_periods_later(latency):
+    env = ArmReachEnv("light_arm", config=EnvConfig(latency_steps=latency))
+    try:
+        env.reset(seed=0)
+        push = [[1.0, 0.0, 0.0]] + [[0.0, 0.0, 0.0]] * 5
+        changes = target_steps(env, push)
+        step = env.max_joint_step[0]
+        assert [round(c / step, 6) for c in changes] == [1.0 if t == latency else 0.0 for t in range(6)], changes
+    finally:
+        env.close()
+
+
+def test_latency_jitter_is_drawn_per_episode_from_its_seed_and_leaves_the_goals_as_they_were():
+    jittery = ArmReachEnv("light_arm", config=EnvConfig(latency_steps=1, latency_jitter_steps=2))
+    plain = ArmReachEnv("light_arm")
+    try:
+        latencies = []
+        for seed in range(20):
+            jittery.reset(seed=seed)
+            plain.reset(seed=seed)
+            latencies.append(jittery.latency)
+            np.testing.assert_array_equal(jittery.target, plain.target)
+        assert set(latencies) == {1, 2, 3}
+        again = []
+        for seed in range(20):  # the same seeds, the same latencies
+            jittery.reset(seed=seed)
+            again.append(jittery.latency)
+        assert again == latencies
+    finally:
+        jittery.close()
+        plain.close()
+
+
+def test_encoder_noise_is_seeded_reproducible_touches_only_the_joints_readings_and_off_changes_nothing():
+    noisy = ArmReachEnv("light_arm", config=EnvConfig(joint_noise=0.01, velocity_noise=0.05))
+    plain = ArmReachEnv("light_arm")
+    try:
+        def episode(env):
+            rows = [env.reset(seed=3)[0]]
+            rows += [env.step(np.array([0.5, -0.5, 0.2]))[0] for _ in range(10)]
+            return np.array(rows)
+
+        first, again, clean = episode(noisy), episode(noisy), episode(plain)
+        np.testing.assert_array_equal(first, again)  # the same seed, the same noise
+        dof = plain.robot.dof
+        assert np.all(first[:, :2 * dof] != clean[:, :2 * dof])  # every joint reading is noisy ...
+        # ... and nothing else: the arm moved as without noise (its commands go by the true state)
+        np.testing.assert_allclose(first[:, 2 * dof:], clean[:, 2 * dof:], atol=1e-6)
+        assert np.std((first - clean)[:, dof:2 * dof]) == pytest.approx(0.05, rel=0.5)
+    finally:
+        noisy.close()
+        plain.close()

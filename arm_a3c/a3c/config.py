@@ -55,6 +55,14 @@ class CommonTrainConfig:
     urdf_speed_limits: bool = param(EnvConfig.urdf_speed_limits,
                                     "each joint moves at most its URDF velocity limit (targets paced, motors capped); "
                                     "--no-urdf-speed-limits: max_joint_step_rad alone, as before")
+    latency_steps: int = param(EnvConfig.latency_steps, "each action takes effect this many control periods after "
+                                                        "the policy chose it (a real arm answers late)")
+    latency_jitter_steps: int = param(EnvConfig.latency_jitter_steps, "... and a random 0 to this many periods "
+                                                                      "more, drawn per episode")
+    joint_noise: float = param(EnvConfig.joint_noise, "std of Gaussian noise on the observed joint positions (rad, "
+                                                      "m for prismatic joints)")
+    velocity_noise: float = param(EnvConfig.velocity_noise, "std of Gaussian noise on the observed joint velocities "
+                                                            "(rad/s or m/s)")
     # (and each task's own settings, declared in its file: `Task.settings`, added below as `TrainConfig`)
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")

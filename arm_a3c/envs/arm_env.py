@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,12 @@ class CommonEnvConfig:
     # times the control period, and its motor is capped there (a real servo is; PyBullet's overshoots its
     # targets' pace). A joint the URDF gives no limit keeps max_joint_step_rad (_m) alone.
     urdf_speed_limits: bool = True
+    # What a real arm adds, off by default (issue 34 measures when to turn them on): its controller answers late,
+    # and its encoders are noisy.
+    latency_steps: int = 0  # each action takes effect this many control periods after the policy chose it ...
+    latency_jitter_steps: int = 0  # ... and a random 0 to this many more, drawn per episode
+    joint_noise: float = 0.0  # std of Gaussian noise on the observed joint positions (rad, m for prismatic joints)
+    velocity_noise: float = 0.0  # std of Gaussian noise on the observed joint velocities (rad/s or m/s)
 
     def __post_init__(self) -> None:
         self.check_values(dataclasses.asdict(self), lambda name: f"EnvConfig.{name}")
@@ -98,8 +105,10 @@ EnvConfig = dataclasses.make_dataclass(
                                                   "(`CommonEnvConfig`), then each task's own (`Task.settings`)."})
 
 _NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits")
-_WHOLE_NUMBERS = ("substeps", "episode_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
+_WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
+MAX_LATENCY_STEPS = 100  # control periods (4 s at 24 Hz)
+MAX_JOINT_NOISE, MAX_VELOCITY_NOISE = 1.0, 10.0  # rad (m), rad/s (m/s): noise beyond them is no encoder's
 # The bounds of max_joint_step_rad and _m: half a turn, or a metre, per control step. A larger step is no longer
 # control (1e300 rad was accepted: every action but 0 sent the joints to their limits).
 MAX_JOINT_STEP_RAD, MAX_JOINT_STEP_M = math.pi, 1.0
@@ -120,6 +129,10 @@ _RULES = (
     ("min_target_radius_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("action_cost", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("success_bonus", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
+    ("latency_steps", lambda v: 0 <= v <= MAX_LATENCY_STEPS, f"between 0 and {MAX_LATENCY_STEPS}"),
+    ("latency_jitter_steps", lambda v: 0 <= v <= MAX_LATENCY_STEPS, f"between 0 and {MAX_LATENCY_STEPS}"),
+    ("joint_noise", lambda v: 0 <= v <= MAX_JOINT_NOISE, f"between 0 and {MAX_JOINT_NOISE:g}"),
+    ("velocity_noise", lambda v: 0 <= v <= MAX_VELOCITY_NOISE, f"between 0 and {MAX_VELOCITY_NOISE:g}"),
 ) + tuple((setting.name, setting.valid, setting.requirement) for setting in TASK_SETTINGS)
 
 
@@ -238,6 +251,9 @@ class ArmEnv(gymnasium.Env):
         self._q = self.robot.home.tolist()
         self.ee = self.robot.ee_position().tolist()  # the end-effector point (m) as of the last observation
         self._steps: int | None = None  # None until the first reset
+        self.latency = 0  # this episode's action latency, control periods (`latency_steps`, `latency_jitter_steps`)
+        self._pending: deque = deque()
+        self._noise: np.random.Generator | None = None  # the episode's noise stream, when noise is on
         # The solver warm-starts from the previous step; restoring this snapshot on reset makes an episode
         # depend only on its seed, not on the episodes before it.
         self._home_state = pb.saveState(physicsClientId=self.client)
@@ -278,10 +294,15 @@ class ArmEnv(gymnasium.Env):
         states = pb.getJointStates(robot.body, robot.ctrl_index, physicsClientId=self.client)
         q = [s[0] for s in states]
         ee = robot.ee_position().tolist()
-        scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(q, self._q_mid, self._q_inv_half)]
         for k, inverse_limit in self._inverse_speed_limits:  # sampled at the control rate, as observed
             self.speed_fraction = max(self.speed_fraction, abs(states[k][1]) * inverse_limit)
-        values = scaled_q + [s[1] for s in states] + ee + self.task.observe(ee)
+        seen_q, seen_velocities = q, [s[1] for s in states]
+        if self._noise is not None:  # what noisy encoders report (the arm and its commands go by the true state)
+            cfg, dof = self.config, len(q)
+            seen_q = (np.asarray(q) + self._noise.normal(0.0, cfg.joint_noise, dof)).tolist()
+            seen_velocities = (np.asarray(seen_velocities) + self._noise.normal(0.0, cfg.velocity_noise, dof)).tolist()
+        scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(seen_q, self._q_mid, self._q_inv_half)]
+        values = scaled_q + seen_velocities + ee + self.task.observe(ee)
         if self._jacobian_size:
             values += self.task.jacobian_observe(robot.ee_jacobian_products(ee, q))
         obs = np.array(values, dtype=np.float32)
@@ -302,6 +323,13 @@ class ArmEnv(gymnasium.Env):
         self.robot.reset(self.robot.home)
         self._steps = 0
         self.task.start()
+        cfg = self.config
+        # Drawn after the goal, so a seed's goals are the same with and without them
+        self.latency = cfg.latency_steps + (int(self.np_random.integers(cfg.latency_jitter_steps + 1))
+                                            if cfg.latency_jitter_steps else 0)
+        self._pending = deque([[0.0] * self.robot.dof for _ in range(self.latency)])  # chosen, not yet applied
+        self._noise = (np.random.default_rng(int(self.np_random.integers(2**63)))
+                       if cfg.joint_noise or cfg.velocity_noise else None)
         self.speed_fraction = 0.0
         self.self_contact = self.floor_contact = False
         obs = self._observe()
@@ -347,7 +375,11 @@ class ArmEnv(gymnasium.Env):
         if not all(map(math.isfinite, action)):  # NaN or infinity: it would poison the simulation state for good
             raise ValueError(f"action holds a value that is not finite: {action}")
         action = [min(max(a, -1.0), 1.0) for a in action]
-        self.robot.command([q + a * step for q, a, step in zip(self._q, action, self.max_joint_step)])
+        applied = action
+        if self.latency:  # the action chosen `latency` periods ago takes effect now (zero: hold, at the start)
+            self._pending.append(action)
+            applied = self._pending.popleft()
+        self.robot.command([q + a * step for q, a, step in zip(self._q, applied, self.max_joint_step)])
         self._steps += 1
         self.task.advance(self._steps)
         for _ in range(self.config.substeps):
