@@ -207,3 +207,30 @@ def test_the_environment_settings_of_a_run_reach_every_environment_built_from_it
     env = make_env(TrainConfig(robot="light_arm"))
     assert env.config.action_cost == EnvConfig().action_cost == 1.0
     env.close()
+
+
+def test_evaluate_robustness_plays_the_same_episodes_on_the_latency_and_noise_grid_and_draws_it(tmp_path):
+    """An untrained light arm, 3 episodes per point: every point of the grid is played on the same episodes (the
+    nominal point equals a plain evaluation of them), the picture is written, and a picture the user owns is not
+    replaced."""
+    from helpers import write_untrained_checkpoint
+
+    checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "untrained.pt")
+    picture = tmp_path / "robustness.png"
+    result = run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--episodes", "3", "--seed", "7",
+                            "--robustness", "--plot", str(picture))
+    assert result.returncode == 0, result.stderr
+    grid = json.loads(result.stdout)
+    points = [(p["latency_steps"], p["noise"]) for p in grid["points"]]
+    assert points == [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0), (0, 1.0), (0, 2.0)]
+    plain = json.loads(run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--episodes", "3",
+                                      "--seed", "7").stdout)
+    assert grid["points"][0]["mean_final_distance_m"] == plain["mean_final_distance_m"]
+    assert len({p["mean_final_distance_m"] for p in grid["points"]}) > 1, "latency and noise changed nothing"
+    assert "| latency (periods) |" in result.stderr and picture.read_bytes()[:4] == b"\x89PNG"
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(picture.read_bytes().replace(b"arm-a3c", b"someone"))
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--episodes", "1",
+                                     "--robustness", "--plot", str(mine)), "arm-a3c did not write it")
+    assert_user_error(run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--plot", str(picture)),
+                      "--plot draws the robustness grid")

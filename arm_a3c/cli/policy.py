@@ -22,8 +22,32 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     seeds.add_argument("--test", action="store_true",
                        help="play the run's held-out test episodes (--test-seed, 200 by default: seeds that never "
                             "stopped the run or picked best.pt) instead of the evaluator's")
+    parser.add_argument("--robustness", action="store_true",
+                        help="play the same episodes with 0 to 3 control periods of action latency and with encoder "
+                             "noise off, nominal and twice nominal; prints each point's figures as JSON and a table "
+                             "on stderr")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="with --robustness: draw success against latency "
+                                                                 "and noise into this picture")
     add_moved_urdf_argument(parser)
     args = parser.parse_args(argv)
+    if args.plot and not args.robustness:
+        parser.error("--plot draws the robustness grid: give --robustness too")
+    if args.robustness:
+        import sys
+
+        from arm_a3c.files import is_our_png, refuse_foreign
+
+        if args.plot:
+            refuse_foreign(args.plot, is_our_png, "--plot")  # before minutes of episodes, not after
+        from arm_a3c.a3c.robustness import plot, robustness, table  # torch loads here
+
+        result = robustness(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf)
+        print(table(result), file=sys.stderr)
+        if args.plot:
+            plot(result, args.plot)
+            print(f"wrote {args.plot}", file=sys.stderr)
+        print(json.dumps(result, indent=2))
+        return 0
     from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
 
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf),

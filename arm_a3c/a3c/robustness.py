@@ -1,0 +1,90 @@
+"""A checkpoint's policy against what a real arm adds (`evaluate.py --robustness`): the same episodes played on a
+grid of action latencies and encoder noises (`envs.arm_env.CommonEnvConfig`'s `latency_steps`, `joint_noise`,
+`velocity_noise`), with the figures of each point, a table and a picture.
+
+Not measured yet: dynamics (masses, friction, motor gains) at the ends of their ranges; the environment has no
+such settings yet."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from arm_a3c.a3c.evaluator import DEFAULT_TEST_EPISODES, load_policy, policy_action
+from arm_a3c.envs.arm_env import make_env
+from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
+from arm_a3c.files import PNG_SOFTWARE, is_our_png, refuse_foreign, write_atomically
+
+LATENCIES = (0, 1, 2, 3)  # control periods
+NOMINAL_JOINT_NOISE = 0.005  # rad (m): an encoder's noise, std (industrial arms read to about 0.001 rad or better)
+NOMINAL_VELOCITY_NOISE = 0.05  # rad/s (m/s): joint velocities differentiated from such readings are noisier
+NOISES = (0.0, 1.0, 2.0)  # noise off, nominal, twice nominal
+
+
+def grid() -> list[dict]:
+    """The settings played: each latency without noise, then each noise without latency."""
+    points = [{"latency_steps": latency, "noise": 0.0} for latency in LATENCIES]
+    return points + [{"latency_steps": 0, "noise": noise} for noise in NOISES if noise]
+
+
+def robustness(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
+               urdf: str | None = None) -> dict:
+    """The policy of checkpoint `path` on the same episodes (the evaluator's, or with `test` the held-out ones, or
+    from `seed`) at every point of `grid()`: success and the safety figures per point."""
+    data, cfg, env, model, normalizer = load_policy(path, urdf)
+    env.close()
+    if test:
+        seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES
+    episodes = episodes or cfg.eval_episodes
+    seed = cfg.eval_seed if seed is None else seed
+    act, points = policy_action(model, normalizer), []
+    for point in grid():
+        settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"],
+                                       joint_noise=point["noise"] * NOMINAL_JOINT_NOISE,
+                                       velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE)
+        env = make_env(settings)
+        try:
+            result = run_episodes(env, act, episodes, seed, EpisodeProgress(
+                episodes, f"latency {point['latency_steps']}, noise x{point['noise']:g}", lambda: False))
+        finally:
+            env.close()
+        points.append({**point, "joint_noise": settings.joint_noise, "velocity_noise": settings.velocity_noise,
+                       **{key: result[key] for key in ("success_rate", "mean_final_distance_m", "max_speed_fraction",
+                                                       "self_contact_rate", "floor_contact_rate")}})
+    return {"checkpoint": str(path), "robot": data["robot"]["name"], "episodes": episodes, "seed": seed,
+            "nominal_joint_noise": NOMINAL_JOINT_NOISE, "nominal_velocity_noise": NOMINAL_VELOCITY_NOISE,
+            "points": points}
+
+
+def table(result: dict) -> str:
+    """The grid as a Markdown table."""
+    rows = ["| latency (periods) | noise (x nominal) | success | mean final distance (m) | self-contact |",
+            "|---|---|---|---|---|"]
+    rows += [f"| {p['latency_steps']} | {p['noise']:g} | {p['success_rate']:.1%} | {p['mean_final_distance_m']:.3f} | "
+             f"{p['self_contact_rate']:.1%} |" for p in result["points"]]
+    return "\n".join(rows)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Success against latency and against noise, as a PNG at `path` (only over a picture arm-a3c wrote)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    refuse_foreign(path, is_our_png, "--plot")
+    points = result["points"]
+    latency = [p for p in points if p["noise"] == 0.0]
+    noise = [p for p in points if p["latency_steps"] == 0]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    left.plot([p["latency_steps"] for p in latency], [p["success_rate"] for p in latency], "o-")
+    left.set(xlabel="action latency (control periods)", ylabel="success rate", ylim=(0, 1.02),
+             xticks=[p["latency_steps"] for p in latency])
+    right.plot([p["noise"] for p in noise], [p["success_rate"] for p in noise], "o-")
+    right.set(xlabel=f"encoder noise (x {NOMINAL_JOINT_NOISE} rad, {NOMINAL_VELOCITY_NOISE} rad/s)",
+              xticks=[p["noise"] for p in noise])
+    figure.suptitle(f"{result['robot']}: {Path(result['checkpoint']).name}, {result['episodes']} episodes from "
+                    f"seed {result['seed']}")
+    figure.tight_layout()
+    write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=100, metadata={"Software": PNG_SOFTWARE}))
+    plt.close(figure)
