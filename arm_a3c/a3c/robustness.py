@@ -39,7 +39,7 @@ def robustness(path: Path, episodes: int | None = None, seed: int | None = None,
     seed = cfg.eval_seed if seed is None else seed
     act, points = policy_action(model, normalizer), []
     for point in grid():
-        settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"],
+        settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"], latency_jitter_steps=0,
                                        joint_noise=point["noise"] * NOMINAL_JOINT_NOISE,
                                        velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE)
         env = make_env(settings)
