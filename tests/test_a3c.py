@@ -4,6 +4,8 @@ against numpy."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -418,3 +420,29 @@ def test_the_monitor_sums_the_reports_cpu_and_a_resumed_run_goes_on_from_its_las
     assert last["launcher_cpu_seconds"] >= 0.25
     cores = monitor.session_cpu_cores()
     assert cores["worker"] == pytest.approx(4.0 / monitor.elapsed(), rel=0.05), "this session's CPU only"
+
+
+def test_a_viewer_reading_a_slot_while_its_worker_is_preempted_mid_write_gets_the_episode_once_it_is_written(
+        tmp_path):
+    """The writer marks its slot odd while it writes; on a loaded machine it can be descheduled for milliseconds
+    right there. The reader waits for it (a live viewer test once drew no episode because ten immediate retries
+    all fell inside such a pause), but not for ever: a slot left odd by a killed writer reads as none."""
+    import threading
+
+    from arm_a3c.a3c.live import READ_TRIES, READ_WAIT_SECONDS, LiveBoard
+
+    board = LiveBoard.create(tmp_path, 1, 3, 50, 3)
+    recorder = board.recorder()
+    for step in range(5):
+        recorder.record([0.1 * step] * 3, [0.0, 0.0, 0.5], [0.2, 0.0, 0.3])
+    board.publish(0, 7, -1.0, False, 0.3, recorder)
+    slot = board._slot(0)
+    written = slot[0]
+    slot[0] = written + 1  # a writer in the middle of its next episode ...
+    threading.Timer(0.003, lambda: slot.__setitem__(0, written + 2)).start()  # ... that goes on 3 ms later
+    episode = board.latest(0)
+    assert episode is not None and episode.episode == 7 and len(episode.joint_positions) == 5
+    slot[0] = written + 3  # killed mid-write: odd for good
+    started = time.monotonic()
+    assert board.latest(0) is None
+    assert time.monotonic() - started < 10 * READ_TRIES * READ_WAIT_SECONDS  # gave up after its tries

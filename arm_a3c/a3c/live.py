@@ -36,6 +36,7 @@ WATCHED = HEADER.index("watched_until")
 # What a board's header may hold (a file whose header says otherwise is not a board a run wrote)
 MAX_BOARD_WORKERS, MAX_BOARD_DOF, MAX_BOARD_STEPS, MAX_BOARD_DRAW = 1024, 128, 100_000, 10_000
 WATCH_SECONDS = 2.0  # a viewer's mark keeps the workers recording this long (a viewer marks at every frame)
+READ_TRIES, READ_WAIT_SECONDS = 20, 0.0005  # a reader's tries of a slot being written, and the wait between them
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,13 @@ class LiveBoard:
         self.array[WATCHED] = time.time() + WATCH_SECONDS
 
     def latest(self, rank: int) -> Episode | None:
-        """A consistent copy of the worker's newest complete episode, or None if it has none yet."""
+        """A consistent copy of the worker's newest complete episode, or None if it has none yet (or if its slot is
+        still being written after `READ_TRIES` tries: a worker killed mid-write leaves it so until its replacement
+        publishes)."""
         slot = self._slot(rank)
-        for _ in range(10):
+        for attempt in range(READ_TRIES):
+            if attempt:  # a writer preempted mid-write (a loaded machine) finishes within a scheduler tick or two
+                time.sleep(READ_WAIT_SECONDS)
             before = slot[0]
             copy = np.array(slot)
             if before > 0 and int(before) % 2 == 0 and slot[0] == before:
