@@ -135,6 +135,18 @@ def load_policy(path: Path, urdf: str | None = None) -> tuple[dict, TrainConfig,
     return data, cfg, env, model, normalizer
 
 
+def episodes_to_play(data: dict, cfg: TrainConfig, episodes: int | None, seed: int | None,
+                     test: bool) -> tuple[int, int]:
+    """(episodes, first seed) a checkpoint plays: with `test` the run's held-out ones; with neither `seed` nor
+    `episodes` as many as the checkpoint's own evaluation played (a screened one: 25), from the evaluator's seed;
+    else the evaluator's count and seed where not given."""
+    if test:
+        return episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES, cfg.test_seed
+    if seed is None and episodes is None:
+        episodes = (data.get("eval") or {}).get("episodes")
+    return episodes or cfg.eval_episodes, cfg.eval_seed if seed is None else seed
+
+
 def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
                         urdf: str | None = None, stop: Callable[[], bool] = lambda: False) -> dict | None:
     """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically: by default on
@@ -142,13 +154,9 @@ def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | Non
     held-out test episodes (`test_seed`, `test_episodes` or 200), else from `seed`. `urdf`: the robot's file, if
     it has moved. Says how far it has got (`EpisodeProgress`); None if `stop()` turned true before the end."""
     data, cfg, env, model, normalizer = load_policy(path, urdf)
-    if test:
-        seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES
-    elif seed is None and episodes is None:  # as many as the checkpoint's evaluation played (a screened one: 25)
-        episodes = (data.get("eval") or {}).get("episodes")
-    episodes = episodes or cfg.eval_episodes
+    episodes, seed = episodes_to_play(data, cfg, episodes, seed, test)
     try:
-        result = evaluate_policy(model, normalizer, env, episodes, cfg.eval_seed if seed is None else seed,
+        result = evaluate_policy(model, normalizer, env, episodes, seed,
                                  EpisodeProgress(episodes, f"evaluating {path}", stop))
     finally:
         env.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from arm_a3c.a3c.evaluator import DEFAULT_TEST_EPISODES, load_policy, policy_action
+from arm_a3c.a3c.evaluator import episodes_to_play, load_policy, policy_action
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
 from arm_a3c.files import PNG_SOFTWARE, is_our_png, refuse_foreign, write_atomically
@@ -29,14 +29,11 @@ def grid() -> list[dict]:
 
 def robustness(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
                urdf: str | None = None) -> dict:
-    """The policy of checkpoint `path` on the same episodes (the evaluator's, or with `test` the held-out ones, or
-    from `seed`) at every point of `grid()`: success and the safety figures per point."""
+    """The policy of checkpoint `path` on the same episodes as `evaluate_checkpoint` plays (`episodes_to_play`) at
+    every point of `grid()`: success and the safety figures per point."""
     data, cfg, env, model, normalizer = load_policy(path, urdf)
     env.close()
-    if test:
-        seed, episodes = cfg.test_seed, episodes or cfg.test_episodes or DEFAULT_TEST_EPISODES
-    episodes = episodes or cfg.eval_episodes
-    seed = cfg.eval_seed if seed is None else seed
+    episodes, seed = episodes_to_play(data, cfg, episodes, seed, test)
     act, points = policy_action(model, normalizer), []
     for point in grid():
         settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"], latency_jitter_steps=0,

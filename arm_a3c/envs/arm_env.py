@@ -3,8 +3,8 @@ client, a `Robot` and a `Task` (`arm_a3c.tasks`). `make_env(settings)` builds ev
 
 Control: each action in [-1, 1] per controlled joint moves that joint's position target by at most its step
 (`max_joint_step_rad`, or `max_joint_step_m` for prismatic joints, or less where the URDF's speed limits ask it:
-`joint_speeds`) from where the joint is now; the motors then track it for `substeps` physics steps of 1/240 s. With the defaults that is 24 control steps per second (as
-panda-gym's 25) and episodes of 50 steps, 2.08 seconds. An episode ends by the time limit (`truncated=True`) or
+`joint_speeds`) from where the joint is now; the motors then track it for `substeps` physics steps of 1/240 s.
+With the defaults that is 24 control steps per second (as panda-gym's 25) and episodes of 50 steps, 2.08 seconds. An episode ends by the time limit (`truncated=True`) or
 when its task says it ended (`terminated=True`: a collision, say); success is judged on the last step.
 
 Observation (float32): controlled-joint positions scaled to [-1, 1] by their limits (dof), joint velocities
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 import numbers
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,8 +30,8 @@ from arm_a3c.errors import SettingError
 from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.assets import resolve_robot
 from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
-from arm_a3c.sim.contacts import ContactPairs, contacts_now, find_contact_pairs
 from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.contacts import ContactPairs, contacts_now, find_contact_pairs
 from arm_a3c.sim.render import Camera, render_rgb
 from arm_a3c.sim.robot import Robot
 from arm_a3c.tasks import DEFAULT_TASK, TASK_SETTINGS, task_class
@@ -58,9 +58,9 @@ class CommonEnvConfig:
     # The observation ends with the Jacobian transpose of the goal's error, one value per controlled joint (and for
     # pose a second such part, of the orientation's error): the direction in joint space that closes it.
     jacobian_observation: bool = True
-    # Each joint moves at most its URDF velocity limit: its target's step per control step is at most the limit
-    # times the control period, and its motor is capped there (a real servo is; PyBullet's overshoots its
-    # targets' pace). A joint the URDF gives no limit keeps max_joint_step_rad (_m) alone.
+    # Each joint moves at most its URDF velocity limit: the simulation clamps the joints' speed at the arm's lowest
+    # limit (a real arm's drives are capped; PyBullet's servo overshoots its targets' pace), and each target's step
+    # per control step is paced to match (`joint_speeds`).
     urdf_speed_limits: bool = True
     # What a real arm adds, off by default (issue 34 measures when to turn them on): its controller answers late,
     # and its encoders are noisy.
@@ -105,7 +105,8 @@ EnvConfig = dataclasses.make_dataclass(
                                                   "(`CommonEnvConfig`), then each task's own (`Task.settings`)."})
 
 _NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits")
-_WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_steps") + tuple(s.name for s in TASK_SETTINGS if type(s.default) is int)
+_WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_steps") + tuple(
+    s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
 MAX_LATENCY_STEPS = 100  # control periods (4 s at 24 Hz)
 MAX_JOINT_NOISE, MAX_VELOCITY_NOISE = 1.0, 10.0  # rad (m), rad/s (m/s): noise beyond them is no encoder's
