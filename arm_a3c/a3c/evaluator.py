@@ -30,6 +30,7 @@ from arm_a3c.a3c.normalizer import RunningNormalizer
 from arm_a3c.a3c.shared import Shared
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
+from arm_a3c.envs.mujoco_env import in_simulator
 from arm_a3c.errors import UserError
 
 POLL_SECONDS = 0.2
@@ -148,18 +149,24 @@ def episodes_to_play(data: dict, cfg: TrainConfig, episodes: int | None, seed: i
 
 
 def evaluate_checkpoint(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
-                        urdf: str | None = None, stop: Callable[[], bool] = lambda: False) -> dict | None:
+                        urdf: str | None = None, stop: Callable[[], bool] = lambda: False,
+                        sim: str = "pybullet") -> dict | None:
     """Rebuild the robot and the policy from a checkpoint alone and evaluate it deterministically: by default on
     the evaluator's own seeds (the numbers stored in the checkpoint are reproduced), with `test` on the run's
     held-out test episodes (`test_seed`, `test_episodes` or 200), else from `seed`. `urdf`: the robot's file, if
-    it has moved. Says how far it has got (`EpisodeProgress`); None if `stop()` turned true before the end."""
+    it has moved. `sim`: the simulator that plays them (`envs.mujoco_env.SIMULATORS`; the goals are PyBullet's in both).
+    Says how far it has got (`EpisodeProgress`); None if `stop()` turned true before the end."""
     data, cfg, env, model, normalizer = load_policy(path, urdf)
-    episodes, seed = episodes_to_play(data, cfg, episodes, seed, test)
     try:
-        result = evaluate_policy(model, normalizer, env, episodes, seed,
+        played = in_simulator(env, sim)
+        for note in getattr(played, "notes", ()):
+            print(note, file=sys.stderr)
+        episodes, seed = episodes_to_play(data, cfg, episodes, seed, test)
+        result = evaluate_policy(model, normalizer, played, episodes, seed,
                                  EpisodeProgress(episodes, f"evaluating {path}", stop))
     finally:
         env.close()
     if result is None:
         return None
-    return {**result, "checkpoint": str(path), "robot": data["robot"]["name"], "env_steps": data["env_steps"]}
+    return {**result, "checkpoint": str(path), "robot": data["robot"]["name"], "env_steps": data["env_steps"],
+            **({"sim": sim} if sim != "pybullet" else {})}

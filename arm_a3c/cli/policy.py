@@ -1,4 +1,4 @@
-"""The commands that take a checkpoint's policy: `evaluate.py` and `export.py`."""
+"""The commands that take a checkpoint's policy: `evaluate.py`, `transfer.py` and `export.py`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from typing import Sequence
 from arm_a3c.cli.common import EPISODES, SEED, ArgumentParser, add_assets_argument, add_moved_urdf_argument
 
 
-def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    """`scripts/evaluate.py`: evaluate a checkpoint deterministically; prints one JSON object."""
-    import json
+def add_episode_arguments(parser: ArgumentParser) -> None:
+    """The flags of the commands that play a checkpoint's episodes: --assets, --checkpoint, --episodes and
+    --seed or --test."""
     from pathlib import Path
 
-    parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
     add_assets_argument(parser)
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH", help="a .pt file of a run")
     parser.add_argument("--episodes", type=EPISODES, help="episodes (default: as many as the checkpoint's own "
@@ -22,16 +21,36 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     seeds.add_argument("--test", action="store_true",
                        help="play the run's held-out test episodes (--test-seed, 200 by default: seeds that never "
                             "stopped the run or picked best.pt) instead of the evaluator's")
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/evaluate.py`: evaluate a checkpoint deterministically; prints one JSON object."""
+    import json
+    from pathlib import Path
+
+    from arm_a3c.envs.mujoco_env import SIMULATORS
+
+    parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
+    add_episode_arguments(parser)
     parser.add_argument("--robustness", action="store_true",
                         help="play the same episodes with 0 to 3 control periods of action latency and with encoder "
                              "noise off, nominal and twice nominal; prints each point's figures as JSON and a table "
                              "on stderr")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="with --robustness: draw success against latency "
                                                                  "and noise into this picture")
+    parser.add_argument("--sim", choices=SIMULATORS, default="pybullet",
+                        help="the simulator that plays the episodes: pybullet (where the policy was trained) or mujoco "
+                             "(the same goals and policy in a second physics engine; needs pip install "
+                             "'arm-a3c[mujoco]'; transfer.py shows both side by side)")
     add_moved_urdf_argument(parser)
     args = parser.parse_args(argv)
     if args.plot and not args.robustness:
         parser.error("--plot draws the robustness grid: give --robustness too")
+    if args.robustness and args.sim != "pybullet":
+        parser.error("--robustness plays its grid in PyBullet only; leave out --sim")
+    if args.sim == "mujoco":
+        from arm_a3c.sim.mujoco_twin import import_mujoco
+
+        import_mujoco()  # a missing package is said before the checkpoint is read
     if args.robustness:
         import sys
 
@@ -50,8 +69,37 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return 0
     from arm_a3c.a3c.evaluator import evaluate_checkpoint  # torch loads here, not when --help is asked for
 
-    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf),
-                     indent=2))
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf,
+                                         sim=args.sim), indent=2))
+    return 0
+
+def transfer_main(argv: Sequence[str] | None = None) -> int:
+    """`arm-a3c transfer`: play a checkpoint's episodes in PyBullet and in a second simulator (MuJoCo), the same
+    goals and deterministic policy, and print both simulators' success, distance and safety figures as JSON (a
+    table on stderr)."""
+    import json
+    import sys
+
+    from arm_a3c.envs.mujoco_env import SIMULATORS
+    from arm_a3c.sim.mujoco_twin import MOTOR_MODELS
+
+    parser = ArgumentParser(prog="transfer.py", description=transfer_main.__doc__)
+    add_episode_arguments(parser)
+    parser.add_argument("--sim", choices=SIMULATORS[1:], default="mujoco",
+                        help="the second simulator (needs pip install 'arm-a3c[mujoco]')")
+    parser.add_argument("--motor", choices=MOTOR_MODELS, default=MOTOR_MODELS[0],
+                        help="how MuJoCo drives the joints: constraint (PyBullet's motor: each physics step, the "
+                             "torques within the URDF's effort that give the velocity kp * error / dt), velocity (a "
+                             "stiff velocity servo on that velocity, effort not held) or position (a stiff position "
+                             "servo with the effort as its force range); see docs/transfer.md")
+    add_moved_urdf_argument(parser)
+    args = parser.parse_args(argv)
+    from arm_a3c.a3c.transfer import table, transfer  # torch loads here
+
+    result = transfer(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf, motor=args.motor,
+                      say=lambda line: print(line, file=sys.stderr))
+    print(table(result), file=sys.stderr)
+    print(json.dumps(result, indent=2))
     return 0
 
 def export_main(argv: Sequence[str] | None = None) -> int:

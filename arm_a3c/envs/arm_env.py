@@ -33,7 +33,7 @@ from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.contacts import ContactPairs, contacts_now, find_contact_pairs
 from arm_a3c.sim.render import Camera, render_rgb
-from arm_a3c.sim.robot import Robot
+from arm_a3c.sim.robot import EndEffectorJacobian, Robot
 from arm_a3c.tasks import DEFAULT_TASK, TASK_SETTINGS, task_class
 from arm_a3c.tasks.base import goal_position
 
@@ -288,16 +288,24 @@ class ArmEnv(gymnasium.Env):
         return layout
 
     def _observe(self) -> np.ndarray:
-        """The observation: the robot's part, then the task's. This runs on every step: for vectors of a few
-        elements, Python lists and one final conversion are cheaper than numpy operations (about a microsecond
-        each), which keeps the environment's cost close to the physics'."""
+        """The observation of the arm in PyBullet (`observation`)."""
         robot = self.robot
         states = pb.getJointStates(robot.body, robot.ctrl_index, physicsClientId=self.client)
         q = [s[0] for s in states]
         ee = robot.ee_position().tolist()
+        return self.observation(q, [s[1] for s in states], ee, lambda: robot.ee_jacobian_products(ee, q))
+
+    def observation(self, q: list[float], velocities: list[float], ee: list[float],
+                    jacobian: Callable[[], EndEffectorJacobian]) -> np.ndarray:
+        """The observation of an arm whose controlled joints are at `q` (rad or m) moving at `velocities`, its
+        end-effector point at `ee` (m), `jacobian()` its Jacobian: the robot's part, then the task's. Also keeps the
+        episode's largest speed and what the task judges. A second simulator's arm is observed through it too
+        (`envs.mujoco_env`). This runs on every step: for vectors of a few elements, Python lists and one final
+        conversion are cheaper than numpy operations (about a microsecond each), which keeps the environment's
+        cost close to the physics'."""
         for k, inverse_limit in self._inverse_speed_limits:  # sampled at the control rate, as observed
-            self.speed_fraction = max(self.speed_fraction, abs(states[k][1]) * inverse_limit)
-        seen_q, seen_velocities = q, [s[1] for s in states]
+            self.speed_fraction = max(self.speed_fraction, abs(velocities[k]) * inverse_limit)
+        seen_q, seen_velocities = q, velocities
         if self._noise is not None:  # what noisy encoders report (the arm and its commands go by the true state)
             cfg, dof = self.config, len(q)
             seen_q = (np.asarray(q) + self._noise.normal(0.0, cfg.joint_noise, dof)).tolist()
@@ -305,7 +313,7 @@ class ArmEnv(gymnasium.Env):
         scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(seen_q, self._q_mid, self._q_inv_half)]
         values = scaled_q + seen_velocities + ee + self.task.observe(ee)
         if self._jacobian_size:
-            values += self.task.jacobian_observe(robot.ee_jacobian_products(ee, q))
+            values += self.task.jacobian_observe(jacobian())
         obs = np.array(values, dtype=np.float32)
         self._q, self.ee = q, ee
         return obs
@@ -359,6 +367,19 @@ class ArmEnv(gymnasium.Env):
         self.task.set_target(goal_position(target, "a target"))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action, targets = self.begin_step(action)
+        self.robot.command(targets)
+        for _ in range(self.config.substeps):
+            pb.stepSimulation(physicsClientId=self.client)
+            self.task.after_substep()
+        obs = self._observe()
+        contacts = contacts_now(self.robot, self.floor, self.contact_pairs) if self.contact_pairs is not None else None
+        return self.end_step(action, obs, contacts)
+
+    def begin_step(self, action: np.ndarray) -> tuple[list[float], list[float]]:
+        """The first half of a step, before the physics: `action` checked and clipped, and the position targets
+        (rad or m) of the controlled joints it gives (the one chosen `latency` periods ago, with latency); the
+        step counted and a moving goal moved. A second simulator's arm is stepped through it too."""
         if self._steps is None:  # what gymnasium.make's wrapper says; an env made directly has no wrapper
             raise gymnasium.error.ResetNeeded("Cannot call env.step() before calling env.reset()")
         try:
@@ -380,17 +401,19 @@ class ArmEnv(gymnasium.Env):
         if self.latency:  # the action chosen `latency` periods ago takes effect now (zero: hold, at the start)
             self._pending.append(action)
             applied = self._pending.popleft()
-        self.robot.command([q + a * step for q, a, step in zip(self._q, applied, self.max_joint_step)])
+        targets = [q + a * step for q, a, step in zip(self._q, applied, self.max_joint_step)]
         self._steps += 1
         self.task.advance(self._steps)
-        for _ in range(self.config.substeps):
-            pb.stepSimulation(physicsClientId=self.client)
-            self.task.after_substep()
-        obs = self._observe()
+        return action, targets
+
+    def end_step(self, action: list[float], obs: np.ndarray, contacts: tuple[bool, bool] | None
+                 ) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """The second half of a step, after the physics and the observation `obs`: the task's judgement, the
+        contacts seen (a self-contact, a floor contact; None: not watched) and the time limit, as `step` returns
+        them."""
         reward, terminated, info = self.task.judge(action, self._steps)
-        if self.contact_pairs is not None:
-            self_contact, floor_contact = contacts_now(self.robot, self.floor, self.contact_pairs)
-            self.self_contact, self.floor_contact = self.self_contact or self_contact, self.floor_contact or floor_contact
+        if contacts is not None:
+            self.self_contact, self.floor_contact = self.self_contact or contacts[0], self.floor_contact or contacts[1]
         self._safety(info)
         truncated = not terminated and self._steps >= self.config.episode_steps
         return obs, reward, terminated, truncated, info
