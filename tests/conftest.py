@@ -102,13 +102,32 @@ def training_finished(shared_training) -> SharedTraining:
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """Tests that need the shared training running go first, those that need it finished next: the training
-    then runs alone beside light tests, and nothing waits for it twice."""
+    """Tests that need the shared training running go first; then the quick tests, which run on one core while the
+    training finishes on the other; then those that need it finished (so nothing waits for it); the slow ones
+    last. Within each phase the file order holds."""
     def phase(item) -> int:
         names = getattr(item, "fixturenames", ())
-        return 0 if "training_running" in names else 1 if "training_finished" in names else 2
+        if "training_running" in names:
+            return 0
+        if "training_finished" in names:
+            return 2
+        return 3 if item.get_closest_marker("slow") else 1
 
-    items.sort(key=phase)  # stable: the file order holds within each phase
+    items.sort(key=phase)
     for item in items:
-        if phase(item) < 2:  # waits for the session's real training
+        if phase(item) in (0, 2):  # waits for the session's real training
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(lane(item)))
+
+
+# With pytest-xdist (`-n 2 --dist loadgroup`: pyproject's addopts) the suite runs in two lanes side by side, each
+# lane's tests in the order above: one has the Ray backend's runs (much of their time is Ray starting and stopping,
+# with the machine half idle), the install into a fresh virtualenv and the tasks' trainings; the other everything
+# else. Ray's tests check that no Ray process or actor of theirs outlives a run, so they keep to one lane; so do
+# the shared training's (one training, one lane).
+SECOND_LANE = ("tests/test_ray.py", "tests/test_package.py",
+               "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly")
+
+
+def lane(item) -> str:
+    return "second" if item.nodeid.startswith(SECOND_LANE) else "first"

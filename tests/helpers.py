@@ -128,16 +128,20 @@ UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01")  # a run that
 
 
 def children_of(pid: int) -> dict[int, str]:
-    """{pid: process name} of the direct children of `pid`."""
-    found = {}
+    """{pid: process name} of the processes `pid` started, and theirs: a run's workers and evaluator are children
+    of its fork server, a child of the launcher."""
+    parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
         name, rest = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
-        if int(rest[1]) == pid:
-            found[int(stat.parent.name)] = name
+        parents[int(stat.parent.name)] = (int(rest[1]), name)
+    found, frontier = {}, {pid}
+    while frontier:
+        frontier = {child for child, (parent, _) in parents.items() if parent in frontier and child not in found}
+        found.update({child: parents[child][1] for child in frontier})
     return found
 
 

@@ -118,7 +118,8 @@ def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_pa
     assert not survivors(children, grace=5.0), "orphaned children kept running"
     saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
 
-    result = run_script("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 10_000), timeout=300)
+    result = run_script("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 10_000),
+                        "--test-episodes", "0", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = summary_of(run_dir)
     assert summary["resumed_from_steps"] == saved and summary["env_steps"] >= saved + 10_000

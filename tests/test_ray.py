@@ -242,7 +242,7 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
                                "--episodes", "5")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(saved + 10_000), timeout=300)
+                         "--max-steps", str(saved + 10_000), "--test-episodes", "0", timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = summary_of(run_dir)
     assert summary["resumed_from_steps"] == saved > 0 and summary["env_steps"] >= saved + 10_000, (saved, summary)
@@ -263,7 +263,7 @@ def ray_processes() -> list[int]:
 
 def assert_ray_is_gone(process: subprocess.Popen) -> None:
     """No process of the run's Ray instance, no worker actor and no mapped file outlived the run."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # Ray's own processes take seconds to end on a loaded machine
     while ray_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not ray_processes(), "Ray processes outlived the run"
@@ -419,7 +419,8 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     assert not list(Path("/dev/shm").glob("arm-a3c-*-node-*")), "a node's copy outlived the run"
 
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(summary["env_steps"] + 10_000), timeout=300)
+                         "--max-steps", str(summary["env_steps"] + 10_000), "--test-episodes", "0",
+                         timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert summary_of(run_dir)["resumed_from_steps"] == summary["env_steps"]
 

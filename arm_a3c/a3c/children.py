@@ -3,9 +3,11 @@ Ray's actors): one BLAS thread each, its own name in ps and top, Ctrl-C left to 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 # Each worker and the evaluator run on one core each: the thread pools of numpy's BLAS would only fight over the
@@ -17,6 +19,68 @@ ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_
 def single_threaded_children() -> None:
     """Give the processes started from now on one BLAS thread each (read when they import numpy)."""
     os.environ.update(ONE_THREAD_ENV)
+
+
+# What a run's children import before they start: the fork server imports it once, and each child is a fork of it.
+CHILD_MODULES = ["arm_a3c.a3c.worker", "arm_a3c.a3c.evaluator"]
+LAUNCHER_CHECK_SECONDS = 0.2  # how often a child of the fork server looks for its launcher
+
+
+def children_context():
+    """The multiprocessing context a run starts its children with, and the server that forks them started now.
+
+    A fork server where the platform has one: a process of its own (not a fork of the launcher, so no thread or
+    lock of the launcher's is copied) that imports the workers' and the evaluator's code once, torch included, and
+    forks each child from there. Spawned children each imported torch again: about 1.3 s of CPU per child, three
+    children per run. Started here, it imports while the launcher builds its robot. Elsewhere (Windows): spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(CHILD_MODULES)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()  # returns at once; the server imports in the background
+    return ctx
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent's pid of process `pid`, or None where /proc cannot say (not Linux, or `pid` is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+class LauncherWatch:
+    """Whether the launcher that started this process still runs: a killed launcher cannot signal, and its orphaned
+    children would otherwise train forever. A spawned child's parent is the launcher; a forked one's is the
+    launcher's fork server, whose parent is the launcher until it dies (then the server is re-parented). Looked up
+    every `LAUNCHER_CHECK_SECONDS` (a /proc read), not on every call."""
+
+    def __init__(self, launcher_pid: int):
+        self.launcher_pid = launcher_pid
+        self.next_check = 0.0
+        self.alive = True
+
+    def __call__(self) -> bool:
+        parent = os.getppid()
+        if parent == self.launcher_pid:
+            return True
+        now = time.monotonic()
+        if self.alive and now >= self.next_check:
+            self.next_check = now + LAUNCHER_CHECK_SECONDS
+            grandparent = parent_of(parent)
+            if grandparent is not None:
+                self.alive = grandparent == self.launcher_pid
+            else:  # no /proc: the launcher's pid answers while it lives
+                try:
+                    os.kill(self.launcher_pid, 0)
+                except ProcessLookupError:
+                    self.alive = False
+                except PermissionError:
+                    pass
+        return self.alive
 
 
 def become_child(name: str) -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.multiprocessing as mp
 
 from arm_a3c.a3c.checkpoint import CheckpointWriteError, checkpoint_payload, make_checkpoint_env, save_evaluated
-from arm_a3c.a3c.children import single_threaded_children
+from arm_a3c.a3c.children import children_context, single_threaded_children
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluate_checkpoint, evaluate_policy
 from arm_a3c.a3c.interfaces import Backend, WorkerSet
@@ -80,8 +80,9 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
     beside the training (`train_arm.py --view`)."""
     cfg.check()
     backend.check(cfg)
-    single_threaded_children()  # before a local Ray instance starts too: its workers inherit it
+    single_threaded_children()  # before a local Ray instance and the fork server start too: their children inherit it
     backend.start(cfg)  # a missing Ray or an unreachable cluster is one line, before anything is made
+    ctx = children_context()  # the fork server imports the children's code while the robot loads
     # bad robots fail here, before any process starts (a resumed run's: held to its latest checkpoint's robot)
     probe = make_checkpoint_env(cfg, Path(cfg.run_dir) / "checkpoints" / "latest.pt") if resume else make_env(cfg)
     # Record the home pose and tool point used (from the robot's settings file or the home rule), so the run's
@@ -98,20 +99,19 @@ def train(cfg: TrainConfig, backend: Backend, resume: bool = False, force: bool 
         probe.close()
         raise
     try:
-        return _train_in(cfg, backend, probe, claimed, resume, viewer)
+        return _train_in(cfg, backend, probe, claimed, resume, viewer, ctx)
     finally:
         claimed.release()
 
 
 def _train_in(cfg: TrainConfig, backend: Backend, probe: ArmEnv, claimed: RunDir, resume: bool,
-              viewer: Callable[[Path], None] | None) -> dict:
+              viewer: Callable[[Path], None] | None, ctx) -> dict:
     """`train` once its run directory is claimed."""
     run_dir = claimed.path
     obs_dim, action_dim, robot_name = probe.obs_dim, probe.robot.dof, probe.robot.name
     resumed = load_resume_state(run_dir, probe) if resume else None
     write_config(run_dir, cfg)
 
-    ctx = mp.get_context("spawn")
     shared = backend.build_shared(cfg, obs_dim, action_dim, ctx, run_dir)
     try:
         if resumed:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from arm_a3c.a3c.children import LauncherWatch
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic
 from arm_a3c.a3c.normalizer import RunningNormalizer
@@ -43,7 +44,13 @@ class Shared:
         """True until the stop flag is set or the launcher is gone (a killed launcher cannot signal; its
         orphaned children would otherwise train forever). A Ray actor is not the launcher's child, and has no
         `launcher_pid`: Ray ends it when the launcher dies."""
-        return not self._views()[1][0] and (self.launcher_pid is None or os.getppid() == self.launcher_pid)
+        return not self._views()[1][0] and (self.launcher_pid is None or self._launcher_alive())
+
+    def _launcher_alive(self) -> bool:
+        watch = self.__dict__.get("_watch")
+        if watch is None or watch.launcher_pid != self.launcher_pid:
+            watch = self._watch = LauncherWatch(self.launcher_pid)
+        return watch()
 
     def request_stop(self) -> None:
         self.stop_flag[0] = 1
@@ -57,7 +64,7 @@ class Shared:
         return views
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_numpy"}  # each process makes its own views
+        return {k: v for k, v in self.__dict__.items() if k not in ("_numpy", "_watch")}  # each process makes its own views
 
     def global_steps(self) -> int:
         """Environment steps taken by all workers, in this session and before it."""

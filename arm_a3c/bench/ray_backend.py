@@ -45,6 +45,7 @@ class RayBenchOptions:
     learning_seeds: tuple[int, ...] = ()  # with seeds: time and steps to `learning_target`, local vs sync agents
     learning_target: float = 0.8
     learning_seconds: float = 300.0  # budget of each of those runs
+    learning_steps: int = 0  # ... or this many environment steps, if that comes first (0: no step limit)
     learning_machines: int = 2  # simulated machines (Ray nodes on this host) the sync configurations spread over
     sync_periods: tuple[float, ...] = ()  # sync periods (ms) to compare; none: the default
     learning_only: bool = False  # only the learning comparison (no throughput or capacity parts)
@@ -53,7 +54,7 @@ class RayBenchOptions:
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
-QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0, eval_episodes=10)
+QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10)
 
 
 class ExchangeClient:
@@ -248,10 +249,11 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
             runs = []
             for seed in opts.learning_seeds:
                 log(f"learning: {name}, seed {seed}, to {opts.learning_target:.0%} "
-                    f"(budget {opts.learning_seconds:g} s)")
+                    f"(budget {opts.learning_seconds:g} s"
+                    f"{f' or {opts.learning_steps:,} steps' if opts.learning_steps else ''})")
                 run_dir = work_dir / f"learning-{name}-{seed}"
                 run = a3c_run(options, opts.robot, opts.workers, opts.learning_seconds, opts.learning_target,
-                              run_dir, seed=seed, extra=(*flags, *address))
+                              run_dir, seed=seed, max_steps=opts.learning_steps, extra=(*flags, *address))
                 sync = run["sync"]
                 runs.append({"seed": seed, "seconds": run["time_to_first_target_s"],
                              "env_steps": run["steps_to_first_target"], "steps_per_second": run["steps_per_second"],
