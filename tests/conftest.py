@@ -122,11 +122,12 @@ def pytest_collection_modifyitems(items: list) -> None:
 
 # With pytest-xdist (`-n 2 --dist loadgroup`: pyproject's addopts) the suite runs in two lanes side by side, each
 # lane's tests in the order above: one has the Ray backend's runs (much of their time is Ray starting and stopping,
-# with the machine half idle), the install into a fresh virtualenv and the tasks' trainings; the other everything
-# else. Ray's tests check that no Ray process or actor of theirs outlives a run, so they keep to one lane; so do
-# the shared training's (one training, one lane).
+# with the machine half idle), the install into a fresh virtualenv and two of the tasks' trainings; the other
+# everything else. Ray's tests check that no Ray process or actor of theirs outlives a run, so they keep to one
+# lane; so do the shared training's (one training, one lane).
 SECOND_LANE = ("tests/test_ray.py", "tests/test_package.py",
-               "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly")
+               "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[track",
+               "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[avoid")
 
 
 def lane(item) -> str:
