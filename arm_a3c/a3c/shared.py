@@ -121,8 +121,8 @@ class SharedMemoryLink:
 
 
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:
-    """Create the shared objects in torch's shared memory; `ctx` is the multiprocessing context (`spawn`) for the
-    optional lock. (The Ray backend keeps them in a file instead: `backends.mapped`.)"""
+    """Create the shared objects in torch's shared memory; `ctx` is the multiprocessing context
+    (`children.children_context`) for the optional lock. (The Ray backend keeps them in a file instead: `backends.mapped`.)"""
     model = ActorCritic.from_config(cfg, obs_dim, action_dim)
     model.share_memory()
     return Shared(
