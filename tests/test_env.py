@@ -315,9 +315,10 @@ def bang_bang_speed_fractions(env: ArmEnv, episodes: int = 6) -> list[float]:
 @pytest.mark.parametrize("robot", ["panda", "xarm6"])
 def test_no_joint_moves_faster_than_its_urdf_limit_under_bang_bang_actions(robot):
     """Measured at every control step; without the limits the same actions drive the Panda's joints to 2.7 times
-    their limit and the xArm6's to 1.1 times."""
-    limited = ArmReachEnv(robot)
-    free = ArmReachEnv(robot, config=EnvConfig(urdf_speed_limits=False))
+    their limit and the xArm6's to 1.1 times. Its links pass through each other here: a self-contact would end
+    most of the xArm6's episodes before its joints are at full speed."""
+    limited = ArmReachEnv(robot, config=EnvConfig(self_collision=False))
+    free = ArmReachEnv(robot, config=EnvConfig(urdf_speed_limits=False, self_collision=False))
     try:
         assert max(bang_bang_speed_fractions(limited)) <= 1.0 + 1e-6
         assert max(bang_bang_speed_fractions(free)) > 1.05  # (the measurement sees a joint over its limit)
@@ -372,9 +373,42 @@ def test_every_evaluation_reports_the_largest_joint_speed_and_the_share_of_episo
 
 # ---- contacts with itself and the floor -------------------------------------------------------------------------
 
-def fold(urdf, joint_index: int) -> dict:
-    """The last step's info after driving joint `joint_index` of the arm in `urdf` to its upper limit."""
-    env = ArmReachEnv(str(urdf), config=EnvConfig(episode_steps=150))  # time to fold all the way
+FOLD_BACK = '<limit lower="-3.1" upper="3.1" effort="50" velocity="6"/>'
+
+
+def hand_arm(write_urdf, sidecar: str | None = None, sleeve: bool = False):
+    """An arm whose hand, folded back at the wrist, passes through its upper arm unless they collide; `sleeve`: a
+    cover fixed to the upper arm that overlaps the forearm at home; `sidecar`: its settings file's text."""
+    from helpers import box_link, joint, robot_xml
+
+    body = (joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1") + box_link("upper", 0.3)
+            + joint("elbow", "revolute", "upper", "forearm", 0.3) + box_link("forearm", 0.25)
+            + joint("wrist", "revolute", "forearm", "hand", 0.25, limit=FOLD_BACK) + box_link("hand", 0.35)
+            + joint("tip_mount", "fixed", "hand", "tip", 0.35, limit="") + box_link("tip", 0.02))
+    if sleeve:
+        body += joint("sleeve_mount", "fixed", "upper", "sleeve", 0.28, limit="") + box_link("sleeve", 0.06)
+    urdf = write_urdf(robot_xml("hand", body), "hand")
+    if sidecar is not None:
+        urdf.with_suffix(".toml").write_text(sidecar)
+    return urdf
+
+
+def forearm_arm(write_urdf):
+    """An arm whose long forearm, folded back at the elbow, presses on the floor."""
+    from helpers import box_link, joint, robot_xml
+
+    return write_urdf(robot_xml("forearm", joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1")
+                                + box_link("upper", 0.3)
+                                + joint("elbow", "revolute", "upper", "forearm", 0.3, limit=FOLD_BACK)
+                                + box_link("forearm", 0.45)
+                                + joint("tip_mount", "fixed", "forearm", "tip", 0.45, limit="")
+                                + box_link("tip", 0.02)), "forearm")
+
+
+def fold(urdf, joint_index: int, **settings) -> tuple[dict, list[float], list[bool], ArmEnv]:
+    """Drive joint `joint_index` of the arm in `urdf` towards its upper limit for a whole episode, stepping on past
+    a terminal: the last step's info, each step's reward and `terminated`, and the env (closed)."""
+    env = ArmReachEnv(str(urdf), config=EnvConfig(episode_steps=150, **settings))  # time to fold all the way
     try:
         pairs = env.watch_contacts()
         assert pairs.disabled[(-1, 0)] == "adjacent"
@@ -383,31 +417,135 @@ def fold(urdf, joint_index: int) -> dict:
         assert not start["self_contact"] and not start["floor_contact"]  # stretched out, it touches nothing
         action = np.zeros(env.robot.dof)
         action[joint_index] = 1.0
+        rewards, ended = [], []
         for _ in range(env.config.episode_steps - 1):
-            _, _, _, _, info = env.step(action)
-        return info
+            _, reward, terminated, _, info = env.step(action)
+            rewards.append(reward)
+            ended.append(terminated)
+            if terminated:
+                env.draw = env.draw_data()  # what the viewer is told of the step that ended it
+        info["joint"] = env.joint_positions[joint_index]
+        return info, rewards, ended, env
     finally:
         env.close()
 
 
 def test_links_folded_into_each_other_or_onto_the_floor_are_counted_as_contacts(write_urdf):
-    """A hand folded back at the wrist passes through the upper arm (PyBullet lets it): a self-contact. A long
-    forearm folded back at the elbow presses on the floor: a floor contact."""
-    from helpers import box_link, joint, robot_xml
+    """Without self-collision: a hand folded back at the wrist passes through the upper arm (PyBullet lets it), a
+    self-contact. A long forearm folded back at the elbow presses on the floor: a floor contact. Neither ends the
+    episode."""
+    info, _, ended, _ = fold(hand_arm(write_urdf), 2, self_collision=False)
+    assert info["self_contact"] and not info["floor_contact"] and not any(ended), info
+    assert info["joint"] > 3.05  # through the upper arm, to its limit
+    info, _, ended, _ = fold(forearm_arm(write_urdf), 1, self_collision=False)
+    assert info["floor_contact"] and not any(ended), info
 
-    fold_back = '<limit lower="-3.1" upper="3.1" effort="50" velocity="6"/>'
-    base = joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1") + box_link("upper", 0.3)
-    hand = write_urdf(robot_xml("hand", base + joint("elbow", "revolute", "upper", "forearm", 0.3) + box_link(
-        "forearm", 0.25) + joint("wrist", "revolute", "forearm", "hand", 0.25, limit=fold_back) + box_link(
-        "hand", 0.35) + joint("tip_mount", "fixed", "hand", "tip", 0.35, limit="") + box_link("tip", 0.02)), "hand")
-    info = fold(hand, 2)
-    assert info["self_contact"] and not info["floor_contact"], info
-    forearm = write_urdf(robot_xml("forearm", base + joint("elbow", "revolute", "upper", "forearm", 0.3,
-                                                            limit=fold_back) + box_link("forearm", 0.45)
-                                   + joint("tip_mount", "fixed", "forearm", "tip", 0.45, limit="")
-                                   + box_link("tip", 0.02)), "forearm")
-    info = fold(forearm, 1)
-    assert info["floor_contact"], info
+
+def test_with_self_collision_links_made_to_collide_stop_end_the_episode_with_a_penalty_and_are_counted(write_urdf):
+    from arm_a3c.envs.arm_env import FLOOR_CONTACT, SELF_CONTACT
+
+    info, rewards, ended, env = fold(hand_arm(write_urdf), 2)
+    assert info["self_contact"] and not info["floor_contact"] and not info["is_success"], info
+    assert info["joint"] < 3.0  # the hand stopped against the upper arm
+    end = ended.index(True)  # a real terminal (the worker does not bootstrap it), on the step of the contact
+    _, free_rewards, _, _ = fold(hand_arm(write_urdf), 2, contact_penalty=0.0)
+    assert rewards[:end] == free_rewards[:end] and rewards[end] == pytest.approx(free_rewards[end] - 20.0)
+    assert env.draw[-4] == SELF_CONTACT  # the viewer marks where the arm touched itself
+    assert env.contact_shapes(np.array([env.draw]), 0)[1] == "   SELF-CONTACT"
+    info, _, ended, env = fold(forearm_arm(write_urdf), 1)
+    assert info["floor_contact"] and any(ended) and env.draw[-4] == FLOOR_CONTACT, info
+    assert env.draw[-1] < 0.01  # the mark is where the forearm meets the floor
+    folding = ArmReachEnv(str(hand_arm(write_urdf)), config=EnvConfig(episode_steps=150))
+    result = run_episodes(folding, lambda obs: np.array([0.0, 0.0, 1.0]), 3, 0)
+    folding.close()
+    assert result["self_contact_rate"] == 1.0 and result["success_rate"] == 0.0, result
+
+
+@pytest.mark.parametrize("robot,left_out", [
+    ("kuka_iiwa", {}),
+    ("panda", {("panda_link7", "panda_hand"): "touching at home",
+               ("panda_leftfinger", "panda_rightfinger"): "touching at home"})])
+def test_the_pairs_left_out_are_what_sampling_gives_exert_no_force_and_the_home_pose_is_free(robot, left_out):
+    """The pairs left out beside the adjacent ones: links that touch at home. PyBullet reports no contact for them
+    although they touch, and the arm held at home for an episode touches nothing."""
+    from arm_a3c.sim.client import pybullet as pb
+
+    env = ArmReachEnv(robot)
+    try:
+        pairs, name = env.contact_pairs, env.robot.link_name
+        assert {(name(a), name(b)): why for (a, b), why in pairs.disabled.items() if why != "adjacent"} == left_out
+        env.reset(seed=0)
+        assert env.contacts.free()
+        body, client = env.robot.body, env.client
+        touching = {(min(p[3], p[4]), max(p[3], p[4])) for p in pb.getClosestPoints(body, body, 0.0,
+                                                                                   physicsClientId=client)}
+        simulated = {(min(p[3], p[4]), max(p[3], p[4])) for p in pb.getContactPoints(body, body, physicsClientId=client)
+                     if p[8] < 0}
+        assert set(pairs.disabled) & touching >= {pair for pair, why in pairs.disabled.items() if why != "adjacent"}
+        assert not simulated & set(pairs.disabled)
+        for _ in range(env.config.episode_steps):
+            _, _, terminated, truncated, info = env.step(np.zeros(env.robot.dof))
+        assert truncated and not terminated and not info["self_contact"] and not info["floor_contact"], info
+    finally:
+        env.close()
+
+
+def test_goals_are_never_in_self_contact():
+    """100 seeded goals of the Panda (pose keeps the configuration a goal came from): none with two links
+    overlapping, where 13% of them overlap without self-collision (63 of 500, measured)."""
+    from arm_a3c.sim.contacts import TOUCH_DEPTH_M, _touching
+
+    overlapping = {}
+    for on in (True, False):
+        env = ArmEnv("panda", config=EnvConfig(task="pose", self_collision=on))
+        pairs, body, client = env.watch_contacts(), env.robot.body, env.client
+        overlapping[on] = 0
+        for seed in range(100):
+            env.reset(seed=seed)
+            env.robot.reset(env.task.goal_configuration)
+            overlapping[on] += any(_touching(body, a, body, b, client, TOUCH_DEPTH_M) for a, b in pairs.checked)
+        env.close()
+    assert overlapping[True] == 0 and overlapping[False] > 3, overlapping
+
+
+def test_a_settings_file_leaves_out_or_checks_pairs_and_an_unknown_link_is_one_line(write_urdf):
+    from arm_a3c.envs.describe import describe, format_text
+    from arm_a3c.errors import UserError
+
+    info, _, ended, _ = fold(hand_arm(write_urdf, 'self_collision_disable = [["upper", "hand"], ["tip", "upper"]]\n'), 2)
+    assert not any(ended) and info["joint"] > 3.05  # the hand passes through the upper arm again
+    env = ArmReachEnv(str(hand_arm(write_urdf, 'self_collision_enable = [["sleeve", "forearm"]]\n', sleeve=True)))
+    try:
+        name = env.robot.link_name
+        assert [(name(a), name(b)) for a, b in env.contact_pairs.enabled_by_settings] == [("forearm", "sleeve")]
+        assert not env.contacts.free()  # they touch at home
+        text = format_text(describe(env))
+        assert "forearm-sleeve checked (settings file)" in text and "self-collision on" in text, text
+    finally:
+        env.close()
+    env = ArmReachEnv(str(hand_arm(write_urdf, 'self_collision_disable = [["hand", "base"]]\n')))
+    try:
+        assert env.contact_pairs.disabled[(-1, 2)] == "settings file"
+        assert "base-hand (settings file)" in format_text(describe(env))
+    finally:
+        env.close()
+    with pytest.raises(UserError) as error:
+        ArmReachEnv(str(hand_arm(write_urdf, 'self_collision_disable = [["upper", "elbow"]]\n')))
+    assert "hand.toml: self_collision_disable names 'elbow', which is not a link of hand.urdf" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_run_or_policy_saved_before_self_collision_reads_as_without_it_and_a_resume_cannot_change_it(tmp_path):
+    import json
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.rundir import resume_config
+    from arm_a3c.errors import UserError
+
+    assert TrainConfig().self_collision and not TrainConfig.from_dict({"robot": "light_arm"}).self_collision
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(robot="light_arm").to_dict()))
+    with pytest.raises(UserError, match="--self-collision cannot change when resuming"):
+        resume_config(tmp_path, {"self_collision": False})
 
 
 @pytest.mark.parametrize("robot", ["kuka_iiwa", "panda"])

@@ -174,7 +174,7 @@ def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_is_read_a
     checkpoint = save_untrained_checkpoint("panda", tmp_path / "panda.pt")
     meta = export_policy(checkpoint, tmp_path / "policy.onnx")
     joints, hz = meta["controlled_joints"], meta["control"]["hz"]
-    assert meta["environment"]["urdf_speed_limits"] is True
+    assert meta["environment"]["urdf_speed_limits"] is True and meta["environment"]["self_collision"] is True
     assert joints[0]["urdf_velocity_limit"] == 2.175 and joints[0]["max_step"] == pytest.approx(2.175 / hz)
     assert joints[0]["max_speed"] == pytest.approx(2.175)
     assert meta["control"]["speed_clamp"] == 2.175
@@ -183,6 +183,7 @@ def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_is_read_a
     run_exported = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_exported)
     older = json.loads((tmp_path / "policy.json").read_text())
-    del older["environment"]["urdf_speed_limits"]
+    del older["environment"]["urdf_speed_limits"], older["environment"]["self_collision"]
     (tmp_path / "older.json").write_text(json.dumps(older))
-    assert run_exported.read_description(tmp_path / "older.json")["environment"]["urdf_speed_limits"] is False
+    environment = run_exported.read_description(tmp_path / "older.json")["environment"]
+    assert environment["urdf_speed_limits"] is False and environment["self_collision"] is False

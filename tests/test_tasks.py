@@ -75,12 +75,13 @@ def test_each_tasks_settings_are_declared_once_in_its_file_and_reach_the_config_
 
 def test_arm_reach_gives_the_episodes_it_gave_before_the_task_interface():
     """The same episodes; the observation has grown by its Jacobian part at its end since (2026-11-25). The URDF's
-    speed limits came later (each changes the physics a little, the simulation's speed clamp even below it):
-    turned off, the episodes are bit for bit those of before."""
+    speed limits and self-collision came later (each changes the physics a little, the simulation's speed clamp
+    even below it, and self-collision the goals too): turned off, the episodes are bit for bit those of before."""
     golden = json.loads(GOLDEN.read_text())
     for key, want in golden.items():
         robot, seed = key.split("/")
-        env = gymnasium.make("ArmReach-v0", robot=robot, config=EnvConfig(urdf_speed_limits=False)).unwrapped
+        env = gymnasium.make("ArmReach-v0", robot=robot,
+                             config=EnvConfig(urdf_speed_limits=False, self_collision=False)).unwrapped
         rng = np.random.default_rng(int(seed) + 100)
         rows, rewards = [env.reset(seed=int(seed))[0]], []
         for _ in range(50):
@@ -200,7 +201,7 @@ def test_a_checkpoint_of_each_task_evaluates_and_replays_with_its_own_figures(tm
     source = ReplaySource(path)
     assert source.env.config.task == task
     episode = source.next_episode()
-    assert episode.draw.shape == (50, source.env.task.draw_size)
+    assert episode.draw.shape == (len(episode.joint_positions), source.env.draw_size)
     shapes = source.env.task.shapes(episode.draw, 10, episode.ee_positions[10])
     assert shapes
     source.env.close()

@@ -200,7 +200,7 @@ def test_a_worker_records_its_episodes_for_the_live_board_only_while_a_viewer_wa
     cfg = TrainConfig(robot="light_arm", workers=1, n_steps=20)
     probe = ArmEnv("light_arm")
     shared = build_shared(cfg, probe.obs_dim, probe.robot.dof, mp.get_context("spawn"))
-    board = LiveBoard.create(tmp_path, 1, probe.robot.dof, probe.config.episode_steps, probe.task.draw_size)
+    board = LiveBoard.create(tmp_path, 1, probe.robot.dof, probe.config.episode_steps, probe.draw_size)
     episode_steps = probe.config.episode_steps
     probe.close()
     shared.launcher_pid = os.getppid()  # the worker runs in this process, whose parent stands in for the launcher

@@ -55,6 +55,12 @@ class CommonTrainConfig:
     urdf_speed_limits: bool = param(EnvConfig.urdf_speed_limits,
                                     "each joint moves at most its URDF velocity limit (targets paced, motors capped); "
                                     "--no-urdf-speed-limits: max_joint_step_rad alone, as before")
+    self_collision: bool = param(EnvConfig.self_collision,
+                                 "the arm's links collide with each other, and a link touching another or the floor "
+                                 "ends the episode with --contact-penalty (goals are free of both); "
+                                 "--no-self-collision: links pass through each other, as before")
+    contact_penalty: float = param(EnvConfig.contact_penalty, "reward of the step where the arm touches itself or "
+                                                              "the floor (with self-collision; the episode ends there)")
     latency_steps: int = param(EnvConfig.latency_steps, "each action takes effect this many control periods after "
                                                         "the policy chose it (a real arm answers late)")
     latency_jitter_steps: int = param(EnvConfig.latency_jitter_steps, "... and a random 0 to this many periods "

@@ -125,7 +125,7 @@ def _train_in(cfg: TrainConfig, backend: Backend, probe: ArmEnv, claimed: RunDir
             print(f"home pose {home}: {probe.robot.home_reason}", flush=True)
             for note in probe.speed_notes():
                 print(f"warning: joint speeds: {note}", file=sys.stderr, flush=True)
-        board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps, probe.task.draw_size)
+        board = LiveBoard.create(run_dir, cfg.workers, action_dim, probe.config.episode_steps, probe.draw_size)
         log = MetricsLog(run_dir, resumed.metrics_rows if resumed else None, resumed.env_steps if resumed else None,
                          probe.task.metrics)
         claimed.add_files(log.event_files)

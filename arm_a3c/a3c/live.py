@@ -50,7 +50,7 @@ class Episode:
     success: bool
     joint_positions: np.ndarray  # (length, dof) rad or m, after each step
     ee_positions: np.ndarray  # (length, 3) m
-    draw: np.ndarray  # (length, draw_size): the task's draw data after each step (`Task.shapes` reads it)
+    draw: np.ndarray  # (length, draw_size): `ArmEnv.draw_data` after each step (the task's, then the contact)
 
     @property
     def target(self) -> np.ndarray:

@@ -178,7 +178,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
     rollout = Rollout(learner, n, obs_dim, action_dim, cfg.obs_clip)
     board = LiveBoard.attach(run_dir) if run_dir else None  # what a viewer shows
     recorder = board.recorder() if board else None
-    episodes, task = 0, env.task
+    episodes = 0
     obs, _ = env.reset(seed=seed)
     episode_return, episode_length, updates, skipped, losses, finished = 0.0, 0, 0, 0, [], []
     recording = False  # this episode is being recorded for a viewer (one watched the board when it began)
@@ -198,7 +198,7 @@ def train_worker(rank: int, cfg: TrainConfig, link: WorkerLink, seed: int, run_d
             episode_return += reward
             episode_length += 1
             if recording:
-                recorder.record(env.joint_positions, env.ee, task.draw_data())
+                recorder.record(env.joint_positions, env.ee, env.draw_data())
             if term or trunc:
                 finished.append((episode_return, episode_length, info["is_success"], task_metrics(env, info)))
                 episodes += 1

@@ -7,6 +7,11 @@ Control: each action in [-1, 1] per controlled joint moves that joint's position
 With the defaults that is 24 control steps per second (as panda-gym's 25) and episodes of 50 steps, 2.08 seconds. An episode ends by the time limit (`truncated=True`) or
 when its task says it ended (`terminated=True`: a collision, say); success is judged on the last step.
 
+Self-collision (`self_collision`, on by default): PyBullet simulates the contacts of the arm's links with each other
+(the pairs `sim.contacts` finds, less a settings file's), as it always did with the floor, and a contact between
+two such links, or between a moving link and the floor, ends the episode (`terminated=True`, a real terminal) with
+reward `-contact_penalty` on that step; it is never a success. Goals are sampled from configurations free of both.
+
 Observation (float32): controlled-joint positions scaled to [-1, 1] by their limits (dof), joint velocities
 in rad/s or m/s (dof), end-effector point (3, m: the link's origin or its tool point), then the task's part
 (reach: target position (3, m) and target minus end-effector point (3, m)). Every episode starts at the robot's
@@ -31,14 +36,19 @@ from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.assets import resolve_robot
 from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.sim.contacts import ContactPairs, contacts_now, find_contact_pairs
+from arm_a3c.sim.contacts import ContactPairs, SimulatedContacts, contacts_now, find_contact_pairs, simulate_pairs
 from arm_a3c.sim.render import Camera, render_rgb
 from arm_a3c.sim.robot import EndEffectorJacobian, Robot
 from arm_a3c.tasks import DEFAULT_TASK, TASK_SETTINGS, task_class
-from arm_a3c.tasks.base import goal_position
+from arm_a3c.tasks.base import Shape, Sphere, goal_position
 
 ROBOT_SETTINGS = ("robot", "ee_link", "home", "ee_offset_m")  # make_env's settings that are not EnvConfig's
 WORKSPACE_SAMPLES = 2000  # random configurations used to estimate the reach and workspace
+# What the viewer is told of a step's contact (`ArmEnv.draw_data`, after the task's): its kind, where on the arm (m)
+NO_CONTACT, SELF_CONTACT, FLOOR_CONTACT = 0.0, 1.0, 2.0
+CONTACT_DRAW_SIZE = 4
+CONTACT_MARK_FRACTION = 0.04  # the viewer's mark of a contact: a sphere this fraction of the reach across
+CONTACT_MARK_RGB = (230, 20, 20)  # as avoid's contact
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,10 @@ class CommonEnvConfig:
     # limit (a real arm's drives are capped; PyBullet's servo overshoots its targets' pace), and each target's step
     # per control step is paced to match (`joint_speeds`).
     urdf_speed_limits: bool = True
+    # The arm's links collide with each other (and not only with the floor), and a link touching another, or a
+    # moving link touching the floor, ends the episode (a real terminal) with a penalty: a real arm would break.
+    self_collision: bool = True
+    contact_penalty: float = 20.0  # reward of the step where the arm touches itself or the floor (self_collision)
     # What a real arm adds, off by default (issue 34 measures when to turn them on): its controller answers late,
     # and its encoders are noisy.
     latency_steps: int = 0  # each action takes effect this many control periods after the policy chose it ...
@@ -104,7 +118,7 @@ EnvConfig = dataclasses.make_dataclass(
     namespace={"__module__": __name__, "__doc__": "Every environment setting: those every task shares "
                                                   "(`CommonEnvConfig`), then each task's own (`Task.settings`)."})
 
-_NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits")
+_NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits", "self_collision")
 _WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_steps") + tuple(
     s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
@@ -119,6 +133,8 @@ _RULES = (
     ("task", lambda v: isinstance(v, str), "a task's name"),
     ("jacobian_observation", lambda v: isinstance(v, bool), "true or false"),
     ("urdf_speed_limits", lambda v: isinstance(v, bool), "true or false"),
+    ("self_collision", lambda v: isinstance(v, bool), "true or false"),
+    ("contact_penalty", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("substeps", lambda v: 1 <= v <= MAX_SUBSTEPS, f"between 1 and {MAX_SUBSTEPS}"),
     ("episode_steps", lambda v: 1 <= v <= MAX_EPISODE_STEPS, f"between 1 and {MAX_EPISODE_STEPS:,}"),
     ("max_joint_step_rad", lambda v: 0 < v <= MAX_JOINT_STEP_RAD,
@@ -215,8 +231,17 @@ class ArmEnv(gymnasium.Env):
         try:
             self.floor = load_floor(self.client)
             self.robot = Robot(self.client, resolve_robot(robot, ee_link, home=home, ee_offset_m=ee_offset_m),
-                               orientation=task_type.orientation)
+                               orientation=task_type.orientation, self_collision=self.config.self_collision)
             task_type.check_robot(self.robot)
+            # Contacts of the arm with itself and the floor (`sim.contacts`): with self-collision, simulated, and
+            # checked every step (the goals avoid them too); without, checked only while `watch_contacts` (every
+            # evaluation: `envs.episodes.run_episodes`), not in training: a check costs a few PyBullet queries
+            self.contact_pairs: ContactPairs | None = None
+            self.contacts: SimulatedContacts | None = None
+            if self.config.self_collision:
+                self.contact_pairs = find_contact_pairs(self.robot, self.floor)
+                simulate_pairs(self.robot, self.contact_pairs)
+                self.contacts = SimulatedContacts(self.robot, self.floor, self.contact_pairs)
             workspace = self.robot.workspace_samples(np.random.default_rng(0), WORKSPACE_SAMPLES)
             self.workspace_min, self.workspace_max = workspace.min(axis=0), workspace.max(axis=0)
             self.reach_m = float(np.max(np.linalg.norm(workspace - self.robot.base_position, axis=1)))
@@ -239,10 +264,8 @@ class ArmEnv(gymnasium.Env):
         self._inverse_speed_limits = [(k, 1.0 / j.velocity) for k, j in enumerate(self.robot.controlled)
                                       if j.velocity > 0.0]
         self.speed_fraction = 0.0  # the episode's largest joint speed as a fraction of its URDF limit, so far
-        # Contacts of the arm with itself and the floor (`sim.contacts`), checked only while `watch_contacts`
-        # (every evaluation: `envs.episodes.run_episodes`), not in training: a check costs a few PyBullet queries
-        self.contact_pairs: ContactPairs | None = None
         self.self_contact = self.floor_contact = False  # in the episode so far
+        self._contact_draw = [NO_CONTACT, 0.0, 0.0, 0.0]  # this step's contact, for the viewer
         self._q_mid = ((self.robot.upper + self.robot.lower) / 2).tolist()
         self._q_inv_half = (2.0 / (self.robot.upper - self.robot.lower)).tolist()
         self._jacobian_size = sum(size for _, size, _ in self.task.jacobian_parts()) if cfg.jacobian_observation else 0
@@ -267,6 +290,25 @@ class ArmEnv(gymnasium.Env):
             self.contact_pairs = find_contact_pairs(self.robot, self.floor)
             pb.restoreState(stateId=self._home_state, physicsClientId=self.client)
         return self.contact_pairs
+
+    @property
+    def draw_size(self) -> int:
+        """Floats of `draw_data` per step."""
+        return self.task.draw_size + CONTACT_DRAW_SIZE
+
+    def draw_data(self) -> list[float]:
+        """What the viewer draws of this step: the task's draw data (`Task.draw_data`), then the step's contact
+        (`contact_shapes` reads it)."""
+        return self.task.draw_data() + self._contact_draw
+
+    def contact_shapes(self, draw: np.ndarray, index: int) -> tuple[list[Shape], str]:
+        """What the viewer shows of a contact at step `index` of an episode whose draw data (`draw_data`) is
+        `draw`: a red mark where it is, and words for its heads-up display ('' if none)."""
+        kind, *point = draw[index, self.task.draw_size:self.task.draw_size + CONTACT_DRAW_SIZE]
+        if kind == NO_CONTACT:
+            return [], ""
+        mark = Sphere(np.array(point), CONTACT_MARK_FRACTION * self.reach_m, CONTACT_MARK_RGB, ring=False)
+        return [mark], "   SELF-CONTACT" if kind == SELF_CONTACT else "   FLOOR CONTACT"
 
     def speed_notes(self) -> list[str]:
         """What the user should know of the joints' speeds: `speed_notes` of this arm (none with the limits off)."""
@@ -341,6 +383,7 @@ class ArmEnv(gymnasium.Env):
                        if cfg.joint_noise or cfg.velocity_noise else None)
         self.speed_fraction = 0.0
         self.self_contact = self.floor_contact = False
+        self._contact_draw = [NO_CONTACT, 0.0, 0.0, 0.0]
         obs = self._observe()
         _, _, info = self.task.judge([0.0] * self.robot.dof, 0)
         self._safety(info)
@@ -373,7 +416,15 @@ class ArmEnv(gymnasium.Env):
             pb.stepSimulation(physicsClientId=self.client)
             self.task.after_substep()
         obs = self._observe()
-        contacts = contacts_now(self.robot, self.floor, self.contact_pairs) if self.contact_pairs is not None else None
+        contacts = None
+        if self.contacts is not None:
+            self_point, floor_point = self.contacts.now()
+            contacts = self_point is not None, floor_point is not None
+            self._contact_draw = ([SELF_CONTACT, *self_point] if self_point is not None else
+                                  [FLOOR_CONTACT, *floor_point] if floor_point is not None else
+                                  [NO_CONTACT, 0.0, 0.0, 0.0])
+        elif self.contact_pairs is not None:
+            contacts = contacts_now(self.robot, self.floor, self.contact_pairs)
         return self.end_step(action, obs, contacts)
 
     def begin_step(self, action: np.ndarray) -> tuple[list[float], list[float]]:
@@ -409,11 +460,14 @@ class ArmEnv(gymnasium.Env):
     def end_step(self, action: list[float], obs: np.ndarray, contacts: tuple[bool, bool] | None
                  ) -> tuple[np.ndarray, float, bool, bool, dict]:
         """The second half of a step, after the physics and the observation `obs`: the task's judgement, the
-        contacts seen (a self-contact, a floor contact; None: not watched) and the time limit, as `step` returns
-        them."""
+        contacts seen (a self-contact, a floor contact; None: not watched), which with `self_collision` end the
+        episode, and the time limit, as `step` returns them."""
         reward, terminated, info = self.task.judge(action, self._steps)
         if contacts is not None:
             self.self_contact, self.floor_contact = self.self_contact or contacts[0], self.floor_contact or contacts[1]
+            if self.config.self_collision and (contacts[0] or contacts[1]):
+                reward -= self.config.contact_penalty
+                terminated, info["is_success"] = True, False
         self._safety(info)
         truncated = not terminated and self._steps >= self.config.episode_steps
         return obs, reward, terminated, truncated, info
@@ -439,7 +493,7 @@ class ArmReachEnv(ArmEnv):
 # Every setting make_env reads from a settings object: what an exported policy's description records, for example.
 ENVIRONMENT_SETTINGS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
 # An environment saved (a run's config, an exported policy.json) before a setting existed had this instead
-ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED = {"urdf_speed_limits": False}
+ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED = {"urdf_speed_limits": False, "self_collision": False}
 
 
 def make_env(settings: object = None, /, **kwargs) -> ArmEnv:

@@ -24,9 +24,7 @@ def describe(env: ArmEnv) -> dict:
     """A JSON-ready description of the robot as the environment uses it."""
     robot, cfg = env.robot, env.config
     pairs = env.watch_contacts()
-
-    def link(index: int) -> str:
-        return robot.base_link_name if index < 0 else robot.link_names[index]
+    link = robot.link_name
 
     speeds = {j.name: (step * cfg.control_hz, source)
               for j, step, source in zip(robot.controlled, env.speeds.steps, env.speeds.sources)}
@@ -45,6 +43,8 @@ def describe(env: ArmEnv) -> dict:
         "speed_clamp": env.speeds.clamp,
         "contact_pairs_checked": [[link(a), link(b)] for a, b in pairs.checked],
         "contact_pairs_not_checked": [[link(a), link(b), why] for (a, b), why in sorted(pairs.disabled.items())],
+        "contact_pairs_checked_by_settings": [[link(a), link(b)] for a, b in pairs.enabled_by_settings],
+        "self_collision": cfg.self_collision,
         "floor_contact_links": [link(index) for index in pairs.floor_links],
         "speed_notes": env.speed_notes(),
         "end_effector": robot.ee_link_name,
@@ -105,7 +105,10 @@ def format_text(info: dict) -> str:
         f"contacts       {len(info['contact_pairs_checked'])} pairs of links checked for touching each other, "
         f"{len(info['floor_contact_links'])} links for touching the floor; not checked: "
         + (", ".join(f"{a}-{b} ({why})" for a, b, why in info["contact_pairs_not_checked"] if why != "adjacent")
-           or "only adjacent links"),
+           or "only adjacent links")
+        + "".join(f", {a}-{b} checked (settings file)" for a, b in info["contact_pairs_checked_by_settings"]),
+        "               " + ("self-collision on: the pairs checked collide, and a contact ends the episode"
+                             if info["self_collision"] else "self-collision off: links pass through each other"),
         f"reach          {info['reach_m']:.3f} m from the base",
         "workspace      " + "  ".join(f"{axis} {a:+.2f}..{b:+.2f}" for axis, a, b in zip("xyz", lo, hi)) + " m",
         f"task           {info['task']}: {info['task_summary']}",

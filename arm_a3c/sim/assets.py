@@ -13,6 +13,9 @@ with the same stem and `.toml` (for example `assets/kuka_iiwa/model.toml`) holds
     hold_joints = ["finger_joint"]   # movable joints to hold still instead of controlling
     home = [0, -0.785, 0, -2.356, 0, 1.571]  # start pose, one value per controlled joint (rad or m), in order;
                                      # or "auto" (the default rule in `robot.py`) or "zero"
+    self_collision_disable = [["link3", "link5"]]  # link pairs whose touching is no self-contact (they may
+                                     # overlap: a cable guide, say), beside those found by sampling (`sim.contacts`)
+    self_collision_enable = [["link2", "link7"]]   # link pairs checked although sampling left them out
     source = "..."                   # where the model comes from, and its licence (shown by inspect_robot.py)
     licence = "Apache-2.0"
 
@@ -58,6 +61,9 @@ class RobotSpec:
     settings_file: Path | None = None  # the descriptor or sidecar the settings came from
     source: str = ""  # where the model comes from (descriptor/sidecar `source`)
     licence: str = ""
+    # link pairs (by name) the settings file leaves out of, or adds to, the self-contacts `sim.contacts` finds
+    self_collision_disable: tuple[tuple[str, str], ...] = ()
+    self_collision_enable: tuple[tuple[str, str], ...] = ()
 
 
 ROBOT_FILE_SUFFIXES = (".urdf", ".toml")  # a robot given by one of these is a file; anything else is a name
@@ -219,9 +225,18 @@ def _check_joint_names(value: object, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_link_pairs(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not all(isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(name, str) and name for name in pair) for pair in value):
+        raise UserError(f"{where} must be a list of pairs of link names in quotes, for example "
+                        f"[[\"link3\", \"link5\"]]; got {value!r:.80}")
+    return tuple((a, b) for a, b in value)
+
+
 # Each setting of a descriptor or sidecar and its check, given the value and where it is ("FILE: KEY").
 SIDECAR_KEYS = {"urdf": _check_text, "ee_link": _check_text, "ee_offset_m": check_ee_offset,
-                "hold_joints": _check_joint_names, "home": check_home, "source": _check_note, "licence": _check_note}
+                "hold_joints": _check_joint_names, "home": check_home, "self_collision_disable": _check_link_pairs,
+                "self_collision_enable": _check_link_pairs, "source": _check_note, "licence": _check_note}
 
 
 def _read_settings(path: Path, descriptor: bool) -> tuple[dict, Path | None]:
@@ -305,6 +320,8 @@ def resolve_robot(robot: str | Path | None = None, ee_link: str | None = None, h
         settings_file=settings_file,
         source=settings.get("source", ""),
         licence=settings.get("licence", ""),
+        self_collision_disable=settings.get("self_collision_disable", ()),
+        self_collision_enable=settings.get("self_collision_enable", ()),
     )
 
 

@@ -150,16 +150,25 @@ def _loads_in_a_copy(checked: Path) -> bool:
         time.sleep(0.005)
 
 
+# PyBullet's self-collision between every two links but a link and its parent (the joint between them keeps them
+# touching). Measured on a hand folded back onto its upper arm: with _EXCLUDE_ALL_PARENTS instead, the hand passed
+# through (a link never collides with its ancestors, and on a serial arm every pair is a link and an ancestor:
+# all 44 pairs `sim.contacts` checks on the Panda, 15 on the xArm6); with _EXCLUDE_PARENT it stopped against it.
+SELF_COLLISION_FLAGS = pb.URDF_USE_SELF_COLLISION | pb.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT
+
+
 class Robot:
     """A URDF arm loaded into one PyBullet client with its base fixed at `base_position` (m)."""
 
     def __init__(self, client: int, spec: RobotSpec, base_position: tuple[float, float, float] = (0, 0, 0), *,
-                 orientation: bool = False):
+                 orientation: bool = False, self_collision: bool = False):
         """`orientation`: the task sets the end effector's orientation too, so joints that turn it without moving
-        its point (a wrist roll) are controlled, not held."""
+        its point (a wrist roll) are controlled, not held. `self_collision`: PyBullet simulates the links' contacts
+        with each other (but a link's with its parent); which pairs then exert no force is `sim.contacts`' to say."""
         self.client = client
         self.spec = spec
         self.orientation = orientation
+        self.self_collision = self_collision
         self.urdf: UrdfModel = read_urdf(spec.urdf_path)
         # PyBullet loads the checked text, whose mesh and texture names are the checked files' absolute paths
         with quiet_c_output(), tempfile.TemporaryDirectory(prefix="arm_a3c_") as folder:
@@ -174,7 +183,8 @@ class Robot:
             try:
                 self.body = pb.loadURDF(
                     str(checked), basePosition=base_position, useFixedBase=True,
-                    flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client,
+                    flags=pb.URDF_USE_INERTIA_FROM_FILE | (SELF_COLLISION_FLAGS if self_collision else 0),
+                    physicsClientId=client,
                 )
             except pb.error:
                 raise UserError(
@@ -190,6 +200,8 @@ class Robot:
         self._movable = [i for i, info in enumerate(infos) if info[2] in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC)]
 
         self.ee_link = self._choose_end_effector()
+        self.sidecar_disable = self._sidecar_link_pairs("self_collision_disable")  # link index pairs
+        self.sidecar_enable = self._sidecar_link_pairs("self_collision_enable")
         self.ee_offset = np.asarray(spec.ee_offset_m, dtype=np.float64)
         self._ee_offset_list = self.ee_offset.tolist() if np.any(self.ee_offset != 0.0) else None
         self.joints = self._classify_joints()
@@ -245,6 +257,22 @@ class Robot:
                 f"use one of: {', '.join(names)}"
             )
         return names.index(self.spec.ee_link) - 1
+
+    def link_name(self, link: int) -> str:
+        """The URDF name of link `link` (PyBullet's index; -1 the base)."""
+        return self.base_link_name if link < 0 else self.link_names[link]
+
+    def _sidecar_link_pairs(self, key: str) -> tuple[tuple[int, int], ...]:
+        """The settings file's `key` (pairs of link names) as pairs of link indices, each in ascending order."""
+        names = [self.base_link_name, *self.link_names]
+        pairs = []
+        for pair in getattr(self.spec, key):
+            unknown = [name for name in pair if name not in names]
+            if unknown:
+                raise UserError(f"{self.spec.settings_file}: {key} names '{unknown[0]}', which is not a link of "
+                                f"{self.spec.urdf_path.name}; use one of: {', '.join(names)}")
+            pairs.append(tuple(sorted(names.index(name) - 1 for name in pair)))
+        return tuple(pairs)
 
     def _chain_to_end_effector(self) -> set[int]:
         chain, link = set(), self.ee_link

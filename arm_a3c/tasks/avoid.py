@@ -88,7 +88,7 @@ class AvoidTask(Task):
         cfg = self.config
         for _ in range(TARGET_TRIES):
             self.goal_configuration, target = sample_configuration(
-                self.robot, rng, cfg.min_target_height_m, self.min_target_radius_m)
+                self.robot, rng, cfg.min_target_height_m, self.min_target_radius_m, free=self.contact_free)
             for body in self.obstacle_bodies:
                 pb.resetBasePositionAndOrientation(body, AWAY, (0, 0, 0, 1), physicsClientId=self.env.client)
             centres = [self._place(body, target, rng) for body in self.obstacle_bodies]

@@ -110,6 +110,9 @@ class Task(ABC):
         # The goal's position as a list, and its distance from the end-effector point as of `observe_target`:
         # plain Python, for the per-step arithmetic on 3-vectors, where numpy costs more than the sums.
         self._target_list, self._distance, self._to_target = [0.0, 0.0, 0.0], 0.0, [0.0, 0.0, 0.0]
+        # With self-collision, whether the arm where it is now touches neither itself nor the floor: goals come
+        # from such configurations only (`sample_configuration`'s `free`). None: contacts are not the task's.
+        self.contact_free: Callable[[], bool] | None = env.contacts.free if env.contacts is not None else None
 
     # What the scripted oracle (`envs.oracle`) reads of a goal besides `target` (tasks that have one set it):
     target_orientation: list[float] | None = None  # the end effector's goal orientation, xyzw quaternion (pose)
@@ -209,20 +212,25 @@ class Task(ABC):
 
 
 def sample_configuration(robot: Robot, rng: np.random.Generator, min_height_m: float, min_radius_m: float,
-                         low: np.ndarray | None = None, high: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         low: np.ndarray | None = None, high: np.ndarray | None = None,
+                         free: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(q, end-effector point): a random configuration (uniform within the joint limits, or within [low, high])
     whose end-effector point is at least `min_height_m` above the floor and `min_radius_m` from the vertical axis
-    through the base, with every moving link above the floor. Leaves the arm there (the caller resets it)."""
+    through the base, with every moving link above the floor, and `free()` with the arm there (with
+    self-collision: no link touching another or the floor, `Task.contact_free`). Leaves the arm there (the caller
+    resets it)."""
     for _ in range(TARGET_SAMPLING_TRIES):
         q = robot.random_configuration(rng) if low is None else rng.uniform(low, high)
         point = robot.forward_kinematics(q)
         off_axis = np.linalg.norm(point[:2] - robot.base_position[:2])
-        if point[2] >= min_height_m and off_axis >= min_radius_m and robot.lowest_point() >= 0.0:
+        if (point[2] >= min_height_m and off_axis >= min_radius_m and robot.lowest_point() >= 0.0
+                and (free is None or free())):
             return q, point
     raise UserError(
         f"robot '{robot.name}': no reachable point at least {min_height_m} m above the floor and "
-        f"{min_radius_m:.2f} m from its base in {TARGET_SAMPLING_TRIES} random poses; "
-        "check its joint limits and that its base sits on the floor at z = 0"
+        f"{min_radius_m:.2f} m from its base" + (" with no link touching another" if free is not None else "")
+        + f" in {TARGET_SAMPLING_TRIES} random poses; check its joint limits and that its base sits on the floor "
+        "at z = 0" + (" (--no-self-collision lets links overlap)" if free is not None else "")
     )
 
 

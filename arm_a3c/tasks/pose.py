@@ -106,7 +106,7 @@ class PoseTask(Task):
 
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
         self.goal_configuration, point = sample_configuration(self.robot, rng, self.config.min_target_height_m,
-                                                              self.min_target_radius_m)
+                                                              self.min_target_radius_m, free=self.contact_free)
         self.target_orientation = list(self.robot.ee_link_pose()[1])
         self._target_6d = six_d(self.target_orientation)
         self.set_target(point)

@@ -26,7 +26,8 @@ class ReachTask(Task):
 
     def sample_target(self, rng: np.random.Generator) -> np.ndarray:
         """A reachable target (3,) m. Moves the arm: the caller resets it afterwards."""
-        return sample_configuration(self.robot, rng, self.config.min_target_height_m, self.min_target_radius_m)[1]
+        return sample_configuration(self.robot, rng, self.config.min_target_height_m, self.min_target_radius_m,
+                                    free=self.contact_free)[1]
 
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
         target = self.sample_target(rng)  # sampled even when options place it: the seed's stream stays the same

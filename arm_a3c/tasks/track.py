@@ -54,12 +54,13 @@ class TrackTask(Task):
 
     def _valid(self, q: np.ndarray) -> bool:
         point = self.robot.forward_kinematics(q)
-        return point[2] >= self.config.min_target_height_m and self.robot.lowest_point() >= 0.0
+        return (point[2] >= self.config.min_target_height_m and self.robot.lowest_point() >= 0.0
+                and (self.contact_free is None or self.contact_free()))
 
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
         robot, cfg = self.robot, self.config
         q_a, _ = sample_configuration(robot, rng, cfg.min_target_height_m, self.min_target_radius_m,
-                                      low=self.start_low, high=self.start_high)
+                                      low=self.start_low, high=self.start_high, free=self.contact_free)
         ease = (1.0 - np.cos(np.pi * np.arange(self.steps + 1) / self.steps)) / 2.0
         q_b = q_a
         for _ in range(PATH_TRIES):

@@ -95,7 +95,7 @@ class ReplaySource:
         def record() -> None:
             joints.append(list(env.joint_positions))
             ees.append(list(env.ee))
-            draws.append(list(env.task.draw_data()))
+            draws.append(list(env.draw_data()))
 
         target, self._pending_target = self._pending_target, None
         options = {"target": target} if target is not None else None

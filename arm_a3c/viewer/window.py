@@ -59,7 +59,7 @@ class Viewer:
         self.camera = OrbitCamera(look_at=env.robot.base_position + [0.0, 0.0, LOOK_AT_HEIGHT * env.reach_m],
                                   distance=CAMERA_DISTANCE * env.reach_m)
         self.renderer = SceneRenderer(RobotDrawing(env.robot), self.camera)
-        self.task = env.task  # what the episodes' draw data means
+        self.env, self.task = env, env.task  # what the episodes' draw data means (`ArmEnv.draw_data`)
         self.control_hz = env.config.control_hz
         self.size = size
         self.episode: Episode | None = None
@@ -114,7 +114,8 @@ class Viewer:
         joints = (1 - frac) * episode.joint_positions[index] + frac * episode.joint_positions[following]
         ee = (1 - frac) * episode.ee_positions[index] + frac * episode.ee_positions[following]
         trail = [*episode.ee_positions[max(0, index - TRAIL_STEPS):index + 1], ee]
-        self.renderer.draw(surface, joints, self.task.shapes(episode.draw, index, ee), trail)
+        contact, _ = self.env.contact_shapes(episode.draw, index)
+        self.renderer.draw(surface, joints, self.task.shapes(episode.draw, index, ee) + contact, trail)
         self._hud(surface, episode, index, ee, now)
 
     def _hud(self, surface: pygame.Surface, episode: Episode, index: int, ee: np.ndarray, now: float) -> None:
@@ -126,7 +127,7 @@ class Viewer:
             f"   episode {episode.episode}   step {index + 1}/{len(episode.joint_positions)}",
             f"global steps {figures['global_steps']:,}" + (f"   {rate:,.0f} steps/s" if rate == rate else ""),
             f"{self.task.name}   episode return {episode.episode_return:.2f}   "
-            + self.task.hud(episode.draw, index, ee),
+            + self.task.hud(episode.draw, index, ee) + self.env.contact_shapes(episode.draw, index)[1],
             "evaluator success " + (f"{success:.0%}" if success == success else "pending"),
         ]
         if self.note:
