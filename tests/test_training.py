@@ -117,6 +117,17 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     assert all(0 < float(row["max_speed_fraction"]) <= 1.0 + 1e-6 and float(row["over_speed_rate"]) == 0.0
                for row in rows)
     assert run_in_process("evaluate.py", "--checkpoint", "x.pt", "--test", "--seed", "3").returncode == 2
+    # best.pt on the robustness grid, played on the first 100 held-out episodes: its nominal point is those
+    # episodes' plain evaluation
+    grid = summary["robustness"]
+    assert grid["checkpoint"] == "checkpoints/best.pt" and grid["episodes"] == 100 and grid["seed"] == 5_000_000
+    assert [(p["latency_steps"], p["noise"]) for p in grid["points"]] == [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0),
+                                                                          (0, 1.0), (0, 2.0)]
+    first = json.loads(run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"),
+                                      "--test", "--episodes", "100").stdout)
+    assert grid["points"][0]["success_rate"] == first["success_rate"]
+    assert grid["points"][0]["mean_final_distance_m"] == pytest.approx(first["mean_final_distance_m"], abs=1e-9)
+    assert "robustness of best.pt on 100 held-out episodes" in training_finished.stdout()
 
 
 @pytest.mark.parametrize("flags, fragment", [

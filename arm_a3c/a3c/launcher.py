@@ -30,6 +30,7 @@ from arm_a3c.a3c.interfaces import Backend, WorkerSet
 from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.metrics import SAFETY_COLUMNS, MetricsLog, plot_learning_curve
 from arm_a3c.a3c.monitor import Monitor
+from arm_a3c.a3c.robustness import robustness, summary_line
 from arm_a3c.a3c.rundir import (RunDir, claim_new_run_dir, claim_resumed_run_dir, load_resume_state, restore,
                                 write_config)
 from arm_a3c.a3c.shared import Shared
@@ -38,6 +39,7 @@ from arm_a3c.errors import UserError, notice
 from arm_a3c.files import write_atomically
 from arm_a3c.sim.assets import is_robot_file
 
+ROBUSTNESS_EPISODES = 100  # the held-out episodes best.pt plays at each point of the robustness grid
 MONITOR_SECONDS = 0.5  # how often the launcher drains reports, checks its workers and the stopping rule
 
 
@@ -138,7 +140,7 @@ def _train_in(cfg: TrainConfig, backend: Backend, probe: ArmEnv, claimed: RunDir
                 ctx.Process(target=viewer, args=(run_dir,), name="a3c-viewer", daemon=True).start()
             reason, fault = monitor_until_stop(monitor, workers, signals)
             return finish(cfg, shared, monitor, probe, run_dir, signals.reason or reason, fault, workers.restarts,
-                          stop=lambda: signals.reason is not None, backend_figures=workers.figures)
+                          stop=lambda: signals.reason is not None, backend_figures=workers.figures, ctx=ctx)
     finally:
         backend.release(shared)
 
@@ -178,9 +180,23 @@ def held_out_test(cfg: TrainConfig, run_dir: Path, columns: list[str], stop: Cal
                                                           *SAFETY_COLUMNS, *columns)}}
 
 
+def robustness_grid(cfg: TrainConfig, run_dir: Path, stop: Callable[[], bool], ctx) -> dict | None:
+    """best.pt on the first `ROBUSTNESS_EPISODES` held-out episodes at each point of the robustness grid (action
+    latency, encoder noise: `a3c.robustness`), played by as many processes as the run had workers here (they are
+    idle now); summary.json's `robustness`. None when `stop()` turned true first."""
+    episodes = min(cfg.test_episodes, ROBUSTNESS_EPISODES)
+    result = robustness(run_dir / "checkpoints" / "best.pt", episodes, cfg.test_seed, stop=stop, ctx=ctx,
+                        processes=min(cfg.workers, os.cpu_count() or 1))
+    if result is None:
+        return None
+    return {"checkpoint": "checkpoints/best.pt", "episodes": result["episodes"], "seed": result["seed"],
+            "nominal_joint_noise": result["nominal_joint_noise"],
+            "nominal_velocity_noise": result["nominal_velocity_noise"], "points": result["points"]}
+
+
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
            fault: str | None, restarts: int, stop: Callable[[], bool] = lambda: False,
-           backend_figures: dict | None = None) -> dict:
+           backend_figures: dict | None = None, ctx=None) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
     checkpoint, the learning curve and summary.json, and say why the run stopped. The held-out test runs unless
     `stop()` is true, and ends when it turns true (a stop asked for by Ctrl-C or SIGTERM should be quick: it says
@@ -224,6 +240,9 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
     if test is None:  # interrupted: the summary is written without it
         run_test, test = False, {}
     summary.update(test)
+    grid = robustness_grid(cfg, run_dir, stop, ctx) if test else None
+    if grid:
+        summary["robustness"] = grid
     try:
         write_atomically(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
         plot_learning_curve(log.rows, run_dir / "learning_curve.png",
@@ -240,6 +259,8 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         print(f"held-out test: best.pt succeeded on {test['test_success_rate']:.1%} of {cfg.test_episodes} episodes "
               f"(seeds {cfg.test_seed}..{cfg.test_seed + cfg.test_episodes - 1}, never used to stop the run or pick "
               f"best.pt), mean final distance {test['test_mean_final_distance_m']:.3f} m", flush=True)
+    if grid:
+        print(summary_line(grid), flush=True)
     if fault:
         print(f"error: the run stopped because {fault}; the final checkpoint is saved: fix the cause and continue "
               f"with --resume {run_dir}", file=sys.stderr, flush=True)

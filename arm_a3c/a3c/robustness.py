@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
+from arm_a3c.a3c.children import become_child
 from arm_a3c.a3c.evaluator import episodes_to_play, load_policy, policy_action
 from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
@@ -28,29 +30,66 @@ def grid() -> list[dict]:
 
 
 def robustness(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
-               urdf: str | None = None) -> dict:
+               urdf: str | None = None, stop: Callable[[], bool] = lambda: False, ctx=None,
+               processes: int = 1) -> dict | None:
     """The policy of checkpoint `path` on the same episodes as `evaluate_checkpoint` plays (`episodes_to_play`) at
-    every point of `grid()`: success and the safety figures per point."""
-    data, cfg, env, model, normalizer = load_policy(path, urdf)
+    every point of `grid()`: success and the safety figures per point. With `ctx` (a multiprocessing context) the
+    points are played by `processes` processes at once. None if `stop()` turned true before the last point."""
+    data, cfg, env, _, _ = load_policy(path, urdf)
     env.close()
     episodes, seed = episodes_to_play(data, cfg, episodes, seed, test)
-    act, points = policy_action(model, normalizer), []
-    for point in grid():
-        settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"], latency_jitter_steps=0,
-                                       joint_noise=point["noise"] * NOMINAL_JOINT_NOISE,
-                                       velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE)
-        env = make_env(settings)
-        try:
-            result = run_episodes(env, act, episodes, seed, EpisodeProgress(
-                episodes, f"latency {point['latency_steps']}, noise x{point['noise']:g}", lambda: False))
-        finally:
-            env.close()
-        points.append({**point, "joint_noise": settings.joint_noise, "velocity_noise": settings.velocity_noise,
-                       **{key: result[key] for key in ("success_rate", "mean_final_distance_m", "max_speed_fraction",
-                                                       "self_contact_rate", "floor_contact_rate")}})
+    jobs = [(path, urdf, point, episodes, seed) for point in grid()]
+    if ctx is None or processes <= 1:
+        points = []
+        for job in jobs:
+            if stop():
+                return None
+            points.append(play_point(*job, stop=stop))
+    else:
+        with ctx.Pool(min(processes, len(jobs)), initializer=become_child, initargs=("a3c-robustness",)) as pool:
+            pending = pool.starmap_async(play_point, jobs)
+            while not pending.ready():
+                if stop():
+                    pool.terminate()
+                    return None
+                pending.wait(0.2)
+            points = pending.get()
+    if any(point is None for point in points):
+        return None
     return {"checkpoint": str(path), "robot": data["robot"]["name"], "episodes": episodes, "seed": seed,
             "nominal_joint_noise": NOMINAL_JOINT_NOISE, "nominal_velocity_noise": NOMINAL_VELOCITY_NOISE,
             "points": points}
+
+
+def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: int,
+               stop: Callable[[], bool] = lambda: False) -> dict | None:
+    """One point of the grid: the checkpoint's policy on `episodes` episodes from `seed` with that point's latency
+    and noise (in any process: the checkpoint is loaded here)."""
+    _, cfg, env, model, normalizer = load_policy(path, urdf)
+    env.close()
+    settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"], latency_jitter_steps=0,
+                                   joint_noise=point["noise"] * NOMINAL_JOINT_NOISE,
+                                   velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE)
+    env = make_env(settings)
+    try:
+        result = run_episodes(env, policy_action(model, normalizer), episodes, seed, EpisodeProgress(
+            episodes, f"latency {point['latency_steps']}, noise x{point['noise']:g}", stop))
+    finally:
+        env.close()
+    if result is None:
+        return None
+    return {**point, "joint_noise": settings.joint_noise, "velocity_noise": settings.velocity_noise,
+            **{key: result[key] for key in ("success_rate", "mean_final_distance_m", "max_speed_fraction",
+                                            "self_contact_rate", "floor_contact_rate")}}
+
+
+def summary_line(result: dict) -> str:
+    """The grid in one line, for the end of a run."""
+    points = result["points"]
+    late = ", ".join(f"{p['latency_steps']}: {p['success_rate']:.0%}" for p in points if p["noise"] == 0.0)
+    noisy = ", ".join(f"x{p['noise']:g}: {p['success_rate']:.0%}" for p in points if p["latency_steps"] == 0)
+    return (f"robustness of best.pt on {result['episodes']} held-out episodes: success with the action late by "
+            f"0-3 control periods {late}; with encoder noise {noisy}")
 
 
 def table(result: dict) -> str:

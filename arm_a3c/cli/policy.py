@@ -58,9 +58,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
         if args.plot:
             refuse_foreign(args.plot, is_our_png, "--plot")  # before minutes of episodes, not after
+        import os
+
+        from arm_a3c.a3c.children import children_context
         from arm_a3c.a3c.robustness import plot, robustness, table  # torch loads here
 
-        result = robustness(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf)
+        result = robustness(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf,
+                            ctx=children_context(), processes=os.cpu_count() or 1)  # a point per core at once
         print(table(result), file=sys.stderr)
         if args.plot:
             plot(result, args.plot)
