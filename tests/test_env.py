@@ -11,6 +11,8 @@ import arm_a3c  # noqa: F401  (registers ArmReach-v0)
 from arm_a3c.envs.arm_env import ArmEnv, ArmReachEnv, EnvConfig
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.envs.oracle import IKReacher, oracle_success_rate
+from arm_a3c.errors import SettingError
+from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.assets import available_robots
 
 ROBOTS = list(available_robots())
@@ -644,3 +646,46 @@ def test_encoder_noise_is_seeded_reproducible_touches_only_the_joints_readings_a
     finally:
         noisy.close()
         plain.close()
+
+
+def test_dynamics_randomisation_is_seeded_reaches_pybullet_leaves_the_goals_and_off_is_the_urdfs():
+    """Masses (with their inertias), joints' damping and motor gains drawn per episode: the same seed draws the same
+    dynamics and the same episode, another seed others; PyBullet holds what was drawn; the goals are those of the
+    URDF's dynamics; a scale without a range applies as given; and the defaults leave the URDF's."""
+    from arm_a3c.sim.robot import POSITION_GAIN
+
+    settings = dict(mass_range=0.3, gain_range=0.3, damping_range=0.5)
+    random = ArmReachEnv("light_arm", config=EnvConfig(**settings))
+    plain = ArmReachEnv("light_arm")
+    scaled = ArmReachEnv("light_arm", config=EnvConfig(mass_scale=1.5, gain_scale=0.5))
+    try:
+        def episode(env, seed=3):
+            rows = [env.reset(seed=seed)[0]]
+            rows += [env.step(np.array([0.5, -0.5, 0.2]))[0] for _ in range(10)]
+            return np.array(rows)
+
+        first = episode(random)
+        drawn = random.dynamics
+        np.testing.assert_array_equal(first, episode(random))  # the same seed, the same dynamics and episode
+        assert random.dynamics == drawn
+        clean = episode(plain)
+        np.testing.assert_array_equal(random.target, plain.target)  # the goal is the seed's, whatever the dynamics
+        assert not np.allclose(first, clean), "the drawn dynamics changed nothing"
+        assert not hasattr(plain, "dynamics") and plain.robot._position_gains == [POSITION_GAIN] * 3
+        robot, nominal = random.robot, random.robot.nominal_dynamics()
+        for (link, (mass, inertia, _)), factor in zip(nominal.items(), drawn["mass_factors"]):
+            info = pb.getDynamicsInfo(robot.body, link, physicsClientId=robot.client)
+            assert info[0] == pytest.approx(mass * factor) and info[2][0] == pytest.approx(inertia[0] * factor)
+        assert all(0.7 <= f <= 1.3 for f in drawn["mass_factors"] + drawn["gain_factors"])
+        assert all(0.5 <= d <= 1.5 for d in drawn["damping_factors"])
+        assert robot._position_gains == pytest.approx([POSITION_GAIN * f for f in drawn["gain_factors"]])
+        episode(random, seed=4)
+        assert random.dynamics != drawn  # another episode, other dynamics
+        episode(scaled)
+        assert scaled.dynamics["mass_factors"] == [1.5] * len(scaled.robot.moving_links)
+        assert scaled.robot._position_gains == pytest.approx([0.5 * POSITION_GAIN] * 3)
+    finally:
+        for env in (random, plain, scaled):
+            env.close()
+    with pytest.raises(SettingError, match="gain_scale"):
+        EnvConfig(gain_scale=6)

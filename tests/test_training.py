@@ -121,8 +121,9 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     # episodes' plain evaluation
     grid = summary["robustness"]
     assert grid["checkpoint"] == "checkpoints/best.pt" and grid["episodes"] == 100 and grid["seed"] == 5_000_000
-    assert [(p["latency_steps"], p["noise"]) for p in grid["points"]] == [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0),
-                                                                          (0, 1.0), (0, 2.0)]
+    assert [(p["latency_steps"], p["noise"], p["mass_scale"], p["gain_scale"]) for p in grid["points"]] == [
+        (0, 0.0, 1.0, 1.0), (1, 0.0, 1.0, 1.0), (2, 0.0, 1.0, 1.0), (3, 0.0, 1.0, 1.0), (0, 1.0, 1.0, 1.0),
+        (0, 2.0, 1.0, 1.0), (0, 0.0, 0.8, 1.0), (0, 0.0, 1.2, 1.0), (0, 0.0, 1.0, 0.8), (0, 0.0, 1.0, 1.2)]
     first = json.loads(run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"),
                                       "--test", "--episodes", "100").stdout)
     assert grid["points"][0]["success_rate"] == first["success_rate"]
@@ -221,9 +222,9 @@ def test_the_environment_settings_of_a_run_reach_every_environment_built_from_it
 
 
 def test_evaluate_robustness_plays_the_same_episodes_on_the_latency_and_noise_grid_and_draws_it(tmp_path):
-    """An untrained light arm, 3 episodes per point: every point of the grid is played on the same episodes (the
-    nominal point equals a plain evaluation of them), the picture is written, and a picture the user owns is not
-    replaced."""
+    """An untrained light arm, 3 episodes per point: every point of the grid (latency, noise, masses and gains) is
+    played on the same episodes (the nominal point equals a plain evaluation of them), the picture is written, and
+    a picture the user owns is not replaced."""
     from helpers import write_untrained_checkpoint
 
     checkpoint = write_untrained_checkpoint("light_arm", tmp_path / "untrained.pt")
@@ -232,8 +233,10 @@ def test_evaluate_robustness_plays_the_same_episodes_on_the_latency_and_noise_gr
                             "--robustness", "--plot", str(picture))
     assert result.returncode == 0, result.stderr
     grid = json.loads(result.stdout)
-    points = [(p["latency_steps"], p["noise"]) for p in grid["points"]]
-    assert points == [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0), (0, 1.0), (0, 2.0)]
+    points = [(p["latency_steps"], p["noise"], p["mass_scale"], p["gain_scale"]) for p in grid["points"]]
+    assert points == [(0, 0.0, 1.0, 1.0), (1, 0.0, 1.0, 1.0), (2, 0.0, 1.0, 1.0), (3, 0.0, 1.0, 1.0),
+                      (0, 1.0, 1.0, 1.0), (0, 2.0, 1.0, 1.0), (0, 0.0, 0.8, 1.0), (0, 0.0, 1.2, 1.0),
+                      (0, 0.0, 1.0, 0.8), (0, 0.0, 1.0, 1.2)]
     plain = json.loads(run_in_process("evaluate.py", "--checkpoint", str(checkpoint), "--episodes", "3",
                                       "--seed", "7").stdout)
     assert grid["points"][0]["mean_final_distance_m"] == plain["mean_final_distance_m"]

@@ -32,7 +32,8 @@ def test_live_viewer_draws_the_published_arm_and_target(training_running):
     surface = pygame.Surface(viewer.size)
     viewer.draw(surface, now=0.0)
     episode = viewer.episode
-    assert episode is not None and episode.rank == 0 and len(episode.joint_positions) == 50
+    # 50 steps, or fewer where the arm touched itself or the floor (a real terminal with self-collision on)
+    assert episode is not None and episode.rank == 0 and 2 <= len(episode.joint_positions) <= 50
     frame = pygame.surfarray.array3d(surface).transpose(1, 0, 2).astype(int)
     assert goal_pixels(frame).sum() > 30, "target not visible"
     assert _is_orange(frame).sum() > 100, "arm not visible"
@@ -45,7 +46,7 @@ def test_live_viewer_draws_the_published_arm_and_target(training_running):
     below_hud = slice(200, viewer.size[1] - 40)
     assert np.array_equal(frame[below_hud], ref[below_hud])
     later = pygame.Surface(viewer.size)
-    viewer.draw(later, now=1.0)  # 24 control steps later in the same episode
+    viewer.draw(later, now=min(1.0, (len(episode.joint_positions) - 1) / 24))  # up to 24 control steps later, in it
     moved = pygame.surfarray.array3d(later).transpose(1, 0, 2).astype(int)
     assert not np.array_equal(moved[below_hud], frame[below_hud]), "the arm did not move along its episode"
 

@@ -69,6 +69,14 @@ class CommonTrainConfig:
                                                       "m for prismatic joints)")
     velocity_noise: float = param(EnvConfig.velocity_noise, "std of Gaussian noise on the observed joint velocities "
                                                             "(rad/s or m/s)")
+    mass_scale: float = param(EnvConfig.mass_scale, "every moving link's mass and inertia times this ...")
+    mass_range: float = param(EnvConfig.mass_range, "... times a factor drawn per link and episode from [1 - this, "
+                                                    "1 + this] (domain randomisation; 0: the URDF's)")
+    gain_scale: float = param(EnvConfig.gain_scale, "the motors' position gain times this ...")
+    gain_range: float = param(EnvConfig.gain_range, "... times a factor drawn per joint and episode from "
+                                                    "[1 - this, 1 + this]")
+    damping_range: float = param(EnvConfig.damping_range, "each moving joint's URDF damping times a factor drawn "
+                                                          "per joint and episode from [1 - this, 1 + this]")
     # (and each task's own settings, declared in its file: `Task.settings`, added below as `TrainConfig`)
     # how long, and when to stop
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")

@@ -1,9 +1,7 @@
-"""A checkpoint's policy against what a real arm adds (`evaluate.py --robustness`): the same episodes played on a
-grid of action latencies and encoder noises (`envs.arm_env.CommonEnvConfig`'s `latency_steps`, `joint_noise`,
-`velocity_noise`), with the figures of each point, a table and a picture.
-
-Not measured yet: dynamics (masses, friction, motor gains) at the ends of their ranges; the environment has no
-such settings yet."""
+"""A checkpoint's policy against what a real arm adds (`evaluate.py --robustness`, and summary.json's `robustness`):
+the same episodes played on a grid of action latencies, encoder noises and dynamics (masses and motor gains at the
+ends of their ranges: `envs.arm_env.CommonEnvConfig`'s `latency_steps`, `joint_noise`, `velocity_noise`,
+`mass_scale`, `gain_scale`), with the figures of each point, a table and a picture."""
 
 from __future__ import annotations
 
@@ -23,10 +21,21 @@ NOMINAL_VELOCITY_NOISE = 0.05  # rad/s (m/s): joint velocities differentiated fr
 NOISES = (0.0, 1.0, 2.0)  # noise off, nominal, twice nominal
 
 
-def grid() -> list[dict]:
-    """The settings played: each latency without noise, then each noise without latency."""
-    points = [{"latency_steps": latency, "noise": 0.0} for latency in LATENCIES]
-    return points + [{"latency_steps": 0, "noise": noise} for noise in NOISES if noise]
+NOMINAL_MASS_RANGE = 0.2  # masses (and inertias) at 0.8 and 1.2 times the URDF's, unless trained over a range
+NOMINAL_GAIN_RANGE = 0.2  # the motors' position gains at 0.8 and 1.2 times, the same way
+
+
+def grid(cfg=None) -> list[dict]:
+    """The settings played: each latency without noise, each noise without latency, then the masses and the motor
+    gains at the ends of their ranges (the checkpoint's own `mass_range` and `gain_range` if it was trained over
+    them, else the nominal ones)."""
+    plain = {"latency_steps": 0, "noise": 0.0, "mass_scale": 1.0, "gain_scale": 1.0}
+    masses = getattr(cfg, "mass_range", 0.0) or NOMINAL_MASS_RANGE
+    gains = getattr(cfg, "gain_range", 0.0) or NOMINAL_GAIN_RANGE
+    return ([{**plain, "latency_steps": latency} for latency in LATENCIES]
+            + [{**plain, "noise": noise} for noise in NOISES if noise]
+            + [{**plain, "mass_scale": round(1 + sign * masses, 6)} for sign in (-1, 1)]
+            + [{**plain, "gain_scale": round(1 + sign * gains, 6)} for sign in (-1, 1)])
 
 
 def robustness(path: Path, episodes: int | None = None, seed: int | None = None, test: bool = False,
@@ -38,7 +47,7 @@ def robustness(path: Path, episodes: int | None = None, seed: int | None = None,
     data, cfg, env, _, _ = load_policy(path, urdf)
     env.close()
     episodes, seed = episodes_to_play(data, cfg, episodes, seed, test)
-    jobs = [(path, urdf, point, episodes, seed) for point in grid()]
+    jobs = [(path, urdf, point, episodes, seed) for point in grid(cfg)]
     if ctx is None or processes <= 1:
         points = []
         for job in jobs:
@@ -69,7 +78,9 @@ def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: i
     env.close()
     settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"], latency_jitter_steps=0,
                                    joint_noise=point["noise"] * NOMINAL_JOINT_NOISE,
-                                   velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE)
+                                   velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE,
+                                   mass_scale=point["mass_scale"], mass_range=0.0, gain_scale=point["gain_scale"],
+                                   gain_range=0.0, damping_range=0.0)
     env = make_env(settings)
     try:
         result = run_episodes(env, policy_action(model, normalizer), episodes, seed, EpisodeProgress(
@@ -83,26 +94,41 @@ def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: i
                                             "self_contact_rate", "floor_contact_rate")}}
 
 
+def _kind(point: dict) -> str:
+    """Which row of the grid a point is on: latency, noise or dynamics (the nominal point is on the first two)."""
+    if point.get("mass_scale", 1.0) != 1.0 or point.get("gain_scale", 1.0) != 1.0:
+        return "dynamics"
+    return "noise" if point["noise"] else "latency"
+
+
+def _dynamics_label(point: dict) -> str:
+    return (f"masses x{point['mass_scale']:g}" if point.get("mass_scale", 1.0) != 1.0
+            else f"gains x{point['gain_scale']:g}")
+
+
 def summary_line(result: dict) -> str:
     """The grid in one line, for the end of a run."""
     points = result["points"]
-    late = ", ".join(f"{p['latency_steps']}: {p['success_rate']:.0%}" for p in points if p["noise"] == 0.0)
-    noisy = ", ".join(f"x{p['noise']:g}: {p['success_rate']:.0%}" for p in points if p["latency_steps"] == 0)
+    late = ", ".join(f"{p['latency_steps']}: {p['success_rate']:.0%}" for p in points if _kind(p) == "latency")
+    noisy = ", ".join(f"x{p['noise']:g}: {p['success_rate']:.0%}" for p in points if _kind(p) == "noise")
+    dynamics = ", ".join(f"{_dynamics_label(p)}: {p['success_rate']:.0%}" for p in points if _kind(p) == "dynamics")
     return (f"robustness of best.pt on {result['episodes']} held-out episodes: success with the action late by "
-            f"0-3 control periods {late}; with encoder noise {noisy}")
+            f"0-3 control periods {late}; with encoder noise (x nominal) {noisy}; {dynamics}")
 
 
 def table(result: dict) -> str:
     """The grid as a Markdown table."""
-    rows = ["| latency (periods) | noise (x nominal) | success | mean final distance (m) | self-contact |",
-            "|---|---|---|---|---|"]
-    rows += [f"| {p['latency_steps']} | {p['noise']:g} | {p['success_rate']:.1%} | {p['mean_final_distance_m']:.3f} | "
-             f"{p['self_contact_rate']:.1%} |" for p in result["points"]]
+    rows = ["| latency (periods) | noise (x nominal) | masses (x URDF) | motor gains (x) | success | "
+            "mean final distance (m) | self-contact |", "|---|---|---|---|---|---|---|"]
+    rows += [f"| {p['latency_steps']} | {p['noise']:g} | {p.get('mass_scale', 1.0):g} | {p.get('gain_scale', 1.0):g} "
+             f"| {p['success_rate']:.1%} | {p['mean_final_distance_m']:.3f} | {p['self_contact_rate']:.1%} |"
+             for p in result["points"]]
     return "\n".join(rows)
 
 
 def plot(result: dict, path: Path) -> None:
-    """Success against latency and against noise, as a PNG at `path` (only over a picture arm-a3c wrote)."""
+    """Success against latency, against noise and at the dynamics' ends, as a PNG at `path` (only over a picture
+    arm-a3c wrote)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,15 +136,21 @@ def plot(result: dict, path: Path) -> None:
 
     refuse_foreign(path, is_our_png, "--plot")
     points = result["points"]
-    latency = [p for p in points if p["noise"] == 0.0]
-    noise = [p for p in points if p["latency_steps"] == 0]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    nominal = points[0]
+    latency = [p for p in points if _kind(p) == "latency"]
+    noise = [nominal] + [p for p in points if _kind(p) == "noise"]
+    dynamics = [p for p in points if _kind(p) == "dynamics"]
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(12, 3.5), sharey=True)
     left.plot([p["latency_steps"] for p in latency], [p["success_rate"] for p in latency], "o-")
     left.set(xlabel="action latency (control periods)", ylabel="success rate", ylim=(0, 1.02),
              xticks=[p["latency_steps"] for p in latency])
-    right.plot([p["noise"] for p in noise], [p["success_rate"] for p in noise], "o-")
-    right.set(xlabel=f"encoder noise (x {NOMINAL_JOINT_NOISE} rad, {NOMINAL_VELOCITY_NOISE} rad/s)",
-              xticks=[p["noise"] for p in noise])
+    middle.plot([p["noise"] for p in noise], [p["success_rate"] for p in noise], "o-")
+    middle.set(xlabel=f"encoder noise (x {NOMINAL_JOINT_NOISE} rad, {NOMINAL_VELOCITY_NOISE} rad/s)",
+               xticks=[p["noise"] for p in noise])
+    labels = ["URDF"] + [_dynamics_label(p) for p in dynamics]
+    right.bar(range(len(labels)), [nominal["success_rate"]] + [p["success_rate"] for p in dynamics])
+    right.set(xticks=range(len(labels)), xlabel="dynamics")
+    right.set_xticklabels(labels, rotation=20, fontsize=8)
     figure.suptitle(f"{result['robot']}: {Path(result['checkpoint']).name}, {result['episodes']} episodes from "
                     f"seed {result['seed']}")
     figure.tight_layout()

@@ -82,6 +82,15 @@ class CommonEnvConfig:
     latency_jitter_steps: int = 0  # ... and a random 0 to this many more, drawn per episode
     joint_noise: float = 0.0  # std of Gaussian noise on the observed joint positions (rad, m for prismatic joints)
     velocity_noise: float = 0.0  # std of Gaussian noise on the observed joint velocities (rad/s or m/s)
+    # Nor are a real arm's dynamics its URDF's. Each episode can draw them (domain randomisation), off by default:
+    mass_scale: float = 1.0  # every moving link's mass and inertia times this ...
+    mass_range: float = 0.0  # ... times a factor drawn per link and episode from [1 - this, 1 + this]
+    gain_scale: float = 1.0  # the motors' position gain times this ...
+    gain_range: float = 0.0  # ... times a factor drawn per joint and episode from [1 - this, 1 + this]
+    # each moving joint's URDF damping times a factor drawn per joint and episode from [1 - this, 1 + this]. (Added
+    # damping, not scaled, made PyBullet's explicit damping blow up on light links: 50 N m s/rad on the light arm
+    # sent its joints to 95 rad/s.)
+    damping_range: float = 0.0
 
     def __post_init__(self) -> None:
         self.check_values(dataclasses.asdict(self), lambda name: f"EnvConfig.{name}")
@@ -150,6 +159,12 @@ _RULES = (
     ("latency_jitter_steps", lambda v: 0 <= v <= MAX_LATENCY_STEPS, f"between 0 and {MAX_LATENCY_STEPS}"),
     ("joint_noise", lambda v: 0 <= v <= MAX_JOINT_NOISE, f"between 0 and {MAX_JOINT_NOISE:g}"),
     ("velocity_noise", lambda v: 0 <= v <= MAX_VELOCITY_NOISE, f"between 0 and {MAX_VELOCITY_NOISE:g}"),
+    ("mass_scale", lambda v: 0.1 <= v <= 10, "between 0.1 and 10"),
+    ("mass_range", lambda v: 0 <= v <= 0.9, "between 0 and 0.9"),
+    ("gain_scale", lambda v: 0.1 <= v <= 5, "between 0.1 and 5 (the gain is then at most 1: PyBullet's servo "
+                                            "corrects at most the whole error per physics step)"),
+    ("gain_range", lambda v: 0 <= v <= 0.9, "between 0 and 0.9"),
+    ("damping_range", lambda v: 0 <= v <= 0.9, "between 0 and 0.9"),
 ) + tuple((setting.name, setting.valid, setting.requirement) for setting in TASK_SETTINGS)
 
 
@@ -381,6 +396,7 @@ class ArmEnv(gymnasium.Env):
         self._pending = deque([[0.0] * self.robot.dof for _ in range(self.latency)])  # chosen, not yet applied
         self._noise = (np.random.default_rng(int(self.np_random.integers(2**63)))
                        if cfg.joint_noise or cfg.velocity_noise else None)
+        self._draw_dynamics()
         self.speed_fraction = 0.0
         self.self_contact = self.floor_contact = False
         self._contact_draw = [NO_CONTACT, 0.0, 0.0, 0.0]
@@ -388,6 +404,28 @@ class ArmEnv(gymnasium.Env):
         _, _, info = self.task.judge([0.0] * self.robot.dof, 0)
         self._safety(info)
         return obs, info
+
+    def _draw_dynamics(self) -> None:
+        """This episode's masses, damping and motor gains (`mass_scale` ... `damping_range`), drawn after everything
+        else, so a seed's goals, latency and noise are the same with and without them; left alone when they are
+        the URDF's (no draw, no call: the episodes are bit for bit those of before)."""
+        cfg, robot = self.config, self.robot
+        if (cfg.mass_scale, cfg.mass_range, cfg.gain_scale, cfg.gain_range, cfg.damping_range) == (1.0, 0.0, 1.0, 0.0,
+                                                                                                0.0):
+            return
+        random = cfg.mass_range or cfg.gain_range or cfg.damping_range
+        rng = np.random.default_rng(int(self.np_random.integers(2**63))) if random else None
+        links = len(robot.moving_links)
+
+        def factors(scale: float, spread: float, n: int) -> np.ndarray:
+            return scale * (rng.uniform(1 - spread, 1 + spread, n) if spread else np.ones(n))
+
+        masses = factors(cfg.mass_scale, cfg.mass_range, links)
+        gains = factors(cfg.gain_scale, cfg.gain_range, robot.dof)
+        damping = factors(1.0, cfg.damping_range, links)
+        self.dynamics = {"mass_factors": masses.tolist(), "gain_factors": gains.tolist(),
+                         "damping_factors": damping.tolist()}
+        robot.set_dynamics(masses.tolist(), damping.tolist(), gains.tolist())
 
     def _safety(self, info: dict) -> None:
         """The episode's safety figures so far, into a step's info."""

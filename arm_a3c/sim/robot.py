@@ -412,6 +412,29 @@ class Robot:
         pb.changeDynamics(self.body, -1, maxJointVelocity=clamp or PYBULLET_MAX_JOINT_VELOCITY,
                           physicsClientId=self.client)
 
+    def nominal_dynamics(self) -> dict:
+        """The URDF's masses and inertias of the links the controlled joints move, and their joints' damping."""
+        cached = self.__dict__.get("_nominal")
+        if cached is None:
+            infos = {link: pb.getDynamicsInfo(self.body, link, physicsClientId=self.client)
+                     for link in self.moving_links}
+            damping = {info[0]: info[6] for info in
+                       (pb.getJointInfo(self.body, link, physicsClientId=self.client) for link in self.moving_links)}
+            cached = self._nominal = {link: (info[0], tuple(info[2]), damping[link]) for link, info in infos.items()}
+        return cached
+
+    def set_dynamics(self, mass_factors: Sequence[float], damping_factors: Sequence[float],
+                     gain_factors: Sequence[float]) -> None:
+        """Scale each moving link's mass and inertia, and its joint's damping, by their factors (in `moving_links`
+        order), and each controlled joint's position gain: what a real arm's dynamics differ from the URDF's by.
+        Factors of 1 restore the URDF's."""
+        for (link, (mass, inertia, damping)), factor, damped in zip(self.nominal_dynamics().items(), mass_factors,
+                                                                   damping_factors):
+            pb.changeDynamics(self.body, link, mass=mass * factor,
+                              localInertiaDiagonal=[i * factor for i in inertia], jointDamping=damping * damped,
+                              physicsClientId=self.client)
+        self._position_gains = [POSITION_GAIN * factor for factor in gain_factors]
+
     def send_motor_targets(self, q_target: list[float]) -> None:
         """The bare PyBullet call behind `command` (also what the raw-physics benchmark replays)."""
         pb.setJointMotorControlArray(
