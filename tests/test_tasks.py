@@ -100,7 +100,10 @@ def test_arm_reach_gives_the_episodes_it_gave_before_the_task_interface():
 @pytest.mark.parametrize("task,robot", [(t, r) for t, robots in ROBOTS.items() for r in robots])
 @pytest.mark.slow
 def test_the_ik_oracle_solves_each_task(task, robot):
-    env = make_env(robot=robot, task=task)
+    """The goals are solvable. The oracle moves along straight lines in joint space, blind to the arm's own links
+    and the floor, so it plays without self-collision; with it, its paths cross the floor or the arm on some arms
+    (docs/tasks.md has both tables), a policy learns to go around."""
+    env = make_env(robot=robot, task=task, self_collision=False)
     result = oracle_episodes(env, 100, seed=0)
     env.close()
     assert result["success_rate"] >= ORACLE_SUCCESS[task], result
