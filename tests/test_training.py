@@ -198,7 +198,7 @@ def test_the_target_must_be_met_on_several_evaluations_in_a_row(tmp_path):
     run_dir = tmp_path / "streak"
     result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "1", "--target-success", "0",
                         "--target-streak", "3", "--eval-every-steps", "2000", "--eval-episodes", "2",
-                        "--max-minutes", "2", "--run-dir", str(run_dir))
+                        "--max-minutes", "2", "--test-episodes", "0", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
     assert "reached the target 0% in 3 evaluations in a row" in result.stdout
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
