@@ -12,6 +12,7 @@ docs/performance.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -104,14 +105,17 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
     exit_child()
 
 
-def load_policy(path: Path, urdf: str | None = None) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic,
-                                                              RunningNormalizer]:
+def load_policy(path: Path, urdf: str | None = None, **changes) -> tuple[dict, TrainConfig, ArmEnv, ActorCritic,
+                                                                         RunningNormalizer]:
     """Rebuild a checkpoint's robot (in a new environment) and policy: (checkpoint data, config, env, model,
-    normaliser); `urdf` is the robot's file when it has moved since the run. A checkpoint that no longer fits its
-    robot, or whose saved settings do not pass the command line's checks, is a `UserError`; the caller closes
-    the env."""
+    normaliser); `urdf` is the robot's file when it has moved since the run; `changes`, settings the environment
+    takes instead of the run's (the robustness grid's latency, noise and dynamics: the config returned has them).
+    A checkpoint that no longer fits its robot, or whose saved settings do not pass the command line's checks, is
+    a `UserError`; the caller closes the env."""
     data = load_checkpoint(path)
     cfg = TrainConfig.from_dict(data["config"], source=f"checkpoint {path}").locate_robot(urdf)
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)
     env = make_checkpoint_env(cfg, path, data["robot"])
     try:
         warning = check_robot(path, data["robot"], env)

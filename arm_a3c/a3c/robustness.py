@@ -5,13 +5,11 @@ ends of their ranges: `envs.arm_env.CommonEnvConfig`'s `latency_steps`, `joint_n
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable
 
 from arm_a3c.a3c.children import become_child
 from arm_a3c.a3c.evaluator import episodes_to_play, load_policy, policy_action
-from arm_a3c.envs.arm_env import make_env
 from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
 from arm_a3c.files import PNG_SOFTWARE, is_our_png, refuse_foreign, write_atomically
 
@@ -72,19 +70,17 @@ def robustness(path: Path, episodes: int | None = None, seed: int | None = None,
 
 def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: int,
                stop: Callable[[], bool] = lambda: False) -> dict | None:
-    """One point of the grid: the checkpoint's policy on `episodes` episodes from `seed` with that point's latency
-    and noise (in any process: the checkpoint is loaded here)."""
-    _, cfg, env, model, normalizer = load_policy(path, urdf)
-    env.close()
-    settings = dataclasses.replace(cfg, latency_steps=point["latency_steps"], latency_jitter_steps=0,
-                                   joint_noise=point["noise"] * NOMINAL_JOINT_NOISE,
-                                   velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE,
-                                   mass_scale=point["mass_scale"], mass_range=0.0, gain_scale=point["gain_scale"],
-                                   gain_range=0.0, damping_range=0.0)
-    env = make_env(settings)
+    """One point of the grid: the checkpoint's policy on `episodes` episodes from `seed` with that point's latency,
+    noise and dynamics (in any process: the checkpoint is loaded here, its environment built with them)."""
+    _, settings, env, model, normalizer = load_policy(
+        path, urdf, latency_steps=point["latency_steps"], latency_jitter_steps=0,
+        joint_noise=point["noise"] * NOMINAL_JOINT_NOISE, velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE,
+        mass_scale=point["mass_scale"], mass_range=0.0, gain_scale=point["gain_scale"], gain_range=0.0,
+        damping_range=0.0)
     try:
         result = run_episodes(env, policy_action(model, normalizer), episodes, seed, EpisodeProgress(
-            episodes, f"latency {point['latency_steps']}, noise x{point['noise']:g}", stop))
+            episodes, f"latency {point['latency_steps']}, noise x{point['noise']:g}, masses x"
+                      f"{point['mass_scale']:g}, gains x{point['gain_scale']:g}", stop))
     finally:
         env.close()
     if result is None:

@@ -64,7 +64,8 @@ class Shared:
         return views
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_numpy", "_watch")}  # each process makes its own views
+        # each process makes its own views and its own watch
+        return {k: v for k, v in self.__dict__.items() if k not in ("_numpy", "_watch")}
 
     def global_steps(self) -> int:
         """Environment steps taken by all workers, in this session and before it."""
@@ -122,7 +123,8 @@ class SharedMemoryLink:
 
 def build_shared(cfg: TrainConfig, obs_dim: int, action_dim: int, ctx, run_dir: Path | None = None) -> Shared:
     """Create the shared objects in torch's shared memory; `ctx` is the multiprocessing context
-    (`children.children_context`) for the optional lock. (The Ray backend keeps them in a file instead: `backends.mapped`.)"""
+    (`children.children_context`) for the optional lock. (The Ray backend keeps them in a file instead:
+    `backends.mapped`.)"""
     model = ActorCritic.from_config(cfg, obs_dim, action_dim)
     model.share_memory()
     return Shared(

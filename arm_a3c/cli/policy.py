@@ -22,6 +22,7 @@ def add_episode_arguments(parser: ArgumentParser) -> None:
                        help="play the run's held-out test episodes (--test-seed, 200 by default: seeds that never "
                             "stopped the run or picked best.pt) instead of the evaluator's")
 
+
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/evaluate.py`: evaluate a checkpoint deterministically; prints one JSON object."""
     import json
@@ -32,11 +33,11 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="evaluate.py", description=evaluate_main.__doc__)
     add_episode_arguments(parser)
     parser.add_argument("--robustness", action="store_true",
-                        help="play the same episodes with 0 to 3 control periods of action latency and with encoder "
-                             "noise off, nominal and twice nominal; prints each point's figures as JSON and a table "
-                             "on stderr")
-    parser.add_argument("--plot", type=Path, metavar="PNG", help="with --robustness: draw success against latency "
-                                                                 "and noise into this picture")
+                        help="play the same episodes with 0 to 3 control periods of action latency, with encoder "
+                             "noise off, nominal and twice nominal, and with the links' masses and the motors' gains "
+                             "at the ends of their ranges; prints each point's figures as JSON and a table on stderr")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="with --robustness: draw success against latency, "
+                                                                 "noise and dynamics into this picture")
     parser.add_argument("--sim", choices=SIMULATORS, default="pybullet",
                         help="the simulator that plays the episodes: pybullet (where the policy was trained) or mujoco "
                              "(the same goals and policy in a second physics engine; needs pip install "
@@ -52,14 +53,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
         import_mujoco()  # a missing package is said before the checkpoint is read
     if args.robustness:
+        import os
         import sys
 
         from arm_a3c.files import is_our_png, refuse_foreign
 
         if args.plot:
             refuse_foreign(args.plot, is_our_png, "--plot")  # before minutes of episodes, not after
-        import os
-
         from arm_a3c.a3c.children import children_context
         from arm_a3c.a3c.robustness import plot, robustness, table  # torch loads here
 
@@ -76,6 +76,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.episodes, args.seed, test=args.test, urdf=args.urdf,
                                          sim=args.sim), indent=2))
     return 0
+
 
 def transfer_main(argv: Sequence[str] | None = None) -> int:
     """`arm-a3c transfer`: play a checkpoint's episodes in PyBullet and in a second simulator (MuJoCo), the same

@@ -4,11 +4,12 @@ client, a `Robot` and a `Task` (`arm_a3c.tasks`). `make_env(settings)` builds ev
 Control: each action in [-1, 1] per controlled joint moves that joint's position target by at most its step
 (`max_joint_step_rad`, or `max_joint_step_m` for prismatic joints, or less where the URDF's speed limits ask it:
 `joint_speeds`) from where the joint is now; the motors then track it for `substeps` physics steps of 1/240 s.
-With the defaults that is 24 control steps per second (as panda-gym's 25) and episodes of 50 steps, 2.08 seconds. An episode ends by the time limit (`truncated=True`) or
-when its task says it ended (`terminated=True`: a collision, say); success is judged on the last step.
+With the defaults that is 24 control steps per second (as panda-gym's 25) and episodes of 50 steps, 2.08
+seconds. An episode ends by the time limit (`truncated=True`) or when its task says it ended (`terminated=True`:
+a collision, say); success is judged on the last step.
 
-Self-collision (`self_collision`, on by default): PyBullet simulates the contacts of the arm's links with each other
-(the pairs `sim.contacts` finds, less a settings file's), as it always did with the floor, and a contact between
+Self-collision (`self_collision`, on by default): PyBullet simulates the contacts of the arm's links with each
+other (the pairs `sim.contacts` finds, less a settings file's), as it always did with the floor, and a contact between
 two such links, or between a moving link and the floor, ends the episode (`terminated=True`, a real terminal) with
 reward `-contact_penalty` on that step; it is never a success. Goals are sampled from configurations free of both.
 
