@@ -110,32 +110,39 @@ class SyncAgent:
         path = node_file(global_spec, node_id)
         self.spec = {**{k: global_spec[k] for k in ("cfg", "obs_dim", "action_dim")}, "path": str(path),
                      "run_dir": None}
-        restarted = path.exists()
-        if restarted:
-            self.node: MappedShared = attach_shared(self.spec, launcher_pid=None)
-        else:
-            self.node = build_mapped_shared(cfg, global_spec["obs_dim"], global_spec["action_dim"], path)
-            self.node.launcher_pid = None
-        self.marks = SyncMarks(path.with_suffix(f".{MARKS}"), create=not restarted)
-        self.lock, self.events_lock = threading.Lock(), threading.Lock()
-        self.events: list = []
-        if not restarted:  # start from the global Adam's moments and step count
-            state = ray.get(self.server.optimizer_state.remote())
-            for name in ("exp_avg", "exp_avg_sq"):
-                getattr(self.node.optimizer, name).numpy()[:] = state[name]
-            self.node.optimizer.steps.fill_(float(state["steps"]))
-            self.marks.add("adam_start", state["steps"])
-        self.base = self.node.model.flat.numpy().copy()  # replaced by the global weights in the first sync
-        self.last_applied, self.last_updates, self.stopped = None, 0, False
-        # The node's copy becomes the global model before any worker of this agent uses it. After a restart, the
-        # node's updates that the server has not applied are dropped (the base of their delta died with the
-        # agent): counted, and said.
-        updates, applied = self._sync(replace=True)
-        if restarted:
-            lost = updates - applied
-            self.marks.add("lost_updates", lost)
-            self.marks.add("restarts", 1)
-            self.report(("sync_agent_restarted", node_id, lost))
+        try:
+            restarted = path.exists()
+            if restarted:
+                self.node: MappedShared = attach_shared(self.spec, launcher_pid=None)
+            else:
+                self.node = build_mapped_shared(cfg, global_spec["obs_dim"], global_spec["action_dim"], path)
+                self.node.launcher_pid = None
+            self.marks = SyncMarks(path.with_suffix(f".{MARKS}"), create=not restarted)
+            self.lock, self.events_lock = threading.Lock(), threading.Lock()
+            self.events: list = []
+            if not restarted:  # start from the global Adam's moments and step count
+                state = ray.get(self.server.optimizer_state.remote())
+                for name in ("exp_avg", "exp_avg_sq"):
+                    getattr(self.node.optimizer, name).numpy()[:] = state[name]
+                self.node.optimizer.steps.fill_(float(state["steps"]))
+                self.marks.add("adam_start", state["steps"])
+            self.base = self.node.model.flat.numpy().copy()  # replaced by the global weights in the first sync
+            self.last_applied, self.last_updates, self.stopped = None, 0, False
+            # The node's copy becomes the global model before any worker of this agent uses it. After a restart,
+            # the node's updates that the server has not applied are dropped (the base of their delta died with
+            # the agent): counted, and said.
+            updates, applied = self._sync(replace=True)
+            if restarted:
+                lost = updates - applied
+                self.marks.add("lost_updates", lost)
+                self.marks.add("restarts", 1)
+                self.report(("sync_agent_restarted", node_id, lost))
+        except ray.exceptions.RayActorError:
+            # The parameter server is gone (it is never restarted): the run ended under an agent that Ray restarted
+            # after the launcher's last clean-up. No copy of a run that is over stays behind in /dev/shm.
+            path.unlink(missing_ok=True)
+            path.with_suffix(f".{MARKS}").unlink(missing_ok=True)
+            raise
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 

@@ -168,13 +168,15 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     if opts.learning_only:
         return {"options": opts.__dict__, "learning": learning_comparison(opts, bench, work_dir, log)}
     n, seconds = opts.workers, opts.throughput_seconds
+    # Rates only: no held-out test or robustness grid after a throughput run (nothing here reports them).
+    rates_only = BenchOptions(**{**bench.__dict__, "test_episodes": 0})
     runs = {}
     for name, flags in [("local", ()), ("ray", ("--backend", "ray")),
                         ("ray_sync_agent", ("--backend", "ray", "--no-ray-shared-memory")),
                         ("ray_through_server", ("--backend", "ray", "--no-ray-shared-memory", "--ray-sync-ms", "0"))]:
         steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
         log(f"training throughput: {name}, {n} workers, {seconds:g} s{steps}")
-        runs[name] = a3c_run(bench, opts.robot, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
+        runs[name] = a3c_run(rates_only, opts.robot, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
                              max_steps=opts.throughput_steps)
     log(f"parameter server capacity: {n} clients flooding it with exchanges for {opts.server_seconds:g} s")
     capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir)

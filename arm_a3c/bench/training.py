@@ -28,6 +28,7 @@ gets to a trained arm beside the strongest peers, all measured in one run on one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -235,11 +236,14 @@ def throughput_block(opts: BenchOptions, robot: str, work_dir: Path) -> dict:
     policy_limits = {"untrained": round(limit_rate(robot, n, opts.limit_seconds, untrained), 1)}
     # The default target and a streak no run reaches: the evaluator screens its evaluations as in a default run
     # (evaluations that pass the screen play all their episodes), and the run does not stop.
-    many = a3c_run(opts, robot, n, opts.throughput_seconds, opts.target_success, work_dir / f"a3c-{n}-workers",
+    # Rates and memory only: no held-out test or robustness grid after a throughput run (nothing reports them,
+    # and their processes would count in the run's peak memory).
+    rates_only = dataclasses.replace(opts, test_episodes=0)
+    many = a3c_run(rates_only, robot, n, opts.throughput_seconds, opts.target_success, work_dir / f"a3c-{n}-workers",
                    max_steps=opts.throughput_steps, streak=NEVER_STOPS)
     policy_limits["after_throughput_run"] = round(
         limit_rate(robot, n, opts.limit_seconds, Path(many["run_dir"]) / "checkpoints" / "latest.pt"), 1)
-    one = a3c_run(opts, robot, 1, opts.throughput_seconds, opts.target_success, work_dir / "a3c-1-worker",
+    one = a3c_run(rates_only, robot, 1, opts.throughput_seconds, opts.target_success, work_dir / "a3c-1-worker",
                   max_steps=opts.throughput_steps, streak=NEVER_STOPS)
     limit_after = limit_rate(robot, n, opts.limit_seconds)
     return {"limit_before": limit_before, "limit_after": limit_after, "policy_limits": policy_limits,
