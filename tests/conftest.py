@@ -101,10 +101,17 @@ def training_finished(shared_training) -> SharedTraining:
     return shared_training.finish()
 
 
-def pytest_collection_modifyitems(items: list) -> None:
-    """Tests that need the shared training running go first; then the quick tests, which run on one core while the
-    training finishes on the other; then those that need it finished (so nothing waits for it); the slow ones
-    last. Within each phase the file order holds."""
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups to schedule by
+def pytest_collection_modifyitems(config, items: list) -> None:
+    """In one process (`-n 0`): the tests that need the shared training running go first; then the quick tests,
+    which run on one core while the training finishes on the other; then those that need it finished (so nothing
+    waits for it); the slow ones last. Within each phase the file order holds.
+
+    With pytest-xdist (`-n 2 --dist loadgroup`: pyproject's addopts) two processes take the tests as they free
+    up, the ones that must share a process as one unit (an xdist group): the shared training's tests (one
+    training per process that runs any of them), and the tests on the simulated Ray cluster (one cluster for
+    them all, `two_machines`). Those units go first (xdist hands out the biggest first), then the slow tests
+    costliest first (`COSTLIEST`), then the quick ones, which fill the end."""
     def phase(item) -> int:
         names = getattr(item, "fixturenames", ())
         if "training_running" in names:
@@ -113,22 +120,27 @@ def pytest_collection_modifyitems(items: list) -> None:
             return 2
         return 3 if item.get_closest_marker("slow") else 1
 
-    items.sort(key=phase)
+    def costly(item) -> int:
+        return next((rank for rank, name in enumerate(COSTLIEST) if item.nodeid.startswith(name)), len(COSTLIEST))
+
+    if getattr(config.option, "dist", "no") == "no":
+        items.sort(key=phase)
+    else:
+        items.sort(key=lambda item: (phase(item) == 1, phase(item), costly(item)))
     for item in items:
         if phase(item) in (0, 2):  # waits for the session's real training
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(lane(item)))
+            item.add_marker(pytest.mark.xdist_group("shared_training"))
+        elif "two_machines" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("simulated_cluster"))
 
 
-# With pytest-xdist (`-n 2 --dist loadgroup`: pyproject's addopts) the suite runs in two lanes side by side, each
-# lane's tests in the order above: one has the Ray backend's runs (much of their time is Ray starting and stopping,
-# with the machine half idle), the install into a fresh virtualenv and two of the tasks' trainings; the other
-# everything else. Ray's tests check that no Ray process or actor of theirs outlives a run, so they keep to one
-# lane; so do the shared training's (one training, one lane).
-SECOND_LANE = ("tests/test_ray.py", "tests/test_package.py",
-               "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[track",
-               "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[avoid")
-
-
-def lane(item) -> str:
-    return "second" if item.nodeid.startswith(SECOND_LANE) else "first"
+# The slow tests that take longest (seconds of the suite's length, measured in a fresh clone with two processes),
+# handed out first so that no long one starts last. Only the suite's length depends on this list.
+COSTLIEST = (
+    "tests/test_ray.py::test_the_ray_benchmark_runs_every_part_and_writes_its_table",  # 135 s
+    "tests/test_bench.py::test_quick_benchmark_runs_every_part_and_writes_its_table",  # 56 s
+    "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[pose",  # 30 s
+    "tests/test_ray.py::test_a_ray_run_through_the_parameter_server",  # 25 s
+    "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[avoid",  # 19 s
+)
