@@ -123,7 +123,7 @@ def pytest_collection_modifyitems(config, items: list) -> None:
     def costly(item) -> int:
         return next((rank for rank, name in enumerate(COSTLIEST) if item.nodeid.startswith(name)), len(COSTLIEST))
 
-    if getattr(config.option, "dist", "no") == "no":
+    if not hasattr(config, "workerinput"):  # one process (an xdist worker's config has its controller's input)
         items.sort(key=phase)
     else:
         items.sort(key=lambda item: (phase(item) == 1, phase(item), costly(item)))

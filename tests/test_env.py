@@ -648,6 +648,40 @@ def test_encoder_noise_is_seeded_reproducible_touches_only_the_joints_readings_a
         plain.close()
 
 
+def test_goal_noise_is_seeded_touches_only_the_goal_as_seen_and_success_is_judged_on_the_true_goal():
+    """Goal noise moves the observed goal (its position, the goal minus the end effector, and the Jacobian part
+    made from that error) by the same seeded draw each step, and nothing else: the arm moves as without it, and
+    the distance judged is the true one."""
+    noisy = ArmReachEnv("light_arm", config=EnvConfig(goal_noise=0.02))
+    plain = ArmReachEnv("light_arm")
+    try:
+        def episode(env):
+            rows, infos = [env.reset(seed=3)[0]], []
+            for _ in range(10):
+                obs, _, _, _, info = env.step(np.array([0.5, -0.5, 0.2]))
+                rows.append(obs)
+                infos.append(info["distance"])
+            return np.array(rows), infos
+
+        (first, distances), (again, _), (clean, clean_distances) = episode(noisy), episode(noisy), episode(plain)
+        np.testing.assert_array_equal(first, again)  # the same seed, the same noise
+        assert distances == clean_distances  # judged on the true goal: the arm moved as without noise
+        dof = plain.robot.dof
+        goal = slice(2 * dof + 3, 2 * dof + 6)  # after the joints' positions and speeds and the end-effector point
+        np.testing.assert_array_equal(first[:, :2 * dof + 3], clean[:, :2 * dof + 3])  # the arm's readings: exact
+        error = first[:, goal] - clean[:, goal]
+        assert np.std(error) == pytest.approx(0.02, rel=0.5) and len({tuple(row) for row in error}) == len(error)
+        # the goal minus the end effector carries the same error, and the Jacobian part is made from it
+        np.testing.assert_allclose(first[:, 2 * dof + 6:2 * dof + 9] - clean[:, 2 * dof + 6:2 * dof + 9], error,
+                                   atol=1e-6)
+        assert not np.allclose(first[:, 2 * dof + 9:], clean[:, 2 * dof + 9:])
+        with pytest.raises(SettingError, match="goal_noise"):
+            EnvConfig(goal_noise=-0.1)
+    finally:
+        noisy.close()
+        plain.close()
+
+
 def test_dynamics_randomisation_is_seeded_reaches_pybullet_leaves_the_goals_and_off_is_the_urdfs():
     """Masses (with their inertias), joints' damping and motor gains drawn per episode: the same seed draws the same
     dynamics and the same episode, another seed others; PyBullet holds what was drawn; the goals are those of the

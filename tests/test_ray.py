@@ -29,18 +29,25 @@ from arm_a3c.backends.mapped import MappedShared, build_mapped_shared
 OBS_DIM, ACTION_DIM = 15, 3
 
 
-RUN_TAG = f"ARM_A3C_TEST_RUN={os.getpid()}"  # in the environment of this test session's runs, and so of their actors
+RUN_TAG = f"ARM_A3C_TEST_RUN={os.getpid()}"  # in the environment of this test process's runs, and so of their actors
+CLUSTER_TAG = f"ARM_A3C_TEST_CLUSTER={os.getpid()}"  # in that of its simulated cluster's nodes, and so of its actors
 
 
-def processes_named(name: str) -> list[int]:
-    """Pids of live processes whose name (as ps shows it) is `name` and whose environment holds RUN_TAG: this
-    session's Ray actors (Ray starts them outside the launcher's process tree, with its environment), never the
+def tagged(pid: str, tag: str) -> bool:
+    """Whether process `pid` has `tag` in its environment (a test's own processes, not another test's that runs
+    beside it, or another training on the machine)."""
+    return tag.encode() in (Path("/proc") / pid / "environ").read_bytes().split(b"\0")
+
+
+def processes_named(name: str, tag: str = RUN_TAG) -> list[int]:
+    """Pids of live processes whose name (as ps shows it) is `name` and whose environment holds `tag`: this
+    test's Ray actors (Ray starts them outside the launcher's process tree, with its environment), never the
     workers of another training on the machine."""
     found = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
             if (comm.read_text().strip() == name and alive(int(comm.parent.name))
-                    and RUN_TAG.encode() in (comm.parent / "environ").read_bytes().split(b"\0")):
+                    and tagged(comm.parent.name, tag)):
                 found.append(int(comm.parent.name))
         except OSError:
             continue
@@ -249,15 +256,15 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
 
 
 def ray_processes() -> list[int]:
-    """Pids of processes a local Ray instance runs (its servers and workers)."""
+    """Pids of processes of a local Ray instance that a run with RUN_TAG started (its servers and workers)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ")
+            if (b"site-packages/ray/" in text or text.startswith(b"ray::")) and tagged(cmdline.parent.name, RUN_TAG):
+                found.append(int(cmdline.parent.name))
         except OSError:
             continue
-        if b"site-packages/ray/" in text or text.startswith(b"ray::"):
-            found.append(int(cmdline.parent.name))
     return found
 
 
@@ -377,10 +384,10 @@ def two_machines():
     from arm_a3c.bench.ray_backend import simulated_machines
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(*RUN_TAG.split("="))  # the nodes' processes, and so the actors, carry it
+        patch.setenv(*CLUSTER_TAG.split("="))  # the nodes' processes, and so the actors, carry it
         cluster = simulated_machines(machines=2, workers=2)
-        yield cluster
-        cluster.shutdown()
+    yield cluster
+    cluster.shutdown()
 
 
 def left_in_shm(run_dir: Path, pattern: str = "*") -> list[Path]:
@@ -391,12 +398,12 @@ def left_in_shm(run_dir: Path, pattern: str = "*") -> list[Path]:
 
 
 def sync_agents() -> list[int]:
-    """Pids of this session's sync agents (Ray titles an actor's process after its class)."""
+    """Pids of the simulated cluster's sync agents (Ray titles an actor's process after its class)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if (b"SyncAgent" in cmdline.read_bytes() and alive(int(cmdline.parent.name))
-                    and RUN_TAG.encode() in (cmdline.parent / "environ").read_bytes().split(b"\0")):
+                    and tagged(cmdline.parent.name, CLUSTER_TAG)):
                 found.append(int(cmdline.parent.name))
         except OSError:
             continue
@@ -453,9 +460,11 @@ def test_a_killed_sync_agent_and_worker_are_replaced_and_the_machines_go_on(tmp_
     agents = wait_for(lambda: len(sync_agents()) == 2 and sync_agents(), "two sync agents", process)
     os.kill(agents[0], signal.SIGKILL)
     wait_for(lambda: len(sync_agents()) == 2 and agents[0] not in sync_agents(), "a restarted agent", process)
-    victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
+    victim = wait_for(lambda: processes_named("a3c-worker-1", CLUSTER_TAG), "worker actor named a3c-worker-1",
+                      process)[0]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: [pid for pid in processes_named("a3c-worker-1") if pid != victim], "a restarted worker",
+    wait_for(lambda: [pid for pid in processes_named("a3c-worker-1", CLUSTER_TAG) if pid != victim],
+             "a restarted worker",
              process)
     steps = checkpoint_steps(run_dir)
     wait_for(lambda: checkpoint_steps(run_dir) > steps, "a checkpoint after the restarts", process)

@@ -69,6 +69,8 @@ class CommonTrainConfig:
                                                       "m for prismatic joints)")
     velocity_noise: float = param(EnvConfig.velocity_noise, "std of Gaussian noise on the observed joint velocities "
                                                             "(rad/s or m/s)")
+    goal_noise: float = param(EnvConfig.goal_noise, "std of Gaussian noise on the observed goal position (m), drawn "
+                                                    "each step (success is judged on the true goal)")
     mass_scale: float = param(EnvConfig.mass_scale, "every moving link's mass and inertia times this ...")
     mass_range: float = param(EnvConfig.mass_range, "... times a factor drawn per link and episode from [1 - this, "
                                                     "1 + this] (domain randomisation; 0: the URDF's)")

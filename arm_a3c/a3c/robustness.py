@@ -1,7 +1,7 @@
 """A checkpoint's policy against what a real arm adds (`evaluate.py --robustness`, and summary.json's `robustness`):
 the same episodes played on a grid of action latencies, encoder noises and dynamics (masses and motor gains at the
 ends of their ranges: `envs.arm_env.CommonEnvConfig`'s `latency_steps`, `joint_noise`, `velocity_noise`,
-`mass_scale`, `gain_scale`), with the figures of each point, a table and a picture."""
+`goal_noise`, `mass_scale`, `gain_scale`), with the figures of each point, a table and a picture."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from arm_a3c.files import PNG_SOFTWARE, is_our_png, refuse_foreign, write_atomic
 LATENCIES = (0, 1, 2, 3)  # control periods
 NOMINAL_JOINT_NOISE = 0.005  # rad (m): an encoder's noise, std (industrial arms read to about 0.001 rad or better)
 NOMINAL_VELOCITY_NOISE = 0.05  # rad/s (m/s): joint velocities differentiated from such readings are noisier
+NOMINAL_GOAL_NOISE = 0.005  # m: a goal located by a calibrated camera or a motion tracker, std per reading
 NOISES = (0.0, 1.0, 2.0)  # noise off, nominal, twice nominal
 
 
@@ -65,7 +66,7 @@ def robustness(path: Path, episodes: int | None = None, seed: int | None = None,
         return None
     return {"checkpoint": str(path), "robot": data["robot"]["name"], "episodes": episodes, "seed": seed,
             "nominal_joint_noise": NOMINAL_JOINT_NOISE, "nominal_velocity_noise": NOMINAL_VELOCITY_NOISE,
-            "points": points}
+            "nominal_goal_noise": NOMINAL_GOAL_NOISE, "points": points}
 
 
 def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: int,
@@ -75,7 +76,7 @@ def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: i
     _, settings, env, model, normalizer = load_policy(
         path, urdf, latency_steps=point["latency_steps"], latency_jitter_steps=0,
         joint_noise=point["noise"] * NOMINAL_JOINT_NOISE, velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE,
-        mass_scale=point["mass_scale"], mass_range=0.0, gain_scale=point["gain_scale"], gain_range=0.0,
+        goal_noise=point["noise"] * NOMINAL_GOAL_NOISE, mass_scale=point["mass_scale"], mass_range=0.0, gain_scale=point["gain_scale"], gain_range=0.0,
         damping_range=0.0)
     try:
         result = run_episodes(env, policy_action(model, normalizer), episodes, seed, EpisodeProgress(
@@ -86,6 +87,7 @@ def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: i
     if result is None:
         return None
     return {**point, "joint_noise": settings.joint_noise, "velocity_noise": settings.velocity_noise,
+            "goal_noise": settings.goal_noise,
             **{key: result[key] for key in ("success_rate", "mean_final_distance_m", "max_speed_fraction",
                                             "self_contact_rate", "floor_contact_rate")}}
 
@@ -109,7 +111,7 @@ def summary_line(result: dict) -> str:
     noisy = ", ".join(f"x{p['noise']:g}: {p['success_rate']:.0%}" for p in points if _kind(p) == "noise")
     dynamics = ", ".join(f"{_dynamics_label(p)}: {p['success_rate']:.0%}" for p in points if _kind(p) == "dynamics")
     return (f"robustness of best.pt on {result['episodes']} held-out episodes: success with the action late by "
-            f"0-3 control periods {late}; with encoder noise (x nominal) {noisy}; {dynamics}")
+            f"0-3 control periods {late}; with encoder and goal noise (x nominal) {noisy}; {dynamics}")
 
 
 def table(result: dict) -> str:
@@ -141,7 +143,8 @@ def plot(result: dict, path: Path) -> None:
     left.set(xlabel="action latency (control periods)", ylabel="success rate", ylim=(0, 1.02),
              xticks=[p["latency_steps"] for p in latency])
     middle.plot([p["noise"] for p in noise], [p["success_rate"] for p in noise], "o-")
-    middle.set(xlabel=f"encoder noise (x {NOMINAL_JOINT_NOISE} rad, {NOMINAL_VELOCITY_NOISE} rad/s)",
+    middle.set(xlabel=f"noise (x {NOMINAL_JOINT_NOISE} rad, {NOMINAL_VELOCITY_NOISE} rad/s, goal "
+                      f"{NOMINAL_GOAL_NOISE * 1000:g} mm)",
                xticks=[p["noise"] for p in noise])
     labels = ["URDF"] + [_dynamics_label(p) for p in dynamics]
     right.bar(range(len(labels)), [nominal["success_rate"]] + [p["success_rate"] for p in dynamics])

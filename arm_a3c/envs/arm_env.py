@@ -83,6 +83,9 @@ class CommonEnvConfig:
     latency_jitter_steps: int = 0  # ... and a random 0 to this many more, drawn per episode
     joint_noise: float = 0.0  # std of Gaussian noise on the observed joint positions (rad, m for prismatic joints)
     velocity_noise: float = 0.0  # std of Gaussian noise on the observed joint velocities (rad/s or m/s)
+    # std of Gaussian noise on the observed goal position (m), drawn each step (what a camera or a tracker that
+    # locates the goal adds); the goal's error in the Jacobian part is the observed one, success the true one
+    goal_noise: float = 0.0
     # Nor are a real arm's dynamics its URDF's. Each episode can draw them (domain randomisation), off by default:
     mass_scale: float = 1.0  # every moving link's mass and inertia times this ...
     mass_range: float = 0.0  # ... times a factor drawn per link and episode from [1 - this, 1 + this]
@@ -134,6 +137,7 @@ _WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
 MAX_LATENCY_STEPS = 100  # control periods (4 s at 24 Hz)
 MAX_JOINT_NOISE, MAX_VELOCITY_NOISE = 1.0, 10.0  # rad (m), rad/s (m/s): noise beyond them is no encoder's
+MAX_GOAL_NOISE = 0.5  # m: beyond it, no sensor locates the goal at all
 # The bounds of max_joint_step_rad and _m: half a turn, or a metre, per control step. A larger step is no longer
 # control (1e300 rad was accepted: every action but 0 sent the joints to their limits).
 MAX_JOINT_STEP_RAD, MAX_JOINT_STEP_M = math.pi, 1.0
@@ -160,6 +164,7 @@ _RULES = (
     ("latency_jitter_steps", lambda v: 0 <= v <= MAX_LATENCY_STEPS, f"between 0 and {MAX_LATENCY_STEPS}"),
     ("joint_noise", lambda v: 0 <= v <= MAX_JOINT_NOISE, f"between 0 and {MAX_JOINT_NOISE:g}"),
     ("velocity_noise", lambda v: 0 <= v <= MAX_VELOCITY_NOISE, f"between 0 and {MAX_VELOCITY_NOISE:g}"),
+    ("goal_noise", lambda v: 0 <= v <= MAX_GOAL_NOISE, f"between 0 and {MAX_GOAL_NOISE:g} m"),
     ("mass_scale", lambda v: 0.1 <= v <= 10, "between 0.1 and 10"),
     ("mass_range", lambda v: 0 <= v <= 0.9, "between 0 and 0.9"),
     ("gain_scale", lambda v: 0.1 <= v <= 5, "between 0.1 and 5 (the gain is then at most 1: PyBullet's servo "
@@ -364,10 +369,14 @@ class ArmEnv(gymnasium.Env):
         for k, inverse_limit in self._inverse_speed_limits:  # sampled at the control rate, as observed
             self.speed_fraction = max(self.speed_fraction, abs(velocities[k]) * inverse_limit)
         seen_q, seen_velocities = q, velocities
-        if self._noise is not None:  # what noisy encoders report (the arm and its commands go by the true state)
+        if self._noise is not None:  # what noisy sensors report (the arm, its commands and success go by the truth)
             cfg, dof = self.config, len(q)
-            seen_q = (np.asarray(q) + self._noise.normal(0.0, cfg.joint_noise, dof)).tolist()
-            seen_velocities = (np.asarray(seen_velocities) + self._noise.normal(0.0, cfg.velocity_noise, dof)).tolist()
+            if cfg.joint_noise or cfg.velocity_noise:
+                seen_q = (np.asarray(q) + self._noise.normal(0.0, cfg.joint_noise, dof)).tolist()
+                seen_velocities = (np.asarray(seen_velocities)
+                                   + self._noise.normal(0.0, cfg.velocity_noise, dof)).tolist()
+            if cfg.goal_noise:
+                self.task.goal_error = self._noise.normal(0.0, cfg.goal_noise, 3).tolist()
         scaled_q = [(qi - mid) * inv for qi, mid, inv in zip(seen_q, self._q_mid, self._q_inv_half)]
         values = scaled_q + seen_velocities + ee + self.task.observe(ee)
         if self._jacobian_size:
@@ -396,7 +405,7 @@ class ArmEnv(gymnasium.Env):
                                             if cfg.latency_jitter_steps else 0)
         self._pending = deque([[0.0] * self.robot.dof for _ in range(self.latency)])  # chosen, not yet applied
         self._noise = (np.random.default_rng(int(self.np_random.integers(2**63)))
-                       if cfg.joint_noise or cfg.velocity_noise else None)
+                       if cfg.joint_noise or cfg.velocity_noise or cfg.goal_noise else None)
         self._draw_dynamics()
         self.speed_fraction = 0.0
         self.self_contact = self.floor_contact = False

@@ -110,6 +110,9 @@ class Task(ABC):
         # The goal's position as a list, and its distance from the end-effector point as of `observe_target`:
         # plain Python, for the per-step arithmetic on 3-vectors, where numpy costs more than the sums.
         self._target_list, self._distance, self._to_target = [0.0, 0.0, 0.0], 0.0, [0.0, 0.0, 0.0]
+        # The error (m) of the goal's position as the next observation sees it (`EnvConfig.goal_noise`; None:
+        # seen as it is). Set by the environment before each observation; judged goals are always the true ones.
+        self.goal_error: list[float] | None = None
         # With self-collision, whether the arm where it is now touches neither itself nor the floor: goals come
         # from such configurations only (`sample_configuration`'s `free`). None: contacts are not the task's.
         self.contact_free: Callable[[], bool] | None = env.contacts.free if env.contacts is not None else None
@@ -184,12 +187,16 @@ class Task(ABC):
 
     def observe_target(self, ee: list[float]) -> list[float]:
         """The goal's position and the goal minus the end-effector point (6 floats, m), the first part of every
-        task's observation; keeps their distance for `judge`."""
+        task's observation, as a sensor sees the goal (`goal_error`); keeps the true distance for `judge`."""
         tx, ty, tz = self._target_list
         to_target = [tx - ee[0], ty - ee[1], tz - ee[2]]
-        self._to_target = to_target
         self._distance = math.sqrt(to_target[0] ** 2 + to_target[1] ** 2 + to_target[2] ** 2)
-        return self._target_list + to_target
+        if self.goal_error is None:
+            self._to_target = to_target
+            return self._target_list + to_target
+        seen = [tx + self.goal_error[0], ty + self.goal_error[1], tz + self.goal_error[2]]  # a noisy sensor's goal
+        self._to_target = [seen[0] - ee[0], seen[1] - ee[1], seen[2] - ee[2]]
+        return seen + self._to_target
 
     def action_penalty(self, action: list[float]) -> float:
         """`action_cost` times the mean squared action: the reward every task subtracts for moving."""
