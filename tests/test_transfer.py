@@ -151,3 +151,23 @@ def test_mujoco_counts_a_self_contact_of_a_checked_pair(kuka):
     else:
         pytest.fail("no self-contact found in 400 random configurations of the KUKA")
     kuka.robot.reset(kuka.robot.home)
+
+
+def test_mujocos_warnings_go_to_stderr_once_and_never_into_a_file_in_the_users_folder(tmp_path, monkeypatch,
+                                                                                         capfd):
+    """MuJoCo's own handler appends each warning to MUJOCO_LOG.TXT in the working folder: a file arm-a3c would
+    leave in the user's folder. Through `import_mujoco`, a warning is one line on stderr, once."""
+    from arm_a3c.sim import mujoco_twin
+
+    mujoco = mujoco_twin.import_mujoco()
+    monkeypatch.setattr(mujoco_twin, "_WARNED", set())  # (said once per process: as if none was said yet)
+    monkeypatch.chdir(tmp_path)
+    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><body><joint type="free"/><geom size=".1"/>'
+                                           '</body></worldbody></mujoco>')
+    data = mujoco.MjData(model)
+    for _ in range(3):
+        data.qvel[:] = np.nan  # MuJoCo warns and resets
+        mujoco.mj_step(model, data)
+    assert data.warning[mujoco.mjtWarning.mjWARN_BADQVEL].number >= 1
+    assert not list(tmp_path.iterdir())
+    assert capfd.readouterr().err.count("MuJoCo warning: Nan, Inf or huge value in QVEL") == 1

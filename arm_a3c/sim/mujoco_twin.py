@@ -23,6 +23,7 @@ the collision shapes are the arm's shape here); a collision mesh of another form
 from __future__ import annotations
 
 import importlib
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
@@ -54,12 +55,27 @@ class MujocoMissing(UserError):
 
 
 def import_mujoco():
-    """The `mujoco` module, or `MujocoMissing` saying how to install it."""
+    """The `mujoco` module, or `MujocoMissing` saying how to install it. Its warnings go to stderr, once each, and
+    not into a MUJOCO_LOG.TXT in the user's folder (MuJoCo's own handler appends them there)."""
     try:
-        return importlib.import_module("mujoco")
+        mujoco = importlib.import_module("mujoco")
     except ImportError:
         raise MujocoMissing("the second simulator needs the mujoco package: pip install 'arm-a3c[mujoco]' (or pip "
                             "install mujoco)") from None
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_say_warning)
+    return mujoco
+
+
+_WARNED: set[str] = set()
+
+
+def _say_warning(text: str) -> None:
+    """MuJoCo's warning handler: each warning once on stderr."""
+    kind = text.split(" at ")[0].split(". ")[0]  # without its DOF, time or count
+    if kind not in _WARNED:
+        _WARNED.add(kind)
+        print(f"MuJoCo warning: {text.strip()}", file=sys.stderr, flush=True)
 
 
 def mujoco_urdf(robot: Robot) -> tuple[str, list[str]]:
