@@ -138,9 +138,10 @@ def pytest_collection_modifyitems(config, items: list) -> None:
 # The slow tests that take longest (seconds of the suite's length, measured in a fresh clone with two processes),
 # handed out first so that no long one starts last. Only the suite's length depends on this list.
 COSTLIEST = (
-    "tests/test_ray.py::test_the_ray_benchmark_runs_every_part_and_writes_its_table",  # 135 s
-    "tests/test_bench.py::test_quick_benchmark_runs_every_part_and_writes_its_table",  # 56 s
-    "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[pose",  # 30 s
-    "tests/test_ray.py::test_a_ray_run_through_the_parameter_server",  # 25 s
-    "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[avoid",  # 19 s
+    "tests/test_ray.py::test_the_ray_benchmark_runs_its_throughput_and_capacity_parts",
+    "tests/test_bench.py::test_quick_benchmark_runs_every_part_and_writes_its_table",
+    "tests/test_ray.py::test_the_ray_benchmarks_learning_comparison",
+    "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[pose",
+    "tests/test_ray.py::test_a_ray_run_through_the_parameter_server",
+    "tests/test_tasks.py::test_a_short_training_improves_the_tasks_own_figures_clearly[avoid",
 )

@@ -286,15 +286,13 @@ def interrupt(pid: int, signum: int) -> None:
 
 
 @pytest.mark.slow
-def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
-    """Every part in one quick run: the throughput runs, the server's capacity, and the learning comparison (a
-    local run, then the same two workers on two simulated machines, two Ray nodes of one CPU and a head with none,
-    each behind its sync agent). Runs of seconds: only what was run and how it is reported is checked, not the
-    rates or whether the runs learned."""
+def test_the_ray_benchmark_runs_its_throughput_and_capacity_parts_and_writes_its_table(tmp_path):
+    """The throughput runs and the server's capacity in one quick run (the learning comparison has a test of its
+    own). Runs of seconds: only what was run and how it is reported is checked, not the rates."""
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
-    result = run_script("bench_ray.py", "--quick", "--learning-seeds", "0", "--sync-periods", "100", "--json", str(out),
-                        "--work-dir", str(tmp_path / "runs"), timeout=900)
+    result = run_script("bench_ray.py", "--quick", "--json", str(out), "--work-dir", str(tmp_path / "runs"),
+                        timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
     assert set(bench["throughput"]) == {"local", "ray", "ray_sync_agent", "ray_through_server"}
@@ -330,7 +328,23 @@ def test_the_ray_benchmark_runs_every_part_and_writes_its_table(tmp_path):
     assert syncs["exchanges"] == syncs["client_count"] > 20, "every sync a client sent was applied"
     assert bench["machines_one_server_serves"]["50"] == int(syncs["max_exchanges_per_second"] * 0.05)
     assert bench["table"] in result.stdout
+    assert bench["learning"] is None  # (no --learning-seeds)
+    assert not [f for run in (tmp_path / "runs").glob("*/run.json") for f in left_in_shm(run.parent)]
 
+
+@pytest.mark.slow
+def test_the_ray_benchmarks_learning_comparison_runs_local_and_behind_sync_agents_and_writes_its_table(tmp_path):
+    """The learning comparison (`--learning-only`): a local run, then the same two workers on two simulated
+    machines, two Ray nodes of one CPU and a head with none, each behind its sync agent. Runs of seconds: only what
+    was run and how it is reported is checked, not whether the runs learned (a part of its own, so that it runs
+    beside the other parts' test)."""
+    pytest.importorskip("ray")
+    out = tmp_path / "bench_ray.json"
+    result = run_script("bench_ray.py", "--quick", "--learning-only", "--learning-seeds", "0", "--sync-periods", "100",
+                        "--json", str(out), "--work-dir", str(tmp_path / "runs"), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    assert bench["table"] in result.stdout and "throughput" not in bench
     learning = bench["learning"]
     assert set(learning["configs"]) == {"local", "machines_100ms"} and learning["machines"] == 2
     local, machines = learning["configs"]["local"], learning["configs"]["machines_100ms"]

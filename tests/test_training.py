@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SHARED_STEPS, assert_user_error, run_in_process, run_script
+from helpers import SHARED_STEPS, SHARED_TEST_EPISODES, assert_user_error, run_in_process, run_script
 
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig, make_env
@@ -97,15 +97,16 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     run_dir = training_finished.run_dir
     summary = training_finished.summary()
     assert summary["test_checkpoint"] == "checkpoints/best.pt"
-    assert summary["test_episodes"] == 200 and summary["test_seed"] == 5_000_000
+    n = SHARED_TEST_EPISODES
+    assert summary["test_episodes"] == n and summary["test_seed"] == 5_000_000
     config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     evaluator_seeds = set(range(config.eval_seed, config.eval_seed + config.eval_episodes))
-    assert not evaluator_seeds & set(range(summary["test_seed"], summary["test_seed"] + 200))
+    assert not evaluator_seeds & set(range(summary["test_seed"], summary["test_seed"] + TrainConfig().test_episodes))
     assert "held-out test: best.pt succeeded on" in training_finished.stdout()
     result = run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), "--test")
     assert result.returncode == 0, result.stderr
     reproduced = json.loads(result.stdout)
-    assert reproduced["episodes"] == 200 and reproduced["seed"] == 5_000_000
+    assert reproduced["episodes"] == n and reproduced["seed"] == 5_000_000  # the run's own held-out episodes
     assert reproduced["success_rate"] == summary["test_success_rate"]
     assert reproduced["mean_final_distance_m"] == pytest.approx(summary["test_mean_final_distance_m"], abs=1e-9)
     # the safety figures: the light arm's joints (4 rad/s in its URDF) never went over their limits
@@ -117,18 +118,18 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     assert all(0 < float(row["max_speed_fraction"]) <= 1.0 + 1e-6 and float(row["over_speed_rate"]) == 0.0
                for row in rows)
     assert run_in_process("evaluate.py", "--checkpoint", "x.pt", "--test", "--seed", "3").returncode == 2
-    # best.pt on the robustness grid, played on the first 100 held-out episodes: its nominal point is those
-    # episodes' plain evaluation
+    # best.pt on the robustness grid, played on the first held-out episodes (at most 100; this run has fewer): its
+    # nominal point is those episodes' plain evaluation
     grid = summary["robustness"]
-    assert grid["checkpoint"] == "checkpoints/best.pt" and grid["episodes"] == 100 and grid["seed"] == 5_000_000
+    assert grid["checkpoint"] == "checkpoints/best.pt" and grid["episodes"] == min(n, 100) and grid["seed"] == 5_000_000
     assert [(p["latency_steps"], p["noise"], p["mass_scale"], p["gain_scale"]) for p in grid["points"]] == [
         (0, 0.0, 1.0, 1.0), (1, 0.0, 1.0, 1.0), (2, 0.0, 1.0, 1.0), (3, 0.0, 1.0, 1.0), (0, 1.0, 1.0, 1.0),
         (0, 2.0, 1.0, 1.0), (0, 0.0, 0.8, 1.0), (0, 0.0, 1.2, 1.0), (0, 0.0, 1.0, 0.8), (0, 0.0, 1.0, 1.2)]
     first = json.loads(run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"),
-                                      "--test", "--episodes", "100").stdout)
+                                      "--test", "--episodes", str(min(n, 100))).stdout)
     assert grid["points"][0]["success_rate"] == first["success_rate"]
     assert grid["points"][0]["mean_final_distance_m"] == pytest.approx(first["mean_final_distance_m"], abs=1e-9)
-    assert "robustness of best.pt on 100 held-out episodes" in training_finished.stdout()
+    assert f"robustness of best.pt on {min(n, 100)} held-out episodes" in training_finished.stdout()
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -91,12 +91,10 @@ def _stepping(robot: str, checkpoint: str | None, seconds: float, seed: int, bar
 def limit_rate(robot: str, processes: int, seconds: float, checkpoint: Path | None = None) -> float:
     """Environment steps per second of `processes` processes stepping at once with random actions, or with the
     stochastic policy of `checkpoint`."""
-    import multiprocessing
-
-    from arm_a3c.a3c.children import single_threaded_children
+    from arm_a3c.a3c.children import children_context, single_threaded_children
 
     single_threaded_children()  # one BLAS thread per process, as training's workers have
-    ctx = multiprocessing.get_context("spawn")
+    ctx = children_context()  # forked from a server that imported their code once, as training's workers are
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     where = None if checkpoint is None else str(checkpoint)
     children = [ctx.Process(target=_stepping, args=(robot, where, seconds, rank, barrier, results))
