@@ -76,8 +76,8 @@ def play_point(path: Path, urdf: str | None, point: dict, episodes: int, seed: i
     _, settings, env, model, normalizer = load_policy(
         path, urdf, latency_steps=point["latency_steps"], latency_jitter_steps=0,
         joint_noise=point["noise"] * NOMINAL_JOINT_NOISE, velocity_noise=point["noise"] * NOMINAL_VELOCITY_NOISE,
-        goal_noise=point["noise"] * NOMINAL_GOAL_NOISE, mass_scale=point["mass_scale"], mass_range=0.0, gain_scale=point["gain_scale"], gain_range=0.0,
-        damping_range=0.0)
+        goal_noise=point["noise"] * NOMINAL_GOAL_NOISE, mass_scale=point["mass_scale"], mass_range=0.0,
+        gain_scale=point["gain_scale"], gain_range=0.0, damping_range=0.0)
     try:
         result = run_episodes(env, policy_action(model, normalizer), episodes, seed, EpisodeProgress(
             episodes, f"latency {point['latency_steps']}, noise x{point['noise']:g}, masses x"
