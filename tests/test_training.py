@@ -122,6 +122,7 @@ def test_the_summary_holds_best_pts_held_out_test_and_evaluate_test_reproduces_i
     # nominal point is those episodes' plain evaluation
     grid = summary["robustness"]
     assert grid["checkpoint"] == "checkpoints/best.pt" and grid["episodes"] == min(n, 100) and grid["seed"] == 5_000_000
+    assert {"nominal_joint_noise", "nominal_velocity_noise", "nominal_goal_noise"} <= set(grid) and "robot" not in grid
     assert [(p["latency_steps"], p["noise"], p["mass_scale"], p["gain_scale"]) for p in grid["points"]] == [
         (0, 0.0, 1.0, 1.0), (1, 0.0, 1.0, 1.0), (2, 0.0, 1.0, 1.0), (3, 0.0, 1.0, 1.0), (0, 1.0, 1.0, 1.0),
         (0, 2.0, 1.0, 1.0), (0, 0.0, 0.8, 1.0), (0, 0.0, 1.2, 1.0), (0, 0.0, 1.0, 0.8), (0, 0.0, 1.0, 1.2)]

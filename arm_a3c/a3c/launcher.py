@@ -189,9 +189,8 @@ def robustness_grid(cfg: TrainConfig, run_dir: Path, stop: Callable[[], bool], c
                         processes=min(cfg.workers, os.cpu_count() or 1))
     if result is None:
         return None
-    return {"checkpoint": "checkpoints/best.pt", "episodes": result["episodes"], "seed": result["seed"],
-            "nominal_joint_noise": result["nominal_joint_noise"],
-            "nominal_velocity_noise": result["nominal_velocity_noise"], "points": result["points"]}
+    # the run directory's own path to the checkpoint; the robot is the summary's
+    return {**{key: value for key, value in result.items() if key != "robot"}, "checkpoint": "checkpoints/best.pt"}
 
 
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
