@@ -4,10 +4,12 @@ Ray's processes map, and the one-line errors of the Ray flags."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,6 +193,26 @@ def test_backend_ray_without_ray_installed_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "run").exists(), "nothing is made before the error"
 
 
+@pytest.mark.parametrize("address, loopback", [
+    (None, True), ("local", True), ("127.0.0.1:6379", True), ("localhost:6379", True), ("[::1]:6379", True),
+    ("127.8.9.1:6379", True), ("10.0.0.5:6379", False), ("192.0.2.2:6379", False), ("auto", False),
+    ("ray://10.0.0.5:10001", False), ("head-node", False),
+])
+def test_a_local_instance_and_a_cluster_at_a_loopback_address_are_kept_on_the_loopback_interface(
+        address, loopback, monkeypatch):
+    from arm_a3c.backends import ray as ray_backend
+
+    assert ray_backend.on_loopback(address) is loopback
+    monkeypatch.delenv(ray_backend.LOOPBACK_VARIABLE, raising=False)
+    ray_constants = pytest.importorskip("ray._private.ray_constants")
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_backend.keep_on_loopback()  # (monkeypatch puts both back)
+    assert os.environ[ray_backend.LOOPBACK_VARIABLE] == "0" and ray_constants.ENABLE_RAY_CLUSTER is False
+    from ray._private.services import get_node_ip_address
+
+    assert get_node_ip_address() == "127.0.0.1"  # the address Ray gives a node it starts from here
+
+
 @pytest.mark.parametrize("address, fragment", [
     ("127.0.0.1:1", "--ray-address 127.0.0.1:1: no Ray cluster there"),
     ("auto", "--ray-address auto: no Ray cluster there"),
@@ -237,6 +259,7 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     wait_for(lambda: [pid for pid in processes_named("a3c-worker-1") if pid != victim], "a restarted actor", process)
     wait_for(lambda: checkpoint_steps(run_dir) > 0, "a checkpoint of trained weights", process)
     wait_for(lambda: watched_episodes(run_dir), "both worker actors' episodes on the watched live board", process)
+    assert_on_loopback(ray_processes())  # a local instance: its servers, agents and actors
     err, seconds = signal_and_wait(process, interrupt, signal.SIGINT)
 
     assert process.returncode == 130 and "exiting at once" in err, err[-2000:]
@@ -255,17 +278,35 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     assert summary["resumed_from_steps"] == saved > 0 and summary["env_steps"] >= saved + 10_000, (saved, summary)
 
 
-def ray_processes() -> list[int]:
-    """Pids of processes of a local Ray instance that a run with RUN_TAG started (its servers and workers)."""
+def ray_processes(tag: str = RUN_TAG) -> list[int]:
+    """Pids of processes of a local Ray instance that a run with RUN_TAG started (its servers and workers), or
+    with CLUSTER_TAG those of the simulated cluster."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ")
-            if (b"site-packages/ray/" in text or text.startswith(b"ray::")) and tagged(cmdline.parent.name, RUN_TAG):
+            if (b"site-packages/ray/" in text or text.startswith(b"ray::")) and tagged(cmdline.parent.name, tag):
                 found.append(int(cmdline.parent.name))
         except OSError:
             continue
     return found
+
+
+def assert_on_loopback(pids: list[int]) -> None:
+    """Every socket that processes `pids` listen on (TCP) or have bound (UDP) is on the loopback interface: nothing
+    of theirs can be reached from another machine."""
+    import psutil
+
+    addresses = set()
+    for pid in pids:
+        try:
+            addresses |= {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
+                          if c.status == psutil.CONN_LISTEN or c.type == socket.SOCK_DGRAM}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    assert addresses, f"no listening socket among {len(pids)} process(es): the check would prove nothing"
+    outside = [a for a in addresses if not ipaddress.ip_address(a.removeprefix("::ffff:")).is_loopback]
+    assert not outside, f"listening on {outside}"
 
 
 def assert_ray_is_gone(process: subprocess.Popen) -> None:
@@ -449,6 +490,7 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     final = summary["evaluations"][-1]["mean_final_distance_m"]
     assert final < 0.6 * untrained, (untrained, [e["mean_final_distance_m"] for e in summary["evaluations"]])
     assert not left_in_shm(run_dir, "*-node-*"), "a node's copy outlived the run"
+    assert_on_loopback(ray_processes(CLUSTER_TAG))  # the simulated cluster's nodes and their actors
 
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
                          "--max-steps", str(summary["env_steps"] + 10_000), "--test-episodes", "0",

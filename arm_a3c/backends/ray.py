@@ -29,6 +29,7 @@ the launcher's (it is put on the actors' PYTHONPATH) and the same Python package
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -53,6 +54,10 @@ REPO = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 256 * 2**20  # a local instance's object store: weights are ~50 KB a version
 CONNECT_SECONDS = 5.0  # how long a --ray-address HOST:PORT may take to accept a connection
 INSTALL_HINT = "python -m pip install -r requirements-ray.txt"
+# Ray's own switch (meant for laptops): at "0" a node's address is 127.0.0.1, and its servers (GCS, raylets,
+# workers, agents) listen there only. A run on a local instance, or on a cluster it reaches at a loopback address,
+# is kept there: nothing of it can be reached from another machine or sends to one.
+LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def import_ray():
@@ -61,6 +66,32 @@ def import_ray():
     except ImportError:
         raise UserError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
+
+
+def on_loopback(address: str | None) -> bool:
+    """Whether a run with `--ray-address address` stays on this machine's loopback interface: a local instance
+    (no address), or a HOST:PORT whose host is a loopback address (`127.0.0.1`, `localhost`, `[::1]`)."""
+    if not address or address == "local":
+        return True
+    if address == "auto" or "://" in address:
+        return False  # a cluster already running here, at the address it was started with
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host) if host == "localhost" else host).is_loopback
+    except (ValueError, OSError):
+        return False
+
+
+def keep_on_loopback() -> None:
+    """Give the Ray nodes this process starts, and its own connection, the address 127.0.0.1 (see
+    LOOPBACK_VARIABLE): set in the environment, which the node processes inherit, and in this process's Ray if
+    it was imported already (Ray reads the variable once, at import)."""
+    os.environ[LOOPBACK_VARIABLE] = "0"
+    import sys
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 # ---- the launcher's side ------------------------------------------------------------------------------------
@@ -82,7 +113,10 @@ def check_reachable(address: str | None) -> None:
 
 
 def start_ray(cfg: TrainConfig):
-    """Join the cluster at cfg.ray_address, or start a local Ray instance with one CPU per worker."""
+    """Join the cluster at cfg.ray_address, or start a local Ray instance with one CPU per worker (listening on
+    the loopback interface only)."""
+    if on_loopback(cfg.ray_address):
+        keep_on_loopback()
     ray = import_ray()
     check_reachable(cfg.ray_address)
     runtime_env = {"env_vars": {**ONE_THREAD_ENV, "PYTHONPATH": os.pathsep.join(

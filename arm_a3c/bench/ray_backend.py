@@ -211,7 +211,11 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
 def simulated_machines(machines: int, workers: int):
     """A Ray cluster on this host (`ray.cluster_utils.Cluster`): a head with no CPU (the launcher's machine: no
     worker lands there) and `machines` nodes sharing `workers` CPUs, so the workers run on machines of their own,
-    each behind its machine's sync agent, as on a real cluster (no memory shared between nodes)."""
+    each behind its machine's sync agent, as on a real cluster (no memory shared between nodes). Its nodes listen
+    on the loopback interface only, at 127.0.0.1 (`backends.ray.keep_on_loopback`)."""
+    from arm_a3c.backends.ray import keep_on_loopback
+
+    keep_on_loopback()
     from ray.cluster_utils import Cluster
 
     store = 80 * 2**20
