@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers import SHARED_STEPS, SHARED_TEST_EPISODES, assert_user_error, run_in_process, run_script
 
+from arm_a3c.a3c.checkpoint import load_checkpoint
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.envs.arm_env import ArmReachEnv, EnvConfig, make_env
 
@@ -195,18 +196,30 @@ def test_a_checkpoint_written_before_the_restructuring_still_evaluates_replays_a
 
 
 @pytest.mark.slow
-def test_the_target_must_be_met_on_several_evaluations_in_a_row(tmp_path):
-    """A target every evaluation meets (0%) stops the run at the streak's length, not at the first evaluation."""
+def test_a_streak_at_the_target_makes_a_candidate_that_fresh_episodes_confirm_before_the_run_stops(tmp_path):
+    """A target every evaluation meets (0%) with a streak of 3: the third evaluation is the first candidate, it
+    plays 5 fresh episodes from --confirm-seed, their bound confirms it, the run stops and that checkpoint is
+    best.pt (the final weights, evaluated after it, do not replace it). metrics.csv, summary.json and the stop
+    line say what the rule saw."""
     run_dir = tmp_path / "streak"
     result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "1", "--target-success", "0",
-                        "--target-streak", "3", "--eval-every-steps", "2000", "--eval-episodes", "2",
-                        "--max-minutes", "2", "--test-episodes", "0", "--run-dir", str(run_dir))
+                        "--target-streak", "3", "--confirm-episodes", "5", "--confirm-seed", "2000000",
+                        "--eval-every-steps", "2000", "--eval-episodes", "2", "--max-minutes", "2",
+                        "--test-episodes", "0", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
-    assert "reached the target 0% in 3 evaluations in a row" in result.stdout
+    assert "reached the target 0% and was confirmed on 5 fresh episodes" in result.stdout, result.stdout[-1500:]
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    # Three evaluations, then the final one; evaluations this short (2 episodes every 2,000 steps) can arrive
-    # faster than the launcher's half-second check, so one or two more may land before it stops (5 were seen).
-    assert 3 <= len(rows) <= 6, len(rows)  # not at the first evaluation, and promptly after the third
+    confirmed = [row for row in rows if row["confirm_episodes"]]
+    # Three evaluations, the third confirmed, then the final one; none after the confirmation: the evaluator
+    # stops evaluating, and the launcher stops the run.
+    assert len(rows) == 4 and rows.index(confirmed[0]) == 2 and len(confirmed) == 1, rows
+    assert confirmed[0]["confirm_episodes"] == "5" and float(confirmed[0]["confirm_lower_bound"]) >= 0
+    rule = json.loads((run_dir / "summary.json").read_text())["stop_rule"]
+    assert rule["confirmed"] and rule["target_streak"] == 3 and rule["confirm_episodes"] == 5
+    assert [(c["seed"], c["episodes"]) for c in rule["confirmations"]] == [(2_000_000, 5)]
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["eval"]["confirmation"]["confirmed"] and best["env_steps"] == int(confirmed[0]["env_steps"])
+    assert best["eval"]["next_confirm_seed"] == 2_000_005  # a resumed run confirms on the seeds after these
 
 
 def test_a_bad_action_cost_is_one_line(tmp_path):

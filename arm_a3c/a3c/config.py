@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arm_a3c.a3c.stop_rule import CONFIRM_SEED_RANGE
 from arm_a3c.envs.arm_env import ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED, EnvConfig
 from arm_a3c.errors import UserError
 from arm_a3c.limits import MAX_EPISODES, MAX_HIDDEN_SIZE, MAX_N_STEPS, MAX_SEED, MAX_WORKERS
@@ -24,12 +25,18 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
     return field(default=default, metadata={"help": help})
 
 
+def _overlap(first: int, count: int, other: int, other_count: int) -> bool:
+    """Whether seeds first..first+count-1 and other..other+other_count-1 share one."""
+    return first < other + other_count and other < first + count
+
+
 # A run saved before a field existed was trained with these values (before homes and tool points, every arm
 # started at zero and reached with its end-effector link's origin; before the action cost was a setting,
 # actions cost a hundredth of what they cost now).
 SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
                              "log_std_bound": "clamp", "jacobian_observation": False,
-                             "eval_screen_episodes": 0, **ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED}
+                             "eval_screen_episodes": 0, "confirm_episodes": 0,
+                             **ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED}
 
 
 @dataclass
@@ -84,9 +91,17 @@ class CommonTrainConfig:
     workers: int = param(os.cpu_count() or 1, "worker processes, one per core by default")
     max_steps: int = param(0, "stop after this many environment steps in all (0: no limit)")
     max_minutes: float = param(30.0, "stop after this many minutes of wall-clock time (0: no limit)")
-    target_success: float = param(0.95, "stop when the evaluator's success rate reaches this (0..1; above 1: never)")
-    target_streak: int = param(2, "... on this many evaluations in a row (one lucky draw of its episodes does not "
-                                  "stop a run)")
+    target_success: float = param(0.95, "stop when the policy's success rate reaches this (0..1; above 1: never): "
+                                        "an evaluation at it is confirmed on fresh episodes first (--confirm-episodes)")
+    target_streak: int = param(1, "evaluations in a row at --target-success that make the newest a candidate for "
+                                  "the confirmation")
+    confirm_episodes: int = param(200, "a candidate is played on this many fresh episodes (new seeds each time, "
+                                       "never the evaluator's or the held-out test's); the run stops when their "
+                                       "success's lower confidence bound reaches --target-success, and the candidate "
+                                       "is best.pt. 0: stop on the evaluator's episodes alone")
+    confirm_confidence: float = param(0.95, "confidence of that lower bound (one-sided Wilson score interval)")
+    confirm_seed: int = param(3_000_000, "seed of the first confirmation episode; confirmations use the 1,000,000 "
+                                         "seeds from here on")
     seed: int = param(0, "seed of everything; worker k's environment gets seed + k")
     # A3C
     n_steps: int = param(20, "environment steps per worker update (the n of n-step returns)")
@@ -236,6 +251,19 @@ class CommonTrainConfig:
              "the run would never stop: set --max-steps, --max-minutes or --target-success <= 1"),
             (1 <= self.eval_episodes <= MAX_EPISODES, f"--eval-episodes must be between 1 and {MAX_EPISODES:,}"),
             (self.target_streak >= 1, "--target-streak must be at least 1"),
+            (0 <= self.confirm_episodes <= MAX_EPISODES,
+             f"--confirm-episodes must be 0 (no confirmation) or up to {MAX_EPISODES:,}"),
+            (0.5 <= self.confirm_confidence < 1, "--confirm-confidence must be in [0.5, 1)"),
+            (0 <= self.confirm_seed <= MAX_SEED - CONFIRM_SEED_RANGE,
+             f"--confirm-seed must be between 0 and {MAX_SEED - CONFIRM_SEED_RANGE:,}"),
+            (self.confirm_episodes == 0 or not _overlap(self.confirm_seed, CONFIRM_SEED_RANGE, self.eval_seed,
+                                                        self.eval_episodes),
+             f"the confirmations' seeds ({self.confirm_seed}..{self.confirm_seed + CONFIRM_SEED_RANGE - 1}) overlap "
+             f"the evaluator's: move --confirm-seed or --eval-seed"),
+            (self.confirm_episodes == 0 or not _overlap(self.confirm_seed, CONFIRM_SEED_RANGE, self.test_seed,
+                                                        self.test_episodes),
+             f"the confirmations' seeds ({self.confirm_seed}..{self.confirm_seed + CONFIRM_SEED_RANGE - 1}) overlap "
+             f"the held-out test's: move --confirm-seed or --test-seed"),
             (self.eval_every_steps >= 1, "--eval-every-steps must be at least 1"),
             (self.eval_screen_episodes >= 0, "--eval-screen-episodes must be 0 or more"),
             (0 <= self.test_episodes <= MAX_EPISODES,

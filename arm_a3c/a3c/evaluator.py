@@ -13,6 +13,7 @@ docs/performance.md)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -29,6 +30,7 @@ from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import RunningNormalizer
 from arm_a3c.a3c.shared import Shared
+from arm_a3c.a3c.stop_rule import CONFIRM_SEED_RANGE, StopRule
 from arm_a3c.envs.arm_env import ArmEnv, make_env
 from arm_a3c.envs.episodes import EpisodeProgress, run_episodes
 from arm_a3c.envs.mujoco_env import in_simulator
@@ -53,9 +55,15 @@ def policy_action(model: ActorCritic, normalizer: RunningNormalizer) -> Callable
 
 
 def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: ActorCritic,
-                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float) -> dict | None:
+                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float, streak: int = 0,
+                      confirm_seed: int | None = None) -> dict | None:
     """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet).
-    None if the run began to stop during the evaluation (the launcher evaluates the final weights itself)."""
+
+    `streak` is the number of evaluations in a row at the target before this one: when this one makes a candidate
+    (`stop_rule`), the same weights play `confirm_episodes` fresh episodes from seed `confirm_seed`, and the
+    result carries them (`confirmation`); a confirmed candidate is best.pt whatever the evaluator's episodes said
+    before. None if the run began to stop during the evaluation (the launcher evaluates the final weights
+    itself)."""
     env_steps = shared.global_steps()
     local.load_state_dict(shared.model.state_dict())
     normalizer.load_state_dict(shared.normalizer.state_dict())
@@ -64,15 +72,33 @@ def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: Acto
     if result is None:
         return None
     result["env_steps"], result["wall_seconds"] = env_steps, round(shared.wall_seconds(), 2)
+    rule = StopRule.of(cfg)
+    at_target = result["success_rate"] >= cfg.target_success
+    if rule.confirm_episodes and confirm_seed is not None and at_target and rule.candidate(streak + 1):
+        if confirm_seed + rule.confirm_episodes > cfg.confirm_seed + CONFIRM_SEED_RANGE:
+            confirm_seed = cfg.confirm_seed  # every seed of the range used (a run of some 5,000 candidates): again
+        played = evaluate_policy(local, normalizer, env, rule.confirm_episodes, confirm_seed, shared.running)
+        if played is None:
+            return None
+        successes = round(played["success_rate"] * played["episodes"])
+        result["confirmation"] = {**rule.confirmation(successes, played["episodes"]), "seed": confirm_seed,
+                                  "env_steps": env_steps}
+        confirm_seed += played["episodes"]
+    result["next_confirm_seed"] = confirm_seed  # kept in the checkpoint: a resumed run confirms on new seeds
+    confirmed = result.get("confirmation", {}).get("confirmed", False)
     save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, local, normalizer.state_dict(), env_steps,
-                                               env, result), best_so_far)
+                                               env, result), -math.inf if confirmed else best_so_far)
     return result
 
 
 def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Connection, best: float,
-                   next_eval: int) -> None:
+                   next_eval: int, confirm_seed: int | None = None) -> None:
     """Evaluate whenever the global step count reaches `next_eval`, then every `eval_every_steps`; `best` is
-    the best success rate so far (-1: none), which best.pt must beat."""
+    the best success rate so far (-1: none), which best.pt must beat; `confirm_seed`, the first seed of the next
+    confirmation (default: the config's first). After a confirmed candidate it evaluates no more: the run
+    stops."""
+    confirm_seed = cfg.confirm_seed if confirm_seed is None else confirm_seed
+    streak = 0  # evaluations in a row at the target (a new evaluator process starts again at none)
     become_child("a3c-evaluator")
     torch.set_num_threads(1)
     env = make_env(cfg)
@@ -86,7 +112,7 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
                 continue
             started = time.monotonic()
             try:
-                result = evaluate_and_save(cfg, shared, env, local, normalizer, run_dir, best)
+                result = evaluate_and_save(cfg, shared, env, local, normalizer, run_dir, best, streak, confirm_seed)
             except CheckpointWriteError as err:  # disk full, say: the previous checkpoint is intact; go on
                 reports.send(("checkpoint_failed", str(err)))
                 next_eval = shared.global_steps() + cfg.eval_every_steps
@@ -94,11 +120,14 @@ def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Con
             if result is None:
                 break
             best = max(best, result["success_rate"])
+            streak = streak + 1 if result["success_rate"] >= cfg.target_success else 0
+            confirmation, confirm_seed = result.get("confirmation"), result["next_confirm_seed"]
             result["eval_seconds"] = time.monotonic() - started
             cpu_now = time.process_time()
             result["cpu_seconds"], cpu_mark = cpu_now - cpu_mark, cpu_now  # its own and the waits' since the last
             reports.send(("eval", result))
-            next_eval = result["env_steps"] + cfg.eval_every_steps
+            next_eval = (math.inf if confirmation and confirmation["confirmed"]
+                         else result["env_steps"] + cfg.eval_every_steps)
     except BrokenPipeError:  # the launcher is gone
         pass
     env.close()

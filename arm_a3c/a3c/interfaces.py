@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from arm_a3c.a3c.shared import Shared
 
 Report = tuple  # see the module docstring
-EvaluatorArgs = Callable[[], tuple[float, int]]  # () -> (best success rate so far, step of the next evaluation)
+# () -> (best success rate so far, step of the next evaluation, first seed of the next confirmation)
+EvaluatorArgs = Callable[[], tuple[float, int, int]]
 
 
 class WorkerLink(Protocol):

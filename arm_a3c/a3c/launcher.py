@@ -12,6 +12,7 @@ from its latest checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -193,6 +194,16 @@ def robustness_grid(cfg: TrainConfig, run_dir: Path, stop: Callable[[], bool], c
     return {**{key: value for key, value in result.items() if key != "robot"}, "checkpoint": "checkpoints/best.pt"}
 
 
+def stop_rule_figures(cfg: TrainConfig, monitor: Monitor) -> dict:
+    """What the stop rule saw (summary.json's `stop_rule`): its settings, this session's confirmations of
+    candidates on fresh episodes, and whether one of them stopped the run."""
+    return {"target_success": cfg.target_success, "target_streak": cfg.target_streak,
+            "confirm_episodes": cfg.confirm_episodes, "confirm_confidence": cfg.confirm_confidence,
+            "confirmations": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in c.items()}
+                              for c in monitor.confirmations],
+            "confirmed": monitor.confirmed is not None}
+
+
 def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, run_dir: Path, reason: str,
            fault: str | None, restarts: int, stop: Callable[[], bool] = lambda: False,
            backend_figures: dict | None = None, ctx=None) -> dict:
@@ -209,7 +220,7 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
     try:
         save_evaluated(run_dir, checkpoint_payload(cfg, shared.optimizer, shared.model,
                                                    shared.normalizer.state_dict(), final["env_steps"], probe, final),
-                       monitor.best_success)
+                       math.inf if monitor.confirmed else monitor.best_success)  # a confirmed candidate stays best.pt
     except CheckpointWriteError as err:
         raise CheckpointWriteError(f"{err}; then continue the run with --resume {run_dir}") from None
     finally:
@@ -223,7 +234,8 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
         "robot": probe_robot, "task": cfg.task, "workers": cfg.workers, "stop_reason": reason, "error": fault,
         "success_rate": final["success_rate"], "mean_final_distance_m": final["mean_final_distance_m"],
         "reached_rate": final["reached_rate"], **{name: final[name] for name in columns},
-        "best_success_rate": monitor.best_success, "env_steps": final["env_steps"],
+        "best_success_rate": monitor.best_success, "stop_rule": stop_rule_figures(cfg, monitor),
+        "env_steps": final["env_steps"],
         "wall_seconds": final["wall_seconds"], "resumed_from_steps": monitor.start_steps,
         "session_seconds": round(session_seconds, 2),
         "steps_per_second": round((final["env_steps"] - monitor.start_steps) / session_seconds, 1),

@@ -25,6 +25,8 @@ CSV_FIELDS = [
     "wall_seconds", "env_steps", "steps_per_second", "success_rate", "mean_final_distance_m", "eval_return",
     "train_episodes", "train_return", "train_success_rate", "policy_std", "lr", "skipped_updates", "reached_rate",
     "eval_episodes",  # episodes the evaluation played: all of them, or the screen's first ones (evaluator.py)
+    # a candidate's confirmation on fresh episodes (stop_rule.py): episodes, success, its lower confidence bound
+    "confirm_episodes", "confirm_success_rate", "confirm_lower_bound",
     *SAFETY_COLUMNS,
     # CPU seconds the run's processes spent up to the row, all workers together, the evaluator, the launcher
     # (`CPU_PARTS`): a window's cores in use are its difference over the wall_seconds' difference
@@ -76,6 +78,8 @@ class MetricsLog:
             "eval/mean_final_distance_m": row["mean_final_distance_m"],
             "eval/episodic_return": row["eval_return"],
             **{f"safety/{name}": row[name] for name in SAFETY_COLUMNS if row.get(name, "") != ""},
+            **{f"eval/{name}": row[name] for name in ("confirm_success_rate", "confirm_lower_bound")
+               if row.get(name, "") != ""},
             **{f"eval/{name}": row[name] for name in self.fields[len(CSV_FIELDS):] if row.get(name, "") != ""},
         })
 

@@ -16,6 +16,7 @@ from arm_a3c.a3c.live import LiveBoard
 from arm_a3c.a3c.metrics import CPU_COLUMNS, CPU_PARTS, CSV_FIELDS, SAFETY_COLUMNS, MetricsLog
 from arm_a3c.a3c.rundir import Resumed
 from arm_a3c.a3c.shared import Shared
+from arm_a3c.a3c.stop_rule import StopRule
 from arm_a3c.errors import notice
 
 PROGRESS_LINE_SECONDS = 10.0  # progress line period when stdout is not a terminal
@@ -37,6 +38,10 @@ class Monitor:
         self.skipped = int(last.get("skipped_updates") or 0)
         self.last_eval: dict | None = resumed.checkpoint.get("eval") if resumed else None
         self.best_success = resumed.best_success if resumed else -1.0
+        self.rule = StopRule.of(cfg)
+        self.confirmations: list[dict] = []  # this session's, as the evaluator reports them
+        self.confirmed: dict | None = None  # the confirmation that stops the run
+        self.next_confirm_seed = int((self.last_eval or {}).get("next_confirm_seed", cfg.confirm_seed))
         self.next_eval = self.start_steps + cfg.eval_every_steps if resumed else 0
         self.policy_std = float("nan")
         self.lr = cfg.lr
@@ -56,9 +61,10 @@ class Monitor:
     def steps_per_second(self) -> float:
         return (self.shared.global_steps() - self.start_steps) / max(self.elapsed(), 1e-9)
 
-    def evaluator_args(self) -> tuple[float, int]:
-        """What a (new) evaluator process starts from: the best success so far and its next evaluation."""
-        return self.best_success, self.next_eval
+    def evaluator_args(self) -> tuple[float, int, int]:
+        """What a (new) evaluator process starts from: the best success so far, its next evaluation and the first
+        seed of its next confirmation."""
+        return self.best_success, self.next_eval, self.next_confirm_seed
 
     def handle(self, event: Report) -> None:
         kind = event[0]
@@ -100,6 +106,12 @@ class Monitor:
         self.last_eval = result
         self.streak = self.streak + 1 if result["success_rate"] >= self.cfg.target_success else 0
         self.best_success = max(self.best_success, result["success_rate"])
+        confirmation = result.get("confirmation")
+        self.next_confirm_seed = int(result.get("next_confirm_seed", self.next_confirm_seed))
+        if confirmation:
+            self.confirmations.append(confirmation)
+            if self.rule.stops(self.streak, confirmation):
+                self.confirmed = confirmation
         self.next_eval = result["env_steps"] + self.cfg.eval_every_steps
         train = np.array(self.episodes) if self.episodes else None
         cpu_now = time.process_time()
@@ -114,6 +126,9 @@ class Monitor:
             "train_success_rate": round(float(train[:, 1].mean()), 3) if train is not None else "",
             "policy_std": round(self.policy_std, 4), "lr": self.lr, "skipped_updates": self.skipped,
             "reached_rate": result.get("reached_rate", ""), "eval_episodes": result.get("episodes", ""),
+            "confirm_episodes": confirmation["episodes"] if confirmation else "",
+            "confirm_success_rate": round(confirmation["success_rate"], 5) if confirmation else "",
+            "confirm_lower_bound": round(confirmation["lower_bound"], 5) if confirmation else "",
             **{name: round(result[name], 5) for name in SAFETY_COLUMNS if name in result},
             **{CPU_COLUMNS[part]: round(seconds, 2) for part, seconds in self.cpu.items()},
             **{name: round(result[name], 5) for name in self.task_columns if name in result},
@@ -138,6 +153,10 @@ class Monitor:
                       f"dist {ev['mean_final_distance_m']:.3f} m" if ev else "eval pending")
         if ev:
             evaluation += "".join(f" {name[5:]} {ev[name]:.3g}" for name in self.task_columns if name in ev)
+        if ev and ev.get("confirmation"):
+            c = ev["confirmation"]
+            evaluation += (f" | confirmation {c['success_rate']:.1%} of {c['episodes']} fresh episodes, lower bound "
+                           f"{c['lower_bound']:.1%} {'>=' if c['confirmed'] else '<'} target")
         left = []
         if cfg.max_minutes > 0:
             left.append(f"{max(cfg.max_minutes * 60 - now, 0) / 60:.1f} min left")
@@ -152,7 +171,13 @@ class Monitor:
 
     def stop_reason(self) -> str | None:
         cfg = self.cfg
-        if self.last_eval and self.streak >= cfg.target_streak:
+        if self.confirmed:
+            c = self.confirmed
+            return (f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target "
+                    f"{cfg.target_success:.0%} and was confirmed on {c['episodes']} fresh episodes: "
+                    f"{c['success_rate']:.1%}, lower bound {c['lower_bound']:.1%} at {c['confidence']:.0%} "
+                    f"confidence (that checkpoint is best.pt)")
+        if self.rule.confirm_episodes == 0 and self.last_eval and self.rule.stops(self.streak, None):
             times = "" if cfg.target_streak == 1 else f" in {cfg.target_streak} evaluations in a row"
             return (f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target "
                     f"{cfg.target_success:.0%}{times}")
