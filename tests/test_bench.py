@@ -255,3 +255,11 @@ def test_profiling_a_short_training_finds_its_workers_and_evaluator(tmp_path):
     assert profile["roles"]["worker"] > 0.2 and "evaluator" in profile["roles"], profile["roles"]
     assert profile["worker_parts"]["environment (physics, observation, reward)"] > 0.3, profile["worker_parts"]
     assert "| inside the workers: part of the loop |" in result.stdout
+
+
+def test_a_throughput_run_too_short_to_measure_its_workers_cpu_is_said_so_in_the_table():
+    from arm_a3c.bench.report import cpu_rows
+
+    rows = cpu_rows({"cpu_cores": {"worker": 0.0, "evaluator": 0.1, "launcher": 0.01}, "evaluator_cpu_share": 0.05,
+                     "policy_limit_ratio_on_worker_cpu": None}, 2)
+    assert "0.00, 0.10, 0.010 cores of 2" in rows[0] and "not measured" in rows[1]

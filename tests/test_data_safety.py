@@ -158,7 +158,7 @@ def test_a_held_out_test_shows_progress_and_stops_on_ctrl_c_with_the_summary_wri
              "--run-dir", str(run_dir)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
     try:
-        wait_for(lambda: "of 10,000 episodes played" in err_file.read_text(), 120, process)  # 10 s into the test
+        wait_for(lambda: "of 10,000 episodes played" in err_file.read_text(), 120, process)  # 3 s into the test
         os.killpg(process.pid, signal.SIGINT)
         out, _ = process.communicate(timeout=30)
     finally:
@@ -271,9 +271,14 @@ def test_a_long_recording_keeps_its_memory_flat_and_stops_on_sigterm_with_a_play
          "--frames", "100000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     try:
-        time.sleep(6)  # past the start-up: frames are being drawn and written
+        def writing() -> bool:  # past the start-up: frames are being drawn and written to the partial file
+            return any(p.name.startswith(".") and p.stat().st_size > 0 for p in tmp_path.iterdir())
+        deadline = time.monotonic() + 60
+        while not writing() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        time.sleep(1)
         early = rss_mb(process.pid)
-        time.sleep(5)  # some 150 more frames: 1.4 MB each (800x600 RGB) if they were held
+        time.sleep(3)  # some 90 more frames: 1.4 MB each (800x600 RGB), 126 MB, if they were held
         late = rss_mb(process.pid)
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)

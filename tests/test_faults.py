@@ -188,7 +188,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_p
     # machine busy with other work (fewer steps per second) does not send the Ctrl-C before any of them.
     from arm_a3c.a3c.live import LiveBoard
     board, deadline = LiveBoard.attach(run_dir), time.monotonic() + 60
-    while board.run_figures()["global_steps"] < before + 60_000 and time.monotonic() < deadline:
+    while board.run_figures()["global_steps"] < before + 40_000 and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1)  # the evaluation of the last 20,000 steps
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)

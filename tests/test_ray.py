@@ -329,42 +329,40 @@ def interrupt(pid: int, signum: int) -> None:
 @pytest.mark.slow
 def test_the_ray_benchmark_runs_its_throughput_and_capacity_parts_and_writes_its_table(tmp_path):
     """The throughput runs and the server's capacity in one quick run (the learning comparison has a test of its
-    own). Runs of seconds: only what was run and how it is reported is checked, not the rates."""
+    own). Runs of seconds: only what was run and how it is reported is checked, not the rates. --quick runs the
+    local backend and the Ray backend with shared memory (the runs behind a sync agent and through the server
+    have trainings of their own in this file), and says so in its table."""
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
     result = run_script("bench_ray.py", "--quick", "--json", str(out), "--work-dir", str(tmp_path / "runs"),
                         timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
-    assert set(bench["throughput"]) == {"local", "ray", "ray_sync_agent", "ray_through_server"}
-    agent = summary_of(tmp_path / "runs" / "throughput-ray_sync_agent")
-    assert agent["error"] is None and "step budget" in agent["stop_reason"]
-    sync = agent["sync"]  # the workers behind this machine's sync agent: every update they made went as a delta
-    assert sync["machines"] == 1 and sync["updates_sent"] == sync["updates_applied"] == sync["node_updates"] > 0
-    assert agent["optimizer_steps"] == 0 and bench["sync_agent_run"]["updates_sent"] == sync["updates_sent"]
-    for name in ("ray", "ray_through_server"):  # each a Ray run stopped by its budget: a clean stop
-        summary = summary_of(tmp_path / "runs" / f"throughput-{name}")
-        assert summary["error"] is None and "step budget" in summary["stop_reason"]
-        # Every counted rollout of 20 steps made one update that reached the global model (Hogwild may lose a
-        # step-count increment now and then where the workers share the memory).
-        updates = summary["env_steps"] / 20
-        assert summary["env_steps"] > 0 and abs(summary["optimizer_steps"] - updates) <= max(2, 0.02 * updates)
-        assert load_checkpoint(tmp_path / "runs" / f"throughput-{name}" / "checkpoints" / "latest.pt")[
-            "env_steps"] == summary["env_steps"]
+    assert set(bench["throughput"]) == {"local", "ray"}
+    summary = summary_of(tmp_path / "runs" / "throughput-ray")  # a Ray run stopped by its budget: a clean stop
+    assert summary["error"] is None and "step budget" in summary["stop_reason"]
+    # Every counted rollout of 20 steps made one update that reached the global model (Hogwild may lose a
+    # step-count increment now and then where the workers share the memory).
+    updates = summary["env_steps"] / 20
+    assert summary["env_steps"] > 0 and abs(summary["optimizer_steps"] - updates) <= max(2, 0.02 * updates)
+    assert load_checkpoint(tmp_path / "runs" / "throughput-ray" / "checkpoints" / "latest.pt")[
+        "env_steps"] == summary["env_steps"]
     # Seconds-long runs, Ray's start-up included: only that each one trained is checked, not its rate.
     assert all(run["env_steps"] > 0 and run["steps_per_second"] > 0 for run in bench["throughput"].values())
     # The ratio is what the table reports, computed from the runs' own rates; its size is timing, not checked here
     # (seconds-long runs on a shared machine gave 1.54 once).
     rates = {name: run["steps_per_second"] for name, run in bench["throughput"].items()}
     assert bench["ray_to_local"] == pytest.approx(rates["ray"] / rates["local"], abs=0.005)
-    assert bench["ray_through_server_to_local"] > 0
+    assert bench["ray_through_server_to_local"] is None and bench["sync_agent_run"] is None
+    assert bench["table"].count("not run (--quick") == 4  # through the server, its pace and workers, the agent
     server = bench["server"]
     assert server["exchanges"] == server["client_count"] > 20, "every exchange a client sent was applied"
     # (inside the method is wall time, the process total CPU time: on a loaded machine the first can be the larger)
     assert server["server_method_ms_per_exchange"] > 0 and server["server_cpu_ms_per_exchange"] > 0
     assert server["max_exchanges_per_second"] >= server["exchanges_per_second"] * 0.9
     assert not (tmp_path / "runs" / "server-memory.bin").exists()
-    assert bench["workers_one_server_serves"]["through_server"] >= 0
+    assert bench["workers_one_server_serves"]["local_pace"] >= 0 and bench["workers_one_server_serves"][
+        "through_server"] is None
     syncs = bench["sync_server"]
     assert syncs["exchanges"] == syncs["client_count"] > 20, "every sync a client sent was applied"
     assert bench["machines_one_server_serves"]["50"] == int(syncs["max_exchanges_per_second"] * 0.05)
@@ -474,8 +472,8 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     model's memory), and the local backend resumes the run."""
     run_dir = tmp_path / "run"
     result = run_script("train_arm.py", "--backend", "ray", "--ray-address", two_machines.address, "--robot",
-                        "light_arm", "--workers", "2", "--max-steps", "120000", "--target-success", "1.01",
-                        "--eval-every-steps", "40000", "--eval-episodes", "30", "--test-episodes", "0", "--seed", "0",
+                        "light_arm", "--workers", "2", "--max-steps", "60000", "--target-success", "1.01",
+                        "--eval-every-steps", "20000", "--eval-episodes", "30", "--test-episodes", "0", "--seed", "0",
                         "--run-dir", str(run_dir), timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = summary_of(run_dir)
@@ -485,7 +483,7 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     assert sync["lost_updates"] == 0 and sync["agent_restarts"] == 0, sync
     assert sync["syncs"] > 100 and sync["bytes_per_sync"] > 2 * summary_params(run_dir), sync  # deltas went
     assert summary["optimizer_steps"] == 0  # nothing stepped the global Adam: every update came as a delta
-    assert summary["env_steps"] >= 120_000
+    assert summary["env_steps"] >= 60_000
     untrained = untrained_figures(run_dir)["mean_final_distance_m"]
     final = summary["evaluations"][-1]["mean_final_distance_m"]
     assert final < 0.6 * untrained, (untrained, [e["mean_final_distance_m"] for e in summary["evaluations"]])

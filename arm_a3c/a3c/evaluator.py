@@ -5,10 +5,13 @@ reports `success_rate` and the mean final distance, and writes the checkpoints o
 An evaluation that cannot reach the run's target stops early (`TrainConfig.eval_screen`): from its
 `eval_screen_episodes`-th (25th) episode on, once more episodes failed than the target allows in all
 `eval_episodes` (100), the rest could not lift it to the target, and its figures are those of the episodes
-played (`episodes` in the result, the `eval_episodes` column of metrics.csv). The decision to stop the run is
-exactly what full evaluations would give; best.pt is chosen among the evaluations' success rates, some of them
-over fewer episodes. Far from the target this quarters the evaluator's CPU (measured: see
-docs/performance.md)."""
+played (`episodes` in the result, the `eval_episodes` column of metrics.csv). Whether an evaluation reaches the
+target is exactly what a full one would give. Far from the target this quarters the evaluator's CPU (measured:
+see docs/performance.md).
+
+An evaluation at the target makes a candidate, which the evaluator confirms at once on fresh episodes
+(`stop_rule.py`): a confirmed candidate is best.pt and stops the run. Until then best.pt is the evaluation with
+the best success rate, some of them over fewer episodes."""
 
 from __future__ import annotations
 

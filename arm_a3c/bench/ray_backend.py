@@ -35,6 +35,14 @@ from arm_a3c.bench.options import BenchOptions
 from arm_a3c.bench.training import a3c_run
 
 
+# The throughput part's training runs: name -> the flags of `arm-a3c train` that make it
+THROUGHPUT_RUNS = {"local": (), "ray": ("--backend", "ray"),
+                   "ray_sync_agent": ("--backend", "ray", "--no-ray-shared-memory"),
+                   "ray_through_server": ("--backend", "ray", "--no-ray-shared-memory", "--ray-sync-ms", "0")}
+RUN_WORDS = {"local": "local", "ray": "Ray", "ray_sync_agent": "behind a sync agent",
+             "ray_through_server": "through the server"}  # each in the table's words
+
+
 @dataclass
 class RayBenchOptions:
     robot: str = "light_arm"
@@ -50,11 +58,15 @@ class RayBenchOptions:
     sync_periods: tuple[float, ...] = ()  # sync periods (ms) to compare; none: the default
     learning_only: bool = False  # only the learning comparison (no throughput or capacity parts)
     eval_episodes: int = 100  # the evaluator's episodes per evaluation in every training run
+    throughput_runs: tuple[str, ...] = tuple(THROUGHPUT_RUNS)  # which of them the throughput part runs
 
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
-QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10)
+# Its throughput part runs the local backend and the Ray backend with shared memory only: the sync agents and the
+# runs through the server have trainings of their own in the test suite (tests/test_ray.py).
+QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10,
+             throughput_runs=("local", "ray"))
 
 
 class ExchangeClient:
@@ -114,42 +126,56 @@ class SyncClient:
 SYNC_WRITERS = 16  # observation rows a sync of the capacity test carries: a machine of 16 workers
 
 
-def server_capacity(robot: str, clients: int, seconds: float, work_dir: Path, syncs: bool = False) -> dict:
-    """Flood one parameter server (`backends.ray_server.ParameterServer`) with `clients` clients: per-update exchanges,
-    or with `syncs` sync agents' syncs; its CPU per call."""
-    from arm_a3c.backends.mapped import build_mapped_shared
+def server_capacities(robot: str, clients: int, seconds: float, work_dir: Path) -> tuple[dict, dict]:
+    """Flood a parameter server (`backends.ray_server.ParameterServer`) with `clients` clients: first with
+    per-update exchanges, then (a second server) with sync agents' syncs; each one's CPU per call. One local Ray
+    instance for both, started as a training run starts it."""
     from arm_a3c.backends.ray import start_ray
-    from arm_a3c.backends.ray_server import ParameterServer
     from arm_a3c.envs.arm_env import make_env
 
     probe = make_env(robot=robot)
-    obs_dim, action_dim = probe.obs_dim, probe.robot.dof
+    sizes = probe.obs_dim, probe.robot.dof
     probe.close()
     cfg = TrainConfig(robot=robot, workers=clients)
-    ray = start_ray(cfg)  # a local instance with one CPU per client, as a training run starts it
+    ray = start_ray(cfg)  # a local instance with one CPU per client
+    try:
+        return (_flood(ray, cfg, sizes, seconds, work_dir, syncs=False),
+                _flood(ray, cfg, sizes, seconds, work_dir, syncs=True))
+    finally:
+        ray.shutdown()
+
+
+def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], seconds: float, work_dir: Path, syncs: bool) -> dict:
+    """One flood of `server_capacities` (its server and clients killed after it)."""
+    from arm_a3c.backends.mapped import build_mapped_shared
+    from arm_a3c.backends.ray_server import ParameterServer
+
+    (obs_dim, action_dim), clients = sizes, cfg.workers
     memory = work_dir / "server-memory.bin"
+    name = "bench-sync-server" if syncs else "bench-server"
     # The server's normaliser has a slot per worker: with syncs, those of a machine of SYNC_WRITERS workers.
-    server_cfg = TrainConfig(robot=robot, workers=SYNC_WRITERS) if syncs else cfg
+    server_cfg = TrainConfig(robot=cfg.robot, workers=SYNC_WRITERS) if syncs else cfg
+    actors = []
     try:
         shared = build_mapped_shared(server_cfg, obs_dim, action_dim, memory)
-        server = ray.remote(num_cpus=0)(ParameterServer).options(name="bench-server").remote(shared.spec)
+        server = ray.remote(num_cpus=0)(ParameterServer).options(name=name).remote(shared.spec)
         ray.get(server.drain.remote())
         params = shared.model.flat.numel()
         if syncs:
-            actors = [ray.remote(num_cpus=1)(SyncClient).remote("bench-server", rank, params, obs_dim, SYNC_WRITERS,
+            actors = [ray.remote(num_cpus=1)(SyncClient).remote(name, rank, params, obs_dim, SYNC_WRITERS,
                                                                 cfg.n_steps) for rank in range(clients)]
         else:
             client_class = ray.remote(num_cpus=1)(ExchangeClient)
-            actors = [client_class.remote("bench-server", rank, params, obs_dim, cfg.n_steps)
-                      for rank in range(clients)]
+            actors = [client_class.remote(name, rank, params, obs_dim, cfg.n_steps) for rank in range(clients)]
         ray.get([a.flood.remote(1.0) for a in actors])  # warm up
         before = ray.get(server.load_figures.remote())
         started = time.monotonic()
         sent = sum(ray.get([a.flood.remote(seconds) for a in actors]))
         elapsed = time.monotonic() - started
         after = ray.get(server.load_figures.remote())
+        for actor in [*actors, server]:  # their CPUs free for the next flood
+            ray.kill(actor)
     finally:
-        ray.shutdown()
         memory.unlink(missing_ok=True)
     calls, busy = ("syncs", "sync_busy_seconds") if syncs else ("exchanges", "busy_seconds")
     exchanges = after[calls] - before[calls]
@@ -171,34 +197,41 @@ def run_ray_benchmark(opts: RayBenchOptions, work_dir: Path, log=print) -> dict:
     # Rates only: no held-out test or robustness grid after a throughput run (nothing here reports them).
     rates_only = BenchOptions(**{**bench.__dict__, "test_episodes": 0})
     runs = {}
-    for name, flags in [("local", ()), ("ray", ("--backend", "ray")),
-                        ("ray_sync_agent", ("--backend", "ray", "--no-ray-shared-memory")),
-                        ("ray_through_server", ("--backend", "ray", "--no-ray-shared-memory", "--ray-sync-ms", "0"))]:
+    for name, flags in THROUGHPUT_RUNS.items():
+        if name not in opts.throughput_runs:
+            continue
         steps = f" or {opts.throughput_steps:,} steps" if opts.throughput_steps else ""
         log(f"training throughput: {name}, {n} workers, {seconds:g} s{steps}")
         runs[name] = a3c_run(rates_only, opts.robot, n, seconds, 1.01, work_dir / f"throughput-{name}", extra=flags,
                              max_steps=opts.throughput_steps)
-    log(f"parameter server capacity: {n} clients flooding it with exchanges for {opts.server_seconds:g} s")
-    capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir)
-    log(f"parameter server capacity: {n} clients flooding it with syncs for {opts.server_seconds:g} s")
-    sync_capacity = server_capacity(opts.robot, n, opts.server_seconds, work_dir, syncs=True)
-    agent_run = runs["ray_sync_agent"]["sync"]
+    log(f"parameter server capacity: {n} clients flooding it with exchanges, then with syncs, for "
+        f"{opts.server_seconds:g} s each")
+    capacity, sync_capacity = server_capacities(opts.robot, n, opts.server_seconds, work_dir)
     sync_ms = TrainConfig().ray_sync_ms
-    local_rate, remote_rate = runs["local"]["steps_per_second"], runs["ray_through_server"]["steps_per_second"]
+    local_rate = runs["local"]["steps_per_second"]
+
+    def to_local(name: str) -> float | None:  # a run's rate over the local backend's (None: not run)
+        return round(runs[name]["steps_per_second"] / local_rate, 3) if name in runs else None
+
     n_steps = TrainConfig().n_steps  # one update per n_steps steps of a worker
-    fast, slow = local_rate / n / n_steps, remote_rate / n / n_steps
+    most = capacity["max_exchanges_per_second"]
+    fast = local_rate / n / n_steps
+    slow = runs["ray_through_server"]["steps_per_second"] / n / n_steps if "ray_through_server" in runs else None
+    agent_run = runs["ray_sync_agent"]["sync"] if "ray_sync_agent" in runs else None
     return {
         "options": opts.__dict__, "throughput": runs,
-        "ray_to_local": round(runs["ray"]["steps_per_second"] / local_rate, 3),
-        "ray_through_server_to_local": round(remote_rate / local_rate, 3),
+        "ray_to_local": to_local("ray"),
+        "ray_through_server_to_local": to_local("ray_through_server"),
         "server": capacity,
         # A worker's updates per second: at the local backend's pace (what it would ask for if calls were
         # free), and at the pace measured through the server.
-        "updates_per_second_per_worker": {"local_pace": round(fast, 1), "through_server": round(slow, 1)},
-        "workers_one_server_serves": {"local_pace": int(capacity["max_exchanges_per_second"] // fast),
-                                      "through_server": int(capacity["max_exchanges_per_second"] // slow)},
-        "ray_sync_agent_to_local": round(runs["ray_sync_agent"]["steps_per_second"] / local_rate, 3),
-        "sync_agent_run": {k: v for k, v in agent_run.items() if k != "per_machine"},
+        "updates_per_second_per_worker": {"local_pace": round(fast, 1),
+                                          "through_server": round(slow, 1) if slow else None},
+        "workers_one_server_serves": {"local_pace": int(most // fast),
+                                      "through_server": int(most // slow) if slow else None},
+        "ray_sync_agent_to_local": to_local("ray_sync_agent"),
+        "sync_agent_run": ({k: v for k, v in agent_run.items() if k != "per_machine"}
+                           if agent_run is not None else None),
         "sync_server": sync_capacity,
         # One sync per machine every sync_ms, whatever its workers: machines one server core serves.
         "machines_one_server_serves": {str(ms): int(sync_capacity["max_exchanges_per_second"] * ms / 1000)
@@ -297,44 +330,54 @@ def format_table(result: dict) -> str:
     sync, agent, learning = result["sync_server"], result["sync_agent_run"], result.get("learning")
     pace, served = result["updates_per_second_per_worker"], result["workers_one_server_serves"]
     n = opts["workers"]
-    return "\n".join([
+    skipped = "not run (--quick: a smoke test of the benchmark)"
+
+    def rate(name: str) -> str:
+        if name not in runs:
+            return skipped
+        return f"{runs[name]['steps_per_second']:,.0f} steps/s ({result[f'{name}_to_local']:.2f} of local)"
+
+    through_pace = skipped if pace["through_server"] is None else f"{pace['through_server']:,.0f}"
+    through_served = skipped if served["through_server"] is None else served["through_server"]
+    lines = [
         f"robot {opts['robot']}, {n} workers",
         "",
         "| measure | value |",
         "|---|---|",
         f"| local backend, {n} workers | {runs['local']['steps_per_second']:,.0f} steps/s |",
-        f"| Ray backend, {n} workers (shared memory on the launcher's machine) | "
-        f"{runs['ray']['steps_per_second']:,.0f} steps/s ({result['ray_to_local']:.2f} of local) |",
-        f"| Ray backend, {n} workers, every update through the parameter server | "
-        f"{runs['ray_through_server']['steps_per_second']:,.0f} steps/s ({result['ray_through_server_to_local']:.2f} "
-        f"of local) |",
+        f"| Ray backend, {n} workers (shared memory on the launcher's machine) | {rate('ray')} |",
+        f"| Ray backend, {n} workers, every update through the parameter server | {rate('ray_through_server')} |",
         f"| parameter server: CPU per exchange (process total; inside the method) | "
         f"{server['server_cpu_ms_per_exchange']:.3f} ms; {server['server_method_ms_per_exchange']:.3f} ms |",
         f"| parameter server: exchanges/s with {server['clients']} clients flooding it | "
         f"{server['exchanges_per_second']:,.0f} (server busy {server['server_cpu_share']:.0%} of a core) |",
         f"| parameter server: at most, one core | {server['max_exchanges_per_second']:,.0f} exchanges/s |",
         f"| one worker's updates/s: at the local pace; through the server (runs above / {n} / n_steps) | "
-        f"{pace['local_pace']:,.0f}; {pace['through_server']:,.0f} |",
+        f"{pace['local_pace']:,.0f}; {through_pace} |",
         f"| workers one parameter server serves: at the local pace; at the pace through it | "
-        f"{served['local_pace']}; {served['through_server']} |",
+        f"{served['local_pace']}; {through_served} |",
         f"| Ray backend, {n} workers behind a sync agent (--no-ray-shared-memory, sync every "
-        f"{result['sync_ms_default']:g} ms) | {runs['ray_sync_agent']['steps_per_second']:,.0f} steps/s "
-        f"({result['ray_sync_agent_to_local']:.2f} of local) |",
-        f"| that run: syncs; bytes per sync (sent); round trip; staleness (global updates between a pull and the "
-        f"delta's application: mean, max) | {agent.get('syncs', 0):,}; {agent.get('bytes_per_sync', 0):,} B; "
-        f"{agent.get('round_trip_ms', 0):.2f} ms; {agent.get('staleness_updates_mean', 0):g}, "
-        f"{agent.get('staleness_updates_max', 0)} |",
-        f"| that run: updates sent by the agent; applied by the server; lost | {agent.get('updates_sent', 0):,}; "
-        f"{agent.get('updates_applied', 0):,}; {agent.get('lost_updates', 0)} |",
+        f"{result['sync_ms_default']:g} ms) | {rate('ray_sync_agent')} |",
+    ]
+    if agent is not None:
+        lines += [
+            f"| that run: syncs; bytes per sync (sent); round trip; staleness (global updates between a pull and the "
+            f"delta's application: mean, max) | {agent.get('syncs', 0):,}; {agent.get('bytes_per_sync', 0):,} B; "
+            f"{agent.get('round_trip_ms', 0):.2f} ms; {agent.get('staleness_updates_mean', 0):g}, "
+            f"{agent.get('staleness_updates_max', 0)} |",
+            f"| that run: updates sent by the agent; applied by the server; lost | {agent.get('updates_sent', 0):,}; "
+            f"{agent.get('updates_applied', 0):,}; {agent.get('lost_updates', 0)} |",
+        ]
+    lines += [
         f"| parameter server: CPU per sync ({SYNC_WRITERS} workers' statistics; process total; inside the method) | "
         f"{sync['server_cpu_ms_per_exchange']:.3f} ms; {sync['server_method_ms_per_exchange']:.3f} ms |",
         f"| parameter server: at most, one core | {sync['max_exchanges_per_second']:,.0f} syncs/s |",
         "| machines (any number of workers each) one server core serves, one sync each per | "
         + "; ".join(f"{ms} ms: {count:,}" for ms, count in result["machines_one_server_serves"].items()) + " |",
-        "| peak memory (PSS, all processes, Ray's own included): local; Ray; behind a sync agent; through the "
-        "server | " + "; ".join(f"{runs[name]['peak_pss_mb']:,.0f} MB"
-                                for name in ("local", "ray", "ray_sync_agent", "ray_through_server")) + " |",
-    ]) + ("\n\n" + format_learning(learning) if learning else "")
+        "| peak memory (PSS, all processes, Ray's own included): " + "; ".join(RUN_WORDS[name] for name in runs)
+        + " | " + "; ".join(f"{run['peak_pss_mb']:,.0f} MB" for run in runs.values()) + " |",
+    ]
+    return "\n".join(lines) + ("\n\n" + format_learning(learning) if learning else "")
 
 
 def format_learning(learning: dict) -> str:

@@ -77,7 +77,8 @@ def cpu_rows(r: dict, n: int) -> list[str]:
             f"{cores['evaluator']:.2f}, {cores['launcher']:.3f} cores of {n} (evaluator: "
             f"{r['evaluator_cpu_share']:.1%} of the machine) | |",
             f"| training / policy-action limit on the workers' CPU (the limit x workers' cores / {n}) | "
-            f"{r['policy_limit_ratio_on_worker_cpu']:.2f} | |"]
+            + (f"{r['policy_limit_ratio_on_worker_cpu']:.2f}" if r.get("policy_limit_ratio_on_worker_cpu") is not None
+               else "not measured: the run's steady window saw no CPU of its workers (too short a run)") + " | |"]
 
 def success_curve(runs: list[dict], key: str, grid: np.ndarray) -> np.ndarray:
     """(seeds, grid) evaluator success of each run at each grid point: the last evaluation at or before it (a

@@ -247,7 +247,8 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
                         help="sync periods (--ray-sync-ms) the learning comparison tries (default: the default period)")
     parser.add_argument("--learning-only", action="store_true",
                         help="run only the learning comparison (needs --learning-seeds)")
-    _add_run_arguments(parser, "bench_ray", "runs of 5,000 steps and 1 s of flooding")
+    _add_run_arguments(parser, "bench_ray", "runs of 5,000 steps (the local and the shared-memory Ray backend only) "
+                                            "and 1 s of flooding")
     args = parser.parse_args(argv)
     if args.learning_seeds and not 1 <= args.machines <= args.workers:
         parser.error(f"--machines must be between 1 and --workers ({args.workers}): each machine runs a worker or more")

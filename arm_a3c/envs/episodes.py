@@ -17,6 +17,7 @@ import numpy as np
 
 Act = Callable[[np.ndarray], np.ndarray]  # observation -> action
 PROGRESS_SECONDS = 10.0  # a long evaluation, held-out test or run of an exported policy says how far it has got
+FIRST_PROGRESS_SECONDS = 3.0  # ... first this soon, so that a slow start is not mistaken for a hang
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,18 @@ def run_episodes(env: gymnasium.Env, act: Act, episodes: int, seed: int,
 
 
 class EpisodeProgress:
-    """`keep_going` for `run_episodes` that says how far a long evaluation has got (a line on stderr every
-    `PROGRESS_SECONDS`) and ends it once `stop()` turns true."""
+    """`keep_going` for `run_episodes` that says how far a long evaluation has got (a line on stderr after
+    `FIRST_PROGRESS_SECONDS`, then every `PROGRESS_SECONDS`) and ends it once `stop()` turns true."""
 
     def __init__(self, total: int, what: str, stop: Callable[[], bool] = lambda: False):
         self.total, self.what, self.stop = total, what, stop
         self.played = -1
-        self._last = time.monotonic()
+        self._next = time.monotonic() + FIRST_PROGRESS_SECONDS
 
     def __call__(self) -> bool:
         self.played += 1
         now = time.monotonic()
-        if now - self._last >= PROGRESS_SECONDS:
-            self._last = now
+        if now >= self._next:
+            self._next = now + PROGRESS_SECONDS
             print(f"{self.what}: {self.played:,} of {self.total:,} episodes played", file=sys.stderr, flush=True)
         return not self.stop()
