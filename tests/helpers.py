@@ -126,7 +126,8 @@ def assert_user_error(result, *fragments: str) -> None:
 
 # ---- real trainings -----------------------------------------------------------------------------------------
 
-UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01")  # a run that goes on until it is stopped
+# A run that goes on until it is stopped (its evaluations, the final one at the stop included, of 20 episodes)
+UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01", "--eval-episodes", "20")
 
 
 def children_of(pid: int) -> dict[int, str]:
