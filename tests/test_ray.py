@@ -372,14 +372,17 @@ def test_the_ray_benchmark_runs_its_throughput_and_capacity_parts_and_writes_its
 
 
 @pytest.mark.slow
-def test_the_ray_benchmarks_learning_comparison_runs_local_and_behind_sync_agents_and_writes_its_table(tmp_path):
-    """The learning comparison (`--learning-only`): a local run, then the same two workers on two simulated
-    machines, two Ray nodes of one CPU and a head with none, each behind its sync agent. Runs of seconds: only what
+def test_the_ray_benchmarks_learning_comparison_runs_local_and_behind_sync_agents_and_writes_its_table(
+        tmp_path, two_machines):
+    """The learning comparison (`--learning-only`): a local run, then the same two workers on two machines, each
+    behind its sync agent: those of the cluster at `--ray-address` (this file's simulated cluster; without the
+    flag the benchmark makes one of its own, as `simulated_machines` makes this one). Runs of seconds: only what
     was run and how it is reported is checked, not whether the runs learned (a part of its own, so that it runs
     beside the other parts' test)."""
     pytest.importorskip("ray")
     out = tmp_path / "bench_ray.json"
     result = run_script("bench_ray.py", "--quick", "--learning-only", "--learning-seeds", "0", "--sync-periods", "100",
+                        "--ray-address", two_machines.address,
                         "--json", str(out), "--work-dir", str(tmp_path / "runs"), timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(out.read_text())
@@ -398,6 +401,7 @@ def test_the_ray_benchmarks_learning_comparison_runs_local_and_behind_sync_agent
         steps = [r["env_steps"] for r in config["runs"] if r["env_steps"] is not None]
         assert config["env_steps"]["median"] == (steps[0] if steps else None)
     assert "behind sync agents, every 100 ms" in result.stdout
+    assert f"2 machines of the Ray cluster at {two_machines.address}" in result.stdout
     assert not [f for run in (tmp_path / "runs").glob("*/run.json") for f in left_in_shm(run.parent)]
 
 

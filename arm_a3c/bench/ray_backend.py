@@ -59,6 +59,7 @@ class RayBenchOptions:
     learning_only: bool = False  # only the learning comparison (no throughput or capacity parts)
     eval_episodes: int = 100  # the evaluator's episodes per evaluation in every training run
     throughput_runs: tuple[str, ...] = tuple(THROUGHPUT_RUNS)  # which of them the throughput part runs
+    ray_address: str | None = None  # the learning comparison on this cluster, not on simulated machines
 
 
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
@@ -282,9 +283,9 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
     cluster = None
     try:
         for name, flags, ms in configs:
-            if ms is not None and cluster is None:
+            if ms is not None and cluster is None and not opts.ray_address:
                 cluster = simulated_machines(opts.learning_machines, opts.workers)
-            address = ("--ray-address", cluster.address) if ms is not None else ()
+            address = ("--ray-address", opts.ray_address or cluster.address) if ms is not None else ()
             runs = []
             for seed in opts.learning_seeds:
                 log(f"learning: {name}, seed {seed}, to {opts.learning_target:.0%} "
@@ -307,6 +308,10 @@ def learning_comparison(opts: RayBenchOptions, bench: BenchOptions, work_dir: Pa
     finally:
         if cluster is not None:
             cluster.shutdown()
+    if opts.ray_address:  # the cluster's machines as they are: those its runs' workers ran on
+        result["cluster"] = opts.ray_address
+        result["machines"] = max((r["machines"] or 0 for c in result["configs"].values() for r in c["runs"]
+                                  if "machines" in r), default=0)
     judge(result)
     return result
 
@@ -394,8 +399,9 @@ def format_learning(learning: dict) -> str:
         return f"{show(figure['median'])} ({show(figure['min'])}-{show(figure['max'])})"
 
     seeds = ", ".join(str(r["seed"]) for r in learning["configs"]["local"]["runs"])
-    lines = [f"to {learning['target']:.0%} success (evaluator), seeds {seeds}; sync configurations on "
-             f"{learning['machines']} simulated machines (Ray nodes on this host)", "",
+    where = (f"{learning['machines']} machines of the Ray cluster at {learning['cluster']}" if learning.get("cluster")
+             else f"{learning['machines']} simulated machines (Ray nodes on this host)")
+    lines = [f"to {learning['target']:.0%} success (evaluator), seeds {seeds}; sync configurations on {where}", "",
              "| configuration | steps, each seed | median steps (range) | time, each seed | median time (range) | "
              "staleness mean, max (global updates) | median steps within the local spread (or fewer) |",
              "|---|---|---|---|---|---|---|"]

@@ -247,6 +247,9 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
                         help="sync periods (--ray-sync-ms) the learning comparison tries (default: the default period)")
     parser.add_argument("--learning-only", action="store_true",
                         help="run only the learning comparison (needs --learning-seeds)")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="run the learning comparison's runs behind sync agents on this Ray cluster (its "
+                             "machines as they are; --machines is ignored) instead of simulated machines on this host")
     _add_run_arguments(parser, "bench_ray", "runs of 5,000 steps (the local and the shared-memory Ray backend only) "
                                             "and 1 s of flooding")
     args = parser.parse_args(argv)
@@ -258,7 +261,7 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     options = RayBenchOptions(robot=args.robot, workers=args.workers, throughput_seconds=args.seconds,
                               learning_seeds=tuple(args.learning_seeds), learning_machines=args.machines,
                               sync_periods=tuple(args.sync_periods), learning_only=args.learning_only,
-                              server_seconds=args.server_seconds)
+                              server_seconds=args.server_seconds, ray_address=args.ray_address)
     if args.quick:
         options = RayBenchOptions(**{**options.__dict__, **QUICK})
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)
