@@ -243,7 +243,7 @@ def test_a_profile_is_summed_per_process_role_and_per_part_of_the_workers_loop()
 def test_profiling_a_short_training_finds_its_workers_and_evaluator(tmp_path):
     """A real run under py-spy (skipped where py-spy cannot attach, e.g. a container without ptrace)."""
     out = tmp_path / "profile.json"
-    result = run_script("profile_training.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "50000",
+    result = run_script("profile_training.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "30000",
                         "--rate", "50", "--json", str(out), "--run-dir", str(tmp_path / "run"), timeout=300)
     if result.returncode == 2 and any(why in result.stderr for why in ("Permission denied", "Operation not permitted")):
         import pytest
