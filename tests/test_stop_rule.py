@@ -67,3 +67,16 @@ def test_a_candidate_needs_the_streak_and_a_confirmation_that_reaches_the_target
     assert rule.stops(2, good) and not rule.stops(2, short) and not rule.stops(1, good) and not rule.stops(2, None)
     assert StopRule(0.9, streak=2, confirm_episodes=0).stops(2, None)  # without confirmation: the streak alone
     assert not StopRule(1.01).candidate(5)  # a target above 1 never stops a run
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--confirm-seed", "4500000"], "overlap the held-out test's: move --confirm-seed or --test-seed"),
+    (["--confirm-seed", "500000"], "overlap the evaluator's: move --confirm-seed or --eval-seed"),
+    (["--confirm-confidence", "1"], "--confirm-confidence must be in [0.5, 1)"),
+    (["--confirm-episodes", "-1"], "--confirm-episodes must be 0 (no confirmation) or up to 10,000"),
+])
+def test_confirmation_settings_that_cannot_work_are_one_line(tmp_path, flags, fragment):
+    from helpers import assert_user_error, run_in_process
+
+    assert_user_error(run_in_process("train_arm.py", *flags, "--run-dir", str(tmp_path / "run")), fragment)
+    assert not (tmp_path / "run").exists()

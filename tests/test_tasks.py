@@ -314,8 +314,8 @@ def test_a_worker_on_avoid_ends_episodes_at_a_contact_without_bootstrapping_ther
 
 
 @pytest.mark.parametrize("task,robot,steps,bounds", [
-    # track: untrained 0.35 m; seen after training: 0.05 m at 120k steps.
-    ("track", "light_arm", 60_000, {"mean_tracking_distance_m": 0.6}),
+    # track: untrained 0.35 m; seen after training: 0.05 m at 120k steps, 0.07-0.08 m at 60k, 0.12-0.13 m at 43k.
+    ("track", "light_arm", 45_000, {"mean_tracking_distance_m": 0.6}),
     # avoid: untrained 0.56 m; seen after training: 0.21 m, and 0.37 m in a CI run whose own first evaluation, a
     # few thousand steps in, had already reached 0.44 m (and so failed when the test compared with that).
     ("avoid", "light_arm", 120_000, {"mean_final_distance_m": 0.75}),
