@@ -549,14 +549,14 @@ def test_a_machine_leaving_the_cluster_is_noticed_and_the_run_goes_on_with_the_o
     two_machines.remove_node(next(iter(two_machines.worker_nodes)))
     wait_for(lambda: len(sync_agents()) == 1, "the leaving machine's agent gone", process)
     steps = checkpoint_steps(run_dir)
-    wait_for(lambda: checkpoint_steps(run_dir) >= steps + 20_000, "20,000 more steps on the remaining machine",
+    wait_for(lambda: checkpoint_steps(run_dir) >= steps + 10_000, "10,000 more steps on the remaining machine",
              process, timeout=180)
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT, timeout=120)
 
     assert process.returncode == 0, err[-3000:]
     assert "left the Ray cluster" in err, err[-3000:]
     summary = summary_of(run_dir)
-    assert summary["error"] is None and summary["env_steps"] >= steps + 20_000
+    assert summary["error"] is None and summary["env_steps"] >= steps + 10_000
     sync = summary["sync"]
     assert sync["machines"] == 1 and sync["machines_lost"] == 1, sync
     assert sync["updates_applied"] >= sync["updates_sent"] > 0, sync  # the lost machine's applied updates count too
