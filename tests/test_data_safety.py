@@ -96,7 +96,7 @@ def wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
     while not condition():
         if process.poll() is not None or time.monotonic() > deadline:
             out, err = process.communicate()
-            pytest.fail(f"the training did not get going: {out[-1500:]} {err[-1500:]}")
+            pytest.fail(f"the process did not get going: {out[-1500:]} {err[-1500:]}")
         time.sleep(0.2)
 
 
@@ -271,11 +271,9 @@ def test_a_long_recording_keeps_its_memory_flat_and_stops_on_sigterm_with_a_play
          "--frames", "100000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     try:
-        def writing() -> bool:  # past the start-up: frames are being drawn and written to the partial file
-            return any(p.name.startswith(".") and p.stat().st_size > 0 for p in tmp_path.iterdir())
-        deadline = time.monotonic() + 60
-        while not writing() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
+        # past the start-up: frames are being drawn and written to the partial file
+        wait_for(lambda: any(p.name.startswith(".") and p.stat().st_size > 0 for p in tmp_path.iterdir()), 60,
+                 process)
         time.sleep(1)
         early = rss_mb(process.pid)
         time.sleep(3)  # some 90 more frames: 1.4 MB each (800x600 RGB), 126 MB, if they were held

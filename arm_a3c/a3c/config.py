@@ -26,8 +26,8 @@ def param(default: Any, help: str) -> Any:  # noqa: A002  (the argparse word)
 
 
 def _overlap(first: int, count: int, other: int, other_count: int) -> bool:
-    """Whether seeds first..first+count-1 and other..other+other_count-1 share one."""
-    return first < other + other_count and other < first + count
+    """Whether seeds first..first+count-1 and other..other+other_count-1 share one (an empty range shares none)."""
+    return count > 0 and other_count > 0 and first < other + other_count and other < first + count
 
 
 # A run saved before a field existed was trained with these values (before homes and tool points, every arm
@@ -268,8 +268,7 @@ class CommonTrainConfig:
             (self.eval_screen_episodes >= 0, "--eval-screen-episodes must be 0 or more"),
             (0 <= self.test_episodes <= MAX_EPISODES,
              f"--test-episodes must be 0 (no held-out test) or up to {MAX_EPISODES:,}"),
-            (self.test_episodes == 0 or self.test_seed >= self.eval_seed + self.eval_episodes
-             or self.eval_seed >= self.test_seed + self.test_episodes,
+            (not _overlap(self.test_seed, self.test_episodes, self.eval_seed, self.eval_episodes),
              f"the held-out test's seeds ({self.test_seed}..{self.test_seed + self.test_episodes - 1}) overlap the "
              f"evaluator's ({self.eval_seed}..{self.eval_seed + self.eval_episodes - 1}): move --test-seed or --eval-seed"),
             (1 <= self.hidden_size <= MAX_HIDDEN_SIZE, f"--hidden-size must be between 1 and {MAX_HIDDEN_SIZE}"),

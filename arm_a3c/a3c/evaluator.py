@@ -58,8 +58,8 @@ def policy_action(model: ActorCritic, normalizer: RunningNormalizer) -> Callable
 
 
 def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: ActorCritic,
-                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float, streak: int = 0,
-                      confirm_seed: int | None = None) -> dict | None:
+                      normalizer: RunningNormalizer, run_dir: Path, best_so_far: float, streak: int,
+                      confirm_seed: int) -> dict | None:
     """Snapshot the global policy, evaluate it, write latest.pt (and best.pt when it is the best yet).
 
     `streak` is the number of evaluations in a row at the target before this one: when this one makes a candidate
@@ -77,7 +77,7 @@ def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: Acto
     result["env_steps"], result["wall_seconds"] = env_steps, round(shared.wall_seconds(), 2)
     rule = StopRule.of(cfg)
     at_target = result["success_rate"] >= cfg.target_success
-    if rule.confirm_episodes and confirm_seed is not None and at_target and rule.candidate(streak + 1):
+    if rule.confirm_episodes and at_target and rule.candidate(streak + 1):
         if confirm_seed + rule.confirm_episodes > cfg.confirm_seed + CONFIRM_SEED_RANGE:
             confirm_seed = cfg.confirm_seed  # every seed of the range used (a run of some 5,000 candidates): again
         played = evaluate_policy(local, normalizer, env, rule.confirm_episodes, confirm_seed, shared.running)
@@ -95,12 +95,10 @@ def evaluate_and_save(cfg: TrainConfig, shared: Shared, env: ArmEnv, local: Acto
 
 
 def evaluator_loop(cfg: TrainConfig, shared: Shared, run_dir: Path, reports: Connection, best: float,
-                   next_eval: int, confirm_seed: int | None = None) -> None:
+                   next_eval: int, confirm_seed: int) -> None:
     """Evaluate whenever the global step count reaches `next_eval`, then every `eval_every_steps`; `best` is
     the best success rate so far (-1: none), which best.pt must beat; `confirm_seed`, the first seed of the next
-    confirmation (default: the config's first). After a confirmed candidate it evaluates no more: the run
-    stops."""
-    confirm_seed = cfg.confirm_seed if confirm_seed is None else confirm_seed
+    confirmation. After a confirmed candidate it evaluates no more: the run stops."""
     streak = 0  # evaluations in a row at the target (a new evaluator process starts again at none)
     become_child("a3c-evaluator")
     torch.set_num_threads(1)

@@ -177,7 +177,7 @@ class Monitor:
                     f"{cfg.target_success:.0%} and was confirmed on {c['episodes']} fresh episodes: "
                     f"{c['success_rate']:.1%}, lower bound {c['lower_bound']:.1%} at {c['confidence']:.0%} "
                     f"confidence (that checkpoint is best.pt)")
-        if self.rule.confirm_episodes == 0 and self.last_eval and self.rule.stops(self.streak, None):
+        if self.last_eval and self.rule.stops(self.streak, None):  # (with confirmation, only a confirmed one stops)
             times = "" if cfg.target_streak == 1 else f" in {cfg.target_streak} evaluations in a row"
             return (f"the evaluator's success rate {self.last_eval['success_rate']:.0%} reached the target "
                     f"{cfg.target_success:.0%}{times}")

@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -87,8 +88,6 @@ def keep_on_loopback() -> None:
     LOOPBACK_VARIABLE): set in the environment, which the node processes inherit, and in this process's Ray if
     it was imported already (Ray reads the variable once, at import)."""
     os.environ[LOOPBACK_VARIABLE] = "0"
-    import sys
-
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False

@@ -156,7 +156,6 @@ def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], seconds: float, work_d
     name = "bench-sync-server" if syncs else "bench-server"
     # The server's normaliser has a slot per worker: with syncs, those of a machine of SYNC_WRITERS workers.
     server_cfg = TrainConfig(robot=cfg.robot, workers=SYNC_WRITERS) if syncs else cfg
-    actors = []
     try:
         shared = build_mapped_shared(server_cfg, obs_dim, action_dim, memory)
         server = ray.remote(num_cpus=0)(ParameterServer).options(name=name).remote(shared.spec)
