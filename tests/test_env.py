@@ -194,7 +194,8 @@ def test_observation_layout_and_reward_follow_the_distance():
     env = ArmReachEnv("light_arm")
     dof = env.robot.dof
     obs, info = env.reset(seed=3)
-    assert obs.dtype == np.float32 and obs.shape == (3 * dof + 9,)  # the last dof: J^T (target - ee)
+    # then dof of J^T (target - ee), then the clearance (1) and its push (dof)
+    assert obs.dtype == np.float32 and obs.shape == (4 * dof + 10,)
     ee, target = obs[2 * dof:2 * dof + 3], obs[2 * dof + 3:2 * dof + 6]
     np.testing.assert_allclose(target, env.target, atol=1e-6)
     np.testing.assert_allclose(obs[2 * dof + 6:2 * dof + 9], target - ee, atol=1e-6)

@@ -66,6 +66,10 @@ class CommonTrainConfig:
                                  "the arm's links collide with each other, and a link touching another or the floor "
                                  "ends the episode with --contact-penalty (goals are free of both); "
                                  "--no-self-collision: links pass through each other, as before")
+    clearance_observation: bool = param(EnvConfig.clearance_observation,
+                                        "end the observation with how near the arm is to touching itself, the "
+                                        "floor or an obstacle, and per joint the direction that takes the nearest "
+                                        "pairs apart; --no-clearance-observation: without, as before")
     contact_penalty: float = param(EnvConfig.contact_penalty, "reward of the step where the arm touches itself or "
                                                               "the floor (with self-collision; the episode ends there)")
     latency_steps: int = param(EnvConfig.latency_steps, "each action takes effect this many control periods after "

@@ -37,6 +37,7 @@ from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.assets import resolve_robot
 from arm_a3c.sim.client import PHYSICS_HZ, connect, disconnect, load_floor
 from arm_a3c.sim.client import pybullet as pb
+from arm_a3c.sim.clearance import Clearance
 from arm_a3c.sim.contacts import ContactPairs, SimulatedContacts, contacts_now, find_contact_pairs, simulate_pairs
 from arm_a3c.sim.render import Camera, render_rgb
 from arm_a3c.sim.robot import EndEffectorJacobian, Robot
@@ -77,6 +78,9 @@ class CommonEnvConfig:
     # moving link touching the floor, ends the episode (a real terminal) with a penalty: a real arm would break.
     self_collision: bool = True
     contact_penalty: float = 20.0  # reward of the step where the arm touches itself or the floor (self_collision)
+    # The observation ends with how near the arm is to touching itself, the floor or an obstacle, and the direction
+    # in joint space that takes the nearest pairs apart (`sim.clearance`)
+    clearance_observation: bool = True
     # What a real arm adds, off by default (issue 34 measures when to turn them on): its controller answers late,
     # and its encoders are noisy.
     latency_steps: int = 0  # each action takes effect this many control periods after the policy chose it ...
@@ -131,7 +135,7 @@ EnvConfig = dataclasses.make_dataclass(
     namespace={"__module__": __name__, "__doc__": "Every environment setting: those every task shares "
                                                   "(`CommonEnvConfig`), then each task's own (`Task.settings`)."})
 
-_NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits", "self_collision")
+_NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits", "self_collision", "clearance_observation")
 _WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_steps") + tuple(
     s.name for s in TASK_SETTINGS if type(s.default) is int)
 MAX_SUBSTEPS, MAX_EPISODE_STEPS = 1000, 100_000
@@ -148,6 +152,7 @@ _RULES = (
     ("jacobian_observation", lambda v: isinstance(v, bool), "true or false"),
     ("urdf_speed_limits", lambda v: isinstance(v, bool), "true or false"),
     ("self_collision", lambda v: isinstance(v, bool), "true or false"),
+    ("clearance_observation", lambda v: isinstance(v, bool), "true or false"),
     ("contact_penalty", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("substeps", lambda v: 1 <= v <= MAX_SUBSTEPS, f"between 1 and {MAX_SUBSTEPS}"),
     ("episode_steps", lambda v: 1 <= v <= MAX_EPISODE_STEPS, f"between 1 and {MAX_EPISODE_STEPS:,}"),
@@ -271,6 +276,10 @@ class ArmEnv(gymnasium.Env):
             self.max_joint_step = self.speeds.steps
             self.robot.clamp_speeds(self.speeds.clamp)
             self.task = task_type(self)
+            self.clearance: Clearance | None = None
+            if self.config.clearance_observation:
+                pairs = self.contact_pairs or find_contact_pairs(self.robot, self.floor)
+                self.clearance = Clearance(self.robot, self.floor, pairs, self.task.obstacle_bodies, self.reach_m)
         except BaseException:
             disconnect(self.client)
             raise
@@ -290,7 +299,8 @@ class ArmEnv(gymnasium.Env):
         self._q_mid = ((self.robot.upper + self.robot.lower) / 2).tolist()
         self._q_inv_half = (2.0 / (self.robot.upper - self.robot.lower)).tolist()
         self._jacobian_size = sum(size for _, size, _ in self.task.jacobian_parts()) if cfg.jacobian_observation else 0
-        self.obs_dim = 2 * dof + 3 + self.task.obs_size + self._jacobian_size
+        self._clearance_size = 1 + dof if self.clearance is not None else 0
+        self.obs_dim = 2 * dof + 3 + self.task.obs_size + self._jacobian_size + self._clearance_size
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (dof,), np.float32)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self._q = self.robot.home.tolist()
@@ -345,7 +355,12 @@ class ArmEnv(gymnasium.Env):
                  ("end_effector_m", 3, "end-effector point (the tool point), world frame")]
         layout, start = [], 0
         jacobian = self.task.jacobian_parts() if self._jacobian_size else []
-        for name, size, meaning in parts + self.task.observation_parts() + jacobian:
+        clearance = [("clearance", 1, "the nearest distance between the arm and itself, the floor or an obstacle "
+                                      "as a fraction of the band seen (1: none within it, 0: touching)"),
+                     ("clearance_push", dof, "per joint, the direction that takes the nearest pairs apart, "
+                                             "weighted by their nearness (zero: nothing near)")
+                     ] if self._clearance_size else []
+        for name, size, meaning in parts + self.task.observation_parts() + jacobian + clearance:
             layout.append({"name": name, "start": start, "size": size, "meaning": meaning})
             start += size
         return layout
@@ -356,12 +371,21 @@ class ArmEnv(gymnasium.Env):
         states = pb.getJointStates(robot.body, robot.ctrl_index, physicsClientId=self.client)
         q = [s[0] for s in states]
         ee = robot.ee_position().tolist()
-        return self.observation(q, [s[1] for s in states], ee, lambda: robot.ee_jacobian_products(ee, q))
+        return self.observation(q, [s[1] for s in states], ee, lambda: robot.ee_jacobian_products(ee, q),
+                                lambda: self.clearance.measure(robot.movable_positions(q)))
+
+    def clearance_at(self, q: list[float]) -> list[float]:
+        """The clearance part (`sim.clearance`) of the arm with its controlled joints at `q`: the PyBullet arm is
+        put there (a second simulator's arm is measured on its PyBullet twin)."""
+        self.robot.reset(q)
+        return self.clearance.measure(self.robot.movable_positions(q))
 
     def observation(self, q: list[float], velocities: list[float], ee: list[float],
-                    jacobian: Callable[[], EndEffectorJacobian]) -> np.ndarray:
+                    jacobian: Callable[[], EndEffectorJacobian],
+                    clearance: Callable[[], list[float]] | None = None) -> np.ndarray:
         """The observation of an arm whose controlled joints are at `q` (rad or m) moving at `velocities`, its
-        end-effector point at `ee` (m), `jacobian()` its Jacobian: the robot's part, then the task's. Also keeps the
+        end-effector point at `ee` (m), `jacobian()` its Jacobian and `clearance()` its clearance part (with
+        `clearance_observation`): the robot's part, then the task's. Also keeps the
         episode's largest speed and what the task judges. A second simulator's arm is observed through it too
         (`envs.mujoco_env`). This runs on every step: for vectors of a few elements, Python lists and one final
         conversion are cheaper than numpy operations (about a microsecond each), which keeps the environment's
@@ -381,6 +405,8 @@ class ArmEnv(gymnasium.Env):
         values = scaled_q + seen_velocities + ee + self.task.observe(ee)
         if self._jacobian_size:
             values += self.task.jacobian_observe(jacobian())
+        if self._clearance_size:
+            values += clearance()
         obs = np.array(values, dtype=np.float32)
         self._q, self.ee = q, ee
         return obs
@@ -541,7 +567,8 @@ class ArmReachEnv(ArmEnv):
 # Every setting make_env reads from a settings object: what an exported policy's description records, for example.
 ENVIRONMENT_SETTINGS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
 # An environment saved (a run's config, an exported policy.json) before a setting existed had this instead
-ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED = {"urdf_speed_limits": False, "self_collision": False}
+ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED = {"urdf_speed_limits": False, "self_collision": False,
+                                          "clearance_observation": False}
 
 
 def make_env(settings: object = None, /, **kwargs) -> ArmEnv:

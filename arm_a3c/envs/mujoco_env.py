@@ -56,7 +56,8 @@ class MujocoArmEnv(gymnasium.Env):
         arm = self.arm
         q, velocities = arm.joint_state()
         ee = arm.ee_position()
-        return self.pybullet.observation(q, velocities, ee, lambda: arm.ee_jacobian_products(ee))
+        return self.pybullet.observation(q, velocities, ee, lambda: arm.ee_jacobian_products(ee),
+                                         lambda: self.pybullet.clearance_at(q))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

@@ -343,6 +343,18 @@ class Robot:
             for j in joints
         ]
 
+    @property
+    def jacobian_columns(self) -> list[int]:
+        """The controlled joints' columns in PyBullet's Jacobians (which have one per movable joint)."""
+        return self._ctrl_columns
+
+    def movable_positions(self, q: Sequence[float] | None = None) -> list[float]:
+        """Every movable joint's position (what PyBullet's Jacobian takes): `q`, the controlled joints' positions
+        just read, when they are all of them; else read."""
+        if q is None or len(self._movable) != len(self.ctrl_index):
+            return [s[0] for s in pb.getJointStates(self.body, self._movable, physicsClientId=self.client)]
+        return list(q)
+
     def parent_link(self, link: int) -> int | None:
         """The link a joint joins `link` to (-1: the base; None for the base itself)."""
         return None if link < 0 else self._parent[link]
@@ -479,10 +491,7 @@ class Robot:
         if self.ee_link < 0:
             zero = [[0.0] * self.dof] * 3
             return EndEffectorJacobian(zero, zero, list(range(self.dof)), (0.0, 0.0, 0.0))
-        if q is None or len(self._movable) != len(self.ctrl_index):
-            q = [s[0] for s in pb.getJointStates(self.body, self._movable, physicsClientId=self.client)]
-        else:
-            q = list(q)
+        q = self.movable_positions(q)
         zeros = [0.0] * len(q)
         linear, angular = pb.calculateJacobian(self.body, self.ee_link, [0.0, 0.0, 0.0], q, zeros, zeros,
                                                physicsClientId=self.client)
