@@ -107,11 +107,13 @@ def torch_a3c_loss(model: ActorCritic, obs, actions, advantages, returns, value_
     return policy_loss + value_coef * value_loss - entropy_coef * entropy.mean()
 
 
+@pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("bound", ["tanh", "clamp"])
 @pytest.mark.parametrize("entropy_coef, log_std", [(0.0, -0.5), (0.01, -0.5), (0.01, [-0.5, -5.0, 0.3])])
-def test_numpy_gradients_equal_autograds(entropy_coef, log_std, bound):
+def test_numpy_gradients_equal_autograds(entropy_coef, log_std, bound, linear):
     torch.manual_seed(0)
-    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_min=-1.6, log_std_max=0.0, log_std_bound=bound)
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_min=-1.6, log_std_max=0.0, log_std_bound=bound,
+                        linear_policy=linear)
     with torch.no_grad():  # random weights of a trained size, and log-std parameters inside and outside the bounds
         model.flat.normal_(0, 0.3)
         model.log_std.copy_(torch.tensor(log_std, dtype=torch.float32).expand(ACTION_DIM))
@@ -130,9 +132,14 @@ def test_numpy_gradients_equal_autograds(entropy_coef, log_std, bound):
     np.testing.assert_allclose(learner.grad, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("bound", ["tanh", "clamp"])
-def test_numpy_forward_matches_the_torch_module(bound):
-    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=-1.0, log_std_min=-1.6, log_std_bound=bound)
+def test_numpy_forward_matches_the_torch_module(bound, linear):
+    model = ActorCritic(OBS_DIM, ACTION_DIM, log_std_init=-1.0, log_std_min=-1.6, log_std_bound=bound,
+                        linear_policy=linear)
+    if linear:  # the linear part starts at zero: give it values that show
+        with torch.no_grad():
+            model.actor.linear.normal_(0, 0.3)
     obs = np.random.default_rng(0).normal(size=(5, OBS_DIM)).astype(np.float32)
     fast = NumpyActorCritic(model)
     with torch.no_grad():
@@ -142,13 +149,14 @@ def test_numpy_forward_matches_the_torch_module(bound):
         np.testing.assert_allclose(fast.std(), model.action_std().numpy())
 
 
+@pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("ended", ["truncated", "terminated", "last step"])
-def test_the_rollouts_update_equals_the_reference_on_every_observation_and_its_successor(ended):
+def test_the_rollouts_update_equals_the_reference_on_every_observation_and_its_successor(ended, linear):
     """The worker's update reuses the actor's activations from acting and values only the next observations that
     are not the following step's: its gradient must be the one computed from scratch on all n observations and
     all n next observations, whatever the normaliser's snapshot (clipping included)."""
     torch.manual_seed(0)
-    model = ActorCritic(OBS_DIM, ACTION_DIM)
+    model = ActorCritic(OBS_DIM, ACTION_DIM, linear_policy=linear)
     with torch.no_grad():
         model.flat.normal_(0, 0.3)
     arrays = fake_rollout(seed=4)
@@ -446,3 +454,31 @@ def test_a_viewer_reading_a_slot_while_its_worker_is_preempted_mid_write_gets_th
     started = time.monotonic()
     assert board.latest(0) is None
     assert time.monotonic() - started < 10 * READ_TRIES * READ_WAIT_SECONDS  # gave up after its tries
+
+
+def test_the_linear_part_starts_at_zero_adds_a_linear_map_and_a_run_saved_before_it_has_none(tmp_path):
+    """New runs' policies add a linear map of the observation (zero at first: the first actions are the layers'
+    alone); a run saved before it existed is read without it, so its checkpoint's weights load, and a resume
+    cannot change it."""
+    import json
+
+    from arm_a3c.a3c.rundir import resume_config
+    from arm_a3c.errors import UserError
+
+    assert TrainConfig().linear_policy and not TrainConfig.from_dict({"robot": "light_arm"}).linear_policy
+    old = ActorCritic.from_config(TrainConfig.from_dict({"robot": "light_arm"}), OBS_DIM, ACTION_DIM)
+    assert old.actor.linear is None
+    ActorCritic(OBS_DIM, ACTION_DIM).load_state_dict(old.state_dict())  # a checkpoint of before loads as before
+    torch.manual_seed(3)
+    new = ActorCritic.from_config(TrainConfig(), OBS_DIM, ACTION_DIM)
+    without = ActorCritic(OBS_DIM, ACTION_DIM)
+    without.load_state_dict({k: v for k, v in new.state_dict().items() if k != "actor.linear"})
+    obs = torch.from_numpy(np.random.default_rng(0).normal(size=(4, OBS_DIM)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(new.action_mean(obs), without.action_mean(obs))  # zero at first
+        new.actor.linear.copy_(torch.eye(ACTION_DIM, OBS_DIM))
+        expected = torch.tanh(without.actor(obs) + obs[:, :ACTION_DIM])
+        assert torch.allclose(new.action_mean(obs), expected, atol=1e-6)
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(robot="light_arm").to_dict()))
+    with pytest.raises(UserError, match="--linear-policy cannot change when resuming"):
+        resume_config(tmp_path, {"linear_policy": False})

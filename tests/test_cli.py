@@ -18,7 +18,7 @@ def test_inspect_json_describes_the_light_arm(tmp_path):
     assert info["robot"] == "light_arm"
     assert info["controlled_joints"] == ["base_yaw", "shoulder", "elbow"]
     assert info["end_effector"] == "tip"
-    assert info["action_dim"] == 3 and info["obs_dim"] == 3 * 3 + 9 + 1 + 3
+    assert info["action_dim"] == 3 and info["obs_dim"] == 3 * 3 + 9
     assert 0.6 < info["reach_m"] < 0.75  # 0.1 + 0.06 + 0.3 + 0.25 m of links when stretched upward
     assert snapshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

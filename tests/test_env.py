@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import arm_a3c  # noqa: F401  (registers ArmReach-v0)
-from arm_a3c.envs.arm_env import ArmEnv, ArmReachEnv, EnvConfig
+from arm_a3c.envs.arm_env import ArmEnv, ArmReachEnv, EnvConfig, make_env
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.envs.oracle import IKReacher, oracle_success_rate
 from arm_a3c.errors import SettingError
@@ -194,8 +194,7 @@ def test_observation_layout_and_reward_follow_the_distance():
     env = ArmReachEnv("light_arm")
     dof = env.robot.dof
     obs, info = env.reset(seed=3)
-    # then dof of J^T (target - ee), then the clearance (1) and its push (dof)
-    assert obs.dtype == np.float32 and obs.shape == (4 * dof + 10,)
+    assert obs.dtype == np.float32 and obs.shape == (3 * dof + 9,)  # the last dof: J^T (target - ee)
     ee, target = obs[2 * dof:2 * dof + 3], obs[2 * dof + 3:2 * dof + 6]
     np.testing.assert_allclose(target, env.target, atol=1e-6)
     np.testing.assert_allclose(obs[2 * dof + 6:2 * dof + 9], target - ee, atol=1e-6)
@@ -724,3 +723,117 @@ def test_dynamics_randomisation_is_seeded_reaches_pybullet_leaves_the_goals_and_
             env.close()
     with pytest.raises(SettingError, match="gain_scale"):
         EnvConfig(gain_scale=6)
+
+
+def _pair_distance(env, entry) -> float:
+    """The distance now between the two shapes of a `Clearance.near` entry (a link of the arm and another link, the
+    floor or an obstacle)."""
+    body, client, a, b = env.robot.body, env.client, entry[1], entry[3]
+    if b is not None:
+        return min(p[8] for p in pb.getClosestPoints(body, body, 1.0, linkIndexA=a, linkIndexB=b,
+                                                     physicsClientId=client))
+    # the other body is the one whose closest point to link a lies along the entry's normal
+    points = [p for other in (env.floor, *env.task.obstacle_bodies)
+              for p in pb.getClosestPoints(body, other, 1.0, linkIndexA=a, physicsClientId=client)
+              if np.dot(p[7], entry[5]) > 0.9]
+    return min(p[8] for p in points)
+
+
+@pytest.mark.parametrize("robot,task", [("kuka_iiwa", "avoid"), ("panda", "reach")])
+def test_the_clearance_part_is_the_nearest_distance_and_the_weighted_gradient_that_parts_the_nearest_pairs(robot,
+                                                                                                          task):
+    """At random configurations with a link near another, the floor or an obstacle: `clearance` is the nearest
+    distance over the band, and `clearance_push` is sum of w grad(d) over the nearest pairs, by central differences
+    of PyBullet's own distances (an obstacle's among them on the KUKA)."""
+    from arm_a3c.sim.clearance import NEAREST
+
+    env = make_env(robot=robot, task=task, clearance_observation="on")
+    try:
+        env.reset(seed=1)
+        robot_, clearance = env.robot, env.clearance
+        rng = np.random.default_rng(0)
+        agree, tried, obstacles = 0, 0, 0
+        for _ in range(400):
+            q = robot_.random_configuration(rng)
+            robot_.reset(q)
+            near = clearance.near()
+            if not near or near[0][0] < 0.002:  # nothing near, or touching (a normal with no gradient)
+                continue
+            part = env.clearance_at(q.tolist())
+            assert part[0] == pytest.approx(near[0][0] / clearance.band)
+            expected = np.zeros(robot_.dof)
+            for entry in near[:NEAREST]:
+                weight, gradient = 1.0 - max(entry[0], 0.0) / clearance.band, []
+                for step in np.eye(robot_.dof) * 1e-4:
+                    robot_.reset(q + step)
+                    ahead = _pair_distance(env, entry)
+                    robot_.reset(q - step)
+                    gradient.append((ahead - _pair_distance(env, entry)) / 2e-4)
+                expected += weight * np.array(gradient)
+                obstacles += entry[3] is None and entry[5][2] < 0.99  # not the floor's upward normal
+            push = np.array(part[1:])
+            agree += push @ expected > 0.95 * np.linalg.norm(push) * np.linalg.norm(expected)
+            tried += 1
+            if tried == 25:
+                break
+        assert tried == 25 and agree >= 22, (agree, tried)
+        assert obstacles > 0 or task != "avoid"
+    finally:
+        env.close()
+
+
+def test_with_nothing_near_the_clearance_part_is_one_and_zeros_and_off_the_observation_is_todays_bit_for_bit():
+    on, off = (ArmReachEnv("kuka_iiwa", config=EnvConfig(clearance_observation=choice)) for choice in ("on", "off"))
+    try:
+        dof = on.robot.dof
+        assert on.obs_dim == off.obs_dim + 1 + dof
+        assert [part["name"] for part in on.observation_layout()][-2:] == ["clearance", "clearance_push"]
+        rng = np.random.default_rng(4)
+        actions = rng.uniform(-1, 1, (40, dof))
+        rows = []
+        for env in (on, off):
+            obs, _ = env.reset(seed=5)
+            steps = [(obs, 0.0, False)] + [env.step(a)[:3] for a in actions]
+            rows.append(steps)
+        for (obs_on, reward_on, end_on), (obs_off, reward_off, end_off) in zip(*rows):
+            np.testing.assert_array_equal(obs_on[:off.obs_dim], obs_off)  # the clearance changes no physics
+            assert (reward_on, end_on) == (reward_off, end_off)
+        pushes = np.array([obs[off.obs_dim:] for obs, _, _ in rows[0]])
+        assert (pushes[:, 0] <= 1.0).all() and np.abs(pushes[:, 1:]).max() > 0  # something came near
+        on.robot.reset(on.robot.home)
+        far = on.clearance.band
+        on.clearance.band, on.clearance._inverse_band = 1e-6, 1e6  # a band nothing is within
+        assert on.clearance_at(on.robot.home.tolist()) == [1.0] + [0.0] * dof
+        on.clearance.band, on.clearance._inverse_band = far, 1.0 / far
+    finally:
+        on.close()
+        off.close()
+
+
+def test_a_run_or_policy_saved_before_the_clearance_part_reads_as_without_it_and_a_resume_cannot_change_it(tmp_path):
+    import json
+
+    from arm_a3c.a3c.config import TrainConfig
+    from arm_a3c.a3c.rundir import resume_config
+    from arm_a3c.errors import UserError
+
+    assert TrainConfig().clearance_observation == "task"
+    assert TrainConfig.from_dict({"robot": "light_arm"}).clearance_observation == "off"
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(robot="light_arm").to_dict()))
+    with pytest.raises(UserError, match="--clearance-observation cannot change when resuming"):
+        resume_config(tmp_path, {"clearance_observation": "off"})
+
+
+def test_by_default_avoid_sees_its_clearance_and_the_other_tasks_do_not_and_a_wrong_choice_is_one_line():
+    from arm_a3c.tasks import TASKS
+
+    for name in TASKS:
+        env = make_env(robot="kuka_iiwa", task=name)
+        try:
+            assert (env.clearance is not None) == (name == "avoid"), name
+            names = [part["name"] for part in env.observation_layout()]
+            assert ("clearance_push" in names) == (name == "avoid"), name
+        finally:
+            env.close()
+    with pytest.raises(SettingError, match="clearance_observation must be one of task, on, off"):
+        EnvConfig(clearance_observation="yes")

@@ -82,7 +82,7 @@ def test_arm_reach_gives_the_episodes_it_gave_before_the_task_interface():
         robot, seed = key.split("/")
         env = gymnasium.make("ArmReach-v0", robot=robot,
                              config=EnvConfig(urdf_speed_limits=False, self_collision=False,
-                                              clearance_observation=False)).unwrapped
+                                              clearance_observation="off")).unwrapped
         rng = np.random.default_rng(int(seed) + 100)
         rows, rewards = [env.reset(seed=int(seed))[0]], []
         for _ in range(50):
@@ -152,7 +152,7 @@ def test_pose_controls_the_joints_reach_holds():
     reach, pose = make_env(robot="kuka_iiwa"), make_env(robot="kuka_iiwa", task="pose")
     held_by_reach = {j.name for j in reach.robot.joints if j.role == "held"}
     assert "lbr_iiwa_joint_7" in held_by_reach and "lbr_iiwa_joint_7" in {j.name for j in pose.robot.controlled}
-    assert pose.robot.dof == reach.robot.dof + 1 and pose.obs_dim == 2 * pose.robot.dof + 3 + 21 + 2 * pose.robot.dof + 1 + pose.robot.dof
+    assert pose.robot.dof == reach.robot.dof + 1 and pose.obs_dim == 2 * pose.robot.dof + 3 + 21 + 2 * pose.robot.dof
     reach.close()
     pose.close()
 

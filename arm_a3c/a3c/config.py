@@ -34,7 +34,7 @@ def _overlap(first: int, count: int, other: int, other_count: int) -> bool:
 # started at zero and reached with its end-effector link's origin; before the action cost was a setting,
 # actions cost a hundredth of what they cost now).
 SAVED_BEFORE_FIELD_EXISTED = {"home": "zero", "ee_offset_m": [0.0, 0.0, 0.0], "action_cost": 0.01, "task": "reach",
-                             "log_std_bound": "clamp", "jacobian_observation": False,
+                             "log_std_bound": "clamp", "jacobian_observation": False, "linear_policy": False,
                              "eval_screen_episodes": 0, "confirm_episodes": 0,
                              **ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED}
 
@@ -66,10 +66,11 @@ class CommonTrainConfig:
                                  "the arm's links collide with each other, and a link touching another or the floor "
                                  "ends the episode with --contact-penalty (goals are free of both); "
                                  "--no-self-collision: links pass through each other, as before")
-    clearance_observation: bool = param(EnvConfig.clearance_observation,
-                                        "end the observation with how near the arm is to touching itself, the "
-                                        "floor or an obstacle, and per joint the direction that takes the nearest "
-                                        "pairs apart; --no-clearance-observation: without, as before")
+    clearance_observation: str = param(EnvConfig.clearance_observation,
+                                       "on: end the observation with how near the arm is to touching itself, the "
+                                       "floor or an obstacle, and per joint the direction that takes the nearest "
+                                       "pairs apart; off: without, as before; task: the task's choice (on for "
+                                       "avoid, off for the others)")
     contact_penalty: float = param(EnvConfig.contact_penalty, "reward of the step where the arm touches itself or "
                                                               "the floor (with self-collision; the episode ends there)")
     latency_steps: int = param(EnvConfig.latency_steps, "each action takes effect this many control periods after "
@@ -120,6 +121,8 @@ class CommonTrainConfig:
     max_grad_norm: float = param(0.5, "gradients are clipped to this global norm before they are shared")
     reward_scale: float = param(0.1, "rewards are multiplied by this before learning (not in the reported returns)")
     hidden_size: int = param(64, "units in each of the two hidden layers of actor and critic")
+    linear_policy: bool = param(True, "the policy's mean also adds a linear map of the observation (starting at "
+                                      "zero) to its two hidden layers' output; --no-linear-policy: the layers alone")
     log_std_init: float = param(-0.5, "initial log standard deviation of the Gaussian policy")
     log_std_min: float = param(-1.6, "log standard deviation is kept within [min, max] (std >= 0.2: no collapse)")
     log_std_max: float = param(0.0, "upper bound of the log standard deviation")

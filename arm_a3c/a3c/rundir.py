@@ -39,8 +39,8 @@ RUN_FILES = (MANIFEST_FILE, CONFIG_FILE, "summary.json", "metrics.csv", "learnin
              "live.bin", "checkpoints/latest.pt", "checkpoints/best.pt")
 RUN_FOLDERS = ("checkpoints", "tb")  # removed by --force only when nothing else is left in them
 # what the weights were trained for
-FIXED_ON_RESUME = ("task", "robot", "ee_link", "ee_offset_m", "home", "hidden_size", "urdf_speed_limits",
-                   "self_collision", "clearance_observation")
+FIXED_ON_RESUME = ("task", "robot", "ee_link", "ee_offset_m", "home", "hidden_size", "linear_policy",
+                   "urdf_speed_limits", "self_collision", "clearance_observation")
 MAX_SAME_SECOND_RUNS = 1000  # default names tried per second (runs/ROBOT-DATE-TIME, then -2, -3, ...)
 
 

@@ -79,8 +79,9 @@ class CommonEnvConfig:
     self_collision: bool = True
     contact_penalty: float = 20.0  # reward of the step where the arm touches itself or the floor (self_collision)
     # The observation ends with how near the arm is to touching itself, the floor or an obstacle, and the direction
-    # in joint space that takes the nearest pairs apart (`sim.clearance`)
-    clearance_observation: bool = True
+    # in joint space that takes the nearest pairs apart (`sim.clearance`): "on", "off", or "task", the task's
+    # choice (`Task.clearance`: on for avoid, where it helps learning; off for the others, where it slows it)
+    clearance_observation: str = "task"
     # What a real arm adds, off by default (issue 34 measures when to turn them on): its controller answers late,
     # and its encoders are noisy.
     latency_steps: int = 0  # each action takes effect this many control periods after the policy chose it ...
@@ -135,6 +136,15 @@ EnvConfig = dataclasses.make_dataclass(
     namespace={"__module__": __name__, "__doc__": "Every environment setting: those every task shares "
                                                   "(`CommonEnvConfig`), then each task's own (`Task.settings`)."})
 
+CLEARANCE_CHOICES = ("task", "on", "off")
+
+
+def clearance_on(choice: str, task_type) -> bool:
+    """Whether the observation holds the clearance part: `EnvConfig.clearance_observation`, "task" being the
+    task's own choice."""
+    return choice == "on" or (choice == "task" and task_type.clearance)
+
+
 _NOT_NUMBERS = ("task", "jacobian_observation", "urdf_speed_limits", "self_collision", "clearance_observation")
 _WHOLE_NUMBERS = ("substeps", "episode_steps", "latency_steps", "latency_jitter_steps") + tuple(
     s.name for s in TASK_SETTINGS if type(s.default) is int)
@@ -152,7 +162,7 @@ _RULES = (
     ("jacobian_observation", lambda v: isinstance(v, bool), "true or false"),
     ("urdf_speed_limits", lambda v: isinstance(v, bool), "true or false"),
     ("self_collision", lambda v: isinstance(v, bool), "true or false"),
-    ("clearance_observation", lambda v: isinstance(v, bool), "true or false"),
+    ("clearance_observation", lambda v: v in CLEARANCE_CHOICES, "one of " + ", ".join(CLEARANCE_CHOICES)),
     ("contact_penalty", lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     ("substeps", lambda v: 1 <= v <= MAX_SUBSTEPS, f"between 1 and {MAX_SUBSTEPS}"),
     ("episode_steps", lambda v: 1 <= v <= MAX_EPISODE_STEPS, f"between 1 and {MAX_EPISODE_STEPS:,}"),
@@ -277,7 +287,7 @@ class ArmEnv(gymnasium.Env):
             self.robot.clamp_speeds(self.speeds.clamp)
             self.task = task_type(self)
             self.clearance: Clearance | None = None
-            if self.config.clearance_observation:
+            if clearance_on(self.config.clearance_observation, task_type):
                 pairs = self.contact_pairs or find_contact_pairs(self.robot, self.floor)
                 self.clearance = Clearance(self.robot, self.floor, pairs, self.task.obstacle_bodies, self.reach_m)
         except BaseException:
@@ -568,7 +578,7 @@ class ArmReachEnv(ArmEnv):
 ENVIRONMENT_SETTINGS = ROBOT_SETTINGS + tuple(f.name for f in dataclasses.fields(EnvConfig))
 # An environment saved (a run's config, an exported policy.json) before a setting existed had this instead
 ENVIRONMENT_SAVED_BEFORE_FIELD_EXISTED = {"urdf_speed_limits": False, "self_collision": False,
-                                          "clearance_observation": False}
+                                          "clearance_observation": "off"}
 
 
 def make_env(settings: object = None, /, **kwargs) -> ArmEnv:

@@ -45,6 +45,7 @@ def describe(env: ArmEnv) -> dict:
         "contact_pairs_not_checked": [[link(a), link(b), why] for (a, b), why in sorted(pairs.disabled.items())],
         "contact_pairs_checked_by_settings": [[link(a), link(b)] for a, b in pairs.enabled_by_settings],
         "self_collision": cfg.self_collision,
+        "clearance_band_m": round(env.clearance.band, 4) if env.clearance is not None else None,
         "floor_contact_links": [link(index) for index in pairs.floor_links],
         "speed_notes": env.speed_notes(),
         "end_effector": robot.ee_link_name,
@@ -109,6 +110,9 @@ def format_text(info: dict) -> str:
         + "".join(f", {a}-{b} checked (settings file)" for a, b in info["contact_pairs_checked_by_settings"]),
         "               " + ("self-collision on: the pairs checked collide, and a contact ends the episode"
                              if info["self_collision"] else "self-collision off: links pass through each other"),
+        "               " + (f"the observation sees how near the nearest pairs are, within {info['clearance_band_m']:.3f} m, "
+                             f"and which way parts them" if info["clearance_band_m"] is not None else
+                             "the observation does not see the pairs' clearance (--clearance-observation on shows it)"),
         f"reach          {info['reach_m']:.3f} m from the base",
         "workspace      " + "  ".join(f"{axis} {a:+.2f}..{b:+.2f}" for axis, a, b in zip("xyz", lo, hi)) + " m",
         f"task           {info['task']}: {info['task_summary']}",

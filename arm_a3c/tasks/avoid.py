@@ -38,6 +38,9 @@ class AvoidTask(Task):
     gym_id = "ArmAvoid-v0"
     summary = "reach a random target (5 cm) without touching the obstacles in the way"
     placeable = False
+    # It sees how near every link is to the obstacles, not only the end effector: on the KUKA (seed 0, 12 minutes)
+    # held-out success went from 78% to 92% and the obstacle touched from 18.5% to 7.5% of episodes (the journal)
+    clearance = True
     metrics = {"final_distance_m": "distance", "collisions": "collisions"}
     settings = (
         Setting("obstacles", 1, "avoid: spheres placed in the way", lambda v: 1 <= v <= MAX_OBSTACLES,

@@ -96,6 +96,8 @@ class Task(ABC):
     placeable: ClassVar[bool] = False  # `reset(options={"target": (x, y, z)})` places the goal (the viewer's click)
     marker_rgba: ClassVar[tuple[float, float, float, float]] = TARGET_RGBA
     settings: ClassVar[tuple[Setting, ...]] = ()  # the task's own settings (read as `self.config.NAME`)
+    # the observation's clearance part (`sim.clearance`) when `--clearance-observation` is "task" (the default)
+    clearance: ClassVar[bool] = False
 
     def __init__(self, env):
         """`env`: the `envs.arm_env.ArmEnv` being built (its client, robot, config and reach are ready)."""
