@@ -50,6 +50,29 @@ def test_the_observation_from_mujocos_state_is_pybullets_at_the_same_state(kuka)
     assert not np.allclose(kuka._observe(), twin._observe(), atol=1e-3)
 
 
+def test_the_clearance_part_in_mujoco_is_measured_on_the_pybullet_twin_at_mujocos_configuration():
+    env = make_env(robot="kuka_iiwa", clearance_observation="on")
+    twin = MujocoArmEnv(env)
+    try:
+        twin.reset(seed=3)
+        rng = np.random.default_rng(4)
+        for _ in range(50):  # a configuration with a pair within the band
+            q = env.robot.random_configuration(rng)
+            env.robot.reset(q)
+            if env.clearance.near():
+                break
+        twin.arm.reset(q)
+        mujoco_part = twin._observe()[-1 - env.robot.dof:]
+        assert mujoco_part[0] < 1.0 and np.abs(mujoco_part[1:]).max() > 0  # something is near: the part shows it
+        env.robot.reset(env.robot.home)  # PyBullet's arm elsewhere: the twin's part is still MuJoCo's configuration's
+        twin.arm.reset(q)
+        np.testing.assert_allclose(twin._observe()[-1 - env.robot.dof:], mujoco_part, atol=1e-4)
+        env.robot.reset(q)
+        np.testing.assert_allclose(env._observe()[-1 - env.robot.dof:], mujoco_part, atol=1e-4)
+    finally:
+        twin.close()
+
+
 def joint_paths(env, arm: MujocoArm, steps: int = 24) -> tuple[np.ndarray, np.ndarray]:
     """The controlled joints' positions over `steps` control steps of bang-bang actions, in PyBullet and in MuJoCo
     given PyBullet's targets."""
