@@ -454,6 +454,20 @@ def left_in_shm(run_dir: Path, pattern: str = "*") -> list[Path]:
     return list(Path("/dev/shm").glob(f"arm-a3c-{pid}-{pattern}"))
 
 
+def runs_on(node, pid: int) -> bool:
+    """Whether process `pid` is one of a simulated machine's (a `ray.cluster_utils.Cluster` node's): the raylet
+    that started it is among its ancestors."""
+    raylets = {info.process.pid for info in node.all_processes["raylet"]}
+    while pid > 1:
+        if pid in raylets:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
 def sync_agents() -> list[int]:
     """Pids of the simulated cluster's sync agents (Ray titles an actor's process after its class)."""
     found = []
@@ -529,7 +543,11 @@ def test_a_killed_sync_agent_and_worker_are_replaced_and_a_machine_leaving_is_no
     steps = checkpoint_steps(run_dir)
     wait_for(lambda: checkpoint_steps(run_dir) > steps, "a checkpoint after the restarts", process)
 
-    two_machines.remove_node(next(iter(two_machines.worker_nodes)))
+    # the machine that leaves is the one whose agent was not restarted: the summary counts the machines that stay
+    restarted = [pid for pid in sync_agents() if pid not in agents]
+    homes = [runs_on(node, restarted[0]) for node in two_machines.worker_nodes]
+    assert sorted(homes) == [False, True], homes  # the restarted agent runs on one machine of the two
+    two_machines.remove_node(list(two_machines.worker_nodes)[homes.index(False)])
     wait_for(lambda: len(sync_agents()) == 1, "the leaving machine's agent gone", process)
     steps = checkpoint_steps(run_dir)
     wait_for(lambda: checkpoint_steps(run_dir) >= steps + 10_000, "10,000 more steps on the remaining machine",
