@@ -179,6 +179,7 @@ class NumpyActorCritic:
         self.critic_grad = [(grads[f"{k}.weight"], grads[f"{k}.bias"]) for k in layers[3:]]
         self.log_std, self.log_std_grad = views["log_std"], grads["log_std"]
         self.linear, self.linear_grad = views.get("actor.linear"), grads.get("actor.linear")  # (action, obs) or None
+        self._linear_out = None if self.linear is None else np.zeros(self.linear.shape[0], self.flat.dtype)
         self._ones_cache: dict[tuple[int, float], np.ndarray] = {}  # `_ones`' vectors, by (length, value)
 
     def mean(self, obs: np.ndarray) -> np.ndarray:
@@ -203,7 +204,7 @@ class NumpyActorCritic:
         np.matmul(w3, h2, out=mean)
         mean += b3
         if self.linear is not None:
-            mean += self.linear @ obs
+            mean += np.matmul(self.linear, obs, out=self._linear_out)
         return np.tanh(mean, out=mean)  # the mean's squashing into [-1, 1]
 
     @property

@@ -77,24 +77,10 @@ class Clearance:
         push = [0.0] * robot.dof
         if not near:
             return [1.0] + push
-        jacobians: dict[int, tuple] = {}
-        zeros = [0.0] * len(q_movable)
         for distance, a, point_a, b, point_b, normal in near[:NEAREST]:
             weight = 1.0 - max(distance, 0.0) * self._inverse_band
             for link, point, sign in ((a, point_a, weight), (b, point_b, -weight)):
-                if link is None or link not in self.moving:
-                    continue
-                if link not in jacobians:
-                    linear, angular = pb.calculateJacobian(self.body, link, [0.0, 0.0, 0.0], list(q_movable), zeros,
-                                                           zeros, physicsClientId=self.client)
-                    origin = pb.getLinkState(self.body, link, physicsClientId=self.client)[4]
-                    jacobians[link] = linear, angular, origin
-                linear, angular, origin = jacobians[link]
-                # the point's velocity is v + w x r, r from the link's frame origin: J_p^T n = J_v^T n + J_w^T (r x n)
-                rx, ry, rz = point[0] - origin[0], point[1] - origin[1], point[2] - origin[2]
-                n0, n1, n2 = normal
-                c0, c1, c2 = ry * n2 - rz * n1, rz * n0 - rx * n2, rx * n1 - ry * n0
-                (v0, v1, v2), (w0, w1, w2) = linear, angular
-                for k, j in enumerate(robot.jacobian_columns):
-                    push[k] += sign * (v0[j] * n0 + v1[j] * n1 + v2[j] * n2 + w0[j] * c0 + w1[j] * c1 + w2[j] * c2)
+                if link is not None and link in self.moving:
+                    along = robot.point_jacobian_products(link, point, q_movable).linear_t(normal)  # J_point^T n
+                    push = [p + sign * v for p, v in zip(push, along)]
         return [min(max(near[0][0] * self._inverse_band, -1.0), 1.0)] + push

@@ -343,11 +343,6 @@ class Robot:
             for j in joints
         ]
 
-    @property
-    def jacobian_columns(self) -> list[int]:
-        """The controlled joints' columns in PyBullet's Jacobians (which have one per movable joint)."""
-        return self._ctrl_columns
-
     def movable_positions(self, q: Sequence[float] | None = None) -> list[float]:
         """Every movable joint's position (what PyBullet's Jacobian takes): `q`, the controlled joints' positions
         just read, when they are all of them; else read."""
@@ -491,14 +486,21 @@ class Robot:
         if self.ee_link < 0:
             zero = [[0.0] * self.dof] * 3
             return EndEffectorJacobian(zero, zero, list(range(self.dof)), (0.0, 0.0, 0.0))
-        q = self.movable_positions(q)
-        zeros = [0.0] * len(q)
-        linear, angular = pb.calculateJacobian(self.body, self.ee_link, [0.0, 0.0, 0.0], q, zeros, zeros,
-                                               physicsClientId=self.client)
-        offset = (0.0, 0.0, 0.0)
+        point = None  # the link's origin: no offset to measure
         if self._ee_offset_list is not None:
             point = self.ee_position() if ee_point is None else ee_point
-            origin = pb.getLinkState(self.body, self.ee_link, physicsClientId=self.client)[4]
+        return self.point_jacobian_products(self.ee_link, point, self.movable_positions(q))
+
+    def point_jacobian_products(self, link: int, point: Sequence[float] | None,
+                                q_movable: Sequence[float]) -> EndEffectorJacobian:
+        """The Jacobian of a point fixed on moving `link` as `EndEffectorJacobian`: at `point` (world, m; None: the
+        link's frame origin), every movable joint at `q_movable` (`movable_positions`)."""
+        zeros = [0.0] * len(q_movable)
+        linear, angular = pb.calculateJacobian(self.body, link, [0.0, 0.0, 0.0], list(q_movable), zeros, zeros,
+                                               physicsClientId=self.client)
+        offset = (0.0, 0.0, 0.0)
+        if point is not None:
+            origin = pb.getLinkState(self.body, link, physicsClientId=self.client)[4]
             offset = (point[0] - origin[0], point[1] - origin[1], point[2] - origin[2])
         return EndEffectorJacobian(linear, angular, self._ctrl_columns, offset)
 
