@@ -352,8 +352,8 @@ def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["robot_file"] == str((tmp_path / "my_arm.urdf").resolve())
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"] >= 800
-    assert_user_error(run_script("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf",
-                                 str(REPO / "assets" / "light_arm.urdf"), "--max-steps", "1200"),
+    assert_user_error(run_in_process("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf",
+                                     str(REPO / "assets" / "light_arm.urdf"), "--max-steps", "1200"),
                       "trained for robot my_arm", "now light_arm")  # another robot is refused
 
 

@@ -250,7 +250,7 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--backend", "ray", "--no-ray-shared-memory", "--ray-sync-ms", "0", *UNTIL_STOPPED,
-                             "--eval-every-steps", "10000", "--seed", "3", env=dict([RUN_TAG.split("=")]))
+                             "--eval-every-steps", "5000", "--seed", "3", env=dict([RUN_TAG.split("=")]))
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     victim = wait_for(lambda: processes_named("a3c-worker-1"), "worker actor named a3c-worker-1", process)[0]
     time.sleep(1)
@@ -272,10 +272,10 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
                                "--episodes", "5")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(saved + 10_000), "--test-episodes", "0", timeout=300)
+                         "--max-steps", str(saved + 5_000), "--test-episodes", "0", timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = summary_of(run_dir)
-    assert summary["resumed_from_steps"] == saved > 0 and summary["env_steps"] >= saved + 10_000, (saved, summary)
+    assert summary["resumed_from_steps"] == saved > 0 and summary["env_steps"] >= saved + 5_000, (saved, summary)
 
 
 def ray_processes(tag: str = RUN_TAG) -> list[int]:
@@ -490,7 +490,7 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     model's memory), and the local backend resumes the run."""
     run_dir = tmp_path / "run"
     result = run_script("train_arm.py", "--backend", "ray", "--ray-address", two_machines.address, "--robot",
-                        "light_arm", "--workers", "2", "--max-steps", "60000", "--target-success", "1.01",
+                        "light_arm", "--workers", "2", "--max-steps", "40000", "--target-success", "1.01",
                         "--eval-every-steps", "20000", "--eval-episodes", "30", "--test-episodes", "0", "--seed", "0",
                         "--run-dir", str(run_dir), timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -501,7 +501,7 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     assert sync["lost_updates"] == 0 and sync["agent_restarts"] == 0, sync
     assert sync["syncs"] > 100 and sync["bytes_per_sync"] > 2 * summary_params(run_dir), sync  # deltas went
     assert summary["optimizer_steps"] == 0  # nothing stepped the global Adam: every update came as a delta
-    assert summary["env_steps"] >= 60_000
+    assert summary["env_steps"] >= 40_000
     untrained = untrained_figures(run_dir)["mean_final_distance_m"]
     final = summary["evaluations"][-1]["mean_final_distance_m"]
     assert final < 0.6 * untrained, (untrained, [e["mean_final_distance_m"] for e in summary["evaluations"]])
@@ -509,7 +509,7 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     assert_on_loopback(ray_processes(CLUSTER_TAG))  # the simulated cluster's nodes and their actors
 
     resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(summary["env_steps"] + 10_000), "--test-episodes", "0",
+                         "--max-steps", str(summary["env_steps"] + 5_000), "--test-episodes", "0",
                          timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert summary_of(run_dir)["resumed_from_steps"] == summary["env_steps"]
@@ -530,7 +530,7 @@ def test_a_killed_sync_agent_and_worker_are_replaced_and_a_machine_leaving_is_no
     counts the restart, one machine flushed and one lost, and no node copy is left behind."""
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--backend", "ray", "--ray-address", two_machines.address, *UNTIL_STOPPED,
-                             "--eval-every-steps", "10000", "--test-episodes", "0")
+                             "--eval-every-steps", "5000", "--test-episodes", "0")
     wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists(), "first checkpoint", process)
     agents = wait_for(lambda: len(sync_agents()) == 2 and sync_agents(), "two sync agents", process)
     os.kill(agents[0], signal.SIGKILL)
@@ -550,7 +550,7 @@ def test_a_killed_sync_agent_and_worker_are_replaced_and_a_machine_leaving_is_no
     two_machines.remove_node(list(two_machines.worker_nodes)[homes.index(False)])
     wait_for(lambda: len(sync_agents()) == 1, "the leaving machine's agent gone", process)
     steps = checkpoint_steps(run_dir)
-    wait_for(lambda: checkpoint_steps(run_dir) >= steps + 10_000, "10,000 more steps on the remaining machine",
+    wait_for(lambda: checkpoint_steps(run_dir) >= steps + 5_000, "5,000 more steps on the remaining machine",
              process, timeout=180)
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT, timeout=120)
 
@@ -558,7 +558,7 @@ def test_a_killed_sync_agent_and_worker_are_replaced_and_a_machine_leaving_is_no
     assert "sync agent of machine" in err and "worker 1 (a Ray actor) died" in err, err[-3000:]
     assert "left the Ray cluster" in err, err[-3000:]
     summary = summary_of(run_dir)
-    assert summary["error"] is None and summary["env_steps"] >= steps + 10_000
+    assert summary["error"] is None and summary["env_steps"] >= steps + 5_000
     sync = summary["sync"]
     assert sync["agent_restarts"] == 1 and sync["machines"] == 1 and sync["machines_lost"] == 1, sync
     assert sync["updates_applied"] >= sync["updates_sent"] > 0, sync  # the lost machine's applied updates count too

@@ -66,7 +66,7 @@ class RayBenchOptions:
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
 # Its throughput part runs the local backend and the Ray backend with shared memory only: the sync agents and the
 # runs through the server have trainings of their own in the test suite (tests/test_ray.py).
-QUICK = dict(throughput_steps=5_000, server_seconds=1.0, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10,
+QUICK = dict(throughput_steps=5_000, server_seconds=0.5, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10,
              throughput_runs=("local", "ray"))
 
 
@@ -167,7 +167,7 @@ def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], seconds: float, work_d
         else:
             client_class = ray.remote(num_cpus=1)(ExchangeClient)
             actors = [client_class.remote(name, rank, params, obs_dim, cfg.n_steps) for rank in range(clients)]
-        ray.get([a.flood.remote(1.0) for a in actors])  # warm up
+        ray.get([a.flood.remote(min(1.0, seconds)) for a in actors])  # warm up (as long as the flood, at most 1 s)
         before = ray.get(server.load_figures.remote())
         started = time.monotonic()
         sent = sum(ray.get([a.flood.remote(seconds) for a in actors]))
