@@ -52,16 +52,18 @@ def read_result(path: Path) -> dict:
 
 
 def kind_of(result: dict) -> str:
-    """Which benchmark wrote `result`: "bench" (bench.py), "ray" (bench_ray.py) or "profile"
-    (profile_training.py)."""
+    """Which benchmark wrote `result`: "bench" (bench.py), "ray" (bench_ray.py), "arms" (bench_arms.py) or
+    "profile" (profile_training.py)."""
     if "robots" in result and "options" in result:
         return "bench"
     if "options" in result and ("throughput" in result or "learning" in result):
         return "ray"
     if "roles" in result and "worker_parts" in result:
         return "profile"
-    raise UserError("not a file bench.py, bench_ray.py or profile_training.py wrote (no robots, throughput, "
-                    "learning or roles in it)")
+    if "arms" in result and "not_arms" in result:
+        return "arms"
+    raise UserError("not a file bench.py, bench_ray.py, bench_arms.py or profile_training.py wrote (no robots, "
+                    "throughput, learning, arms or roles in it)")
 
 
 def bench_command(result: dict, json_path: str) -> str:
@@ -144,6 +146,8 @@ def table_for(json_path: str, view: str | None = None, root: Path = ROOT) -> str
         from arm_a3c.bench.report import format_table
     elif kind == "ray":
         from arm_a3c.bench.ray_backend import format_table
+    elif kind == "arms":
+        from arm_a3c.bench.arms import format_arms_table as format_table
     else:
         from arm_a3c.bench.profile import format_profile as format_table
     return format_table(result)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sys
 from typing import Callable, NamedTuple, Sequence
 
-from arm_a3c.cli.bench import (bench_env_main, bench_main, bench_ray_main, bench_tables_main, bench_viewer_main,
-                               profile_main)
+from arm_a3c.cli.bench import (bench_arms_main, bench_env_main, bench_main, bench_ray_main, bench_tables_main,
+                               bench_viewer_main, profile_main)
 from arm_a3c.cli.common import USAGE_ERROR, ArgumentParser, run
 from arm_a3c.cli.policy import evaluate_main, export_main, transfer_main
 from arm_a3c.cli.robots import inspect_main, oracle_main
@@ -17,7 +17,7 @@ from arm_a3c.cli.view import view_main
 
 __all__ = ["COMMANDS", "SCRIPTS", "Command", "main", "run", "train_main", "view_main", "evaluate_main", "export_main",
            "transfer_main", "inspect_main", "oracle_main", "bench_main", "bench_env_main", "bench_viewer_main",
-           "bench_ray_main", "profile_main", "bench_tables_main"]
+           "bench_ray_main", "bench_arms_main", "profile_main", "bench_tables_main"]
 
 
 class Command(NamedTuple):
@@ -45,6 +45,8 @@ COMMANDS = {
     "bench-env": Command(bench_env_main, "environment steps per second beside raw physics", "bench_env.py"),
     "bench-viewer": Command(bench_viewer_main, "the viewer's frames per second", "bench_viewer.py"),
     "bench-ray": Command(bench_ray_main, "the Ray backend's throughput beside the local backend's", "bench_ray.py"),
+    "bench-arms": Command(bench_arms_main, "reach on every arm URDF found, defaults, one table and a gallery",
+                          "bench_arms.py"),
     "profile": Command(profile_main, "where a training's CPU goes (py-spy)", "profile_training.py"),
     "bench-tables": Command(bench_tables_main, "make the docs' benchmark tables again from the benchmarks' JSON files",
                             "bench_tables.py"),

@@ -1,5 +1,5 @@
-"""The measuring commands: `bench.py`, `bench_ray.py`, `bench_env.py`, `bench_viewer.py`, `profile_training.py` and
-`bench_tables.py`."""
+"""The measuring commands: `bench.py`, `bench_ray.py`, `bench_arms.py`, `bench_env.py`, `bench_viewer.py`,
+`profile_training.py` and `bench_tables.py`."""
 
 from __future__ import annotations
 
@@ -265,3 +265,84 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         options = RayBenchOptions(**{**options.__dict__, **QUICK})
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)
+
+def bench_arms_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/bench_arms.py`: train reach with the defaults on every fixed-base arm URDF in pybullet_data and the
+    example-robot-data wheel (or the folders given), each capped; one table, the refused arms' reasons and a
+    gallery. Hours long: each finished arm is kept, and --resume goes on."""
+    import json
+
+    from arm_a3c.bench.arms import (ArmsOptions, candidates, check_sources, default_sources, format_arms_table,
+                                    run_arms_benchmark, save_arms_gallery, save_progress)
+    from arm_a3c.bench.progress import source_commit
+
+    parser = ArgumentParser(prog="bench_arms.py", description=bench_arms_main.__doc__)
+    parser.add_argument("--from", dest="folders", type=Path, nargs="+", default=[], metavar="FOLDER",
+                        help="search these folders (recursively) instead of pybullet_data and example-robot-data")
+    parser.add_argument("--minutes", type=positive_number(MAX_BENCH_SECONDS / 60), default=10.0,
+                        help="each arm's training budget in minutes (default 10)")
+    parser.add_argument("--seed", type=SEED, default=0, help="every arm's training seed (default 0)")
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=None,
+                        help="workers of each run (default: train_arm.py's, one per core)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                        help="train only the arms whose name (SOURCE/PATH, as --list shows) holds one of these")
+    parser.add_argument("--list", action="store_true", help="say which files are arms and why the others are not; "
+                                                             "train nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the arms an interrupted benchmark (same flags) has not trained yet")
+    _add_run_arguments(parser, "bench_arms", "runs of --minutes each (give a small one) with 10-episode "
+                                             "evaluations", beside="its gallery goes beside it as .png")
+    args = parser.parse_args(argv)
+    sources = check_sources(args.folders) if args.folders else default_sources()
+    if args.list:
+        found = candidates(sources)
+        arms = [c for c in found if c.joints is not None]
+        for c in found:
+            print(f"{c.key}: {f'an arm, {c.joints} joints' if c.joints is not None else c.not_arm}")
+        print(f"{len(found)} URDF files, {len(arms)} arms")
+        return 0
+    opts = ArmsOptions(minutes=args.minutes, seed=args.seed, workers=args.workers or 0, quick=args.quick,
+                       sources=tuple(str(folder) for _, folder in sources), only=tuple(args.only))
+    ours = json_with_keys("options", "arms", "not_arms")
+    refuse_foreign(args.json, ours, "--json")
+    picture = args.json.with_suffix(".png")
+    refuse_foreign(picture, lambda png: is_our_png(png) or ours(args.json), "--json")
+    progress_path = args.json.with_name(args.json.stem + ".progress.json")
+    progress = {"options": opts.__dict__ | {"sources": list(opts.sources), "only": list(opts.only)},
+                "commit": source_commit(), "arms": {}}
+    if args.resume:
+        try:
+            kept = json.loads(progress_path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"nothing to resume: {progress_path} does not exist") from None
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot resume from {progress_path}: not this benchmark's progress file ({err})") from None
+        if kept.get("options") != progress["options"]:
+            raise UserError(f"cannot resume from {progress_path}: it was started with other options "
+                            f"({kept.get('options')}); give the same flags, or delete it to start over")
+        progress = kept
+    elif progress_path.exists():
+        raise UserError(f"{progress_path} holds an interrupted benchmark's arms: --resume goes on with them (same "
+                        f"flags), or delete the file to start over")
+    try:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write to {args.work_dir} ({err.strerror}); pass --work-dir DIR") from None
+
+    def save():
+        save_progress(progress_path, progress)
+
+    result = run_arms_benchmark(opts, sources, args.work_dir.resolve(), progress, save,
+                                lambda line: print(line, flush=True))
+    result["commit"] = progress["commit"]
+    table = format_arms_table(result)
+    print("\n" + table)
+    try:
+        write_atomically(args.json, (json.dumps({**result, "table": table}, indent=2) + "\n").encode())
+        gallery = save_arms_gallery(result, sources, picture)
+    except OSError as err:
+        raise UserError(f"cannot write {args.json} or its gallery ({err.strerror}); pass --json PATH") from None
+    print(f"wrote {args.json}" + (f" and {gallery}" if gallery else ""))
+    _tables_of(args.json)
+    progress_path.unlink(missing_ok=True)
+    return 0

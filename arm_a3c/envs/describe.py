@@ -167,9 +167,9 @@ def render_home(env: ArmEnv, size: tuple[int, int]) -> np.ndarray:
         return render_rgb(env.client, closer, *size)
 
 
-def save_gallery(robots: list[str], path: Path) -> Path:
-    """One picture of every robot in `robots` at its home pose, labelled with its name, controlled joints and
-    reach, tiled GALLERY_COLUMNS to a row; written as PNG."""
+def save_gallery(robots: list[str], path: Path, labels: dict[str, str] | None = None) -> Path:
+    """One picture of every robot in `robots` (names or .urdf paths) at its home pose, labelled with its name,
+    controlled joints and reach (or with `labels[robot]`), tiled GALLERY_COLUMNS to a row; written as PNG."""
     from PIL import ImageDraw
 
     tiles = []
@@ -177,7 +177,7 @@ def save_gallery(robots: list[str], path: Path) -> Path:
         env = make_env(robot=name)
         try:
             tile = Image.fromarray(render_home(env, GALLERY_TILE))
-            label = f"{name}: {env.robot.dof} controlled joints, reach {env.reach_m:.2f} m"
+            label = (labels or {}).get(name) or f"{name}: {env.robot.dof} controlled joints, reach {env.reach_m:.2f} m"
         finally:
             env.close()
         ImageDraw.Draw(tile).text((10, 8), label, fill=(20, 20, 20))
