@@ -148,8 +148,8 @@ def arm_structure(path: Path) -> tuple[int | None, str]:
             off.append(parent_of[link][1])
     if off:
         shown = ", ".join(off[:3]) + (f" and {len(off) - 3} more" if len(off) > 3 else "")
-        return None, (f"{len(off)} movable joint(s) branch off before the arm ({shown}): legs, wheels, "
-                      f"propellers or a second arm, not one arm")
+        return None, (f"movable joints off the chain to its end effector, not a gripper's fingers ({shown}): legs, "
+                      f"wheels, propellers or a second arm, not one arm")
     if len(chain_movable) < MIN_ARM_JOINTS:
         return None, f"{len(chain_movable)} movable joint on the chain to its end effector: not an arm"
     return len(chain_movable), ""
@@ -286,7 +286,7 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
 
 def _reason_kind(why: str) -> str:
     """The reasons a file is not an arm, grouped (the joint names and counts left out)."""
-    return why.split(" (")[0] if "branch off" not in why else "movable joints branch off before the arm"
+    return why.split(" (")[0]
 
 
 def goal_figures(results: list[ArmResult], target: float = 0.95) -> dict:
