@@ -259,7 +259,9 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
     """Classify every candidate, train every arm not in `progress["arms"]` yet (saved after each with `save()`),
     and return the result: options, arms, the files that are not arms (with why) and the goal's figures."""
     found = candidates(sources)
-    arms = [c for c in found if c.joints is not None]
+    # the arms with the most joints first (the manipulators: two-joint toys and pendulums come last in a
+    # benchmark cut short), in the sources' order within a joint count
+    arms = sorted((c for c in found if c.joints is not None), key=lambda c: -c.joints)
     log(f"{len(found)} URDF files in {', '.join(label for label, _ in sources)}: {len(arms)} arms")
     if opts.only:
         arms = [c for c in arms if any(text in c.key for text in opts.only)]

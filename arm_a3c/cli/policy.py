@@ -1,4 +1,4 @@
-"""The commands that take a checkpoint's policy: `evaluate.py`, `transfer.py` and `export.py`."""
+"""The commands that take a checkpoint's policy: `evaluate.py`, `transfer.py`, `export.py` and `deploy.py`."""
 
 from __future__ import annotations
 
@@ -127,4 +127,93 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {args.out} ({info['model_format']}: {info['input']['shape'][1]} observation floats in, "
           f"{info['output']['shape'][1]} actions in [-1, 1] out; normaliser inside) and "
           f"{args.out.with_suffix('.json')} ({info['robot']}, task {info['task']})")
+    return 0
+
+
+def deploy_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/deploy.py`: drive an arm with an exported policy, behind the safety shield; prints one JSON
+    object (the episodes' figures, the shield's interventions, the loop's timing) and logs every period."""
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    from arm_a3c.cli.common import bounded_int, positive_number
+    from arm_a3c.deploy.loop import Deploy, DeployLog, Goals
+    from arm_a3c.deploy.policy_file import ExportedPolicy, policy_files
+    from arm_a3c.deploy.shield import Shield, ShieldSettings
+    from arm_a3c.deploy.transports import TRANSPORTS, open_transport
+    from arm_a3c.errors import UserError
+
+    parser = ArgumentParser(prog="deploy.py", description=deploy_main.__doc__)
+    add_assets_argument(parser)
+    parser.add_argument("--policy", required=True, type=Path, metavar="PATH",
+                        help="an exported .onnx policy (arm-a3c export), its .json beside it")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="sim",
+                        help="how to reach the robot: sim, arm-a3c's simulated arm (default); ros2, not built yet")
+    parser.add_argument("--robot", metavar="NAME", help="sim: the simulated arm (default: the policy's own)")
+    parser.add_argument("--episodes", type=EPISODES, default=1, help="episodes, each from home (default 1)")
+    parser.add_argument("--seed", type=SEED, default=5_000_000,
+                        help="seed of the first episode's goal, drawn as the environment draws it (default "
+                             "5,000,000: the held-out test's first)")
+    parser.add_argument("--goal", nargs=3, type=float, action="append", metavar=("X", "Y", "Z"),
+                        help="a goal (m) instead of drawn ones; give it again for more episodes (reach)")
+    parser.add_argument("--log", type=Path, metavar="PATH",
+                        help="where to log every period, as JSON lines (default runs/deploy/POLICY-TIME.jsonl; "
+                             "never over a file that is there)")
+    parser.add_argument("--speed-fraction", type=positive_number(1.0), default=1.0,
+                        help="every joint's speed limit times this, in (0, 1] (default 1; start a real arm low)")
+    parser.add_argument("--max-speed", type=positive_number(100.0), metavar="RAD_PER_S",
+                        help="no joint faster than this (rad/s, or m/s), where its own limit is higher")
+    parser.add_argument("--limit-margin", type=positive_number(0.25), default=0.02,
+                        help="each joint's targets keep this fraction of its range from both limits (default 0.02)")
+    parser.add_argument("--max-state-age-ms", type=positive_number(10_000.0),
+                        help="hold when the joint state is older than this (default: two control periods)")
+    parser.add_argument("--fast", action="store_true",
+                        help="sim only: run the periods as fast as the machine can, not at the control rate")
+    args = parser.parse_args(argv)
+    if args.fast and args.transport != "sim":
+        raise UserError("--fast runs a simulated arm faster than real time: it needs --transport sim")
+
+    meta_path, meta = policy_files(args.policy)
+    from arm_a3c.deploy.kinematics import ArmModel
+
+    try:
+        model = ArmModel(meta["environment"])
+    except UserError as err:
+        raise UserError(f"{meta_path}: {err}") from None
+    robot = None
+    try:
+        policy = ExportedPolicy(args.policy, model.obs_dim, model.dof)
+        goals = Goals(count=args.episodes, seed=args.seed, points=args.goal or [])
+        for seed, point in [next(iter(goals))] if goals.points else []:
+            model.new_episode(seed, point)  # a goal out of reach is one line before anything moves
+        log_path = args.log or Path("runs") / "deploy" / f"{args.policy.stem}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        if log_path.exists():
+            raise UserError(f"--log {log_path} exists; deploy never writes over a file: give another path")
+        robot = open_transport(args.transport, args.robot or meta["environment"].get("robot") or model.robot.name,
+                               meta["environment"])
+        shield = Shield(model, ShieldSettings(margin=args.limit_margin, speed_fraction=args.speed_fraction,
+                                              max_speed=args.max_speed,
+                                              max_state_age=args.max_state_age_ms / 1e3 if args.max_state_age_ms
+                                              else None))
+        try:
+            log = DeployLog(log_path, {"policy": str(args.policy), "robot": model.robot.name, "task": meta["task"],
+                                       "joints": model.joint_names, "control_hz": model.control_hz,
+                                       "transport": args.transport})
+        except OSError as err:
+            raise UserError(f"cannot write the log {log_path} ({err.strerror}); pass --log PATH") from None
+        try:
+            deploy = Deploy(policy, model, robot, shield, log, realtime=not args.fast)
+            figures = deploy.run(goals, progress=lambda done: print(f"episode {done}/{len(goals)} done",
+                                                                    file=sys.stderr, flush=True)
+                                 if len(goals) > 1 else None)
+        finally:
+            log.close()
+    finally:
+        if robot is not None:
+            robot.close()
+        model.close()
+    print(json.dumps({"robot": model.robot.name, "task": meta["task"], "transport": args.transport, **figures},
+                     indent=2))
     return 0
