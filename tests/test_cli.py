@@ -132,8 +132,10 @@ def test_bench_env_quick_run_writes_its_table(tmp_path):
 
 
 EXAMPLES = {"run_exported.py"}  # meant to be read: a policy used with onnxruntime and the environment alone
-# what an example may use: the environment, its episode loop, and the commands' checked flags and one-line errors
-EXAMPLE_IMPORTS = {"arm_a3c.envs.arm_env", "arm_a3c.envs.episodes", "arm_a3c.cli.common", "arm_a3c.errors"}
+# what an example may use: the environment, its episode loop, the exported policy's reader, and the commands' checked
+# flags and one-line errors
+EXAMPLE_IMPORTS = {"arm_a3c.envs.arm_env", "arm_a3c.envs.episodes", "arm_a3c.cli.common", "arm_a3c.errors",
+                   "arm_a3c.deploy.policy_file"}
 
 
 def test_scripts_hold_no_logic():

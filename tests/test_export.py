@@ -166,8 +166,6 @@ def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_is_read_a
     """A robot whose URDF limits some joints below the control step's cap (the Panda's first four, 2.175 rad/s,
     which is also the arm's clamp): policy.json says each joint's step and speed, so a robot's driver can apply
     the same rule; a description exported before the setting existed is read as trained without it."""
-    import importlib.util
-
     from arm_a3c.a3c.checkpoint import save_untrained_checkpoint
     from arm_a3c.export import export_policy
 
@@ -179,11 +177,10 @@ def test_policy_json_gives_each_joints_step_and_speed_and_an_older_one_is_read_a
     assert joints[0]["max_speed"] == pytest.approx(2.175)
     assert meta["control"]["speed_clamp"] == 2.175
     assert joints[4]["urdf_velocity_limit"] == 2.61 and joints[4]["max_step"] == pytest.approx(2.175 / hz)
-    spec = importlib.util.spec_from_file_location("run_exported", REPO / "scripts" / "run_exported.py")
-    run_exported = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_exported)
+    from arm_a3c.deploy.policy_file import read_description
+
     older = json.loads((tmp_path / "policy.json").read_text())
     del older["environment"]["urdf_speed_limits"], older["environment"]["self_collision"]
     (tmp_path / "older.json").write_text(json.dumps(older))
-    environment = run_exported.read_description(tmp_path / "older.json")["environment"]
+    environment = read_description(tmp_path / "older.json")["environment"]
     assert environment["urdf_speed_limits"] is False and environment["self_collision"] is False

@@ -27,7 +27,9 @@ MAY_IMPORT = {
     "viewer": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
     "bench": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "backends", "viewer"},
     "export": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
-    "cli": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "backends", "viewer", "bench", "export"},
+    "deploy": {"errors", "files", "limits", "sim", "tasks", "envs"},  # an exported policy: no torch, no training
+    "cli": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "backends", "viewer", "bench", "export",
+            "deploy"},
     "__main__": {"cli"},
 }
 
