@@ -34,10 +34,11 @@ TORSO = robot_xml("torso", joint("spine1", "revolute", "base", "waist", 0.1, axi
 LEGGED = robot_xml("legged", "".join(chain(f"leg{k}", "base", 3) for k in range(4)))
 # an arm on a base with two wheels: the wheels branch off before the arm
 WHEELED = robot_xml("wheeled", chain("arm", "base", 4) + "".join(
-    joint(f"wheel{k}", "continuous", "base", f"wheel{k}_link", 0.0, axis="1 0 0", limit="") + box_link(f"wheel{k}_link", 0.05)
-    for k in range(2)))
+    joint(f"wheel{k}", "continuous", "base", f"wheel{k}_link", 0.0, axis="1 0 0", limit="")
+    + box_link(f"wheel{k}_link", 0.05) for k in range(2)))
 # a gripper whose fingers differ in length: the long one's joints are on the chain, the short one branches off
-UNEQUAL_FINGERS = robot_xml("unequal", chain("arm", "base", 4) + chain("long", "arm_link4", 3) + chain("short", "arm_link4", 1))
+UNEQUAL_FINGERS = robot_xml("unequal", chain("arm", "base", 4) + chain("long", "arm_link4", 3)
+                            + chain("short", "arm_link4", 1))
 FLOATING = robot_xml("floating", joint("free", "floating", "base", "body", 0.0, limit="") + box_link("body", 0.2)
                      + chain("arm", "body", 3))
 OBJECT = robot_xml("cube", joint("lid", "fixed", "base", "lid_link", 0.1, limit="") + box_link("lid_link", 0.02))

@@ -200,7 +200,6 @@ def test_deploy_mistakes_are_one_line_and_send_no_command(tmp_path, exported, mo
                       "lack the policy's", "no command was sent")
     assert_user_error(run_in_process("deploy.py", *policy, "--goal", "5", "0", "0.3", "--log", str(tmp_path / "b")),
                       "--goal 5 0 0.3 is outside the arm's workspace")
-    assert_user_error(run_in_process("deploy.py", "--policy", str(exported), "--transport", "ros2"), "not built yet")
     assert_user_error(run_in_process("deploy.py", "--policy", str(tmp_path / "gone.onnx")), "no such file")
     (tmp_path / "taken.jsonl").write_text("mine")
     assert_user_error(run_in_process("deploy.py", *policy, "--log", str(tmp_path / "taken.jsonl")), "never writes over")
@@ -231,3 +230,154 @@ def test_ctrl_c_leaves_the_arm_holding_its_last_command(tmp_path, xarm):
         assert robot.robot.q_target == pytest.approx(shield.last)
     finally:
         robot.close()
+
+
+# ---- ROS 2 over Cyclone DDS -----------------------------------------------------------------------------------
+
+ROS2_FIELDS = {  # ROS 2's message definitions, field by field in their order (rosidl's .msg files)
+    "Time": ["sec", "nanosec"],
+    "Duration": ["sec", "nanosec"],
+    "Header": ["stamp", "frame_id"],
+    "JointState": ["header", "name", "position", "velocity", "effort"],
+    "MultiArrayDimension": ["label", "size", "stride"],
+    "MultiArrayLayout": ["dim", "data_offset"],
+    "Float64MultiArray": ["layout", "data"],
+    "JointTrajectoryPoint": ["positions", "velocities", "accelerations", "effort", "time_from_start"],
+    "JointTrajectory": ["header", "joint_names", "points"],
+}
+ROS2_PACKAGES = {"Time": "builtin_interfaces", "Duration": "builtin_interfaces", "Header": "std_msgs",
+                 "JointState": "sensor_msgs", "MultiArrayDimension": "std_msgs", "MultiArrayLayout": "std_msgs",
+                 "Float64MultiArray": "std_msgs", "JointTrajectoryPoint": "trajectory_msgs",
+                 "JointTrajectory": "trajectory_msgs"}
+
+
+def test_the_ros2_messages_have_ros2s_fields_names_and_bytes():
+    """Each type's fields in ROS 2's order under ROS 2's wire name; a JointState and a Float64MultiArray serialise
+    to the bytes of ROS 2's CDR (little-endian, aligned), and every type round-trips."""
+    import dataclasses
+    import struct
+
+    pytest.importorskip("cyclonedds")
+    from arm_a3c.deploy.ros2_msgs import TYPES
+
+    for name, fields in ROS2_FIELDS.items():
+        assert [f.name for f in dataclasses.fields(TYPES[name])] == fields, name
+        assert TYPES[name].__idl_typename__ == f"{ROS2_PACKAGES[name]}::msg::dds_::{name}_"
+    state = TYPES["JointState"](TYPES["Header"](TYPES["Time"](7, 9), "base"), ["j1", "j2"], [0.5, -1.25], [2.0, 0.0],
+                                [])
+
+    def string(text: str) -> bytes:  # length with the terminating NUL, the bytes, then padding to 4
+        raw = text.encode() + b"\0"
+        return struct.pack("<I", len(raw)) + raw + b"\0" * (-len(raw) % 4)
+
+    body = struct.pack("<iI", 7, 9) + string("base") + struct.pack("<I", 2) + string("j1") + string("j2")
+    body += struct.pack("<I", 2) + b"\0" * (-(len(body) + 4) % 8) + struct.pack("<2d", 0.5, -1.25)
+    body += struct.pack("<I", 2) + b"\0" * (-(len(body) + 4) % 8) + struct.pack("<2d", 2.0, 0.0)
+    body += struct.pack("<I", 0)
+    assert state.serialize() == b"\x00\x01\x00\x00" + body  # CDR, little-endian
+    command = TYPES["Float64MultiArray"](data=[1.5, -2.0])
+    body = struct.pack("<III", 0, 0, 2) + b"\0" * 4 + struct.pack("<2d", 1.5, -2.0)  # no dims, offset 0, 2 doubles
+    assert command.serialize() == b"\x00\x01\x00\x00" + body
+    trajectory = TYPES["JointTrajectory"](joint_names=["a"], points=[TYPES["JointTrajectoryPoint"](
+        positions=[0.25], time_from_start=TYPES["Duration"](0, 41_666_667))])
+    for message in (state, command, trajectory):
+        assert type(message).deserialize(message.serialize()) == message
+
+
+def udp_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of the UDP sockets process `pid` holds (from /proc: no tool needed)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for line in open("/proc/net/udp").read().splitlines()[1:]:
+        parts = line.split()
+        if parts[9] in inodes:
+            address, port = parts[1].split(":")
+            found.append((".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)), int(port, 16)))
+    return found
+
+
+def test_cyclone_dds_runs_on_the_loopback_configuration_unless_the_user_set_one(tmp_path, monkeypatch):
+    """Without CYCLONEDDS_URI, the loopback configuration is written and set; a participant then sends from
+    127.0.0.1 only and listens on the ports a participant index gives (7400 + 250 d + 10 + 2 i): the configuration
+    is in force. A configuration of the user's own is left as it is."""
+    pytest.importorskip("cyclonedds")
+    import os
+
+    from arm_a3c.deploy.ros2 import LOOPBACK_CONFIG, use_loopback
+
+    monkeypatch.setenv("CYCLONEDDS_URI", "file:///somewhere/mine.xml")
+    assert use_loopback(tmp_path) == "file:///somewhere/mine.xml" and not list(tmp_path.iterdir())
+    monkeypatch.delenv("CYCLONEDDS_URI")
+    uri = use_loopback(tmp_path)
+    path = uri.removeprefix("file://")
+    assert os.environ["CYCLONEDDS_URI"] == uri and open(path).read() == LOOPBACK_CONFIG
+    assert '<NetworkInterface address="127.0.0.1" multicast="false"/>' in LOOPBACK_CONFIG
+    assert "<AllowMulticast>false</AllowMulticast>" in LOOPBACK_CONFIG
+    assert '<Peer address="127.0.0.1"/>' in LOOPBACK_CONFIG
+    from cyclonedds.domain import DomainParticipant
+
+    domain = 150 + os.getpid() % 50
+    before = set(udp_sockets(os.getpid()))
+    participant = DomainParticipant(domain)
+    try:
+        mine = set(udp_sockets(os.getpid())) - before
+    finally:
+        del participant
+    senders = [address for address, port in mine if address != "0.0.0.0"]
+    listeners = sorted(port for address, port in mine if address == "0.0.0.0")
+    assert senders and set(senders) == {"127.0.0.1"}, mine
+    base = 7400 + 250 * domain + 10
+    assert listeners and all((port - base) % 2 in (0, 1) and 0 <= port - base < 62 for port in listeners), mine
+
+
+@pytest.mark.slow
+def test_deploy_drives_the_fake_robot_over_ros2_topics_on_loopback(tmp_path, exported):
+    """Two processes on the loopback interface: the fake light arm (a ros2_control arm's topics) and deploy with
+    --transport ros2, at the control rate; then once more with JointTrajectory commands."""
+    pytest.importorskip("cyclonedds")
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    domain = 100 + os.getpid() % 50
+    for kind in ("float64_multi_array", "joint_trajectory"):
+        fake = subprocess.Popen([sys.executable, str(REPO / "scripts" / "fake_robot.py"), "--robot", "light_arm",
+                                 "--ros-domain-id", str(domain), "--command-type", kind, "--seconds", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={k: v for k, v in os.environ.items() if k != "CYCLONEDDS_URI"})
+        try:
+            result = run_in_process("deploy.py", "--policy", str(exported), "--transport", "ros2", "--ros-domain-id",
+                                    str(domain), "--command-type", kind, "--episodes", "1",
+                                    "--log", str(tmp_path / f"{kind}.jsonl"))
+        finally:
+            fake.terminate()
+            _, err = fake.communicate(timeout=30)
+        assert result.returncode == 0, result.stderr + err
+        figures = json.loads(result.stdout)
+        assert figures["transport"] == "ros2" and figures["episodes"] == 1 and figures["realtime"]
+        assert figures["period_ms"]["p50"] > 0 and figures["compute_ms"]["p99"] > 0
+        followed = int(err.rsplit("followed ", 1)[1].split()[0])
+        assert followed >= 40 and "ignored 0" in err, err  # the episode's 50 commands, all of the right shape
+
+
+def test_a_ros2_robot_that_sends_no_state_is_one_line(tmp_path, exported, monkeypatch):
+    pytest.importorskip("cyclonedds")
+    import os
+
+    from arm_a3c.deploy import loop
+
+    monkeypatch.setattr(loop, "FIRST_STATE_SECONDS", 0.3)
+    result = run_in_process("deploy.py", "--policy", str(exported), "--transport", "ros2", "--ros-domain-id",
+                            str(200 + os.getpid() % 30), "--log", str(tmp_path / "none.jsonl"))
+    assert_user_error(result, "sent no joint state within 0.3 s")

@@ -323,8 +323,8 @@ def format_arms_table(result: dict) -> str:
              f"the run's own held-out episodes"
              f"{'; only the arms whose name holds ' + ' or '.join(opts['only']) if opts.get('only') else ''}",
              "",
-             "| arm | joints: controlled of movable | stopped (confirmed) | evaluator first at target | held-out success | self-contact | "
-             "floor contact | fastest joint / URDF limit | steps/s |",
+             "| arm | joints: controlled of movable | stopped (confirmed) | evaluator first at target "
+             "| held-out success | self-contact | floor contact | fastest joint / URDF limit | steps/s |",
              "|---|---|---|---|---|---|---|---|---|"]
     refused = []
     for r in result["arms"]:
@@ -335,14 +335,16 @@ def format_arms_table(result: dict) -> str:
         first = f"{r['first_target_minutes']:.2f} min" if r["first_target_minutes"] is not None else "never"
         speed = "" if r["max_speed_fraction"] is None else f"{r['max_speed_fraction']:.2f}"
         rate = "" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}"
-        lines.append(f"| {r['key']} | {r['controlled']} of {r['joints']} | {stopped} | {first} | {_percent(r['held_out'])} | "
-                     f"{_percent(r['self_contact'])} | {_percent(r['floor_contact'])} | {speed} | {rate} |")
+        lines.append(f"| {r['key']} | {r['controlled']} of {r['joints']} | {stopped} | {first} | "
+                     f"{_percent(r['held_out'])} | {_percent(r['self_contact'])} | {_percent(r['floor_contact'])} | "
+                     f"{speed} | {rate} |")
     if refused:
         lines += ["", "Arms arm-a3c refused:", ""]
         lines += [f"- {r['key']}: {r['refused']}" for r in refused]
     if result.get("not_arms"):
         lines += ["", "Files that are not arms (not trained):", ""]
-        lines += [f"- {why}: {len(keys)}" for why, keys in sorted(result["not_arms"].items(), key=lambda kv: -len(kv[1]))]
+        by_count = sorted(result["not_arms"].items(), key=lambda kv: -len(kv[1]))
+        lines += [f"- {why}: {len(keys)}" for why, keys in by_count]
     goal = result["goal"]
     share = "n/a" if goal["share"] is None else f"{100 * goal['share']:.0f}%"
     lines += ["", f"{goal['held_out_at_target_within_5_min']} of the {goal['loaded']} arms arm-a3c loads held out "

@@ -11,12 +11,13 @@ from arm_a3c.cli.bench import (bench_arms_main, bench_env_main, bench_main, benc
                                bench_viewer_main, profile_main)
 from arm_a3c.cli.common import USAGE_ERROR, ArgumentParser, run
 from arm_a3c.cli.policy import deploy_main, evaluate_main, export_main, transfer_main
-from arm_a3c.cli.robots import inspect_main, oracle_main
+from arm_a3c.cli.robots import fake_robot_main, inspect_main, oracle_main
 from arm_a3c.cli.train import train_main
 from arm_a3c.cli.view import view_main
 
 __all__ = ["COMMANDS", "SCRIPTS", "Command", "main", "run", "train_main", "view_main", "evaluate_main", "export_main",
-           "transfer_main", "deploy_main", "inspect_main", "oracle_main", "bench_main", "bench_env_main", "bench_viewer_main",
+           "transfer_main", "deploy_main", "fake_robot_main", "inspect_main", "oracle_main", "bench_main",
+           "bench_env_main", "bench_viewer_main",
            "bench_ray_main", "bench_arms_main", "profile_main", "bench_tables_main"]
 
 
@@ -36,8 +37,10 @@ COMMANDS = {
     "evaluate": Command(evaluate_main, "evaluate a checkpoint deterministically", "evaluate.py"),
     "transfer": Command(transfer_main, "play a checkpoint's episodes in PyBullet and in MuJoCo, figures side by side",
                         "transfer.py"),
-    "deploy": Command(deploy_main, "drive an arm with an exported policy behind a safety shield (sim; ROS 2 next)",
+    "deploy": Command(deploy_main, "drive an arm with an exported policy behind a safety shield (sim or ROS 2)",
                       "deploy.py"),
+    "fake-robot": Command(fake_robot_main, "a simulated arm that speaks ROS 2 as a ros2_control arm does",
+                          "fake_robot.py"),
     "inspect": Command(inspect_main, "what the project understands of a robot; no robot: list them",
                        "inspect_robot.py"),
     "export": Command(export_main, "write a checkpoint's policy as ONNX or TorchScript with a JSON description",

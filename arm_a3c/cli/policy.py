@@ -139,10 +139,10 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
     from pathlib import Path
 
     from arm_a3c.cli.common import bounded_int, positive_number
-    from arm_a3c.deploy.loop import Deploy, DeployLog, Goals
+    from arm_a3c.deploy.loop import Deploy, DeployLog, Goals, open_transport
     from arm_a3c.deploy.policy_file import ExportedPolicy, policy_files
     from arm_a3c.deploy.shield import Shield, ShieldSettings
-    from arm_a3c.deploy.transports import TRANSPORTS, open_transport
+    from arm_a3c.deploy.transports import TRANSPORTS
     from arm_a3c.errors import UserError
 
     parser = ArgumentParser(prog="deploy.py", description=deploy_main.__doc__)
@@ -150,7 +150,8 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policy", required=True, type=Path, metavar="PATH",
                         help="an exported .onnx policy (arm-a3c export), its .json beside it")
     parser.add_argument("--transport", choices=TRANSPORTS, default="sim",
-                        help="how to reach the robot: sim, arm-a3c's simulated arm (default); ros2, not built yet")
+                        help="how to reach the robot: sim, arm-a3c's simulated arm (default); ros2, ROS 2's topics "
+                             "over Cyclone DDS")
     parser.add_argument("--robot", metavar="NAME", help="sim: the simulated arm (default: the policy's own)")
     parser.add_argument("--episodes", type=EPISODES, default=1, help="episodes, each from home (default 1)")
     parser.add_argument("--seed", type=SEED, default=5_000_000,
@@ -169,6 +170,7 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
                         help="each joint's targets keep this fraction of its range from both limits (default 0.02)")
     parser.add_argument("--max-state-age-ms", type=positive_number(10_000.0),
                         help="hold when the joint state is older than this (default: two control periods)")
+    add_ros2_arguments(parser)
     parser.add_argument("--fast", action="store_true",
                         help="sim only: run the periods as fast as the machine can, not at the control rate")
     args = parser.parse_args(argv)
@@ -192,7 +194,7 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
         if log_path.exists():
             raise UserError(f"--log {log_path} exists; deploy never writes over a file: give another path")
         robot = open_transport(args.transport, args.robot or meta["environment"].get("robot") or model.robot.name,
-                               meta["environment"])
+                               meta["environment"], ros2_settings(args) | {"period": 1.0 / model.control_hz})
         shield = Shield(model, ShieldSettings(margin=args.limit_margin, speed_fraction=args.speed_fraction,
                                               max_speed=args.max_speed,
                                               max_state_age=args.max_state_age_ms / 1e3 if args.max_state_age_ms
@@ -217,3 +219,31 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"robot": model.robot.name, "task": meta["task"], "transport": args.transport, **figures},
                      indent=2))
     return 0
+
+
+def add_ros2_arguments(parser: ArgumentParser) -> None:
+    """The flags of ROS 2's topics (deploy --transport ros2, fake-robot)."""
+    import os
+
+    from arm_a3c.cli.common import bounded_int
+    from arm_a3c.deploy.ros2 import COMMAND_TYPES, DEFAULT_STATE_TOPIC
+
+    parser.add_argument("--ros-domain-id", type=bounded_int(0, 232), default=int(os.environ.get("ROS_DOMAIN_ID") or 0)
+                        if (os.environ.get("ROS_DOMAIN_ID") or "0").isdigit() else 0,
+                        help="ros2: the DDS domain (default $ROS_DOMAIN_ID, or 0)")
+    parser.add_argument("--state-topic", default=DEFAULT_STATE_TOPIC, metavar="TOPIC",
+                        help=f"ros2: the arm's sensor_msgs/JointState topic (default {DEFAULT_STATE_TOPIC})")
+    parser.add_argument("--command-type", choices=COMMAND_TYPES, default=COMMAND_TYPES[0],
+                        help="ros2: a forward position controller's std_msgs/Float64MultiArray (default), or "
+                             "trajectory_msgs/JointTrajectory")
+    parser.add_argument("--command-topic", metavar="TOPIC",
+                        help="ros2: where commands go (default /forward_position_controller/commands, or "
+                             "/joint_trajectory_controller/joint_trajectory)")
+    parser.add_argument("--controller-joints", nargs="+", metavar="NAME",
+                        help="ros2, Float64MultiArray: the controller's joints in its order (default the policy's "
+                             "controlled joints in their order)")
+
+
+def ros2_settings(args) -> dict:
+    return {"domain_id": args.ros_domain_id, "state_topic": args.state_topic, "command_type": args.command_type,
+            "command_topic": args.command_topic, "controller_joints": args.controller_joints}

@@ -1,10 +1,12 @@
-"""The commands about a robot itself: `inspect_robot.py` (and the list of robots) and `oracle.py`."""
+"""The commands about a robot itself: `inspect_robot.py` (and the list of robots), `oracle.py` and
+`fake_robot.py`."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from arm_a3c.cli.common import EPISODES, SEED, ArgumentParser, _make_env, add_robot_arguments, robot_from_args
+from arm_a3c.cli.common import (EPISODES, SEED, ArgumentParser, _make_env, add_assets_argument, add_robot_arguments,
+                                robot_from_args)
 from arm_a3c.errors import UserError
 from arm_a3c.files import is_our_png, refuse_foreign
 
@@ -110,4 +112,44 @@ def oracle_main(argv: Sequence[str] | None = None) -> int:
     finally:
         env.close()
     print(json.dumps({"robot": env.robot.name, "task": env.config.task, **result}, indent=2))
+    return 0
+
+
+def fake_robot_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/fake_robot.py`: arm-a3c's simulated arm behaving as a ros2_control arm over ROS 2's topics
+    (Cyclone DDS): publishes its joint states, follows position commands; the other end for `deploy --transport
+    ros2` without a robot. Runs until Ctrl-C or --seconds."""
+    import signal
+    import sys
+    import threading
+
+    from arm_a3c.cli.common import positive_number
+    from arm_a3c.cli.policy import add_ros2_arguments
+    from arm_a3c.deploy.ros2 import FakeRobot, use_loopback
+
+    parser = ArgumentParser(prog="fake_robot.py", description=fake_robot_main.__doc__)
+    add_assets_argument(parser)
+    parser.add_argument("--robot", default="kuka_iiwa", metavar="NAME", help="the simulated arm (default kuka_iiwa)")
+    parser.add_argument("--transport", choices=["ros2"], default="ros2", help="ros2 (the only one)")
+    parser.add_argument("--rate", type=positive_number(1000.0), default=100.0,
+                        help="joint states published per second (default 100)")
+    parser.add_argument("--joint-noise", type=positive_number(1.0), metavar="RAD",
+                        help="Gaussian noise of this std on the published positions")
+    parser.add_argument("--seconds", type=positive_number(24 * 3600.0), help="stop after this long")
+    add_ros2_arguments(parser)
+    args = parser.parse_args(argv)
+    print(f"Cyclone DDS configuration: {use_loopback()}", file=sys.stderr, flush=True)
+    robot = FakeRobot(args.robot, args.ros_domain_id, args.rate, args.state_topic, args.command_type,
+                      args.command_topic, args.controller_joints, args.joint_noise or 0.0)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"fake {args.robot} on ROS 2 domain {args.ros_domain_id}: joint states on {args.state_topic} at "
+          f"{args.rate:g} Hz, joints {', '.join(robot.controlled)}", file=sys.stderr, flush=True)
+    try:
+        robot.run(args.seconds, stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        robot.close()
+    print(f"followed {robot.followed} commands, ignored {robot.ignored}", file=sys.stderr, flush=True)
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from arm_a3c.deploy.shield import Shield
-from arm_a3c.deploy.transports import JointState, RobotInterface
+from arm_a3c.deploy.transports import TRANSPORTS, JointState, RobotInterface, SimArm
 from arm_a3c.errors import UserError
 
 LOG_FORMAT = "arm-a3c-deploy-log/1"
@@ -244,3 +244,15 @@ def pick(state: JointState, names: list[str]) -> tuple[list[float], list[float]]
     """`state`'s positions and velocities of the joints `names`, in that order."""
     index = {name: k for k, name in enumerate(state.names)}
     return [state.position[index[n]] for n in names], [state.velocity[index[n]] for n in names]
+
+
+def open_transport(name: str, robot: str, environment: dict, ros2: dict | None = None) -> RobotInterface:
+    """The transport `name` to the robot: for `sim`, the simulated arm `robot`; for `ros2`, ROS 2's topics
+    (`ros2`: `deploy.ros2.Ros2Arm`'s settings)."""
+    if name == "sim":
+        return SimArm(robot, environment)
+    if name == "ros2":
+        from arm_a3c.deploy.ros2 import Ros2Arm
+
+        return Ros2Arm(**(ros2 or {}))
+    raise UserError(f"--transport must be one of {', '.join(TRANSPORTS)}, not {name!r}")

@@ -1,6 +1,6 @@
 """What deploy speaks to a robot through: `RobotInterface` (read the latest joint state, send position
 commands), and its transports. `sim` is arm-a3c's own simulated arm (PyBullet, stepped one control period per
-command), for trying deploy without hardware. `ros2` (Cyclone DDS, ROS 2's topics) is not built yet.
+command), for trying deploy without hardware; `ros2` speaks ROS 2's topics over Cyclone DDS (`deploy.ros2`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from arm_a3c.errors import UserError
 
 TRANSPORTS = ("sim", "ros2")
 
@@ -72,13 +71,3 @@ class SimArm:
 
     def close(self) -> None:
         self.env.close()
-
-
-def open_transport(name: str, robot: str, environment: dict) -> RobotInterface:
-    """The transport `name` to the robot: for `sim`, the simulated arm `robot`."""
-    if name == "sim":
-        return SimArm(robot, environment)
-    if name == "ros2":
-        raise UserError("--transport ros2 is not built yet (ROS 2 topics over Cyclone DDS come next); use "
-                        "--transport sim to try deploy on arm-a3c's simulated arm")
-    raise UserError(f"--transport must be one of {', '.join(TRANSPORTS)}, not {name!r}")
