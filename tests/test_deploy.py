@@ -186,6 +186,16 @@ def test_deploy_drives_the_simulated_arm_and_logs_every_period(tmp_path, exporte
     assert all(len(line["command"]) == len(lines[0]["joints"]) and len(line["action"]) == len(line["command"])
                for line in steps)
     assert [r["seed"] for r in figures["results"]] == [5_000_000, 5_000_001]
+    results = [line for line in lines[1:] if line["phase"] == "result"]
+    assert [r["success"] for r in results] == [r["success"] for r in figures["results"]]
+    # the viewer replays the log: the arm where it was measured, each period
+    gif = tmp_path / "replay.gif"
+    replayed = run_in_process("view.py", "--deploy-log", str(log), "--record", str(gif), "--frames", "8")
+    assert replayed.returncode == 0, replayed.stderr
+    assert gif.read_bytes()[:3] == b"GIF" and "wrote" in replayed.stdout
+    (tmp_path / "other.jsonl").write_text('{"format": "something else"}\n')
+    assert_user_error(run_in_process("view.py", "--deploy-log", str(tmp_path / "other.jsonl"), "--record",
+                                     str(tmp_path / "other.gif")), "is not a deploy log")
 
 
 def test_deploy_mistakes_are_one_line_and_send_no_command(tmp_path, exported, monkeypatch):

@@ -24,7 +24,7 @@ MAY_IMPORT = {
     "envs": {"errors", "files", "limits", "sim", "tasks"},
     "a3c": {"errors", "files", "limits", "sim", "tasks", "envs"},
     "backends": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
-    "viewer": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
+    "viewer": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "deploy"},
     "bench": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c", "backends", "viewer"},
     "export": {"errors", "files", "limits", "sim", "tasks", "envs", "a3c"},
     "deploy": {"errors", "files", "limits", "sim", "tasks", "envs"},  # an exported policy: no torch, no training

@@ -200,7 +200,8 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
                                               max_state_age=args.max_state_age_ms / 1e3 if args.max_state_age_ms
                                               else None))
         try:
-            log = DeployLog(log_path, {"policy": str(args.policy), "robot": model.robot.name, "task": meta["task"],
+            log = DeployLog(log_path, {"policy": str(args.policy), "environment": meta["environment"],
+                                       "robot": model.robot.name, "task": meta["task"],
                                        "joints": model.joint_names, "control_hz": model.control_hz,
                                        "transport": args.transport})
         except OSError as err:

@@ -20,6 +20,8 @@ def view_main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--run", type=Path, metavar="DIR",
                         help="a run directory (runs/NAME) of a training (default: the newest under runs/)")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="replay this checkpoint's policy")
+    source.add_argument("--deploy-log", type=Path, metavar="PATH",
+                        help="replay the episodes a deploy logged (arm-a3c deploy --log), as they were measured")
     parser.add_argument("--worker", type=bounded_int(1, MAX_WORKERS), default=1,
                         help="which worker to show first, from 1 (default 1)")
     parser.add_argument("--seed", type=SEED, default=0, help="seed of the replay's targets (default 0)")
@@ -31,7 +33,7 @@ def view_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.record is not None and args.record.suffix.lower() not in (".gif", ".mp4"):
         parser.error(f"--record {args.record}: name the file with .gif or .mp4")
-    if args.run is None and args.checkpoint is None:
+    if args.run is None and args.checkpoint is None and args.deploy_log is None:
         from arm_a3c.a3c.rundir import DEFAULT_RUNS, newest_run
 
         args.run = newest_run(DEFAULT_RUNS)
@@ -43,4 +45,5 @@ def view_main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # no window needed to record
     from arm_a3c.viewer.window import show  # after SDL_VIDEODRIVER: pygame reads it when it loads
 
-    return show(args.run, args.checkpoint, args.worker - 1, args.seed, args.record, args.frames, urdf=args.urdf)
+    return show(args.run, args.checkpoint, args.worker - 1, args.seed, args.record, args.frames, urdf=args.urdf,
+                deploy_log=args.deploy_log)

@@ -187,13 +187,16 @@ class Deploy:
             self.send(command)
             model.advance()
             self._action = [float(a) for a in action]
-            self.log.write(episode=number, phase="episode", step=step, t=started, q=q, qd=qd, goal=goal,
+            self.log.write(episode=number, phase="episode", step=step, t=started, q=q, qd=qd,
+                           goal=[float(v) for v in model.env.target],  # (track's moves)
                            action=self._action, target=target, command=command, shield=done,
                            compute_ms=round(1e3 * self.compute[-1], 3))
             self.wait()
         success = bool(info.get("is_success")) and not (self_contact or floor_contact)
-        return {"episode": number, "seed": seed, "goal": goal, "success": success,
-                "distance_m": info.get("distance"), "self_contact": self_contact, "floor_contact": floor_contact}
+        result = {"episode": number, "seed": seed, "goal": goal, "success": success,
+                  "distance_m": info.get("distance"), "self_contact": self_contact, "floor_contact": floor_contact}
+        self.log.write(phase="result", **result)
+        return result
 
     def run(self, goals: Goals, progress=None) -> dict:
         """Every episode of `goals`; the figures. Ctrl-C ends it with the arm holding its last command."""

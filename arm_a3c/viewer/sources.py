@@ -7,6 +7,7 @@
 - `ReplaySource`: a checkpoint's policy, acting deterministically in the viewer's own environment on fresh
   random targets (`envs.episodes.run_episode`, the loop the evaluator uses). A click in the scene (or `t`)
   moves the target, and the policy chases it.
+- `DeployLogSource`: the episodes a deploy logged (`deploy.loop`), the arm put where it was measured each period.
 """
 
 from __future__ import annotations
@@ -109,9 +110,73 @@ class ReplaySource:
                 "finished": True}
 
 
-def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: int, urdf: str | None = None):
-    """The source a user asked for, and a note for the display: a live run, or a replayed checkpoint (also
-    when the run named has finished); `urdf`: the robot's file, if it has moved since the run."""
+class DeployLogSource:
+    """The episodes of a deploy log (`arm-a3c deploy --log`), replayed on the policy's arm as they were measured:
+    each period's joint positions, its goal, and the episode's result; over again after the last."""
+
+    label = "deploy log"
+
+    def __init__(self, path: Path):
+        from arm_a3c.deploy.kinematics import NOT_MODELLED
+        from arm_a3c.deploy.loop import LOG_FORMAT
+        from arm_a3c.envs.arm_env import make_env
+
+        try:
+            lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+            header = lines[0]
+            fits = header.get("format") == LOG_FORMAT and isinstance(header.get("environment"), dict)
+        except (OSError, ValueError, IndexError, AttributeError, RecursionError):
+            fits = False
+        if not fits:
+            raise UserError(f"{path} is not a deploy log written by arm-a3c deploy --log (or one written before "
+                            f"logs named their environment); pass the .jsonl file deploy wrote")
+        environment = header["environment"]
+        self.env = make_env(**{**environment, **{k: v for k, v in NOT_MODELLED.items() if k in environment}})
+        self.episodes: list[tuple[list[dict], dict]] = []
+        rows: dict[int, list[dict]] = {}
+        for line in lines[1:]:
+            if line.get("phase") == "episode" and line.get("q") is not None:
+                rows.setdefault(line["episode"], []).append(line)
+            elif line.get("phase") == "result" and rows.get(line["episode"]):
+                self.episodes.append((rows.pop(line["episode"]), line))
+        if not self.episodes:
+            self.env.close()
+            raise UserError(f"{path} holds no finished episode to replay")
+        self.rank, self.count = 0, 0
+
+    def select_worker(self, rank: int) -> bool:
+        return False
+
+    def place_target(self, target: np.ndarray) -> bool:
+        return False  # the goals were the deploy's
+
+    def next_episode(self) -> Episode:
+        env = self.env
+        rows, result = self.episodes[self.count % len(self.episodes)]
+        joints, ees, draws = [], [], []
+        env.reset(seed=0)
+        for row in rows:
+            env.robot.reset(row["q"])
+            env.set_target(np.asarray(row["goal"], dtype=np.float64))
+            joints.append(list(row["q"]))
+            ees.append(env.robot.ee_position().tolist())
+            draws.append(list(env.draw_data()))
+        self.count += 1
+        return Episode(0, self.count, float("nan"), result.get("distance_m") or float("nan"), bool(result["success"]),
+                       np.array(joints), np.array(ees), np.array(draws))
+
+    def figures(self) -> dict:
+        successes = sum(bool(result["success"]) for _, result in self.episodes)
+        return {"global_steps": None, "steps_per_second": float("nan"), "eval_success": successes / len(self.episodes),
+                "success_label": f"deploy success ({len(self.episodes)} episodes logged)", "finished": True}
+
+
+def open_source(run: Path | None, checkpoint: Path | None, worker: int, seed: int, urdf: str | None = None,
+                deploy_log: Path | None = None):
+    """The source a user asked for, and a note for the display: a live run, a replayed checkpoint (also when the
+    run named has finished), or a deploy log; `urdf`: the robot's file, if it has moved since the run."""
+    if deploy_log is not None:
+        return DeployLogSource(deploy_log), None, f"replaying the deploy log {deploy_log}"
     if checkpoint is not None:
         return ReplaySource(checkpoint, seed, urdf), None, f"replaying {checkpoint}"
     run = Path(run)

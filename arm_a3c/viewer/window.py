@@ -122,13 +122,16 @@ class Viewer:
         figures = self.source.figures()
         rate = figures["steps_per_second"]
         success = figures["eval_success"]
+        returned = episode.episode_return
         lines = [
             f"{self.source.label}: {'worker ' + str(episode.rank + 1) if self.source.label == 'live' else 'policy'}"
             f"   episode {episode.episode}   step {index + 1}/{len(episode.joint_positions)}",
-            f"global steps {figures['global_steps']:,}" + (f"   {rate:,.0f} steps/s" if rate == rate else ""),
-            f"{self.task.name}   episode return {episode.episode_return:.2f}   "
+            *([f"global steps {figures['global_steps']:,}" + (f"   {rate:,.0f} steps/s" if rate == rate else "")]
+              if figures["global_steps"] is not None else []),  # (none for a deploy log)
+            f"{self.task.name}   " + (f"episode return {returned:.2f}   " if returned == returned else "")
             + self.task.hud(episode.draw, index, ee) + self.env.contact_shapes(episode.draw, index)[1],
-            "evaluator success " + (f"{success:.0%}" if success == success else "pending"),
+            figures.get("success_label", "evaluator success") + " "
+            + (f"{success:.0%}" if success == success else "pending"),
         ]
         if self.note:
             lines.append(self.note)
@@ -325,12 +328,12 @@ def record_animation(viewer: Viewer, path: Path, frames: int) -> int:
 
 
 def show(run: Path | None, checkpoint: Path | None, worker: int, seed: int, record: Path | None = None,
-         frames: int = 0, urdf: str | None = None) -> int:
-    """Open a viewer on a run or a checkpoint (`view.py`), or record `frames` frames of it into a GIF or MP4;
-    `urdf`: the robot's file, if it has moved since the run."""
+         frames: int = 0, urdf: str | None = None, deploy_log: Path | None = None) -> int:
+    """Open a viewer on a run, a checkpoint or a deploy log (`view.py`), or record `frames` frames of it into a GIF
+    or MP4; `urdf`: the robot's file, if it has moved since the run."""
     if record is not None:
         check_record_path(record)  # before the robot and the policy load
-    source, run_dir, note = open_source(run, checkpoint, worker, seed, urdf)
+    source, run_dir, note = open_source(run, checkpoint, worker, seed, urdf, deploy_log)
     try:
         drawn = run_viewer(source, run_dir, note, record, frames)
     except pygame.error as err:
