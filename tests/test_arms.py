@@ -158,3 +158,26 @@ def test_a_quick_run_trains_each_arm_gives_a_refused_ones_line_and_writes_table_
     assert "- robots/broken.urdf: " in bench["table"]
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "arms.progress.json").exists(), "a finished benchmark leaves nothing to resume"
+
+
+def test_report_writes_the_table_of_the_arms_measured_so_far_and_keeps_the_progress(tmp_path):
+    robots = tmp_path / "robots"
+    robots.mkdir()
+    (robots / "a.urdf").write_text(SERIAL)
+    (robots / "b.urdf").write_text(GRIPPER_ARM)
+    progress = tmp_path / "arms.progress.json"
+    measured = ArmResult("robots/a.urdf", 3, controlled=3, stopped_minutes=2.5, first_target_minutes=2.0,
+                         held_out=0.975, self_contact=0.0, floor_contact=0.005, max_speed_fraction=0.4,
+                         steps_per_second=5000.0, env_steps=700_000)
+    options = {"minutes": 10.0, "seed": 0, "workers": 0, "quick": False, "sources": [str(robots.resolve())],
+               "only": []}
+    progress.write_text(json.dumps({"options": options, "commit": "abc1234", "arms": {measured.key: asdict(measured)}}))
+    out = tmp_path / "arms.json"
+    result = run_in_process("bench_arms.py", "--from", str(robots), "--report", "--json", str(out),
+                            "--work-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(out.read_text())
+    assert [a["key"] for a in bench["arms"]] == ["robots/a.urdf"] and bench["not_measured"] == ["robots/b.urdf"]
+    assert "| robots/a.urdf | 3 of 3 | 2.50 min | 2.00 min | 97.5% | 0.0% | 0.5% | 0.40 | 5,000 |" in bench["table"]
+    assert "Not measured yet (the benchmark goes on with --resume): robots/b.urdf" in bench["table"]
+    assert progress.is_file() and not list((tmp_path / "runs").glob("*/summary.json"))  # kept; nothing trained

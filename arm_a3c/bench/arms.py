@@ -227,7 +227,8 @@ def train_arm(candidate: Candidate, opts: ArmsOptions, work_dir: Path, log=print
         why = lines[-1] if lines else f"exit status {done.returncode}"
         if done.returncode < 0:
             why = f"train_arm.py was killed by signal {-done.returncode} (a crash in PyBullet?)"
-        result.refused = why.removeprefix("error: ")
+        folder = candidate.path[:-len(candidate.name)].rstrip("/")  # the source's folder: named by its label
+        result.refused = why.removeprefix("error: ").replace(folder, candidate.source)
         return result
     summary = json.loads(summary_path.read_text())
     rule = summary.get("stop_rule") or {}
@@ -255,9 +256,10 @@ def _environment() -> dict:
 
 
 def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_dir: Path, progress: dict,
-                       save, log=print) -> dict:
+                       save, log=print, train: bool = True) -> dict:
     """Classify every candidate, train every arm not in `progress["arms"]` yet (saved after each with `save()`),
-    and return the result: options, arms, the files that are not arms (with why) and the goal's figures."""
+    and return the result: options, arms, the files that are not arms (with why) and the goal's figures. Without
+    `train`, the result of the arms measured so far (the others listed as `not_measured`)."""
     found = candidates(sources)
     # the arms with the most joints first (the manipulators: two-joint toys and pendulums come last in a
     # benchmark cut short), in the sources' order within a joint count
@@ -268,7 +270,7 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
         log(f"training the {len(arms)} whose name holds {' or '.join(opts.only)}")
     done = progress.setdefault("arms", {})
     for number, candidate in enumerate(arms, 1):
-        if candidate.key in done:
+        if candidate.key in done or not train:
             continue
         log(f"[{number}/{len(arms)}] {candidate.key}: {candidate.joints} joints, training up to "
             f"{opts.minutes:g} min")
@@ -277,13 +279,13 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
         done[candidate.key] = asdict(result)
         save()
         log(f"    {describe_result(result)} ({(time.monotonic() - started) / 60:.1f} min)")
-    results = [ArmResult(**done[c.key]) for c in arms]
+    results = [ArmResult(**done[c.key]) for c in arms if c.key in done]
     not_arms = {}
     for c in found:
         if c.joints is None:
             not_arms.setdefault(_reason_kind(c.not_arm), []).append(c.key)
     return {"options": asdict(opts), "arms": [asdict(r) for r in results], "not_arms": not_arms,
-            "goal": goal_figures(results)}
+            "not_measured": [c.key for c in arms if c.key not in done], "goal": goal_figures(results)}
 
 
 def _reason_kind(why: str) -> str:
@@ -338,6 +340,8 @@ def format_arms_table(result: dict) -> str:
         lines.append(f"| {r['key']} | {r['controlled']} of {r['joints']} | {stopped} | {first} | "
                      f"{_percent(r['held_out'])} | {_percent(r['self_contact'])} | {_percent(r['floor_contact'])} | "
                      f"{speed} | {rate} |")
+    if result.get("not_measured"):
+        lines += ["", f"Not measured yet (the benchmark goes on with --resume): {', '.join(result['not_measured'])}"]
     if refused:
         lines += ["", "Arms arm-a3c refused:", ""]
         lines += [f"- {r['key']}: {r['refused']}" for r in refused]

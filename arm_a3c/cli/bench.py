@@ -290,6 +290,9 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
                                                              "train nothing")
     parser.add_argument("--resume", action="store_true",
                         help="go on with the arms an interrupted benchmark (same flags) has not trained yet")
+    parser.add_argument("--report", action="store_true",
+                        help="write the table and gallery of the arms an unfinished benchmark (same flags) has "
+                             "measured so far; train nothing (it goes on later with --resume)")
     _add_run_arguments(parser, "bench_arms", "runs of --minutes each (give a small one) with 10-episode "
                                              "evaluations", beside="its gallery goes beside it as .png")
     args = parser.parse_args(argv)
@@ -310,7 +313,7 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
     progress_path = args.json.with_name(args.json.stem + ".progress.json")
     progress = {"options": opts.__dict__ | {"sources": list(opts.sources), "only": list(opts.only)},
                 "commit": source_commit(), "arms": {}}
-    if args.resume:
+    if args.resume or args.report:
         try:
             kept = json.loads(progress_path.read_text())
         except FileNotFoundError:
@@ -333,7 +336,7 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
         save_progress(progress_path, progress)
 
     result = run_arms_benchmark(opts, sources, args.work_dir.resolve(), progress, save,
-                                lambda line: print(line, flush=True))
+                                lambda line: print(line, flush=True), train=not args.report)
     result["commit"] = progress["commit"]
     table = format_arms_table(result)
     print("\n" + table)
@@ -344,5 +347,6 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"cannot write {args.json} or its gallery ({err.strerror}); pass --json PATH") from None
     print(f"wrote {args.json}" + (f" and {gallery}" if gallery else ""))
     _tables_of(args.json)
-    progress_path.unlink(missing_ok=True)
+    if not args.report:
+        progress_path.unlink(missing_ok=True)
     return 0
