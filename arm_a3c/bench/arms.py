@@ -227,8 +227,7 @@ def train_arm(candidate: Candidate, opts: ArmsOptions, work_dir: Path, log=print
         why = lines[-1] if lines else f"exit status {done.returncode}"
         if done.returncode < 0:
             why = f"train_arm.py was killed by signal {-done.returncode} (a crash in PyBullet?)"
-        folder = candidate.path[:-len(candidate.name)].rstrip("/")  # the source's folder: named by its label
-        result.refused = why.removeprefix("error: ").replace(folder, candidate.source)
+        result.refused = _relative(why.removeprefix("error: "), candidate)
         return result
     summary = json.loads(summary_path.read_text())
     rule = summary.get("stop_rule") or {}
@@ -247,6 +246,12 @@ def train_arm(candidate: Candidate, opts: ArmsOptions, work_dir: Path, log=print
     if home is not None:
         result.controlled = len(home)
     return result
+
+
+def _relative(line: str, candidate: Candidate) -> str:
+    """`line` with the candidate's source folder named by the source's label, not by the machine's path."""
+    folder = candidate.path[:-len(candidate.name)].rstrip("/")
+    return line.replace(folder, candidate.source)
 
 
 def _environment() -> dict:
@@ -279,7 +284,8 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
         done[candidate.key] = asdict(result)
         save()
         log(f"    {describe_result(result)} ({(time.monotonic() - started) / 60:.1f} min)")
-    results = [ArmResult(**done[c.key]) for c in arms if c.key in done]
+    results = [ArmResult(**{**done[c.key], "refused": _relative(done[c.key]["refused"], c)}) for c in arms
+               if c.key in done]
     not_arms = {}
     for c in found:
         if c.joints is None:
