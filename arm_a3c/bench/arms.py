@@ -326,7 +326,8 @@ def format_arms_table(result: dict) -> str:
     """The table the benchmark prints and the docs show: one row per arm, then the refused ones' reasons, the files
     that are not arms (counted by reason), and the goal."""
     opts = result["options"]
-    lines = [f"reach, defaults, seed {opts['seed']}, at most {opts['minutes']:g} min per arm"
+    lines = [f"arm-a3c commit {result.get('commit') or 'unknown'}; reach, defaults, seed {opts['seed']}, at most "
+             f"{opts['minutes']:g} min per arm"
              f"{' (--quick: a smoke test, not a measurement)' if opts.get('quick') else ''}; held-out: best.pt on "
              f"the run's own held-out episodes"
              f"{'; only the arms whose name holds ' + ' or '.join(opts['only']) if opts.get('only') else ''}",
