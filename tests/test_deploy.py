@@ -391,3 +391,27 @@ def test_a_ros2_robot_that_sends_no_state_is_one_line(tmp_path, exported, monkey
     result = run_in_process("deploy.py", "--policy", str(exported), "--transport", "ros2", "--ros-domain-id",
                             str(200 + os.getpid() % 30), "--log", str(tmp_path / "none.jsonl"))
     assert_user_error(result, "sent no joint state within 0.3 s")
+
+
+def test_the_fake_robot_applies_a_command_latency_after_it_arrives_and_drops_a_wrong_sized_one():
+    pytest.importorskip("cyclonedds")
+    import os
+
+    from arm_a3c.deploy.ros2 import FakeRobot
+    from arm_a3c.deploy.ros2_msgs import Float64MultiArray
+
+    robot = FakeRobot("light_arm", domain_id=230 + os.getpid() % 2, latency=0.2)
+    try:
+        before = list(robot.robot.q_target)
+        target = [q + 0.1 for q in before]
+        robot.commands.queue.append((time.monotonic(), Float64MultiArray(data=target)))
+        robot.follow()
+        assert robot.robot.q_target == before and robot.followed == 0  # not yet: it came 0 s ago
+        time.sleep(0.25)
+        robot.follow()
+        assert robot.robot.q_target == pytest.approx(target) and robot.followed == 1
+        robot.commands.queue.append((time.monotonic() - 1.0, Float64MultiArray(data=[0.0])))
+        robot.follow()
+        assert robot.ignored == 1 and robot.robot.q_target == pytest.approx(target)
+    finally:
+        robot.close()

@@ -135,12 +135,15 @@ def fake_robot_main(argv: Sequence[str] | None = None) -> int:
                         help="joint states published per second (default 100)")
     parser.add_argument("--joint-noise", type=positive_number(1.0), metavar="RAD",
                         help="Gaussian noise of this std on the published positions")
+    parser.add_argument("--latency-ms", type=positive_number(10_000.0),
+                        help="a command takes effect this long after it arrives (a real arm's delay)")
     parser.add_argument("--seconds", type=positive_number(24 * 3600.0), help="stop after this long")
     add_ros2_arguments(parser)
     args = parser.parse_args(argv)
     print(f"Cyclone DDS configuration: {use_loopback()}", file=sys.stderr, flush=True)
     robot = FakeRobot(args.robot, args.ros_domain_id, args.rate, args.state_topic, args.command_type,
-                      args.command_topic, args.controller_joints, args.joint_noise or 0.0)
+                      args.command_topic, args.controller_joints, args.joint_noise or 0.0,
+                      latency=(args.latency_ms or 0.0) / 1e3)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"fake {args.robot} on ROS 2 domain {args.ros_domain_id}: joint states on {args.state_topic} at "

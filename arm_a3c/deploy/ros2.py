@@ -90,10 +90,13 @@ def stamp_now(types: dict):
 
 class _Latest:
     """The latest sample of a topic, kept by a thread that waits on the reader, with when it came
-    (`time.monotonic()`)."""
+    (`time.monotonic()`); with `keep`, every sample with its time in `queue` as well."""
 
-    def __init__(self, reader):
+    def __init__(self, reader, keep: bool = False):
+        from collections import deque
+
         self.reader, self.sample, self.stamp, self.count = reader, None, 0.0, 0
+        self.queue: deque | None = deque() if keep else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -111,6 +114,8 @@ class _Latest:
                 if isinstance(sample, InvalidSample):  # the writer left (its instance disposed): no data
                     continue
                 self.sample, self.stamp, self.count = sample, time.monotonic(), self.count + 1
+                if self.queue is not None:
+                    self.queue.append((self.stamp, sample))
 
     def close(self) -> None:
         self._stop.set()
@@ -178,12 +183,13 @@ class Ros2Arm:
 class FakeRobot:
     """arm-a3c's simulated arm as a ros2_control arm: publishes its movable joints' state on `state_topic` at
     `rate` Hz and follows the position commands it receives (as `Ros2Arm` sends them), its physics in real
-    time. `latency` periods of the command and Gaussian `joint_noise` (rad or m) on the reported positions, as in
-    training, if asked."""
+    time. A command takes effect `latency` seconds after it arrives, and the reported positions carry Gaussian
+    `joint_noise` (rad or m), if asked."""
 
     def __init__(self, robot: str, domain_id: int = 0, rate: float = 100.0, state_topic: str = DEFAULT_STATE_TOPIC,
                  command_type: str = "float64_multi_array", command_topic: str | None = None,
-                 controller_joints: Sequence[str] | None = None, joint_noise: float = 0.0, seed: int = 0):
+                 controller_joints: Sequence[str] | None = None, joint_noise: float = 0.0, seed: int = 0,
+                 latency: float = 0.0):
         import numpy as np
 
         from arm_a3c.envs.arm_env import make_env
@@ -204,7 +210,7 @@ class FakeRobot:
         if unknown:
             raise UserError(f"--controller-joints: {', '.join(unknown)} are not controlled joints of {robot} "
                             f"({', '.join(self.controlled)})")
-        self.rate, self.joint_noise = rate, joint_noise
+        self.rate, self.joint_noise, self.latency = rate, joint_noise, latency
         self.rng = np.random.default_rng(seed)
         self.command_type = command_type
         types = self.types = ros2_types()
@@ -213,7 +219,8 @@ class FakeRobot:
                                                          types["JointState"]))
         message = types["Float64MultiArray"] if command_type == "float64_multi_array" else types["JointTrajectory"]
         self.commands = _Latest(DataReader(self.participant, Topic(
-            self.participant, dds_topic(command_topic or DEFAULT_COMMAND_TOPIC[command_type]), message)))
+            self.participant, dds_topic(command_topic or DEFAULT_COMMAND_TOPIC[command_type]), message)),
+            keep=latency > 0)
         self.followed = 0
         self.ignored = 0
 
@@ -230,11 +237,19 @@ class FakeRobot:
                                                    velocity=[s[1] for s in states], effort=[s[3] for s in states]))
 
     def follow(self) -> None:
-        """The latest command received, if new, as the motors' targets."""
-        sample, count = self.commands.sample, self.commands.count
-        if sample is None or count == self.followed:
-            return
-        self.followed = count
+        """The latest command received (`latency` seconds ago or more), if new, as the motors' targets."""
+        if self.latency > 0:
+            queue, due, sample = self.commands.queue, time.monotonic() - self.latency, None
+            while queue and queue[0][0] <= due:
+                sample = queue.popleft()[1]
+            if sample is None:
+                return
+            self.followed += 1
+        else:
+            sample, count = self.commands.sample, self.commands.count
+            if sample is None or count == self.followed:
+                return
+            self.followed = count
         targets = dict(zip(self.controlled, self.robot.q_target))
         if self.command_type == "float64_multi_array":
             if len(sample.data) != len(self.controller_joints):
