@@ -375,6 +375,7 @@ def test_deploy_drives_the_fake_robot_over_ros2_topics_on_loopback(tmp_path, exp
             _, err = fake.communicate(timeout=30)
         assert result.returncode == 0, result.stderr + err
         figures = json.loads(result.stdout)
+        assert figures["cyclonedds_uri"].startswith("file://") and "loopback" in figures["cyclonedds_uri"]
         assert figures["transport"] == "ros2" and figures["episodes"] == 1 and figures["realtime"]
         assert figures["period_ms"]["p50"] > 0 and figures["compute_ms"]["p99"] > 0
         followed = int(err.rsplit("followed ", 1)[1].split()[0])

@@ -134,11 +134,12 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/deploy.py`: drive an arm with an exported policy, behind the safety shield; prints one JSON
     object (the episodes' figures, the shield's interventions, the loop's timing) and logs every period."""
     import json
+    import os
     import sys
     import time
     from pathlib import Path
 
-    from arm_a3c.cli.common import bounded_int, positive_number
+    from arm_a3c.cli.common import positive_number
     from arm_a3c.deploy.loop import Deploy, DeployLog, Goals, open_transport
     from arm_a3c.deploy.policy_file import ExportedPolicy, policy_files
     from arm_a3c.deploy.shield import Shield, ShieldSettings
@@ -217,7 +218,8 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
         if robot is not None:
             robot.close()
         model.close()
-    print(json.dumps({"robot": model.robot.name, "task": meta["task"], "transport": args.transport, **figures},
+    dds = {"cyclonedds_uri": os.environ.get("CYCLONEDDS_URI")} if args.transport == "ros2" else {}
+    print(json.dumps({"robot": model.robot.name, "task": meta["task"], "transport": args.transport, **dds, **figures},
                      indent=2))
     return 0
 
