@@ -154,6 +154,7 @@ class Deploy:
         self.go_home(number)
         self_contact = floor_contact = False
         info: dict = {}
+        self._action: list[float] | None = None  # the last action of this episode, which the next state is judged on
         for step in range(model.episode_steps + 1):
             started = time.monotonic()
             state = self.state()
@@ -170,7 +171,7 @@ class Deploy:
             self.speed_fraction = max([self.speed_fraction] + [abs(v) / limit for v, limit in
                                                                zip(qd, model.urdf_speed) if limit])
             obs = model.observe(q, qd)
-            if step > 0:
+            if self._action is not None:
                 info = model.judge(self._action)
             touched = model.contacts(q)
             self_contact, floor_contact = self_contact or touched[0], floor_contact or touched[1]
