@@ -181,3 +181,21 @@ def test_report_writes_the_table_of_the_arms_measured_so_far_and_keeps_the_progr
     assert "| robots/a.urdf | 3 of 3 | 2.50 min | 2.00 min | 97.5% | 0.0% | 0.5% | 0.40 | 5,000 |" in bench["table"]
     assert "Not measured yet (the benchmark goes on with --resume): robots/b.urdf" in bench["table"]
     assert progress.is_file() and not list((tmp_path / "runs").glob("*/summary.json"))  # kept; nothing trained
+
+
+def test_an_arm_an_interrupted_benchmark_had_begun_is_started_over_with_force(tmp_path, monkeypatch):
+    from arm_a3c.bench import arms
+
+    candidate = arms.Candidate("robots", "a.urdf", str(tmp_path / "a.urdf"), 3)
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        return __import__("subprocess").CompletedProcess(command, 2, "", "error: stand-in\n")
+
+    monkeypatch.setattr(arms.subprocess, "run", run)
+    arms.train_arm(candidate, ArmsOptions(), tmp_path / "runs")
+    (tmp_path / "runs" / "robots__a").mkdir(parents=True)
+    (tmp_path / "runs" / "robots__a" / "run.json").write_text("{}")
+    result = arms.train_arm(candidate, ArmsOptions(), tmp_path / "runs")
+    assert "--force" not in commands[0] and commands[1][-1] == "--force" and result.refused == "stand-in"

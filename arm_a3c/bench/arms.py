@@ -213,6 +213,8 @@ def train_arm(candidate: Candidate, opts: ArmsOptions, work_dir: Path, log=print
     """One arm's run, and what its summary says (or the one line with which train_arm.py refused it)."""
     run_dir = work_dir / candidate.key.replace("/", "__").removesuffix(".urdf")
     command = train_command(candidate, opts, run_dir)
+    if (run_dir / "run.json").is_file():  # an arm an interrupted benchmark had begun: start it over (--force
+        command.append("--force")          # deletes only the files that run wrote)
     result = ArmResult(candidate.key, candidate.joints, command=[Path(command[1]).name, *command[2:]])
     budget = opts.minutes * 60 + 900  # the budget, then the held-out test and the files
     try:
