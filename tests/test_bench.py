@@ -67,6 +67,27 @@ def test_every_tuned_peer_names_the_zoo_entry_its_settings_come_from():
         assert PEERS[name].n_timesteps < 10**9
 
 
+def test_the_reach_tuned_peers_build_with_the_zoos_fetchreach_settings():
+    """sac-reach and tqc-reach: the zoo's FetchReach-v1 settings (no HER), built on ArmReach-v0; they count among
+    the tuned peers a benchmark's fastest is picked from."""
+    pytest.importorskip("sb3_contrib")
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from arm_a3c.bench.options import ALL_TUNED_PEERS, REACH_TUNED_PEERS
+    from arm_a3c.bench.peers import PEERS, build, make_env
+
+    venv = DummyVecEnv([lambda: make_env("light_arm")])
+    try:
+        for name in REACH_TUNED_PEERS:
+            assert name in ALL_TUNED_PEERS and PEERS[name].source.endswith("FetchReach-v1 (without HER)")
+            model = build(name, venv, seed=0)
+            assert (model.gamma, model.batch_size, model.learning_starts) == (0.95, 256, 1_000)
+            assert model.learning_rate == 1e-3 and PEERS[name].normalize
+        assert build("tqc-reach", venv, 0).policy.critic.n_critics == 1
+    finally:
+        venv.close()
+
+
 def test_benchmark_flags_are_checked():
     assert_user_error(run_in_process("bench.py", "--workers", "0"), "--workers: 0 is out of range: between 1 and 1,024")
     assert_user_error(run_in_process("bench.py", "--budget-minutes", "nan"), "--budget-minutes: nan is out of range")

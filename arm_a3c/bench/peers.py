@@ -3,9 +3,11 @@ way arm-a3c's evaluator does it (`scripts/bench.py` runs this module in a proces
 
 Settings: each tuned peer takes rl-baselines3-zoo's tuned hyper-parameters (package rl-zoo3 2.9.2, file and entry
 named in `PEERS`) for ReacherBulletEnv-v0, the nearest task the zoo tunes: a dense-reward PyBullet arm reaching a
-random point with joint commands. (The zoo's PandaReach-v1 entry is sparse-reward, goal-conditioned and uses
-HER: it does not fit a dense reach environment.) Learning-rate schedules ("lin_X") decay over the zoo's
-`n_timesteps`, which is also each run's step limit. "-defaults" peers run at the library's own defaults.
+random point with joint commands. "-reach" peers take the zoo's settings for a reaching arm instead
+(FetchReach-v1) without its HER replay buffer: the zoo's reach entries are sparse-reward and goal-conditioned,
+which a dense reach environment whose observation holds the goal is not. Learning-rate schedules ("lin_X") decay
+over the zoo's `n_timesteps`, which is also each run's step limit. "-defaults" peers run at the library's own
+defaults.
 
 Cores: on-policy peers (A2C, PPO) step N `SubprocVecEnv` environments (N = the cores, as arm-a3c's workers);
 off-policy peers (SAC, TD3, TQC) step one environment and train with N torch threads (their time goes into
@@ -50,6 +52,8 @@ class Peer:
 
 PYBULLET_SAC = dict(learning_rate=7.3e-4, buffer_size=300_000, batch_size=256, ent_coef="auto", gamma=0.98,
                     tau=0.02, train_freq=8, gradient_steps=8, learning_starts=10_000, use_sde=True)
+REACH_SAC = dict(learning_rate=1e-3, buffer_size=1_000_000, batch_size=256, ent_coef="auto", gamma=0.95,
+                 learning_starts=1_000)
 PEERS: dict[str, Peer] = {
     # a2c.yml, ReacherBulletEnv-v0 (<< pybullet-defaults, learning_rate lin_0.0008): "tuned but unstable"
     "a2c": Peer("stable_baselines3:A2C", f"{ZOO}/a2c.yml ReacherBulletEnv-v0",
@@ -74,6 +78,14 @@ PEERS: dict[str, Peer] = {
     # tqc.yml, ReacherBulletEnv-v0 (<< pybullet-defaults)
     "tqc": Peer("sb3_contrib:TQC", f"{ZOO}/tqc.yml ReacherBulletEnv-v0", PYBULLET_SAC,
                 dict(log_std_init=-3, net_arch=[400, 300], use_expln=True), n_timesteps=300_000),
+    # Settings for a reaching arm: the zoo's FetchReach-v1 entries (sac.yml: SB3's default 256x256 network;
+    # tqc.yml: 64x64, one critic) without their HER replay buffer (ArmReach-v0 is not a goal-conditioned
+    # environment: its observation holds the goal, its reward is dense). The zoo trains FetchReach for 20,000 steps;
+    # here the time budget ends a run (no schedule decays over n_timesteps).
+    "sac-reach": Peer("stable_baselines3:SAC", f"{ZOO}/sac.yml FetchReach-v1 (without HER)", REACH_SAC,
+                      normalize=True),
+    "tqc-reach": Peer("sb3_contrib:TQC", f"{ZOO}/tqc.yml FetchReach-v1 (without HER)", REACH_SAC,
+                      dict(net_arch=[64, 64], n_critics=1), normalize=True),
     # the libraries' defaults, as the benchmark ran them before the zoo's settings
     "a2c-defaults": Peer("stable_baselines3:A2C", "Stable-Baselines3 2.9.2 defaults", normalize=True),
     "ppo-defaults": Peer("stable_baselines3:PPO", "Stable-Baselines3 2.9.2 defaults", normalize=True),

@@ -97,7 +97,7 @@ def bench_command(result: dict, json_path: str) -> str:
 def summary_table(result: dict, json_path: str) -> str:
     """One row per robot of a bench.py file: arm-a3c's time to the target and held-out success beside the tuned
     peers', its training speed and memory, and the command that measured it."""
-    from arm_a3c.bench.options import TUNED_PEERS
+    from arm_a3c.bench.options import ALL_TUNED_PEERS
 
     opts = result["options"]
     n, budget, target = opts["workers"], opts["budget_seconds"], f"{opts['target_success']:.0%}"
@@ -107,7 +107,7 @@ def summary_table(result: dict, json_path: str) -> str:
     for robot, r in result["robots"].items():
         ours = r["medians"]["arm-a3c"]["time_to_target_s"]
         ours = f"{ours:.0f} s" if ours is not None else f"not within {budget:.0f} s"
-        peers = [name for name in r["runs"] if name in TUNED_PEERS]
+        peers = [name for name in r["runs"] if name in ALL_TUNED_PEERS]
         fastest = r["fastest_tuned_peer"]
         if not peers:
             theirs = "not run"

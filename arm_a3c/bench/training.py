@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arm_a3c.bench.options import GOALS, NEVER_STOPS, PACKAGE_ROOT, TUNED_PEERS, BenchOptions
+from arm_a3c.bench.options import ALL_TUNED_PEERS, GOALS, NEVER_STOPS, PACKAGE_ROOT, BenchOptions
 from arm_a3c.bench.progress import BenchProgress, _now, source_commit
 from arm_a3c.errors import UserError
 
@@ -286,7 +286,7 @@ def bench_robot(opts: BenchOptions, robot: str, work_dir: Path, log, progress: "
     medians = {name: {key: median_of(runs, key) for key in ("time_to_first_target_s", "steps_to_first_target",
                                                             "time_to_target_s", "steps_to_target")}
                for name, runs in everyone.items()}
-    tuned = [name for name in peers if name in TUNED_PEERS]
+    tuned = [name for name in peers if name in ALL_TUNED_PEERS]
     fastest = min(tuned, key=lambda name: medians[name]["time_to_target_s"], default=None)
     time_ratio = (ratio_text(medians["arm-a3c"]["time_to_target_s"], medians[fastest]["time_to_target_s"],
                              opts.budget_seconds) if fastest else None)
