@@ -380,7 +380,7 @@ def save_arms_gallery(result: dict, sources: list[tuple[str, Path]], path: Path)
             continue
         file = str(folders[source] / name)
         robots.append(file)
-        labels[file] = (f"{name.rsplit('/', 1)[-1]}: {r['controlled']} of {r['joints']} joints, held-out "
+        labels[file] = (f"{r['key']}: {r['controlled']} of {r['joints']} joints, held-out "
                         f"{_percent(r['held_out']) or 'n/a'}")
     return save_gallery(robots, path, labels) if robots else None
 

@@ -163,8 +163,21 @@ def render_home(env: ArmEnv, size: tuple[int, int]) -> np.ndarray:
         pb.resetBasePositionAndOrientation(body, [0.0, 0.0, -10.0], (0, 0, 0, 1), physicsClientId=env.client)
     with point_marker(env) as point:
         move_marker(env.client, point, env.robot.ee_position())
-        closer = Camera(look_at=env.camera.look_at, distance=0.6 * env.camera.distance, yaw=45.0, pitch=-15.0)
-        return render_rgb(env.client, closer, *size)
+        return render_rgb(env.client, framing(env), *size)
+
+
+def framing(env: ArmEnv) -> Camera:
+    """A camera on the arm as it stands now: aimed at the middle of its links' bounding box, far enough back for
+    the box to fit the view (an arm whose home reaches sideways, as the Panda's, is not cut off)."""
+    robot = env.robot
+    boxes = [pb.getAABB(robot.body, link, physicsClientId=env.client) for link in range(-1, pb.getNumJoints(
+        robot.body, physicsClientId=env.client))]
+    low = np.min([box[0] for box in boxes], axis=0)
+    high = np.max([box[1] for box in boxes], axis=0)
+    middle = (low + high) / 2
+    size = float(np.linalg.norm(high - low))  # the box's diagonal: whatever way the camera looks, it fits
+    # the diagonal spans the vertical field of view (50 degrees) with a little room: size / 2 / tan(25) is 1.07 size
+    return Camera(look_at=tuple(float(v) for v in middle), distance=max(1.15 * size, 0.3), yaw=45.0, pitch=-15.0)
 
 
 def save_gallery(robots: list[str], path: Path, labels: dict[str, str] | None = None) -> Path:
