@@ -199,3 +199,18 @@ def test_an_arm_an_interrupted_benchmark_had_begun_is_started_over_with_force(tm
     (tmp_path / "runs" / "robots__a" / "run.json").write_text("{}")
     result = arms.train_arm(candidate, ArmsOptions(), tmp_path / "runs")
     assert "--force" not in commands[0] and commands[1][-1] == "--force" and result.refused == "stand-in"
+
+
+def test_the_default_sources_are_kept_by_name_so_a_benchmark_goes_on_on_another_machine(tmp_path):
+    from arm_a3c.bench.arms import default_sources
+
+    labels = [label for label, _ in default_sources()]
+    assert labels[0] == "pybullet_data"
+    options = {"minutes": 10.0, "seed": 0, "workers": 0, "quick": False, "sources": labels, "only": ["model.urdf"]}
+    progress = tmp_path / "arms.progress.json"
+    progress.write_text(json.dumps({"options": options, "commit": None, "arms": {}}))
+    result = run_in_process("bench_arms.py", "--only", "model.urdf", "--report", "--json", str(tmp_path / "arms.json"),
+                            "--work-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    bench = json.loads((tmp_path / "arms.json").read_text())
+    assert bench["options"]["sources"] == labels and "pybullet_data/kuka_iiwa/model.urdf" in bench["not_measured"]

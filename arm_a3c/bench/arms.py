@@ -42,7 +42,7 @@ class ArmsOptions:
     seed: int = 0
     workers: int = 0  # 0: train_arm.py's default (one per core)
     quick: bool = False  # a smoke test: --max-minutes is `minutes`, the held-out test 10 episodes
-    sources: tuple[str, ...] = ()  # the folders searched, in order
+    sources: tuple[str, ...] = ()  # the folders searched, in order: by path, or by name for the default ones
     only: tuple[str, ...] = ()  # train only the arms whose key holds one of these (none: every arm)
 
 

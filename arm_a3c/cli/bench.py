@@ -305,7 +305,9 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(found)} URDF files, {len(arms)} arms")
         return 0
     opts = ArmsOptions(minutes=args.minutes, seed=args.seed, workers=args.workers or 0, quick=args.quick,
-                       sources=tuple(str(folder) for _, folder in sources), only=tuple(args.only))
+                       # the default sources by name (a benchmark goes on, --resume, on another machine), others by path
+                       sources=tuple(str(folder) for _, folder in sources) if args.folders
+                       else tuple(label for label, _ in sources), only=tuple(args.only))
     ours = json_with_keys("options", "arms", "not_arms")
     refuse_foreign(args.json, ours, "--json")
     picture = args.json.with_suffix(".png")
