@@ -168,3 +168,34 @@ def test_the_observation_ends_with_the_jacobian_transpose_of_the_goals_error(rob
     finally:
         env.close()
         plain.close()
+
+
+def test_a_link_under_the_floor_whatever_the_joints_does_not_keep_every_goal_out_of_reach(write_urdf):
+    """A first link turning about the vertical whose collision box reaches 5 cm under the floor (as a collision
+    model's sphere can: example-robot-data's panda_collision.urdf was refused for it): goals are drawn, and the
+    floor check looks at the links above it, which can still touch the floor."""
+    sunk = """
+  <link name="turret">
+    <collision><origin xyz="0 0 0"/><geometry><box size="0.1 0.1 0.2"/></geometry></collision>
+    <inertial><origin xyz="0 0 0"/><mass value="1.0"/><inertia ixx="0.004" iyy="0.004" izz="0.002" ixy="0" ixz="0"
+      iyz="0"/></inertial>
+  </link>"""
+    text = robot_xml("sunk", joint("yaw", "revolute", "base", "turret", 0.05, axis="0 0 1",
+                                   limit='<limit lower="-3" upper="3" effort="20" velocity="3"/>') + sunk
+                     + joint("elbow", "revolute", "turret", "forearm", 0.1) + box_link("forearm", 0.4)
+                     + joint("wrist", "revolute", "forearm", "hand", 0.4) + box_link("hand", 0.1))
+    import pybullet as pb
+
+    env = ArmReachEnv(robot=str(write_urdf(text)))
+    try:
+        robot = env.robot
+        for seed in range(5):  # (refused before: "no reachable point ... in 1000 random poses")
+            env.reset(seed=seed)
+            assert env.target[2] >= env.config.min_target_height_m
+        assert [robot.link_name(link) for link in robot.moving_links] == ["turret", "forearm", "hand"]
+        assert [robot.link_name(link) for link in robot._leave_floor] == ["forearm", "hand"]
+        robot.reset(np.zeros(3))
+        turret_bottom = pb.getAABB(robot.body, robot.moving_links[0], physicsClientId=robot.client)[0][2]
+        assert turret_bottom < 0.0 < robot.lowest_point()  # the turret is under the floor; the check looks above it
+    finally:
+        env.close()

@@ -40,6 +40,7 @@ from arm_a3c.sim.urdf import UrdfModel, read_urdf
 PROBE_STEP = 0.05
 INERT_MOTION_M = 1e-5
 INERT_PROBES = 16
+FLOOR_PROBES = 16  # configurations that find the links below the floor whatever the joints
 INERT_ARM_M = 0.1  # with orientation: a turn of the end effector counts as motion of a point this far away
 JACOBIAN_STEP = 1e-4  # rad or m: central differences of forward kinematics
 POSITION_GAIN = 0.2  # PyBullet position-control gain: fraction of the error corrected per physics step
@@ -221,6 +222,7 @@ class Robot:
         self._velocity_gains = [VELOCITY_GAIN] * self.dof
         self._lower, self._upper = self.lower.tolist(), self.upper.tolist()
         self._moving_links = self._links_moved_by_controlled_joints()
+        self._leave_floor = self._links_that_can_leave_the_floor()
         self.home, self.home_reason = choose_home(self)
         self.q_target = self.home.tolist()
         self.reset(self.home)
@@ -369,6 +371,22 @@ class Robot:
             if up >= 0:
                 moved.append(link)
         return moved
+
+    def _links_that_can_leave_the_floor(self) -> list[int]:
+        """The moving links whose collision shapes are not below the floor whatever the joints: `lowest_point` looks
+        at these only, as the contact check leaves out a link that touches the floor at home. A collision model can
+        give the first link a shape that reaches under the base (example-robot-data's panda_collision.urdf: a
+        sphere 9 cm into the floor), which kept every goal out of reach. Probed at the zero configuration and at
+        random ones from a fixed seed (the same links on every machine); for an arm whose zero configuration has no
+        link below the floor, at the zero configuration alone (every moving link)."""
+        below, rng = set(self._moving_links), np.random.default_rng(0)
+        for k in range(FLOOR_PROBES):
+            self.reset(self.zero_home if k == 0 else self.random_configuration(rng))
+            pb.performCollisionDetection(physicsClientId=self.client)
+            below = {link for link in below if pb.getAABB(self.body, link, physicsClientId=self.client)[0][2] < 0.0}
+            if not below:
+                break
+        return [link for link in self._moving_links if link not in below]
 
     def _link_position(self, link: int) -> np.ndarray:
         """World position (3,) m of a link's URDF frame. Both stepSimulation and resetJointState update the
@@ -523,11 +541,11 @@ class Robot:
         return rng.uniform(self.lower, self.upper)
 
     def lowest_point(self) -> float:
-        """Lowest z (m) of the bounding boxes of the links that the controlled joints move."""
+        """Lowest z (m) of the bounding boxes of the links that the controlled joints move (but those that are below
+        the floor whatever the joints: `_links_that_can_leave_the_floor`); +inf if there are none."""
         pb.performCollisionDetection(physicsClientId=self.client)  # refreshes the boxes after a teleport
-        return min(
-            pb.getAABB(self.body, link, physicsClientId=self.client)[0][2] for link in self._moving_links
-        )
+        return min((pb.getAABB(self.body, link, physicsClientId=self.client)[0][2] for link in self._leave_floor),
+                   default=float("inf"))
 
     def workspace_samples(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """End-effector positions (n, 3) m of `n` random configurations; leaves the arm at home."""
