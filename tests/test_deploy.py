@@ -148,6 +148,14 @@ def test_a_stale_joint_state_holds_the_last_command_within_one_period(tmp_path, 
     assert held and held[0] <= 2, held
 
 
+def within_limits(shield: Shield, command: list[float], previous: list[float]) -> bool:
+    """Whether `command`, after `previous`, keeps the limits the shield keeps: inside the margins, and no joint
+    faster than its speed limit."""
+    eps = 1e-9
+    return all(lo - eps <= c <= hi + eps and abs(c - p) <= v * shield.dt + eps
+               for c, p, lo, hi, v in zip(command, previous, shield.lower, shield.upper, shield.speed))
+
+
 def test_random_and_saturated_actions_never_give_a_command_outside_the_limits_or_too_fast(tmp_path, xarm):
     """Policies that output random or saturated actions, on the simulated arm: every command sent is inside the
     margins, and no joint's command moves faster than its speed limit."""
@@ -166,7 +174,7 @@ def test_random_and_saturated_actions_never_give_a_command_outside_the_limits_or
         assert figures["episodes"] == 3 and len(sent) > 100
         previous = xarm.home
         for command in sent:
-            assert shield.within_limits(command, previous), name
+            assert within_limits(shield, command, previous), name
             previous = command
 
 
@@ -210,6 +218,8 @@ def test_deploy_mistakes_are_one_line_and_send_no_command(tmp_path, exported, mo
                       "lack the policy's", "no command was sent")
     assert_user_error(run_in_process("deploy.py", *policy, "--goal", "5", "0", "0.3", "--log", str(tmp_path / "b")),
                       "--goal 5 0 0.3 is outside the arm's workspace")
+    assert_user_error(run_in_process("deploy.py", *policy, "--goal", "0.2", "0", "0.3", "--goal", "0", "5", "0.3",
+                                     "--log", str(tmp_path / "c")), "--goal 0 5 0.3 is outside")  # every goal
     assert_user_error(run_in_process("deploy.py", "--policy", str(tmp_path / "gone.onnx")), "no such file")
     (tmp_path / "taken.jsonl").write_text("mine")
     assert_user_error(run_in_process("deploy.py", *policy, "--log", str(tmp_path / "taken.jsonl")), "never writes over")

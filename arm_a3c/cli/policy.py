@@ -189,8 +189,8 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
     try:
         policy = ExportedPolicy(args.policy, model.obs_dim, model.dof)
         goals = Goals(count=args.episodes, seed=args.seed, points=args.goal or [])
-        for seed, point in [next(iter(goals))] if goals.points else []:
-            model.new_episode(seed, point)  # a goal out of reach is one line before anything moves
+        for point in goals.points:
+            model.new_episode(None, point)  # every goal out of reach is one line before anything moves
         log_path = args.log or Path("runs") / "deploy" / f"{args.policy.stem}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         if log_path.exists():
             raise UserError(f"--log {log_path} exists; deploy never writes over a file: give another path")

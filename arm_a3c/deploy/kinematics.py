@@ -19,7 +19,13 @@ from arm_a3c.errors import UserError
 NOT_MODELLED = {"latency_steps": 0, "latency_jitter_steps": 0, "joint_noise": 0.0, "velocity_noise": 0.0,
                 "goal_noise": 0.0, "mass_range": 0.0, "gain_range": 0.0, "damping_range": 0.0, "mass_scale": 1.0,
                 "gain_scale": 1.0}
-DEPLOYABLE_TASKS = ("reach", "pose", "track")  # avoid's obstacles are simulated bodies a real arm's world lacks
+DEPLOYABLE_TASKS = ("reach", "pose", "track")
+
+
+def modelled(environment: dict) -> dict:
+    """A policy's environment settings (policy.json's) with training's randomisation off (`NOT_MODELLED`): the arm
+    as deploy models it, simulates it (`transports.SimArm`) and replays it (`viewer.sources.DeployLogSource`)."""
+    return {**environment, **{k: v for k, v in NOT_MODELLED.items() if k in environment}}  # avoid's obstacles are simulated bodies a real arm's world lacks
 
 
 class ArmModel:
@@ -32,7 +38,7 @@ class ArmModel:
         if task not in DEPLOYABLE_TASKS:
             raise UserError(f"deploy runs policies of the tasks {', '.join(DEPLOYABLE_TASKS)}, not {task}: its "
                             f"obstacles are simulated bodies a real arm's world does not have")
-        self.env = make_env(**{**environment, **{k: v for k, v in NOT_MODELLED.items() if k in environment}})
+        self.env = make_env(**modelled(environment))
         env, robot = self.env, self.env.robot
         self.robot = robot
         self.joint_names = [j.name for j in robot.controlled]

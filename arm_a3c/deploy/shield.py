@@ -94,10 +94,3 @@ class Shield:
         self.counts[why] += 1
         self.velocity = [0.0] * len(self.last)
         return list(self.last)
-
-    def within_limits(self, command: list[float], previous: list[float]) -> bool:
-        """Whether `command`, after `previous`, keeps every limit the shield keeps (the tests' and the log's
-        check): inside the margins, and no joint faster than its speed limit."""
-        eps = 1e-9
-        return all(lo - eps <= c <= hi + eps and abs(c - p) <= v * self.dt + eps
-                   for c, p, lo, hi, v in zip(command, previous, self.lower, self.upper, self.speed))

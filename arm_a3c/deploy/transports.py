@@ -40,12 +40,10 @@ class SimArm:
     its controlled joints' state. `commands` counts the commands received."""
 
     def __init__(self, robot: str, environment: dict | None = None):
-        from arm_a3c.deploy.kinematics import NOT_MODELLED
+        from arm_a3c.deploy.kinematics import modelled
         from arm_a3c.envs.arm_env import make_env
 
-        settings = {**(environment or {}), "robot": robot}
-        settings = {**settings, **{k: v for k, v in NOT_MODELLED.items() if k in settings}}
-        self.env = make_env(**settings)
+        self.env = make_env(**modelled({**(environment or {}), "robot": robot}))
         self.env.reset(seed=0)
         self.robot = self.env.robot
         self.names = tuple(j.name for j in self.robot.controlled)

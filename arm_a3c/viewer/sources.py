@@ -117,7 +117,7 @@ class DeployLogSource:
     label = "deploy log"
 
     def __init__(self, path: Path):
-        from arm_a3c.deploy.kinematics import NOT_MODELLED
+        from arm_a3c.deploy.kinematics import modelled
         from arm_a3c.deploy.loop import LOG_FORMAT
         from arm_a3c.envs.arm_env import make_env
 
@@ -131,7 +131,7 @@ class DeployLogSource:
             raise UserError(f"{path} is not a deploy log written by arm-a3c deploy --log (or one written before "
                             f"logs named their environment); pass the .jsonl file deploy wrote")
         environment = header["environment"]
-        self.env = make_env(**{**environment, **{k: v for k, v in NOT_MODELLED.items() if k in environment}})
+        self.env = make_env(**modelled(environment))
         self.episodes: list[tuple[list[dict], dict]] = []
         rows: dict[int, list[dict]] = {}
         for line in lines[1:]:
