@@ -125,15 +125,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser, name: str, quick: str, b
 
 
 def _run_benchmark(args: argparse.Namespace, run: Callable, format_table: Callable[[dict], str],
-                   written: Callable[[], None] = lambda: None) -> int:
-    """What the training benchmarks share: check --robot and --work-dir, `run(work_dir, log)`, print its table
-    and write it with the results to --json."""
+                   written: Callable[[], None] = lambda: None, keys: tuple[str, ...] = ("options", "table")) -> int:
+    """What the training benchmarks share: check --json (a file of this benchmark's, with `keys`), --robot (if it
+    has one) and --work-dir, `run(work_dir, log)`, print its table and write it with the results to --json."""
     import json
 
-    ours = json_with_keys("options", "table")
+    ours = json_with_keys(*keys)
     refuse_foreign(args.json, ours, "--json")
     refuse_foreign(args.json.with_suffix(".png"), lambda png: is_our_png(png) or ours(args.json), "--json")
-    for robot in getattr(args, "robots", None) or [args.robot]:  # a bad robot fails here
+    for robot in getattr(args, "robots", None) or ([args.robot] if hasattr(args, "robot") else []):  # a bad robot
         _make_env(argparse.Namespace(urdf=None, robot=robot, ee_link=None)).close()
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -308,10 +308,6 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
                        # the default sources by name (a benchmark goes on, --resume, on another machine), others by path
                        sources=tuple(str(folder) for _, folder in sources) if args.folders
                        else tuple(label for label, _ in sources), only=tuple(args.only))
-    ours = json_with_keys("options", "arms", "not_arms")
-    refuse_foreign(args.json, ours, "--json")
-    picture = args.json.with_suffix(".png")
-    refuse_foreign(picture, lambda png: is_our_png(png) or ours(args.json), "--json")
     progress_path = args.json.with_name(args.json.stem + ".progress.json")
     progress = {"options": opts.__dict__ | {"sources": list(opts.sources), "only": list(opts.only)},
                 "commit": source_commit(), "arms": {}}
@@ -329,26 +325,21 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
     elif progress_path.exists():
         raise UserError(f"{progress_path} holds an interrupted benchmark's arms: --resume goes on with them (same "
                         f"flags), or delete the file to start over")
-    try:
-        args.work_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot write to {args.work_dir} ({err.strerror}); pass --work-dir DIR") from None
 
-    def save():
-        save_progress(progress_path, progress)
+    def run_and_draw(work_dir, log):
+        result = run_arms_benchmark(opts, sources, work_dir, progress, lambda: save_progress(progress_path, progress),
+                                    log, train=not args.report)
+        result["commit"] = progress["commit"]
+        picture = args.json.with_suffix(".png")
+        try:
+            if save_arms_gallery(result, sources, picture):
+                log(f"wrote {picture}")
+        except OSError as err:
+            raise UserError(f"cannot write {picture} ({err.strerror}); pass --json PATH") from None
+        return result
 
-    result = run_arms_benchmark(opts, sources, args.work_dir.resolve(), progress, save,
-                                lambda line: print(line, flush=True), train=not args.report)
-    result["commit"] = progress["commit"]
-    table = format_arms_table(result)
-    print("\n" + table)
-    try:
-        write_atomically(args.json, (json.dumps({**result, "table": table}, indent=2) + "\n").encode())
-        gallery = save_arms_gallery(result, sources, picture)
-    except OSError as err:
-        raise UserError(f"cannot write {args.json} or its gallery ({err.strerror}); pass --json PATH") from None
-    print(f"wrote {args.json}" + (f" and {gallery}" if gallery else ""))
-    _tables_of(args.json)
-    if not args.report:
-        progress_path.unlink(missing_ok=True)
-    return 0
+    def written():
+        if not args.report:  # a report leaves the benchmark to go on with --resume
+            progress_path.unlink(missing_ok=True)
+
+    return _run_benchmark(args, run_and_draw, format_arms_table, written, keys=("options", "arms", "not_arms"))
