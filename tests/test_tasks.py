@@ -112,6 +112,43 @@ def test_the_ik_oracle_solves_each_task(task, robot):
         assert f"mean_{name}" in result
 
 
+def test_a_slow_arm_gets_goals_it_can_reach_in_an_episode_and_a_fast_one_keeps_every_goal(write_urdf):
+    """Goals come from the joints' positions an episode's travel reaches (`GOAL_TRAVEL_FRACTION` of it) from home:
+    an arm whose URDF limits its speed gets goals within that box, which the oracle meets, where goals drawn over
+    the whole range are out of reach in most episodes. The named arms travel half a turn or more in an episode:
+    their goals are drawn as before (the golden episodes above hold the KUKA's to the digit)."""
+    from helpers import box_link, joint, robot_xml
+
+    from arm_a3c.tasks.base import GOAL_TRAVEL_FRACTION
+
+    slow = '<limit lower="-3" upper="3" effort="20" velocity="0.3"/>'
+    urdf = write_urdf(robot_xml("slow", (
+        joint("yaw", "revolute", "base", "upper", 0.1, axis="0 0 1", limit=slow) + box_link("upper", 0.3)
+        + joint("elbow", "revolute", "upper", "forearm", 0.3, limit=slow) + box_link("forearm", 0.25)
+        + joint("tip_mount", "fixed", "forearm", "tip", 0.25, limit="") + box_link("tip", 0.02))))
+    for task in ("reach", "avoid"):
+        env = make_env(robot=str(urdf), task=task, self_collision=False)
+        robot, t = env.robot, env.task
+        travel = GOAL_TRAVEL_FRACTION * env.config.episode_steps * np.asarray(env.max_joint_step)
+        assert travel == pytest.approx([0.75 * 50 * 0.3 / env.config.control_hz] * 2)
+        np.testing.assert_allclose(t.goal_low, np.maximum(robot.lower, robot.home - travel))
+        np.testing.assert_allclose(t.goal_high, np.minimum(robot.upper, robot.home + travel))
+        rng = np.random.default_rng(0)
+        for _ in range(50):
+            q, _ = t.sample_goal(rng)
+            assert (q >= t.goal_low).all() and (q <= t.goal_high).all(), q
+        met = oracle_episodes(env, 50, seed=1)["success_rate"]
+        # the same goals drawn over the joints' whole range, as before: the oracle misses most
+        t.goal_low = t.goal_high = None
+        before = oracle_episodes(env, 50, seed=1)["success_rate"]
+        env.close()
+        assert met >= 0.8 and met >= before + 0.3, (task, met, before)
+    for robot in ("kuka_iiwa", "panda", "xarm6", "light_arm"):
+        env = make_env(robot=robot)
+        assert env.task.goal_low is None and env.task.goal_high is None, robot
+        env.close()
+
+
 @pytest.mark.parametrize("task", sorted(ROBOTS))
 def test_each_gym_id_passes_gymnasiums_checker_and_trains_with_sb3_ppo(task):
     from gymnasium.utils.env_checker import check_env

@@ -23,7 +23,7 @@ import numpy as np
 
 from arm_a3c.limits import MAX_OBSTACLES, MAX_REWARD_WEIGHT
 from arm_a3c.sim.client import pybullet as pb
-from arm_a3c.tasks.base import Setting, Sphere, Task, sample_configuration
+from arm_a3c.tasks.base import Setting, Sphere, Task
 
 OBSTACLE_RGBA = (0.55, 0.32, 0.75, 1.0)  # purple: apart from the arms' usual orange, blue, grey
 OBSTACLE_RGB, CONTACT_RGB = (140, 82, 190), (230, 20, 20)
@@ -88,10 +88,8 @@ class AvoidTask(Task):
         return None
 
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
-        cfg = self.config
         for _ in range(TARGET_TRIES):
-            self.goal_configuration, target = sample_configuration(
-                self.robot, rng, cfg.min_target_height_m, self.min_target_radius_m, free=self.contact_free)
+            self.goal_configuration, target = self.sample_goal(rng)
             for body in self.obstacle_bodies:
                 pb.resetBasePositionAndOrientation(body, AWAY, (0, 0, 0, 1), physicsClientId=self.env.client)
             centres = [self._place(body, target, rng) for body in self.obstacle_bodies]

@@ -35,6 +35,13 @@ GOAL_RGB = (26, 217, 51)
 # A goal coordinate beyond this (m) is a slip (millimetres given as metres, say); a far larger one (1e300)
 # overflows the distance to it.
 MAX_TARGET_M = 1000.0
+# Goals lie where the arm can get in time: each joint of a goal's configuration within this fraction of the
+# travel an episode allows at that joint's speed (steps x largest step per control period) of its home position,
+# the rest of the episode left to settle and hold. A revolute joint that travels half a turn in that time
+# reaches every angle, and a wider range than the joint's limits changes nothing: such joints are drawn over their
+# whole range, as before (the KUKA, the Panda and the xArm6 keep every goal they had); an arm whose URDF limits
+# its speed to a crawl (0.63 rad/s: 1.3 rad per episode) no longer gets goals no episode is long enough for.
+GOAL_TRAVEL_FRACTION = 0.75
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,14 @@ class Task(ABC):
         # With self-collision, whether the arm where it is now touches neither itself nor the floor: goals come
         # from such configurations only (`sample_configuration`'s `free`). None: contacts are not the task's.
         self.contact_free: Callable[[], bool] | None = env.contacts.free if env.contacts is not None else None
+        # The joint box goals are drawn from (`goal_box`): None where it is the joints' whole range.
+        self.goal_low, self.goal_high = goal_box(self.robot, env.max_joint_step, self.config.episode_steps)
+
+    def sample_goal(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(q, end-effector point) of a goal: `sample_configuration` within the goal box, with this task's height,
+        radius and contact rules. Moves the arm: the caller resets it afterwards."""
+        return sample_configuration(self.robot, rng, self.config.min_target_height_m, self.min_target_radius_m,
+                                    low=self.goal_low, high=self.goal_high, free=self.contact_free)
 
     # What the scripted oracle (`envs.oracle`) reads of a goal besides `target` (tasks that have one set it):
     target_orientation: list[float] | None = None  # the end effector's goal orientation, xyzw quaternion (pose)
@@ -241,6 +256,22 @@ def sample_configuration(robot: Robot, rng: np.random.Generator, min_height_m: f
         + f" in {TARGET_SAMPLING_TRIES} random poses; check its joint limits and that its base sits on the floor "
         "at z = 0" + (" (--no-self-collision lets links overlap)" if free is not None else "")
     )
+
+
+def goal_box(robot: Robot, max_step: Sequence[float], episode_steps: int
+             ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """(low, high): the controlled joints' positions a goal may have, within `GOAL_TRAVEL_FRACTION` of an
+    episode's travel at each joint's largest step per control period (`max_step`, rad or m) of the home pose, and
+    within the limits; a revolute joint that travels half a turn or more keeps its whole range. (None, None)
+    when every joint keeps its whole range (the goals are drawn as `Robot.random_configuration` draws them)."""
+    travel = GOAL_TRAVEL_FRACTION * episode_steps * np.asarray(max_step, dtype=np.float64)
+    revolute = np.array([j.type != "prismatic" for j in robot.controlled])
+    free = revolute & (travel >= math.pi)
+    low = np.where(free, robot.lower, np.maximum(robot.lower, robot.home - travel))
+    high = np.where(free, robot.upper, np.minimum(robot.upper, robot.home + travel))
+    if (low == robot.lower).all() and (high == robot.upper).all():
+        return None, None
+    return low, high
 
 
 def goal_position(value, what: str) -> np.ndarray:

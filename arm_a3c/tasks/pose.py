@@ -29,7 +29,7 @@ from arm_a3c.errors import UserError
 from arm_a3c.limits import MAX_REWARD_WEIGHT
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.robot import EndEffectorJacobian
-from arm_a3c.tasks.base import Frame, Setting, Sphere, Task, sample_configuration
+from arm_a3c.tasks.base import Frame, Setting, Sphere, Task
 
 RANK_PROBES = 8  # random configurations at which the pose Jacobian's rank is measured
 RANK_TOLERANCE = 1e-3  # singular values below this fraction of the largest count as zero
@@ -105,8 +105,7 @@ class PoseTask(Task):
             )
 
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
-        self.goal_configuration, point = sample_configuration(self.robot, rng, self.config.min_target_height_m,
-                                                              self.min_target_radius_m, free=self.contact_free)
+        self.goal_configuration, point = self.sample_goal(rng)
         self.target_orientation = list(self.robot.ee_link_pose()[1])
         self._target_6d = six_d(self.target_orientation)
         self.set_target(point)

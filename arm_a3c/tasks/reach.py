@@ -2,7 +2,7 @@
 
 Target: the end-effector point of a random configuration whose moving links all stay above the floor, at least
 `min_target_height_m` high and `min_target_radius_fraction` of the reach off the base's axis (reachable by
-construction). Observation: the target (3, m) and target minus end-effector point (3, m) (then the environment's
+construction; a slow joint's position within what an episode's travel reaches from home: `Task.goal_low`). Observation: the target (3, m) and target minus end-effector point (3, m) (then the environment's
 Jacobian part, J^T times that difference: see `Task.jacobian_parts`). Reward: minus the
 distance (m), minus `action_cost` times the mean squared action, plus `success_bonus` on every step inside the
 radius. No terminal state; success is judged on the last step.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from arm_a3c.tasks.base import Task, goal_position, sample_configuration
+from arm_a3c.tasks.base import Task, goal_position
 
 
 class ReachTask(Task):
@@ -26,8 +26,7 @@ class ReachTask(Task):
 
     def sample_target(self, rng: np.random.Generator) -> np.ndarray:
         """A reachable target (3,) m. Moves the arm: the caller resets it afterwards."""
-        return sample_configuration(self.robot, rng, self.config.min_target_height_m, self.min_target_radius_m,
-                                    free=self.contact_free)[1]
+        return self.sample_goal(rng)[1]
 
     def reset(self, rng: np.random.Generator, options: dict | None) -> None:
         target = self.sample_target(rng)  # sampled even when options place it: the seed's stream stays the same
