@@ -183,6 +183,45 @@ def test_report_writes_the_table_of_the_arms_measured_so_far_and_keeps_the_progr
     assert progress.is_file() and not list((tmp_path / "runs").glob("*/summary.json"))  # kept; nothing trained
 
 
+def test_a_benchmark_whose_progress_file_is_gone_goes_on_from_the_arms_its_json_holds(tmp_path):
+    """The progress file stays on the machine that ran the benchmark; the JSON, in the docs, travels."""
+    robots = tmp_path / "robots"
+    robots.mkdir()
+    (robots / "a.urdf").write_text(SERIAL)
+    (robots / "b.urdf").write_text(GRIPPER_ARM)
+    options = {"minutes": 10.0, "seed": 0, "workers": 0, "quick": False, "sources": [str(robots.resolve())],
+               "only": []}
+    measured = ArmResult("robots/a.urdf", 3, controlled=3, held_out=0.975, commit="abc1234")
+    out = tmp_path / "arms.json"
+    out.write_text(json.dumps({"options": options, "arms": [asdict(measured)], "not_arms": {}, "not_measured": [],
+                               "goal": {}, "commit": "abc1234", "table": ""}))
+    result = run_in_process("bench_arms.py", "--from", str(robots), "--report", "--json", str(out),
+                            "--work-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(out.read_text())
+    assert [a["key"] for a in bench["arms"]] == ["robots/a.urdf"] and bench["not_measured"] == ["robots/b.urdf"]
+    assert bench["arms"][0]["commit"] == "abc1234" and bench["commit"] == "abc1234"
+    out.write_text("{}")  # not this benchmark's: nothing to go on with
+    assert_user_error(run_in_process("bench_arms.py", "--from", str(robots), "--resume", "--json", str(out),
+                                     "--work-dir", str(tmp_path / "runs")), "nothing to resume: neither")
+
+
+def test_each_arm_keeps_the_commit_it_was_trained_at_and_the_table_names_them_when_they_differ():
+    from arm_a3c.bench.arms import format_arms_table, goal_figures
+
+    old = ArmResult("robots/a.urdf", 3, controlled=3, held_out=0.9)  # measured before arms kept their commit
+    new = ArmResult("robots/b.urdf", 3, controlled=3, held_out=0.97, commit="def5678")
+    options = {"minutes": 10.0, "seed": 0, "workers": 0, "quick": False, "sources": ["x"], "only": []}
+
+    def table(*arms):
+        return format_arms_table({"options": options, "commit": "abc1234", "arms": [asdict(a) for a in arms],
+                                  "not_arms": {}, "not_measured": [], "goal": goal_figures(list(arms))})
+
+    assert table(old).startswith("arm-a3c commit abc1234; reach")
+    assert table(old, new).startswith("started at arm-a3c commit abc1234, arms trained at abc1234, def5678 (each "
+                                      "arm's in the JSON); reach")
+
+
 def test_an_arm_an_interrupted_benchmark_had_begun_is_started_over_with_force(tmp_path, monkeypatch):
     from arm_a3c.bench import arms
 

@@ -74,6 +74,7 @@ class ArmResult:
     max_speed_fraction: float | None = None
     steps_per_second: float | None = None
     env_steps: int | None = None
+    commit: str | None = None  # arm-a3c's commit when this arm was trained (a benchmark resumed goes on at another)
 
 
 # ---- which files are arms -------------------------------------------------------------------------------------
@@ -276,6 +277,9 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
         arms = [c for c in arms if any(text in c.key for text in opts.only)]
         log(f"training the {len(arms)} whose name holds {' or '.join(opts.only)}")
     done = progress.setdefault("arms", {})
+    from arm_a3c.bench.progress import source_commit
+
+    commit = source_commit() if train else None  # this sitting's: a resumed benchmark may go on at another commit
     for number, candidate in enumerate(arms, 1):
         if candidate.key in done or not train:
             continue
@@ -283,6 +287,7 @@ def run_arms_benchmark(opts: ArmsOptions, sources: list[tuple[str, Path]], work_
             f"{opts.minutes:g} min")
         started = time.monotonic()
         result = train_arm(candidate, opts, work_dir, log)
+        result.commit = commit
         done[candidate.key] = asdict(result)
         save()
         log(f"    {describe_result(result)} ({(time.monotonic() - started) / 60:.1f} min)")
@@ -328,7 +333,10 @@ def format_arms_table(result: dict) -> str:
     """The table the benchmark prints and the docs show: one row per arm, then the refused ones' reasons, the files
     that are not arms (counted by reason), and the goal."""
     opts = result["options"]
-    lines = [f"arm-a3c commit {result.get('commit') or 'unknown'}; reach, defaults, seed {opts['seed']}, at most "
+    commits = sorted({r.get("commit") or result.get("commit") or "unknown" for r in result["arms"]})
+    commit = (f"started at arm-a3c commit {result.get('commit') or 'unknown'}, arms trained at {', '.join(commits)} "
+              f"(each arm's in the JSON)" if len(commits) > 1 else f"arm-a3c commit {result.get('commit') or 'unknown'}")
+    lines = [f"{commit}; reach, defaults, seed {opts['seed']}, at most "
              f"{opts['minutes']:g} min per arm"
              f"{' (--quick: a smoke test, not a measurement)' if opts.get('quick') else ''}; held-out: best.pt on "
              f"the run's own held-out episodes"

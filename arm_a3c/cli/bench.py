@@ -266,6 +266,19 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
         options = RayBenchOptions(**{**options.__dict__, **QUICK})
     return _run_benchmark(args, lambda work_dir, log: run_ray_benchmark(options, work_dir, log), format_table)
 
+def _arms_from_table(path: Path) -> dict | None:
+    """A progress made of a bench_arms --json file (its options, commit and measured arms), or None if `path` is
+    not one. The progress file stays on the machine that ran the benchmark; the JSON goes into the docs."""
+    import json
+
+    try:
+        table = json.loads(path.read_text())
+        return {"options": table["options"], "commit": table.get("commit"),
+                "arms": {arm["key"]: arm for arm in table["arms"]}}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def bench_arms_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/bench_arms.py`: train reach with the defaults on every fixed-base arm URDF in pybullet_data and the
     example-robot-data wheel (or the folders given), each capped; one table, the refused arms' reasons and a
@@ -289,7 +302,9 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="say which files are arms and why the others are not; "
                                                              "train nothing")
     parser.add_argument("--resume", action="store_true",
-                        help="go on with the arms an interrupted benchmark (same flags) has not trained yet")
+                        help="go on with the arms an interrupted benchmark (same flags) has not trained yet: those "
+                             "its .progress.json keeps, or, where that file is gone (another machine), those the "
+                             "--json file holds")
     parser.add_argument("--report", action="store_true",
                         help="write the table and gallery of the arms an unfinished benchmark (same flags) has "
                              "measured so far; train nothing (it goes on later with --resume)")
@@ -315,7 +330,10 @@ def bench_arms_main(argv: Sequence[str] | None = None) -> int:
         try:
             kept = json.loads(progress_path.read_text())
         except FileNotFoundError:
-            raise UserError(f"nothing to resume: {progress_path} does not exist") from None
+            kept = _arms_from_table(args.json)  # the arms a written --json holds (its progress left on another machine)
+            if kept is None:
+                raise UserError(f"nothing to resume: neither {progress_path} nor {args.json} holds this benchmark's "
+                                f"arms") from None
         except (OSError, ValueError) as err:
             raise UserError(f"cannot resume from {progress_path}: not this benchmark's progress file ({err})") from None
         if kept.get("options") != progress["options"]:
