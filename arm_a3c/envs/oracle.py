@@ -227,8 +227,74 @@ class ViaPointReacher(IKReacher):
         return plan
 
 
+PUSH_LINE_M = 0.3  # of the cube's side: the hand is on the line behind the cube within this
+PUSH_AHEAD_M = 0.02  # how far the hand aims beyond where it touches the cube, per step: a steady push, no throw
+PUSH_ABOVE_M = 0.05  # the approach comes down from this high above the cube's top
+PUSH_DONE_M = 0.01  # the cube this near its goal: the hand stops
+PUSH_TRAVEL_M = 0.06  # the hand's way to the cube: this much of the straight line each step
+PUSH_DESCENT_M = 0.03  # the hand comes down this much a step at most
+PUSH_SAME_AIM_M = 0.005  # an aim that moved less than this since the last step keeps its joint goal
+
+
+class PushOracle(IKReacher):
+    """For push: come down behind the cube on the line from it to the goal, then push along that line, aiming a
+    little ahead of the cube each step until the cube is at the goal. Poses from `tasks.push.PushPoses` (the
+    hand's pushing orientation, every link above the floor, no contact)."""
+
+    def act(self) -> np.ndarray:
+        env, robot, task = self.env, self.env.robot, self.env.task
+        cube, goal = task.object_position, np.asarray(task.target)
+        ee = robot.ee_position()
+        line = goal[:2] - cube[:2]
+        distance = float(np.linalg.norm(line))
+        episode = tuple(task.start_position.tolist()) + tuple(goal.tolist())
+        if distance < PUSH_DONE_M or getattr(self, "_done_in", None) == episode:
+            self._done_in = episode  # the cube is at its goal: hold still for the rest of the episode
+            return np.zeros(robot.dof)
+        direction = line / distance if distance > 1e-6 else np.array([1.0, 0.0])
+        offset = ee[:2] - cube[:2]
+        along, across = float(offset @ direction), float(direction[0] * offset[1] - direction[1] * offset[0])
+        # where the hand comes down: the place behind the cube that the task made sure the arm reaches
+        behind = np.append(cube[:2] - direction * task.approach_m, task.push_height_m)
+        if (-task.approach_m - 0.03 < along < -task.side_m / 2 and abs(across) < PUSH_LINE_M * task.side_m
+                and ee[2] < task.push_height_m + 0.02):
+            # on the line behind the cube and low: push, a little further each step, back onto the line, until the
+            # cube is at the goal
+            ahead = min(distance - 0.005, PUSH_AHEAD_M) if distance > 0.005 else 0.0
+            side = np.array([-direction[1], direction[0]])
+            aim = np.append(ee[:2] + direction * ahead - side * across * 0.5, task.push_height_m)
+        elif (np.linalg.norm(ee[:2] - behind[:2]) < 0.03
+              or np.linalg.norm(behind - getattr(self, "_coming_down_to", behind + 1.0)) < 0.02):
+            # above the place behind the cube (or on the way down to it, which may swing): come down, a few
+            # centimetres a step (a fast descent overshoots into the floor)
+            aim = np.append(behind[:2], max(behind[2], ee[2] - PUSH_DESCENT_M))
+            self._coming_down_to = behind
+        else:  # to the place above it, along a straight line a few centimetres a step (a joint-space line dips)
+            above = behind + [0.0, 0.0, task.side_m + PUSH_ABOVE_M]
+            way = above - ee
+            length = float(np.linalg.norm(way))
+            aim = above if length <= PUSH_TRAVEL_M else ee + way * (PUSH_TRAVEL_M / length)
+        last_aim, last_q = getattr(self, "_solved", (None, None))
+        if last_aim is not None and np.linalg.norm(aim - last_aim) < PUSH_SAME_AIM_M:
+            goal_q = last_q  # the same place as last step: the same joint goal (IK from each new pose dithers)
+            q_now, _ = robot.joint_state()
+        else:
+            with self._arm_kept() as q_now:
+                goal_q = None
+                for target in (aim, behind):  # (the place above may be out of reach where the place is not)
+                    for start in (q_now, robot.home):
+                        goal_q = task.poses.solve(target, start) if goal_q is None else goal_q
+            self._solved = (aim, goal_q)
+        if goal_q is None:  # no pushing pose there: hold
+            return np.zeros(robot.dof)
+        return np.clip((goal_q - q_now) / np.asarray(env.max_joint_step), -1.0, 1.0)
+
+
 def oracle_for(env: ArmEnv) -> IKReacher:
-    """The scripted oracle for the environment's task: via-points round obstacles where it has them."""
+    """The scripted oracle for the environment's task: via-points round obstacles where it has them; pushing for
+    push."""
+    if env.task.name == "push":
+        return PushOracle(env)
     return ViaPointReacher(env) if env.task.obstacle_bodies else IKReacher(env)
 
 

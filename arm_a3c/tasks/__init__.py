@@ -8,10 +8,11 @@ from arm_a3c.errors import UserError
 from arm_a3c.tasks.avoid import AvoidTask
 from arm_a3c.tasks.base import Setting, Task
 from arm_a3c.tasks.pose import PoseTask
+from arm_a3c.tasks.push import PushTask
 from arm_a3c.tasks.reach import ReachTask
 from arm_a3c.tasks.track import TrackTask
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (ReachTask, PoseTask, TrackTask, AvoidTask)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (ReachTask, PoseTask, TrackTask, AvoidTask, PushTask)}
 DEFAULT_TASK = "reach"
 TASK_SETTINGS: tuple[Setting, ...] = tuple(setting for task in TASKS.values() for setting in task.settings)
 if len({setting.name for setting in TASK_SETTINGS}) != len(TASK_SETTINGS):
