@@ -333,9 +333,10 @@ def format_arms_table(result: dict) -> str:
     """The table the benchmark prints and the docs show: one row per arm, then the refused ones' reasons, the files
     that are not arms (counted by reason), and the goal."""
     opts = result["options"]
-    commits = sorted({r.get("commit") or result.get("commit") or "unknown" for r in result["arms"]})
-    commit = (f"started at arm-a3c commit {result.get('commit') or 'unknown'}, arms trained at {', '.join(commits)} "
-              f"(each arm's in the JSON)" if len(commits) > 1 else f"arm-a3c commit {result.get('commit') or 'unknown'}")
+    started = result.get("commit") or "unknown"
+    commits = sorted({r.get("commit") or started for r in result["arms"]})
+    commit = (f"started at arm-a3c commit {started}, arms trained at {', '.join(commits)} (each arm's in the JSON)"
+              if len(commits) > 1 else f"arm-a3c commit {started}")
     lines = [f"{commit}; reach, defaults, seed {opts['seed']}, at most "
              f"{opts['minutes']:g} min per arm"
              f"{' (--quick: a smoke test, not a measurement)' if opts.get('quick') else ''}; held-out: best.pt on "

@@ -2,12 +2,13 @@
 arm, no gripper needed. Success is judged on the last step.
 
 The scene: the floor is the work surface, and a cube (`object_size_fraction` of the arm's reach on a side, within
-4-8 cm) lies on it. Where the arm can push is measured when the environment is built (`push_workspace`): the
-end-effector link's axis that, pointing down, lets the hand reach the floor, the lowest height (above the floor)
-at which the tool point reaches most of a ring round the base with every link above the floor and free of
-contacts, and the cells of a polar grid (radius, angle) where it does. The cube starts in a reachable cell and
-its goal lies up to `push_distance_fraction` of the reach away (at least a third of that, and at least twice the
-success radius) in another, with room behind the cube for the hand to start pushing.
+4-10 cm, taller where the hand pushes high) lies on it. Where the arm can push is measured when the environment is
+built (`push_workspace`): the end-effector link's axis that, pointing down, lets the hand reach the floor in front
+of the arm, the lowest height (from the cube's middle up) at which the tool point reaches a ring there with every
+link above the floor and free of contacts, and the cells of a polar grid (radius, angle) where it does. The cube
+starts in a reachable cell and its goal lies up to `push_distance_fraction` of the reach away (at least a third
+of that, and at least twice the success radius) in another, with room behind the cube for the hand to come down.
+Each episode starts with the hand pointing down above the work surface (`start`).
 
 Observation: the goal (3, m), the cube's position (3, m), cube minus end-effector point (3), goal minus cube (3),
 the cube's orientation (6: first two columns of its rotation matrix), its linear and angular velocity (6); with
@@ -171,9 +172,10 @@ class PushTask(Task):
     draw_size = 6  # the goal (3), the cube's centre (3)
     settings = (
         Setting("object_size_fraction", 0.05, "push: the cube's side as a fraction of the arm's reach (kept within "
-                "4-8 cm)", lambda v: 0 < v <= 0.2, "in (0, 0.2]"),
+                "4-10 cm, and larger where the hand pushes high)", lambda v: 0 < v <= 0.2, "in (0, 0.2]"),
         Setting("push_distance_fraction", 0.2, "push: the goal's largest distance from the cube's start, as a "
-                "fraction of the arm's reach (at least a third of it)", lambda v: 0 < v <= 0.5, "in (0, 0.5]"),
+                "fraction of the arm's reach (at least a third of it, and twice the success radius)",
+                lambda v: 0 < v <= 0.5, "in (0, 0.5]"),
         Setting("push_reach_weight", 0.5, "push: reward weight of the hand's distance to the cube",
                 lambda v: 0 <= v <= MAX_REWARD_WEIGHT, f"between 0 and {MAX_REWARD_WEIGHT:g}"),
     )
@@ -201,7 +203,7 @@ class PushTask(Task):
                           rollingFriction=0.0, physicsClientId=client)
         self.markers = [self.marker]
         self.start_position = np.zeros(3)
-        self._object_list, self._object_draw = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+        self._object_list = [0.0, 0.0, 0.0]
         self._to_object, self._object_to_goal = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
         self._hand_distance = 0.0
         self.start_q = self._start_pose()
@@ -209,9 +211,9 @@ class PushTask(Task):
         self.reset_object(self.robot.base_position + [10 * env.reach_m, 0.0, self.side_m / 2])
 
     def _start_pose(self) -> np.ndarray:
-        """Where each episode starts: the hand in its pushing orientation, a cube's height and a hand's breadth above
-        the middle of the ring it reaches, on the side where home holds it (the arm's home where IK finds no such
-        pose). An episode begins above the work surface, as a pushing robot's would, not far above it."""
+        """Where each episode starts: the hand pointing down, `START_ABOVE_M` above the cube's top, over the middle of
+        the work surface on the side where home holds it (the arm's home where no such pose is found). An episode
+        begins above the work surface, as a pushing robot's would, not far above it."""
         robot, base = self.robot, self.robot.base_position
         home_point = robot.forward_kinematics(robot.home)
         heading = math.atan2(home_point[1] - base[1], home_point[0] - base[0])
