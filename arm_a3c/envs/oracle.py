@@ -241,6 +241,12 @@ class PushOracle(IKReacher):
     little ahead of the cube each step until the cube is at the goal. Poses from `tasks.push.PushPoses` (the
     hand's pushing orientation, every link above the floor, no contact)."""
 
+    def __init__(self, env: ArmEnv):
+        super().__init__(env)
+        self._done_in: tuple | None = None  # the episode (cube's start and goal) whose cube is at its goal
+        self._coming_down_to: np.ndarray | None = None  # the place behind the cube the hand is coming down to
+        self._solved: tuple = (None, None)  # the last aim and its joint goal
+
     def act(self) -> np.ndarray:
         env, robot, task = self.env, self.env.robot, self.env.task
         cube, goal = task.object_position, np.asarray(task.target)
@@ -248,7 +254,7 @@ class PushOracle(IKReacher):
         line = goal[:2] - cube[:2]
         distance = float(np.linalg.norm(line))
         episode = tuple(task.start_position.tolist()) + tuple(goal.tolist())
-        if distance < PUSH_DONE_M or getattr(self, "_done_in", None) == episode:
+        if distance < PUSH_DONE_M or self._done_in == episode:
             self._done_in = episode  # the cube is at its goal: hold still for the rest of the episode
             return np.zeros(robot.dof)
         direction = line / distance if distance > 1e-6 else np.array([1.0, 0.0])
@@ -264,7 +270,7 @@ class PushOracle(IKReacher):
             side = np.array([-direction[1], direction[0]])
             aim = np.append(ee[:2] + direction * ahead - side * across * 0.5, task.push_height_m)
         elif (np.linalg.norm(ee[:2] - behind[:2]) < 0.03
-              or np.linalg.norm(behind - getattr(self, "_coming_down_to", behind + 1.0)) < 0.02):
+              or (self._coming_down_to is not None and np.linalg.norm(behind - self._coming_down_to) < 0.02)):
             # above the place behind the cube (or on the way down to it, which may swing): come down, a few
             # centimetres a step (a fast descent overshoots into the floor)
             aim = np.append(behind[:2], max(behind[2], ee[2] - PUSH_DESCENT_M))
@@ -274,7 +280,7 @@ class PushOracle(IKReacher):
             way = above - ee
             length = float(np.linalg.norm(way))
             aim = above if length <= PUSH_TRAVEL_M else ee + way * (PUSH_TRAVEL_M / length)
-        last_aim, last_q = getattr(self, "_solved", (None, None))
+        last_aim, last_q = self._solved
         if last_aim is not None and np.linalg.norm(aim - last_aim) < PUSH_SAME_AIM_M:
             goal_q = last_q  # the same place as last step: the same joint goal (IK from each new pose dithers)
             q_now, _ = robot.joint_state()

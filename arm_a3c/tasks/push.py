@@ -201,7 +201,6 @@ class PushTask(Task):
                                          physicsClientId=client)
         pb.changeDynamics(self.object, -1, lateralFriction=OBJECT_FRICTION, spinningFriction=0.001,
                           rollingFriction=0.0, physicsClientId=client)
-        self.markers = [self.marker]
         self.start_position = np.zeros(3)
         self._object_list = [0.0, 0.0, 0.0]
         self._to_object, self._object_to_goal = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
@@ -214,9 +213,7 @@ class PushTask(Task):
         """Where each episode starts: the hand pointing down, `START_ABOVE_M` above the cube's top, over the middle of
         the work surface on the side where home holds it (the arm's home where no such pose is found). An episode
         begins above the work surface, as a pushing robot's would, not far above it."""
-        robot, base = self.robot, self.robot.base_position
-        home_point = robot.forward_kinematics(robot.home)
-        heading = math.atan2(home_point[1] - base[1], home_point[0] - base[0])
+        robot, base, heading = self.robot, self.robot.base_position, self.workspace["heading"]
         fractions = sorted({RING_FRACTIONS[i] for i, _ in self._cells})
         middle = fractions[len(fractions) // 2] * self.env.reach_m
         height = self.push_height_m + self.side_m + START_ABOVE_M
@@ -320,7 +317,8 @@ class PushTask(Task):
         reward = -d - cfg.push_reach_weight * self._hand_distance - self.action_penalty(action)
         if success:
             reward += cfg.success_bonus
-        moved = float(np.linalg.norm(np.asarray(self._object_list[:2]) - self.start_position[:2])) > MOVED_M
+        moved = math.hypot(self._object_list[0] - self.start_position[0],
+                           self._object_list[1] - self.start_position[1]) > MOVED_M
         return reward, False, {"is_success": success, "distance": d, "object_moved": moved,
                                "hand_to_object_m": self._hand_distance}
 

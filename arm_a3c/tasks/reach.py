@@ -2,10 +2,11 @@
 
 Target: the end-effector point of a random configuration whose moving links all stay above the floor, at least
 `min_target_height_m` high and `min_target_radius_fraction` of the reach off the base's axis (reachable by
-construction; a slow joint's position within what an episode's travel reaches from home: `Task.goal_low`). Observation: the target (3, m) and target minus end-effector point (3, m) (then the environment's
-Jacobian part, J^T times that difference: see `Task.jacobian_parts`). Reward: minus the
-distance (m), minus `action_cost` times the mean squared action, plus `success_bonus` on every step inside the
-radius. No terminal state; success is judged on the last step.
+construction; a slow joint's position within what an episode's travel reaches from home: `Task.goal_low`).
+Observation: the target (3, m) and target minus end-effector point (3, m) (then the environment's Jacobian part,
+J^T times that difference: see `Task.jacobian_parts`). Reward: minus the distance (m), minus `action_cost` times
+the mean squared action, plus `success_bonus` on every step inside the radius. No terminal state; success is
+judged on the last step.
 """
 
 from __future__ import annotations
