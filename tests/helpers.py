@@ -75,20 +75,28 @@ def run_script(script: str, *args: str, timeout: float = 120, unset: tuple[str, 
 
 def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
     """What `python scripts/SCRIPT args` does (its exit status, stdout and stderr), run in this process: for the
-    bad-input tests, where a new interpreter importing torch would cost seconds and prove nothing more (each
-    script's own start is tested with `run_script`)."""
+    bad-input tests and the trainings whose test is about what they write, where a new interpreter importing torch
+    (and a training's fork server importing it again) would cost seconds of CPU and prove nothing more (each
+    script's own start is tested with `run_script`, and a training's signals and processes with `start_training`).
+    The environment variables and torch's thread count the script sets are put back after it."""
     import contextlib
     import io
 
+    import torch
     from arm_a3c import cli
 
     main = cli.SCRIPTS[script].main
     out, err = io.StringIO(), io.StringIO()
+    environ, threads = dict(os.environ), torch.get_num_threads()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = cli.run(main, list(args))
         except SystemExit as exit_:  # argparse's errors and --help
             code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
+            torch.set_num_threads(threads)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
@@ -128,6 +136,9 @@ def assert_user_error(result, *fragments: str) -> None:
 
 # A run that goes on until it is stopped (its evaluations, the final one at the stop included, of 20 episodes)
 UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01", "--eval-episodes", "20")
+# A run the test stops, with one worker where the test is about the launcher, not about several workers: half the
+# CPU while the test waits, for the tests beside it.
+ONE_WORKER = ("--workers", "1")
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -166,14 +177,15 @@ def start_training(run_dir: Path, *flags: str, env: dict | None = None) -> subpr
     )
 
 
-def wait_until_training(process: subprocess.Popen, run_dir: Path, timeout: float = 90) -> dict[int, str]:
-    """Wait for the first checkpoint and all three children (2 workers, the evaluator); returns the children."""
+def wait_until_training(process: subprocess.Popen, run_dir: Path, timeout: float = 90, workers: int = 2
+                        ) -> dict[int, str]:
+    """Wait for the first checkpoint and all the children (the workers, the evaluator); returns the children."""
     deadline = time.monotonic() + timeout
+    expected = {f"a3c-worker-{rank}" for rank in range(1, workers + 1)} | {"a3c-evaluator"}
     while True:
         children = children_of(process.pid)
         names = set(children.values())
-        if (run_dir / "checkpoints" / "latest.pt").exists() and {"a3c-worker-1", "a3c-worker-2",
-                                                                  "a3c-evaluator"} <= names:
+        if (run_dir / "checkpoints" / "latest.pt").exists() and expected <= names:
             return children
         if process.poll() is not None or time.monotonic() > deadline:
             out, err = process.communicate()

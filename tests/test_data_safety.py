@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import GRIPPER_ARM, REPO, assert_user_error, run_in_process, run_script, write_untrained_checkpoint
+from helpers import GRIPPER_ARM, REPO, assert_user_error, run_in_process, write_untrained_checkpoint
 
 SHORT = ("--robot", "light_arm", "--workers", "1", "--max-steps", "400", "--eval-episodes", "2",
          "--test-episodes", "0")
@@ -57,7 +57,7 @@ def test_a_folder_holding_only_a_file_a_run_would_write_is_refused(tmp_path, nam
 @pytest.mark.slow
 def test_force_replaces_a_run_deleting_only_the_files_its_run_json_lists(tmp_path):
     run_dir = tmp_path / "run"
-    first = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir))
+    first = run_in_process("train_arm.py", *SHORT, "--run-dir", str(run_dir))
     assert first.returncode == 0, first.stderr
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["format"] == "arm-a3c-run/1"
@@ -68,7 +68,7 @@ def test_force_replaces_a_run_deleting_only_the_files_its_run_json_lists(tmp_pat
     (run_dir / "notes.txt").write_text("mine")
     (run_dir / "checkpoints" / "by-hand.pt").write_text("mine too")
     (run_dir / "tb" / "my-plot.png").write_text("and this")
-    second = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir), "--force")
+    second = run_in_process("train_arm.py", *SHORT, "--run-dir", str(run_dir), "--force")
     assert second.returncode == 0, second.stderr
     assert (run_dir / "notes.txt").read_text() == "mine"
     assert (run_dir / "checkpoints" / "by-hand.pt").read_text() == "mine too"
@@ -142,7 +142,7 @@ def test_resume_without_latest_pt_points_to_best_pt_and_never_advises_force(tmp_
 
 @pytest.mark.slow
 def test_max_steps_stops_within_one_rollout_per_worker(tmp_path):
-    result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "100",
+    result = run_in_process("train_arm.py", "--robot", "light_arm", "--workers", "2", "--max-steps", "100",
                         "--eval-episodes", "2", "--test-episodes", "0", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     steps = json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"]
@@ -326,12 +326,13 @@ def test_a_checkpoints_saved_settings_are_checked_as_the_command_lines(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and_a_moved_one_with_urdf(tmp_path):
+def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and_a_moved_one_with_urdf(
+        tmp_path, monkeypatch):
     (tmp_path / "robots").mkdir()
     (tmp_path / "robots" / "my_arm.urdf").write_text(GRIPPER_ARM)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--urdf", "robots/my_arm.urdf", *SHORT[2:],
-         "--run-dir", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    monkeypatch.chdir(tmp_path)
+    result = run_in_process("train_arm.py", "--urdf", "robots/my_arm.urdf", *SHORT[2:], "--run-dir", "run")
+    monkeypatch.chdir(REPO)
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["robot"] == "robots/my_arm.urdf"
@@ -346,7 +347,7 @@ def test_a_run_trained_with_a_relative_urdf_is_evaluated_from_another_folder_and
                            "--urdf", str(tmp_path / "my_arm.urdf"))
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["episodes"] == 2
-    resumed = run_script("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf", str(tmp_path / "my_arm.urdf"),
+    resumed = run_in_process("train_arm.py", "--resume", str(tmp_path / "run"), "--urdf", str(tmp_path / "my_arm.urdf"),
                          "--max-steps", "800", "--test-episodes", "0")  # the robot there is the run's: same joints
     assert resumed.returncode == 0, resumed.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -438,7 +439,7 @@ def test_benchmark_and_inspection_outputs_replace_only_files_arm_a3c_wrote(tmp_p
 
 def test_a_run_file_that_is_a_link_to_a_users_file_is_refused_on_resume_and_a_dangling_one_on_a_new_run(tmp_path):
     run_dir = tmp_path / "run"
-    first = run_script("train_arm.py", *SHORT, "--run-dir", str(run_dir))
+    first = run_in_process("train_arm.py", *SHORT, "--run-dir", str(run_dir))
     assert first.returncode == 0, first.stderr
     precious = tmp_path / "thesis.tex"
     precious.write_text("years of work")

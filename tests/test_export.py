@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, assert_user_error, run_in_process, run_script
+from helpers import assert_user_error, run_in_process, run_script
 
 from arm_a3c.a3c.evaluator import load_policy, policy_action
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import (GRIPPER_ARM, REPO, UNTIL_STOPPED, Reports, assert_user_error, checkpoint_steps, pid_named,
-                     run_in_process, run_script, signal_and_wait, start_training, summary_of, survivors,
+from helpers import (GRIPPER_ARM, ONE_WORKER, REPO, UNTIL_STOPPED, Reports, assert_user_error, checkpoint_steps,
+                     pid_named, run_in_process, signal_and_wait, start_training, summary_of, survivors,
                      wait_until_training, write_untrained_checkpoint)
 
 from arm_a3c.a3c.checkpoint import load_checkpoint, remove_stale_temporaries
@@ -93,8 +93,8 @@ def test_sigterm_and_ctrl_c_stop_within_8_seconds_with_a_final_checkpoint_and_re
 @pytest.mark.slow
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED)
-    children = wait_until_training(process, run_dir)
+    process = start_training(run_dir, *UNTIL_STOPPED, *ONE_WORKER)
+    children = wait_until_training(process, run_dir, workers=1)
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.3)  # the clean stop (joining, final evaluation) takes longer than this
     err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT, timeout=30)
@@ -109,17 +109,16 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
 @pytest.mark.slow
 def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED,
-                             "--eval-every-steps", "20000")
-    children = wait_until_training(process, run_dir)
+    process = start_training(run_dir, *UNTIL_STOPPED, *ONE_WORKER, "--eval-every-steps", "20000")
+    children = wait_until_training(process, run_dir, workers=1)
     time.sleep(1)
     os.kill(process.pid, signal.SIGKILL)  # no chance to clean up: a crash, the OOM killer, a lost node
     process.communicate(timeout=30)
     assert not survivors(children, grace=5.0), "orphaned children kept running"
     saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
 
-    result = run_script("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 10_000),
-                        "--test-episodes", "0", timeout=300)
+    result = run_in_process("train_arm.py", "--resume", str(run_dir), "--max-steps", str(saved + 10_000),
+                            "--test-episodes", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = summary_of(run_dir)
     assert summary["resumed_from_steps"] == saved and summary["env_steps"] >= saved + 10_000
@@ -155,8 +154,8 @@ def test_a_run_that_lost_a_worker_finishes_with_consistent_counts(training_finis
 @pytest.mark.slow
 def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_error(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED)
-    children = wait_until_training(process, run_dir)
+    process = start_training(run_dir, *UNTIL_STOPPED, *ONE_WORKER)
+    children = wait_until_training(process, run_dir, workers=1)
     victim = None
     for _ in range(6):
         victim = pid_named(process, "a3c-worker-1", not_pid=victim)
@@ -176,21 +175,20 @@ def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_
 @pytest.mark.slow
 def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path):
     run_dir, full = tmp_path / "run", tmp_path / "disk-is-full"
-    process = start_training(run_dir, *UNTIL_STOPPED,
-                             "--eval-every-steps", "20000",
+    process = start_training(run_dir, *UNTIL_STOPPED, "--eval-every-steps", "10000",
                              env={"PYTHONPATH": str(FAULTS), "ARM_A3C_TEST_DISK_FULL": str(full)})
     wait_until_training(process, run_dir)
     time.sleep(1)
     full.touch()  # from now on every checkpoint write fails with ENOSPC at fsync
     time.sleep(0.5)
     before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
-    # Several evaluations (one per 20,000 steps) try to write: wait for the steps, not a fixed time, so a
+    # Two evaluations (one per 10,000 steps) try to write: wait for the steps, not a fixed time, so a
     # machine busy with other work (fewer steps per second) does not send the Ctrl-C before any of them.
     from arm_a3c.a3c.live import LiveBoard
     board, deadline = LiveBoard.attach(run_dir), time.monotonic() + 60
-    while board.run_figures()["global_steps"] < before + 40_000 and time.monotonic() < deadline:
+    while board.run_figures()["global_steps"] < before + 20_000 and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(1)  # the evaluation of the last 20,000 steps
+    time.sleep(1)  # the evaluation of the last 10,000 steps
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)
 
     assert process.returncode == 2, err[-2000:]

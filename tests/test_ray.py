@@ -271,8 +271,8 @@ def test_a_ray_run_through_the_parameter_server_survives_a_killed_actor_ends_at_
     evaluated = run_in_process("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "latest.pt"),
                                "--episodes", "5")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(saved + 5_000), "--test-episodes", "0", timeout=300)
+    resumed = run_in_process("train_arm.py", "--resume", str(run_dir), "--backend", "local",
+                             "--max-steps", str(saved + 5_000), "--test-episodes", "0")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = summary_of(run_dir)
     assert summary["resumed_from_steps"] == saved > 0 and summary["env_steps"] >= saved + 5_000, (saved, summary)
@@ -508,9 +508,8 @@ def test_two_simulated_machines_behind_sync_agents_learn_apply_every_update_and_
     assert not left_in_shm(run_dir, "*-node-*"), "a node's copy outlived the run"
     assert_on_loopback(ray_processes(CLUSTER_TAG))  # the simulated cluster's nodes and their actors
 
-    resumed = run_script("train_arm.py", "--resume", str(run_dir), "--backend", "local",
-                         "--max-steps", str(summary["env_steps"] + 5_000), "--test-episodes", "0",
-                         timeout=300)
+    resumed = run_in_process("train_arm.py", "--resume", str(run_dir), "--backend", "local",
+                             "--max-steps", str(summary["env_steps"] + 5_000), "--test-episodes", "0")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert summary_of(run_dir)["resumed_from_steps"] == summary["env_steps"]
 

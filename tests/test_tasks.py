@@ -13,7 +13,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
-from helpers import assert_user_error, run_in_process, run_script, untrained_figures
+from helpers import assert_user_error, run_in_process, untrained_figures
 
 import arm_a3c  # noqa: F401  (registers the gym IDs)
 from arm_a3c.envs.arm_env import EnvConfig, make_env
@@ -431,10 +431,9 @@ def test_a_short_training_improves_the_tasks_own_figures_clearly(tmp_path, task,
     from arm_a3c.a3c.metrics import read_metrics
 
     run_dir = tmp_path / "run"
-    result = run_script("train_arm.py", "--task", task, "--robot", robot, "--workers", "2", "--max-steps", str(steps),
-                        "--eval-every-steps", str(steps // 3), "--eval-episodes", "30", "--target-success", "1.01",
-                        "--test-episodes", "0",
-                        "--run-dir", str(run_dir), timeout=480)
+    result = run_in_process("train_arm.py", "--task", task, "--robot", robot, "--workers", "2", "--max-steps",
+                            str(steps), "--eval-every-steps", str(steps // 3), "--eval-episodes", "30",
+                            "--target-success", "1.01", "--test-episodes", "0", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_metrics(run_dir / "metrics.csv")
     assert len(rows) >= 3 and rows[-1]["env_steps"] >= steps

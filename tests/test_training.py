@@ -202,10 +202,10 @@ def test_a_streak_at_the_target_makes_a_candidate_that_fresh_episodes_confirm_be
     best.pt (the final weights, evaluated after it, do not replace it). metrics.csv, summary.json and the stop
     line say what the rule saw."""
     run_dir = tmp_path / "streak"
-    result = run_script("train_arm.py", "--robot", "light_arm", "--workers", "1", "--target-success", "0",
-                        "--target-streak", "3", "--confirm-episodes", "5", "--confirm-seed", "2000000",
-                        "--eval-every-steps", "2000", "--eval-episodes", "2", "--max-minutes", "2",
-                        "--test-episodes", "0", "--run-dir", str(run_dir))
+    result = run_in_process("train_arm.py", "--robot", "light_arm", "--workers", "1", "--target-success", "0",
+                            "--target-streak", "3", "--confirm-episodes", "5", "--confirm-seed", "2000000",
+                            "--eval-every-steps", "2000", "--eval-episodes", "2", "--max-minutes", "2",
+                            "--test-episodes", "0", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
     assert "reached the target 0% and was confirmed on 5 fresh episodes" in result.stdout, result.stdout[-1500:]
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))

@@ -113,7 +113,9 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     for ax in axes.flat:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
+    # Margins set by hand: tight_layout drew the figure once more to measure it (a third of the plot's time, paid
+    # at the end of every run).
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.93, wspace=0.06, hspace=0.18)
     fig.savefig(path, dpi=90)
 
 
