@@ -228,9 +228,12 @@ class ViaPointReacher(IKReacher):
 
 
 PUSH_LINE_M = 0.3  # of the cube's side: the hand is on the line behind the cube within this
-PUSH_AHEAD_M = 0.02  # how far the hand aims beyond where it touches the cube, per step: a steady push, no throw
+PUSH_AHEAD_M = 0.03  # how far the hand aims beyond where it touches the cube, per step at most: a steady push
+PUSH_GAIN = 0.3  # ... and this fraction of the cube's way left: slower near the goal, where a fast push sent the
+# cube sliding past it
 PUSH_ABOVE_M = 0.05  # the approach comes down from this high above the cube's top
-PUSH_DONE_M = 0.01  # the cube this near its goal: the hand stops
+PUSH_DONE_M = 0.02  # the cube this near its goal (well inside the success radius): the hand stops
+PUSH_CLEAR_M = 0.02  # the hand comes down this far behind the cube's back face, beyond its own size
 PUSH_TRAVEL_M = 0.06  # the hand's way to the cube: this much of the straight line each step
 PUSH_DESCENT_M = 0.03  # the hand comes down this much a step at most
 PUSH_SAME_AIM_M = 0.005  # an aim that moved less than this since the last step keeps its joint goal
@@ -260,13 +263,15 @@ class PushOracle(IKReacher):
         direction = line / distance if distance > 1e-6 else np.array([1.0, 0.0])
         offset = ee[:2] - cube[:2]
         along, across = float(offset @ direction), float(direction[0] * offset[1] - direction[1] * offset[0])
-        # where the hand comes down: the place behind the cube that the task made sure the arm reaches
-        behind = np.append(cube[:2] - direction * task.approach_m, task.push_height_m)
-        if (-task.approach_m - 0.03 < along < -task.side_m / 2 and abs(across) < PUSH_LINE_M * task.side_m
+        # where the hand comes down: just behind the cube (its hand clear of it), within the place the task made
+        # sure the arm reaches; a push from further back spends the episode's steps before it touches the cube
+        back = min(task.approach_m, task.side_m / 2 + task.hand_m + PUSH_CLEAR_M)
+        behind = np.append(cube[:2] - direction * back, task.push_height_m)
+        if (-back - 0.03 < along < -task.side_m / 2 and abs(across) < PUSH_LINE_M * task.side_m
                 and ee[2] < task.push_height_m + 0.02):
             # on the line behind the cube and low: push, a little further each step, back onto the line, until the
             # cube is at the goal
-            ahead = min(distance - 0.005, PUSH_AHEAD_M) if distance > 0.005 else 0.0
+            ahead = min(PUSH_GAIN * distance, PUSH_AHEAD_M)
             side = np.array([-direction[1], direction[0]])
             aim = np.append(ee[:2] + direction * ahead - side * across * 0.5, task.push_height_m)
         elif (np.linalg.norm(ee[:2] - behind[:2]) < 0.03
