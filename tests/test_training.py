@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SHARED_STEPS, SHARED_TEST_EPISODES, assert_user_error, run_in_process, run_script
+from helpers import REPO, SHARED_STEPS, SHARED_TEST_EPISODES, assert_user_error, run_in_process, run_script
 
 from arm_a3c.a3c.checkpoint import load_checkpoint
 from arm_a3c.a3c.config import TrainConfig
@@ -220,6 +220,22 @@ def test_a_streak_at_the_target_makes_a_candidate_that_fresh_episodes_confirm_be
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert best["eval"]["confirmation"]["confirmed"] and best["env_steps"] == int(confirmed[0]["env_steps"])
     assert best["eval"]["next_confirm_seed"] == 2_000_005  # a resumed run confirms on the seeds after these
+
+
+def test_a_second_training_in_one_process_finds_its_own_assets_folder(tmp_path):
+    """Two trainings in one process (a notebook, a script calling the library twice): the second one's --assets
+    folder reaches its children, though they are forked from the fork server the first one started (which has the
+    environment of that moment)."""
+    short = ("--workers", "1", "--max-steps", "400", "--eval-episodes", "2", "--test-episodes", "0")
+    first = run_in_process("train_arm.py", "--robot", "light_arm", *short, "--run-dir", str(tmp_path / "first"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    mine = tmp_path / "my_robots"
+    mine.mkdir()
+    (mine / "my_arm.urdf").write_text((REPO / "assets" / "light_arm.urdf").read_text())
+    second = run_in_process("train_arm.py", "--assets", str(mine), "--robot", "my_arm", *short,
+                            "--run-dir", str(tmp_path / "second"))
+    assert second.returncode == 0 and "died" not in second.stderr, second.stderr[-2000:]
+    assert json.loads((tmp_path / "second" / "summary.json").read_text())["env_steps"] >= 400
 
 
 def test_a_bad_action_cost_is_one_line(tmp_path):

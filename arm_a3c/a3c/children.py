@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from arm_a3c.sim.assets import ASSETS_VARIABLE
+
 # Each worker and the evaluator run on one core each: the thread pools of numpy's BLAS would only fight over the
 # cores. Measured on 2 cores, two processes each multiplying 20x256 by 256x256 (a worker's update at
 # --hidden-size 256): 23 ms per product with OpenBLAS's own threads, 0.2 ms with one thread each.
@@ -19,6 +21,28 @@ ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_
 def single_threaded_children() -> None:
     """Give the processes started from now on one BLAS thread each (read when they import numpy)."""
     os.environ.update(ONE_THREAD_ENV)
+
+
+# The launcher's environment variables its children must see as they are now. A child forked from the fork server
+# has the server's environment, which is the launcher's as it was when the server started: in a process that runs
+# more than one training (a notebook, the tests), a later run's --assets folder would not reach its children.
+PASSED_ENVIRONMENT = (ASSETS_VARIABLE,)
+
+
+def launcher_environment() -> dict[str, str | None]:
+    """The launcher's values of `PASSED_ENVIRONMENT` (None: not set), for `with_environment`."""
+    return {name: os.environ.get(name) for name in PASSED_ENVIRONMENT}
+
+
+def with_environment(environment: dict[str, str | None], target, *args):
+    """Run `target(*args)` in a child after setting its environment variables to the launcher's (`environment`,
+    None removes one)."""
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return target(*args)
 
 
 # What a run's children import before they start: the fork server imports it once, and each child is a fork of it.

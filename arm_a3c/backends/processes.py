@@ -12,6 +12,7 @@ from collections import deque
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from arm_a3c.a3c.children import launcher_environment, with_environment
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.evaluator import evaluator_loop
 from arm_a3c.a3c.interfaces import EvaluatorArgs, Report
@@ -78,8 +79,8 @@ class Children:
         else:
             seed = worker_seed(self.cfg, role, self.starts.get(role, 0), self.resumed_steps)
             target, args = worker_loop, (role, self.cfg, self.shared, writer, seed)
-        process = self.ctx.Process(target=target, args=args, name=f"a3c-{role_name(role).replace(' ', '-')}",
-                                   daemon=True)
+        process = self.ctx.Process(target=with_environment, args=(launcher_environment(), target, *args),
+                                   name=f"a3c-{role_name(role).replace(' ', '-')}", daemon=True)
         process.start()
         writer.close()  # the child holds the only writing end now: its death shows here as end-of-file
         self.processes[role], self.pipes[role] = process, reader

@@ -63,8 +63,9 @@ def summarize(raw: str, top: int = 25) -> dict:
     if not total:
         raise UserError("the profile holds no samples: did the training run?")
     workers = roles["worker"] or 1
-    skip = {"<module>", "spawn_main", "_main", "BaseProcess._bootstrap", "BaseProcess.run", "worker_loop",
-            "train_worker", "RayWorker.run", "main", "_serve_one", "Popen.__init__", "Popen._launch"}  # fork server's
+    skip = {"<module>", "spawn_main", "_main", "BaseProcess._bootstrap", "BaseProcess.run", "with_environment",
+            "worker_loop", "train_worker", "RayWorker.run", "main", "_serve_one", "Popen.__init__",
+            "Popen._launch"}  # (the last ones: the fork server's)
     return {
         "samples": total,
         "roles": {role: round(n / total, 4) for role, n in roles.most_common()},
