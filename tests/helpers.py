@@ -136,9 +136,6 @@ def assert_user_error(result, *fragments: str) -> None:
 
 # A run that goes on until it is stopped (its evaluations, the final one at the stop included, of 20 episodes)
 UNTIL_STOPPED = ("--max-minutes", "5", "--target-success", "1.01", "--eval-episodes", "20")
-# A run the test stops, with one worker where the test is about the launcher, not about several workers: half the
-# CPU while the test waits, for the tests beside it.
-ONE_WORKER = ("--workers", "1")
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -167,21 +164,25 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_training(run_dir: Path, *flags: str, env: dict | None = None) -> subprocess.Popen:
-    """A light-arm training with 2 workers, in a session of its own (so a group signal reaches only it)."""
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm", "--workers", "2",
+def start_training(run_dir: Path, *flags: str, env: dict | None = None, workers: int = 2) -> subprocess.Popen:
+    """A light-arm training, in a session of its own (so a group signal reaches only it). One worker where the test
+    is about the launcher, not about several workers: half the CPU while the test waits, for the tests beside it.
+    The process keeps `workers` (`wait_until_training` waits for each of them)."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "train_arm.py"), "--robot", "light_arm", "--workers", str(workers),
          "--run-dir", str(run_dir), *flags],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, **(env or {})},
     )
+    process.workers = workers
+    return process
 
 
-def wait_until_training(process: subprocess.Popen, run_dir: Path, timeout: float = 90, workers: int = 2
-                        ) -> dict[int, str]:
-    """Wait for the first checkpoint and all the children (the workers, the evaluator); returns the children."""
+def wait_until_training(process: subprocess.Popen, run_dir: Path, timeout: float = 90) -> dict[int, str]:
+    """Wait for the first checkpoint and all the children of a `start_training` process (its workers, the
+    evaluator); returns the children."""
     deadline = time.monotonic() + timeout
-    expected = {f"a3c-worker-{rank}" for rank in range(1, workers + 1)} | {"a3c-evaluator"}
+    expected = {f"a3c-worker-{rank}" for rank in range(1, process.workers + 1)} | {"a3c-evaluator"}
     while True:
         children = children_of(process.pid)
         names = set(children.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import (GRIPPER_ARM, ONE_WORKER, REPO, UNTIL_STOPPED, Reports, assert_user_error, checkpoint_steps,
+from helpers import (GRIPPER_ARM, REPO, UNTIL_STOPPED, Reports, assert_user_error, checkpoint_steps,
                      pid_named, run_in_process, signal_and_wait, start_training, summary_of, survivors,
                      wait_until_training, write_untrained_checkpoint)
 
@@ -93,8 +93,8 @@ def test_sigterm_and_ctrl_c_stop_within_8_seconds_with_a_final_checkpoint_and_re
 @pytest.mark.slow
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED, *ONE_WORKER)
-    children = wait_until_training(process, run_dir, workers=1)
+    process = start_training(run_dir, *UNTIL_STOPPED, workers=1)
+    children = wait_until_training(process, run_dir)
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.3)  # the clean stop (joining, final evaluation) takes longer than this
     err, elapsed = signal_and_wait(process, os.killpg, signal.SIGINT, timeout=30)
@@ -109,8 +109,8 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
 @pytest.mark.slow
 def test_a_killed_launcher_takes_its_children_with_it_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED, *ONE_WORKER, "--eval-every-steps", "20000")
-    children = wait_until_training(process, run_dir, workers=1)
+    process = start_training(run_dir, *UNTIL_STOPPED, "--eval-every-steps", "20000", workers=1)
+    children = wait_until_training(process, run_dir)
     time.sleep(1)
     os.kill(process.pid, signal.SIGKILL)  # no chance to clean up: a crash, the OOM killer, a lost node
     process.communicate(timeout=30)
@@ -154,8 +154,8 @@ def test_a_run_that_lost_a_worker_finishes_with_consistent_counts(training_finis
 @pytest.mark.slow
 def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_error(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, *UNTIL_STOPPED, *ONE_WORKER)
-    children = wait_until_training(process, run_dir, workers=1)
+    process = start_training(run_dir, *UNTIL_STOPPED, workers=1)
+    children = wait_until_training(process, run_dir)
     victim = None
     for _ in range(6):
         victim = pid_named(process, "a3c-worker-1", not_pid=victim)
