@@ -65,8 +65,9 @@ class RayBenchOptions:
 # A smoke test of the benchmark, not a measurement: runs of a few thousand steps, which end soon after Ray's
 # start-up however long that takes on the machine (a time budget of seconds can end before a Ray worker steps).
 # Its throughput part runs the local backend and the Ray backend with shared memory only: the sync agents and the
-# runs through the server have trainings of their own in the test suite (tests/test_ray.py).
-QUICK = dict(throughput_steps=5_000, server_seconds=0.5, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10,
+# runs through the server have trainings of their own in the test suite (tests/test_ray.py). The server's floods
+# last 2 s: floods of 0.5 s made 9 exchanges once on a loaded machine, too few to say every one was applied.
+QUICK = dict(throughput_steps=5_000, server_seconds=2.0, learning_seconds=12.0, learning_steps=5_000, eval_episodes=10,
              throughput_runs=("local", "ray"))
 
 
