@@ -4,6 +4,9 @@ against numpy."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -11,12 +14,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from arm_a3c.a3c.children import CHILD_MODULES
 from arm_a3c.a3c.config import TrainConfig
 from arm_a3c.a3c.model import ActorCritic, NumpyActorCritic
 from arm_a3c.a3c.normalizer import RunningNormalizer, normalize
 from arm_a3c.a3c.optim import SharedAdam
 from arm_a3c.a3c.shared import SharedMemoryLink, build_shared
 from arm_a3c.a3c.worker import Rollout, a3c_update, compute_gae
+from helpers import REPO
 
 OBS_DIM, ACTION_DIM = 15, 3
 CTX = mp.get_context("spawn")
@@ -70,6 +75,26 @@ def test_shared_adam_gives_the_same_updates_as_torch_adam():
 def _step_in_child(model: ActorCritic, optimizer: SharedAdam, steps: int) -> None:
     for _ in range(steps):
         optimizer.step(np.ones(model.flat.shape, np.float32), 1e-2)
+
+
+def test_a_runs_children_are_forks_of_a_server_that_imported_their_code_once(tmp_path):
+    """The fork server imports the workers' and the evaluator's code (torch included) and each child starts as its
+    fork. The server is a new interpreter: run from a clone in another folder, with the package on the launcher's
+    sys.path only (as `python scripts/train_arm.py` puts it there), it skipped those imports without a word and
+    each child imported torch again (a fresh process here: this one's server may be running already)."""
+    out = tmp_path / "modules"
+    check = f"import sys; open({str(out)!r}, 'w').write(' '.join(m for m in {CHILD_MODULES!r} if m in sys.modules))"
+    script = tmp_path / "launcher.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+                      "from arm_a3c.a3c.children import children_context\n"
+                      "if __name__ == '__main__':\n"
+                      f"    child = children_context().Process(target=exec, args=({check!r},))  # exec: imports nothing\n"
+                      "    child.start(); child.join(60); sys.exit(child.exitcode)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_text().split() == CHILD_MODULES
 
 
 @pytest.mark.slow
