@@ -166,8 +166,10 @@ def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_
     assert "Traceback" not in err
     assert "error: the run stopped because worker 1 died 6 times within 60 s" in err
     assert "--resume" in err.strip().splitlines()[-1]
+    assert "held-out test not run (the run was stopped by an error)" in out and "--test" in out
     summary = summary_of(run_dir)
     assert "worker 1 died 6 times" in summary["error"] and summary["worker_restarts"] == 5
+    assert "test_success_rate" not in summary  # a failed run says so at once, not after testing its weights
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"] == summary["env_steps"]
     assert not survivors(children), "child processes survived"
 

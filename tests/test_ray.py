@@ -213,6 +213,19 @@ def test_a_local_instance_and_a_cluster_at_a_loopback_address_are_kept_on_the_lo
     assert get_node_ip_address() == "127.0.0.1"  # the address Ray gives a node it starts from here
 
 
+def test_the_nodes_arm_a3c_starts_start_no_idle_worker_and_a_users_setting_is_kept(monkeypatch):
+    """A local instance or simulated cluster starts no Python worker ahead of time: arm-a3c runs only actors with
+    a runtime environment of their own, which those workers cannot serve. A value the user set stays."""
+    from arm_a3c.backends import ray as ray_backend
+
+    monkeypatch.delenv(ray_backend.PRESTART_VARIABLE, raising=False)
+    ray_backend.no_idle_workers()
+    assert os.environ[ray_backend.PRESTART_VARIABLE] == "0"
+    monkeypatch.setenv(ray_backend.PRESTART_VARIABLE, "1")
+    ray_backend.no_idle_workers()
+    assert os.environ[ray_backend.PRESTART_VARIABLE] == "1"
+
+
 @pytest.mark.parametrize("address, fragment", [
     ("127.0.0.1:1", "--ray-address 127.0.0.1:1: no Ray cluster there"),
     ("auto", "--ray-address auto: no Ray cluster there"),

@@ -209,9 +209,10 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
            backend_figures: dict | None = None, ctx=None) -> dict:
     """Evaluate the final weights (in this process, so the summary's success rate is current), write the final
     checkpoint, the learning curve and summary.json, and say why the run stopped. The held-out test runs unless
-    `stop()` is true, and ends when it turns true (a stop asked for by Ctrl-C or SIGTERM should be quick: it says
-    how to run the test later)."""
-    run_test = not stop()
+    `stop()` is true or a fault stopped the run, and ends when `stop()` turns true (a stop asked for by Ctrl-C or
+    SIGTERM should be quick, and a run that failed should say so at once, not after a test of the weights it
+    failed with: both say how to run the test later)."""
+    run_test = not stop() and fault is None
     torch.set_num_threads(1)
     final = evaluate_policy(shared.model, shared.normalizer, probe, cfg.eval_episodes, cfg.eval_seed)
     final["env_steps"], final["wall_seconds"] = shared.global_steps(), round(shared.wall_seconds(), 2)
@@ -264,7 +265,8 @@ def finish(cfg: TrainConfig, shared: Shared, monitor: Monitor, probe: ArmEnv, ru
     print(f"stopped: {reason}. Final success rate {final['success_rate']:.0%}, best {monitor.best_success:.0%}, "
           f"{final['env_steps']:,} steps in {session_seconds / 60:.1f} min. Files in {run_dir}", flush=True)
     if cfg.test_episodes and not run_test:
-        print(f"held-out test not run (the run was stopped by a signal): python scripts/evaluate.py --checkpoint "
+        why = "stopped by an error" if fault else "stopped by a signal"
+        print(f"held-out test not run (the run was {why}): python scripts/evaluate.py --checkpoint "
               f"{run_dir / 'checkpoints' / 'best.pt'} --test", flush=True)
     if test:
         print(f"held-out test: best.pt succeeded on {test['test_success_rate']:.1%} of {cfg.test_episodes} episodes "

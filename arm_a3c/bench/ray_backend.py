@@ -168,7 +168,7 @@ def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], seconds: float, work_d
         else:
             client_class = ray.remote(num_cpus=1)(ExchangeClient)
             actors = [client_class.remote(name, rank, params, obs_dim, cfg.n_steps) for rank in range(clients)]
-        ray.get([a.flood.remote(min(1.0, seconds)) for a in actors])  # warm up (as long as the flood, at most 1 s)
+        ray.get([a.flood.remote(min(1.0, seconds / 4)) for a in actors])  # warm up (a quarter of the flood, at most 1 s)
         before = ray.get(server.load_figures.remote())
         started = time.monotonic()
         sent = sum(ray.get([a.flood.remote(seconds) for a in actors]))
@@ -247,9 +247,10 @@ def simulated_machines(machines: int, workers: int):
     worker lands there) and `machines` nodes sharing `workers` CPUs, so the workers run on machines of their own,
     each behind its machine's sync agent, as on a real cluster (no memory shared between nodes). Its nodes listen
     on the loopback interface only, at 127.0.0.1 (`backends.ray.keep_on_loopback`)."""
-    from arm_a3c.backends.ray import keep_on_loopback
+    from arm_a3c.backends.ray import keep_on_loopback, no_idle_workers
 
     keep_on_loopback()
+    no_idle_workers()
     from ray.cluster_utils import Cluster
 
     store = 80 * 2**20
