@@ -32,6 +32,9 @@ ROBOTS = {"reach": ("kuka_iiwa", "light_arm"), "pose": ("kuka_iiwa", "xarm6"), "
 # push: issue 36 asks 0.90 of the Panda and one more arm; measured on seeds 1000-1099 (100 episodes, with
 # self-collision, seeds the oracle was not tuned on): KUKA 0.99, xArm6 1.00, Panda 0.45 (docs/tasks.md).
 ORACLE_SUCCESS = {"reach": 0.95, "pose": 0.95, "track": 0.95, "avoid": 0.90, "push": 0.9}
+# Seeded episodes each oracle test plays: push's 100 as issue 36 asks; the others' solvability shows in 50 (docs/tasks.md
+# has their 100-episode figures).
+ORACLE_EPISODES = {"reach": 50, "pose": 50, "track": 50, "avoid": 50, "push": 100}
 
 
 def test_every_task_is_registered_with_its_own_gym_id_and_a_file_of_its_own():
@@ -108,7 +111,7 @@ def test_the_ik_oracle_solves_each_task(task, robot):
     and the floor, so it plays without self-collision; with it, its paths cross the floor or the arm on some arms
     (docs/tasks.md has both tables), a policy learns to go around."""
     env = make_env(robot=robot, task=task, self_collision=False)
-    result = oracle_episodes(env, 100, seed=0)
+    result = oracle_episodes(env, ORACLE_EPISODES[task], seed=0)
     env.close()
     assert result["success_rate"] >= ORACLE_SUCCESS[task], result
     for name in TASKS[task].metrics:
@@ -160,9 +163,9 @@ def test_each_gym_id_passes_gymnasiums_checker_and_trains_with_sb3_ppo(task):
 
     env = gymnasium.make(TASKS[task].gym_id, robot=ROBOTS[task][0])
     check_env(env.unwrapped, skip_render_check=True)
-    model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu")
+    model = PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu")
     model.set_logger(Logger(folder=None, output_formats=[]))  # no empty /tmp/SB3-DATE folder per test
-    model.learn(2048)
+    model.learn(256)  # two rollouts and two updates: SB3 collects from the environment and learns on what it gave
     obs, _ = env.reset(seed=1)
     action, _ = model.predict(obs, deterministic=True)
     assert env.action_space.contains(action.astype(np.float32))

@@ -36,5 +36,5 @@ class BenchOptions:
 
 # A smoke test of the benchmark, not a measurement: the throughput runs end after a few thousand steps, so they
 # step for a while after their processes' start-up however long that takes (4-second runs once made 37 steps/s).
-QUICK = dict(limit_seconds=0.5, throughput_seconds=60.0, throughput_steps=5_000, budget_seconds=2.0, seeds=(0,),
+QUICK = dict(limit_seconds=0.5, throughput_seconds=60.0, throughput_steps=10_000, budget_seconds=2.0, seeds=(0,),
              test_episodes=10, eval_episodes=10)

@@ -71,55 +71,44 @@ QUICK = dict(throughput_steps=5_000, server_seconds=2.0, learning_seconds=12.0, 
              throughput_runs=("local", "ray"))
 
 
-class ExchangeClient:
-    """Sends a worker's exchanges, with a fixed gradient and observations, as fast as the server answers."""
+class FloodClient:
+    """Sends, as fast as the server answers, a worker's exchanges (a fixed gradient and observations) or a sync
+    agent's syncs (a fixed delta and the running totals of `writers` workers, each sync one update and `n_steps`
+    steps more per worker). One client serves both floods: a Ray actor's start costs a Python start-up."""
 
-    def __init__(self, server_name: str, rank: int, params: int, obs_dim: int, n_steps: int):
-        import ray
-
-        self.server, self.rank, self.n_steps = ray.get_actor(server_name), rank, n_steps
+    def __init__(self, rank: int, params: int, obs_dim: int, writers: int, n_steps: int):
+        self.rank, self.node, self.n_steps = rank, f"bench-node-{rank}", n_steps
         rng = np.random.default_rng(rank)
         self.grad = (rng.standard_normal(params) * 1e-3).astype(np.float32)
         self.obs = rng.standard_normal((n_steps, obs_dim)).astype(np.float32)
+        self.delta = (rng.standard_normal(params) * 1e-6).astype(np.float32)
+        self.ranks = np.arange(writers)
+        self.row = rng.standard_normal((writers, obs_dim))
+        self.syncs = 0  # over every flood: the totals only grow
 
-    def flood(self, seconds: float) -> int:
+    def exchanges(self, server_name: str, seconds: float) -> int:
         import ray
 
-        weights, version, sent = None, -1, 0
+        server, weights, version, sent = ray.get_actor(server_name), None, -1, 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            version, refs, _, _, _ = ray.get(self.server.exchange.remote(
+            version, refs, _, _, _ = ray.get(server.exchange.remote(
                 self.rank, self.grad, 1e-6, self.obs, self.n_steps, [], version))
             if refs is not None:
                 weights = np.array(ray.get(refs[0]))  # pulled and copied, as a worker does
             sent += 1
         return sent if weights is not None else 0
 
-
-class SyncClient:
-    """Sends a sync agent's syncs, with a fixed delta and the running totals of `writers` workers (each sync one
-    update and `n_steps` steps more per worker), as fast as the server answers."""
-
-    def __init__(self, server_name: str, rank: int, params: int, obs_dim: int, writers: int, n_steps: int):
+    def sync(self, server_name: str, seconds: float) -> int:
         import ray
 
-        self.server, self.node, self.n_steps = ray.get_actor(server_name), f"bench-node-{rank}", n_steps
-        rng = np.random.default_rng(rank)
-        self.delta = (rng.standard_normal(params) * 1e-6).astype(np.float32)
-        self.ranks = np.arange(writers)
-        self.row = rng.standard_normal((writers, obs_dim))
-        self.syncs = 0  # over every flood: the totals only grow
-
-    def flood(self, seconds: float) -> int:
-        import ray
-
-        sent, deadline = 0, time.monotonic() + seconds
+        server, sent, deadline = ray.get_actor(server_name), 0, time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.syncs += 1
             k = self.syncs
             totals = (self.ranks, np.full(len(self.ranks), k * self.n_steps, np.int64), self.ranks,
                       np.full(len(self.ranks), float(k * self.n_steps)), k * self.row, k * self.row**2)
-            weights = ray.get(self.server.sync.remote(self.node, self.delta, k, totals, []))[0]
+            weights = ray.get(server.sync.remote(self.node, self.delta, k, totals, []))[0]
             np.array(weights)  # copied, as an agent does
             sent += 1
         return sent
@@ -131,7 +120,7 @@ SYNC_WRITERS = 16  # observation rows a sync of the capacity test carries: a mac
 def server_capacities(robot: str, clients: int, seconds: float, work_dir: Path) -> tuple[dict, dict]:
     """Flood a parameter server (`backends.ray_server.ParameterServer`) with `clients` clients: first with
     per-update exchanges, then (a second server) with sync agents' syncs; each one's CPU per call. One local Ray
-    instance for both, started as a training run starts it."""
+    instance for both, started as a training run starts it, and the same clients."""
     from arm_a3c.backends.ray import start_ray
     from arm_a3c.envs.arm_env import make_env
 
@@ -140,15 +129,17 @@ def server_capacities(robot: str, clients: int, seconds: float, work_dir: Path) 
     probe.close()
     cfg = TrainConfig(robot=robot, workers=clients)
     ray = start_ray(cfg)  # a local instance with one CPU per client
+    actors = []  # made by the first flood, once its server's model says how many parameters a gradient has
     try:
-        return (_flood(ray, cfg, sizes, seconds, work_dir, syncs=False),
-                _flood(ray, cfg, sizes, seconds, work_dir, syncs=True))
+        return (_flood(ray, cfg, sizes, actors, seconds, work_dir, syncs=False),
+                _flood(ray, cfg, sizes, actors, seconds, work_dir, syncs=True))
     finally:
         ray.shutdown()
 
 
-def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], seconds: float, work_dir: Path, syncs: bool) -> dict:
-    """One flood of `server_capacities` (its server and clients killed after it)."""
+def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], actors: list, seconds: float, work_dir: Path,
+           syncs: bool) -> dict:
+    """One flood of `server_capacities` by its clients `actors` (made here if empty; its server killed after it)."""
     from arm_a3c.backends.mapped import build_mapped_shared
     from arm_a3c.backends.ray_server import ParameterServer
 
@@ -161,21 +152,17 @@ def _flood(ray, cfg: TrainConfig, sizes: tuple[int, int], seconds: float, work_d
         shared = build_mapped_shared(server_cfg, obs_dim, action_dim, memory)
         server = ray.remote(num_cpus=0)(ParameterServer).options(name=name).remote(shared.spec)
         ray.get(server.drain.remote())
-        params = shared.model.flat.numel()
-        if syncs:
-            actors = [ray.remote(num_cpus=1)(SyncClient).remote(name, rank, params, obs_dim, SYNC_WRITERS,
-                                                                cfg.n_steps) for rank in range(clients)]
-        else:
-            client_class = ray.remote(num_cpus=1)(ExchangeClient)
-            actors = [client_class.remote(name, rank, params, obs_dim, cfg.n_steps) for rank in range(clients)]
-        ray.get([a.flood.remote(min(1.0, seconds / 4)) for a in actors])  # warm up (a quarter of the flood, at most 1 s)
+        if not actors:
+            actors += [ray.remote(num_cpus=1)(FloodClient).remote(rank, shared.model.flat.numel(), obs_dim,
+                                                                  SYNC_WRITERS, cfg.n_steps) for rank in range(clients)]
+        flood = (lambda a, s: a.sync.remote(name, s)) if syncs else (lambda a, s: a.exchanges.remote(name, s))
+        ray.get([flood(a, min(1.0, seconds / 4)) for a in actors])  # warm up (a quarter of the flood, at most 1 s)
         before = ray.get(server.load_figures.remote())
         started = time.monotonic()
-        sent = sum(ray.get([a.flood.remote(seconds) for a in actors]))
+        sent = sum(ray.get([flood(a, seconds) for a in actors]))
         elapsed = time.monotonic() - started
         after = ray.get(server.load_figures.remote())
-        for actor in [*actors, server]:  # their CPUs free for the next flood
-            ray.kill(actor)
+        ray.kill(server)  # its CPU free for the next flood
     finally:
         memory.unlink(missing_ok=True)
     calls, busy = ("syncs", "sync_busy_seconds") if syncs else ("exchanges", "busy_seconds")
