@@ -177,20 +177,20 @@ def test_a_worker_that_keeps_dying_stops_the_run_with_a_final_checkpoint_and_an_
 @pytest.mark.slow
 def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path):
     run_dir, full = tmp_path / "run", tmp_path / "disk-is-full"
-    process = start_training(run_dir, *UNTIL_STOPPED, "--eval-every-steps", "10000",
+    process = start_training(run_dir, *UNTIL_STOPPED, "--eval-every-steps", "5000",
                              env={"PYTHONPATH": str(FAULTS), "ARM_A3C_TEST_DISK_FULL": str(full)})
     wait_until_training(process, run_dir)
     time.sleep(1)
     full.touch()  # from now on every checkpoint write fails with ENOSPC at fsync
     time.sleep(0.5)
     before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["env_steps"]
-    # Two evaluations (one per 10,000 steps) try to write: wait for the steps, not a fixed time, so a
+    # Two evaluations (one per 5,000 steps) try to write: wait for the steps, not a fixed time, so a
     # machine busy with other work (fewer steps per second) does not send the Ctrl-C before any of them.
     from arm_a3c.a3c.live import LiveBoard
     board, deadline = LiveBoard.attach(run_dir), time.monotonic() + 60
-    while board.run_figures()["global_steps"] < before + 20_000 and time.monotonic() < deadline:
+    while board.run_figures()["global_steps"] < before + 10_000 and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(1)  # the evaluation of the last 10,000 steps
+    time.sleep(1)  # the evaluation of the last 5,000 steps
     err, _ = signal_and_wait(process, os.killpg, signal.SIGINT)
 
     assert process.returncode == 2, err[-2000:]

@@ -387,8 +387,9 @@ def format_learning(learning: dict) -> str:
         return f"{show(figure['median'])} ({show(figure['min'])}-{show(figure['max'])})"
 
     seeds = ", ".join(str(r["seed"]) for r in learning["configs"]["local"]["runs"])
-    where = (f"{learning['machines']} machines of the Ray cluster at {learning['cluster']}" if learning.get("cluster")
-             else f"{learning['machines']} simulated machines (Ray nodes on this host)")
+    machines = f"{learning['machines']} {'machine' if learning['machines'] == 1 else 'machines'}"
+    where = (f"{machines} of the Ray cluster at {learning['cluster']}" if learning.get("cluster")
+             else f"{machines.replace('machine', 'simulated machine')} (Ray nodes on this host)")
     lines = [f"to {learning['target']:.0%} success (evaluator), seeds {seeds}; sync configurations on {where}", "",
              "| configuration | steps, each seed | median steps (range) | time, each seed | median time (range) | "
              "staleness mean, max (global updates) | median steps within the local spread (or fewer) |",

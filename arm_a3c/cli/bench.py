@@ -251,9 +251,9 @@ def bench_ray_main(argv: Sequence[str] | None = None) -> int:
                         help="run the learning comparison's runs behind sync agents on this Ray cluster (its "
                              "machines as they are; --machines is ignored) instead of simulated machines on this host")
     _add_run_arguments(parser, "bench_ray", "runs of 5,000 steps (the local and the shared-memory Ray backend only) "
-                                            "and 0.5 s of flooding")
+                                            "and 2 s of flooding")
     args = parser.parse_args(argv)
-    if args.learning_seeds and not 1 <= args.machines <= args.workers:
+    if args.learning_seeds and not args.ray_address and not 1 <= args.machines <= args.workers:  # (ignored with it)
         parser.error(f"--machines must be between 1 and --workers ({args.workers}): each machine runs a worker or more")
     if args.learning_only and not args.learning_seeds:
         parser.error("--learning-only needs --learning-seeds SEED [SEED ...]")
