@@ -4,6 +4,7 @@ at its `target_orientation` (a quaternion) too where the task has one (pose)."""
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -13,6 +14,7 @@ from arm_a3c.envs.arm_env import ArmEnv
 from arm_a3c.envs.episodes import run_episodes
 from arm_a3c.sim.client import pybullet as pb
 from arm_a3c.sim.robot import quaternion_angle
+from arm_a3c.tasks.push import AXES
 
 IK_ITERATIONS = 100
 IK_RESIDUAL_M = 1e-4
@@ -237,6 +239,8 @@ PUSH_CLEAR_M = 0.02  # the hand comes down this far behind the cube's back face,
 PUSH_TRAVEL_M = 0.06  # the hand's way to the cube: this much of the straight line each step
 PUSH_DESCENT_M = 0.03  # the hand comes down this much a step at most
 PUSH_SAME_AIM_M = 0.005  # an aim that moved less than this since the last step keeps its joint goal
+PUSH_LONG_HAND = 1.5  # a hand this many times longer than thick pushes with its long side across the push
+PUSH_TURN_RAD = 0.3  # ... and turns about the vertical this much a step at most
 
 
 class PushOracle(IKReacher):
@@ -249,6 +253,43 @@ class PushOracle(IKReacher):
         self._done_in: tuple | None = None  # the episode (cube's start and goal) whose cube is at its goal
         self._coming_down_to: np.ndarray | None = None  # the place behind the cube the hand is coming down to
         self._solved: tuple = (None, None)  # the last aim and its joint goal
+        with self._arm_kept():
+            self._long_axis, self._thickness_m = self._hand_shape()
+
+    def _turned_toward(self, side: np.ndarray) -> np.ndarray:
+        """The direction (horizontal) the hand's long axis is turned to this step: toward `side` or its opposite,
+        whichever is nearer, by `PUSH_TURN_RAD` at most (a hand turned at once swung its arm into the floor)."""
+        robot = self.env.robot
+        rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
+        now = rotation @ np.asarray(self._long_axis)
+        now_angle = math.atan2(now[1], now[0])
+        wanted = math.atan2(side[1], side[0])
+        turn = math.remainder(wanted - now_angle, math.pi)  # the long axis has no front: half a turn is no turn
+        turn = max(-PUSH_TURN_RAD, min(PUSH_TURN_RAD, turn))
+        return np.array([math.cos(now_angle + turn), math.sin(now_angle + turn), 0.0])
+
+    def _hand_shape(self) -> tuple[tuple | None, float]:
+        """The end-effector link's long horizontal axis (its own, as it points down to push) and its half
+        thickness across that axis from the tool point (m), if the hand is long enough to be worth turning
+        (`PUSH_LONG_HAND`): a hand pushes with its long side across the push, so it comes down nearer the cube and
+        covers more of its face. (None, the task's `hand_m`) otherwise. Measured at a pushing pose turned so that
+        the link's horizontal axes lie along the world's x and y (its box along the world's axes then)."""
+        env, task, robot = self.env, self.env.task, self.env.robot
+        down = np.asarray(task.poses.axis, dtype=np.float64)
+        horizontal = [a for a in AXES if abs(float(np.dot(a, down))) < 0.5][::2]  # two axes, one sign each
+        cells = task.workspace["cells"]  # {(radius, angle) index: a pushing pose there}
+        cell = cells[sorted(cells)[len(cells) // 2]]
+        point = robot.forward_kinematics(cell)
+        q = task.poses.solve(point, cell, across=(horizontal[0], (1.0, 0.0, 0.0)))
+        if q is None:
+            return None, task.hand_m
+        robot.forward_kinematics(q)
+        low, high = (np.asarray(v) for v in pb.getAABB(robot.body, robot.ee_link, physicsClientId=env.client))
+        half = [max(abs(high[k] - point[k]), abs(point[k] - low[k])) for k in (0, 1)]  # along horizontal[0], [1]
+        if max(half) < PUSH_LONG_HAND * min(half):
+            return None, task.hand_m
+        long = int(np.argmax(half))
+        return horizontal[long], float(half[1 - long])
 
     def act(self) -> np.ndarray:
         env, robot, task = self.env, self.env.robot, self.env.task
@@ -265,7 +306,7 @@ class PushOracle(IKReacher):
         along, across = float(offset @ direction), float(direction[0] * offset[1] - direction[1] * offset[0])
         # where the hand comes down: just behind the cube (its hand clear of it), within the place the task made
         # sure the arm reaches; a push from further back spends the episode's steps before it touches the cube
-        back = min(task.approach_m, task.side_m / 2 + task.hand_m + PUSH_CLEAR_M)
+        back = min(task.approach_m, task.side_m / 2 + self._thickness_m + PUSH_CLEAR_M)
         behind = np.append(cube[:2] - direction * back, task.push_height_m)
         if (-back - 0.03 < along < -task.side_m / 2 and abs(across) < PUSH_LINE_M * task.side_m
                 and ee[2] < task.push_height_m + 0.02):
@@ -290,11 +331,13 @@ class PushOracle(IKReacher):
             goal_q = last_q  # the same place as last step: the same joint goal (IK from each new pose dithers)
             q_now, _ = robot.joint_state()
         else:
+            side = (self._turned_toward(np.array([-direction[1], direction[0], 0.0])),) if self._long_axis else ()
             with self._arm_kept() as q_now:
                 goal_q = None
                 for target in (aim, behind):  # (the place above may be out of reach where the place is not)
                     for start in (q_now, robot.home):
-                        goal_q = task.poses.solve(target, start) if goal_q is None else goal_q
+                        for across in [(self._long_axis, *side)] * bool(side) + [None]:  # turned, else as it comes
+                            goal_q = task.poses.solve(target, start, across=across) if goal_q is None else goal_q
             self._solved = (aim, goal_q)
         if goal_q is None:  # no pushing pose there: hold
             return np.zeros(robot.dof)

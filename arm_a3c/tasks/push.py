@@ -74,16 +74,26 @@ class PushPoses:
         local = np.asarray(self.axis if axis is None else axis, dtype=np.float64)
         return math.acos(max(-1.0, min(1.0, -float((rotation @ local)[2]))))
 
-    def solve(self, point: np.ndarray, start: np.ndarray, axis=None) -> np.ndarray | None:
+    def solve(self, point: np.ndarray, start: np.ndarray, axis=None, across=None) -> np.ndarray | None:
         """Controlled-joint positions that put the tool point at `point` with the link's axis down, from `start`,
-        every link above the floor and no contact; None if there is none near `start`. Moves the arm."""
+        every link above the floor and no contact; None if there is none near `start`. Moves the arm. `across`, a
+        (link axis, horizontal world direction) pair, turns the hand about the vertical too: that link axis along
+        that direction, or against it, whichever is nearer from `start`."""
         robot, local = self.robot, np.asarray(self.axis if axis is None else axis, dtype=np.float64)
         point = np.asarray(point, dtype=np.float64)
         q = start_q = np.clip(np.asarray(start, dtype=np.float64), robot.lower, robot.upper)
+        if across is not None:
+            robot.forward_kinematics(q)
+            rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
+            side_local, side = np.asarray(across[0], dtype=np.float64), np.asarray(across[1], dtype=np.float64)
+            side = side if float((rotation @ side_local) @ side) >= 0 else -side
         for _ in range(IK_ITERATIONS):
             ee = robot.forward_kinematics(q)
             rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
-            error = np.concatenate([point - ee, np.cross(rotation @ local, DOWN)])
+            turn = np.cross(rotation @ local, DOWN)
+            if across is not None:
+                turn = turn + np.cross(rotation @ side_local, side)
+            error = np.concatenate([point - ee, turn])
             if np.linalg.norm(error[:3]) < IK_RESIDUAL_M and np.linalg.norm(error[3:]) < IK_RESIDUAL_RAD:
                 break
             linear, angular = robot.ee_jacobian(ee)
@@ -96,6 +106,10 @@ class PushPoses:
         robot.forward_kinematics(q)
         if np.linalg.norm(robot.ee_position() - point) > REACHED_M or self.pointing_error(local) > POINTING_RAD:
             return None
+        if across is not None:
+            rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
+            if float((rotation @ side_local) @ side) < math.cos(POINTING_RAD):
+                return None
         if robot.lowest_point() < FLOOR_MARGIN_M or (self.free is not None and not self.free()):
             return None
         return q
@@ -167,6 +181,8 @@ def push_workspace(robot: Robot, free, reach_m: float, side_m: float) -> dict:
 class PushTask(Task):
     name = "push"
     gym_id = "ArmPush-v0"
+    # the hand's turn about the vertical decides which of its sides meets the cube: wrist rolls are controlled
+    orientation = True
     summary = "push a cube across the floor to a goal (within 5 cm on the last step); no gripper needed"
     metrics = {"final_distance_m": "distance", "object_moved": "object_moved"}
     draw_size = 6  # the goal (3), the cube's centre (3)
