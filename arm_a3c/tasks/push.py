@@ -58,6 +58,11 @@ START_ABOVE_M = 0.1  # an episode starts with the hand this high above the cube'
 MOVED_M = 0.01  # the cube counts as moved when it is this far from where it started
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b of two 3-vectors (numpy's cross, general over shapes, was a quarter of the IK's time)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 class PushPoses:
     """Pushing poses: the tool point at a point with the end-effector link's `axis` pointing straight down, its turn
     about the vertical left free (five constraints: more arms reach them than a full orientation). Solved by damped
@@ -90,9 +95,9 @@ class PushPoses:
         for _ in range(IK_ITERATIONS):
             ee = robot.forward_kinematics(q)
             rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
-            turn = np.cross(rotation @ local, DOWN)
+            turn = _cross(rotation @ local, DOWN)
             if across is not None:
-                turn = turn + np.cross(rotation @ side_local, side)
+                turn = turn + _cross(rotation @ side_local, side)
             error = np.concatenate([point - ee, turn])
             if np.linalg.norm(error[:3]) < IK_RESIDUAL_M and np.linalg.norm(error[3:]) < IK_RESIDUAL_RAD:
                 break
