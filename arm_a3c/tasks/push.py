@@ -47,6 +47,7 @@ RING_ANGLES = 9  # over the sector in front, its edges included
 IK_ITERATIONS = 60
 IK_RESIDUAL_M, IK_RESIDUAL_RAD = 2e-3, 0.02
 IK_DAMPING = 0.05
+DAMPING = IK_DAMPING ** 2 * np.eye(6)
 IK_STAY = 0.5  # of the way back toward the start configuration per iteration, in the free motions
 DOWN = np.array([0.0, 0.0, -1.0])
 REACHED_M = 0.01
@@ -103,10 +104,11 @@ class PushPoses:
                 break
             linear, angular = robot.ee_jacobian(ee)
             jacobian = np.vstack([linear, angular])
-            inverse = jacobian.T @ np.linalg.inv(jacobian @ jacobian.T + IK_DAMPING ** 2 * np.eye(6))
             # the task's step, and in the motions the task leaves free, back toward the start (no drift along
-            # them: a goal near the start in joint space, reached along a short path)
-            step = inverse @ error + (np.eye(robot.dof) - inverse @ jacobian) @ (start_q - q) * IK_STAY
+            # them: a goal near the start in joint space, reached along a short path): with J+ = J^T (J J^T +
+            # damping)^-1, J+ e + (I - J+ J) d = d + J+ (e - J d), one 6x6 solve
+            back = (start_q - q) * IK_STAY
+            step = back + jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + DAMPING, error - jacobian @ back)
             q = np.clip(q + step, robot.lower, robot.upper)
         robot.forward_kinematics(q)
         if np.linalg.norm(robot.ee_position() - point) > REACHED_M or self.pointing_error(local) > POINTING_RAD:
