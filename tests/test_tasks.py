@@ -30,7 +30,7 @@ GOLDEN = Path(__file__).resolve().parent / "fixtures" / "reach_episodes_e099cba.
 ROBOTS = {"reach": ("kuka_iiwa", "light_arm"), "pose": ("kuka_iiwa", "xarm6"), "track": ("kuka_iiwa", "light_arm"),
           "avoid": ("kuka_iiwa", "light_arm"), "push": ("kuka_iiwa", "panda")}
 # push: issue 36 asks 0.90 of the Panda and one more arm; measured on seeds 1000-1099 (100 episodes, with
-# self-collision, seeds the oracle was not tuned on): KUKA 0.99, xArm6 0.97, Panda 0.99 (docs/tasks.md).
+# self-collision, seeds the oracle was not tuned on): KUKA 0.99, xArm6 0.97, Panda 1.00 (docs/tasks.md).
 ORACLE_SUCCESS = {"reach": 0.95, "pose": 0.95, "track": 0.95, "avoid": 0.90, "push": 0.9}
 # Seeded episodes each oracle test plays: push's 100 as issue 36 asks; the others' solvability shows in 50 (docs/tasks.md
 # has their 100-episode figures).

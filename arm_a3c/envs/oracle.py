@@ -259,9 +259,7 @@ class PushOracle(IKReacher):
     def _turned_toward(self, side: np.ndarray) -> np.ndarray:
         """The direction (horizontal) the hand's long axis is turned to this step: toward `side` or its opposite,
         whichever is nearer, by `PUSH_TURN_RAD` at most (a hand turned at once swung its arm into the floor)."""
-        robot = self.env.robot
-        rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
-        now = rotation @ np.asarray(self._long_axis)
+        now = self.env.robot.ee_link_rotation() @ np.asarray(self._long_axis)
         now_angle = math.atan2(now[1], now[0])
         wanted = math.atan2(side[1], side[0])
         turn = math.remainder(wanted - now_angle, math.pi)  # the long axis has no front: half a turn is no turn
@@ -331,12 +329,14 @@ class PushOracle(IKReacher):
             goal_q = last_q  # the same place as last step: the same joint goal (IK from each new pose dithers)
             q_now, _ = robot.joint_state()
         else:
-            side = (self._turned_toward(np.array([-direction[1], direction[0], 0.0])),) if self._long_axis else ()
+            turns = [None]  # the hand as it comes; a long hand first turned toward lying across the push
+            if self._long_axis:
+                turns.insert(0, (self._long_axis, self._turned_toward(np.array([-direction[1], direction[0], 0.0]))))
             with self._arm_kept() as q_now:
                 goal_q = None
                 for target in (aim, behind):  # (the place above may be out of reach where the place is not)
                     for start in (q_now, robot.home):
-                        for across in [(self._long_axis, *side)] * bool(side) + [None]:  # turned, else as it comes
+                        for across in turns:
                             goal_q = task.poses.solve(target, start, across=across) if goal_q is None else goal_q
             self._solved = (aim, goal_q)
         if goal_q is None:  # no pushing pose there: hold

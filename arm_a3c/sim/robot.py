@@ -529,6 +529,10 @@ class Robot:
         state = pb.getLinkState(self.body, self.ee_link, physicsClientId=self.client)
         return np.array(state[4]), np.array(state[5])
 
+    def ee_link_rotation(self) -> np.ndarray:
+        """The end-effector link frame's rotation matrix (3, 3) in the world: its columns are the link's axes."""
+        return np.array(pb.getMatrixFromQuaternion(self.ee_link_pose()[1])).reshape(3, 3)
+
     def forward_kinematics(self, q: np.ndarray) -> np.ndarray:
         """End-effector position (3,) m for controlled-joint positions `q`. Moves the arm there: callers
         that need the old state must `reset` it afterwards."""

@@ -76,7 +76,7 @@ class PushPoses:
 
     def pointing_error(self, axis=None) -> float:
         """Angle (rad) between the link's `axis`, as the arm stands, and straight down."""
-        rotation = np.array(pb.getMatrixFromQuaternion(self.robot.ee_link_pose()[1])).reshape(3, 3)
+        rotation = self.robot.ee_link_rotation()
         local = np.asarray(self.axis if axis is None else axis, dtype=np.float64)
         return math.acos(max(-1.0, min(1.0, -float((rotation @ local)[2]))))
 
@@ -89,15 +89,14 @@ class PushPoses:
         point = np.asarray(point, dtype=np.float64)
         q = start_q = np.clip(np.asarray(start, dtype=np.float64), robot.lower, robot.upper)
         if across is not None:
-            robot.forward_kinematics(q)
-            rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
             side_local, side = np.asarray(across[0], dtype=np.float64), np.asarray(across[1], dtype=np.float64)
-            side = side if float((rotation @ side_local) @ side) >= 0 else -side
-        for _ in range(IK_ITERATIONS):
+        for iteration in range(IK_ITERATIONS):
             ee = robot.forward_kinematics(q)
-            rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
+            rotation = robot.ee_link_rotation()
             turn = _cross(rotation @ local, DOWN)
             if across is not None:
+                if iteration == 0 and float((rotation @ side_local) @ side) < 0:  # (at `start`) the nearer way
+                    side = -side
                 turn = turn + _cross(rotation @ side_local, side)
             error = np.concatenate([point - ee, turn])
             if np.linalg.norm(error[:3]) < IK_RESIDUAL_M and np.linalg.norm(error[3:]) < IK_RESIDUAL_RAD:
@@ -114,8 +113,7 @@ class PushPoses:
         if np.linalg.norm(robot.ee_position() - point) > REACHED_M or self.pointing_error(local) > POINTING_RAD:
             return None
         if across is not None:
-            rotation = np.array(pb.getMatrixFromQuaternion(robot.ee_link_pose()[1])).reshape(3, 3)
-            if float((rotation @ side_local) @ side) < math.cos(POINTING_RAD):
+            if float((robot.ee_link_rotation() @ side_local) @ side) < math.cos(POINTING_RAD):
                 return None
         if robot.lowest_point() < FLOOR_MARGIN_M or (self.free is not None and not self.free()):
             return None
